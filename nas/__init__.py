@@ -1,0 +1,1 @@
+"""skipnas engine: data, model builder, training, studies, analysis, reports, export, CLI."""
