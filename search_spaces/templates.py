@@ -122,3 +122,26 @@ def template_pattern(name: str, num_layers: int | Sequence[int], k: int | None =
     if not depths:
         raise PatternError("num_layers: at least one block is needed")
     return Pattern(template.block(L, k) for L in depths)
+
+
+def budgeted_block(name: str, num_layers: int, budget: int) -> Block:
+    """Template ``name`` at exactly ``budget`` connections.
+
+    Templates with K take the largest K that fits, and the deepest nodes take K+1 inputs until
+    the budget is met (a K between two integers); the others fit only their own count."""
+    template = get_template(name)
+    if not template.uses_k:
+        block = template.block(num_layers)
+        if block.connections != budget:
+            raise PatternError(f"template {name!r} has {block.connections} connections at "
+                               f"L={num_layers}, not the budget {budget}")
+        return block
+    nodes = range(1, num_layers + 2)
+    low, high = num_layers + 1, (num_layers + 1) * (num_layers + 2) // 2
+    if not low <= budget <= high:
+        raise PatternError(f"budget {budget} impossible for L={num_layers}: a block has "
+                           f"{low}..{high} connections")
+    k = max(k for k in range(1, num_layers + 1) if sum(min(i, k) for i in nodes) <= budget)
+    extra = budget - sum(min(i, k) for i in nodes)
+    # extra < L+1-K: the nodes that can read K+1 inputs, so the deepest `extra` of them suffice.
+    return Block(template.rule(i, k + 1 if i > num_layers + 1 - extra else k) for i in nodes)

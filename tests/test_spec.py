@@ -1,0 +1,59 @@
+"""Pattern spec JSON: round trip, and clear errors naming the bad field."""
+import json
+
+import pytest
+
+from search_spaces import template_pattern
+from nas.errors import SpecError
+from nas.model import ArchConfig
+from nas.spec import PatternSpec, make_spec
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return make_spec(template_pattern("log", [5, 4]), ArchConfig(growth=4, input_shape=(1, 16, 16)),
+                     {"study": "demo", "trial": 7, "accuracy": 0.91})
+
+
+def test_round_trip(spec, tmp_path):
+    loaded = PatternSpec.load(spec.save(tmp_path / "x.json"))
+    assert loaded == spec
+    assert loaded.metrics["connections"] == spec.pattern.connections
+
+
+def edit(spec, change):
+    data = json.loads(spec.to_json())
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda d: d.update(format_version=9), "format_version"),
+    (lambda d: d.pop("blocks"), "blocks: missing"),
+    (lambda d: d["blocks"][1]["inputs"][2].append(9), "hash|blocks\\[1\\].inputs"),
+    (lambda d: d["architecture"].update(growth=-1), "architecture.growth"),
+    (lambda d: d["architecture"].update(colour="red"), "architecture.colour: unknown key"),
+    (lambda d: d["metrics"].update(mbd=1), "metrics.mbd: 1 does not match"),
+    (lambda d: d["metrics"].pop("flops"), "metrics.flops"),
+    (lambda d: d["origin"].update(trial="seven"), "origin.trial"),
+    (lambda d: d.update(extra=1), "extra: unknown field"),
+    (lambda d: d.update(hash="0" * 16), "hash: .* the pattern was edited"),
+])
+def test_edited_spec_names_the_field(spec, change, field):
+    with pytest.raises(SpecError, match=field):
+        PatternSpec.from_dict(edit(spec, change))
+
+
+def test_edited_pattern_without_hash_is_checked_against_metrics(spec):
+    def change(d):
+        d.pop("hash")
+        d["blocks"][0]["inputs"][4] = [3]
+    with pytest.raises(SpecError, match="metrics.connections"):
+        PatternSpec.from_dict(edit(spec, change))
+
+
+def test_not_json(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{ not json")
+    with pytest.raises(SpecError, match="bad.json: not valid JSON"):
+        PatternSpec.load(path)

@@ -1,0 +1,133 @@
+"""Brief training on synthetic data: learns, reproducible, NaN guard, callbacks, resume."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from search_spaces import template_pattern
+from nas.data import DataConfig, load_data
+from nas.model import ArchConfig
+from nas.spec import make_spec
+from nas.train import TrainConfig, fit, train_spec
+
+SYNTH = DataConfig(name="synthetic", val_size=512)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return SYNTH.load()
+
+
+def arch_for(data, **kw):
+    return ArchConfig(growth=8, bottleneck=False, input_shape=data.info.input_shape,
+                      num_classes=data.info.num_classes, **kw)
+
+
+def test_one_epoch_learns_well_above_chance(data):
+    _, result = fit(template_pattern("log", 8), arch_for(data), data,
+                    TrainConfig(epochs=1, batch_size=32), progress=False)
+    assert result.status == "ok" and result.epochs == 1
+    assert result.val_accuracy > 0.4  # chance is 0.1
+    assert result.images_per_second > 0 and result.peak_memory_mb > 0
+
+
+def test_same_seed_same_accuracy_other_seed_differs(data):
+    cfg = TrainConfig(steps=15, batch_size=32, seed=5)
+    runs = [fit(template_pattern("nearest", 6, 2), arch_for(data), data, cfg, progress=False)[1]
+            for _ in range(2)]
+    other = fit(template_pattern("nearest", 6, 2), arch_for(data), data,
+                TrainConfig(steps=15, batch_size=32, seed=6), progress=False)[1]
+    assert runs[0].val_accuracy == runs[1].val_accuracy
+    assert runs[0].loss_curve == runs[1].loss_curve
+    assert other.loss_curve != runs[0].loss_curve
+
+
+def test_steps_budget_and_callback(data):
+    seen = []
+    _, result = fit(template_pattern("chain", 3), arch_for(data), data,
+                    TrainConfig(steps=50, batch_size=64), progress=False,
+                    on_epoch=lambda e, acc: seen.append((e, acc)))
+    steps_per_epoch = len(data.train) // 64
+    assert result.steps == 50
+    assert [e for e, _ in seen] == list(range(1, -(-50 // steps_per_epoch) + 1))
+    assert [a for _, a in seen] == result.val_curve
+
+
+def test_callback_exception_stops_training(data):
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(epoch, acc):
+        raise Stop
+
+    with pytest.raises(Stop):
+        fit(template_pattern("chain", 2), arch_for(data), data, TrainConfig(epochs=3),
+            progress=False, on_epoch=stop_after_first)
+
+
+def test_divergence_is_reported_not_raised(data):
+    _, result = fit(template_pattern("log", 4), arch_for(data), data,
+                    TrainConfig(epochs=2, lr=1e12, momentum=0.0, schedule="cosine"),
+                    progress=False)
+    assert result.status == "diverged"
+    assert "loss became" in result.message and result.epochs == 1
+
+
+def test_checkpoint_resume_reaches_same_epochs(data, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    cfg = TrainConfig(epochs=3, batch_size=64)
+    pattern, arch = template_pattern("log", 4), arch_for(data)
+    _, full = fit(pattern, arch, data, cfg, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def die_after_two(epoch, acc):
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(pattern, arch, data, cfg, progress=False, checkpoint=ckpt, on_epoch=die_after_two)
+    _, resumed = fit(pattern, arch, data, cfg, progress=False, checkpoint=ckpt, resume=True)
+    assert resumed.epochs == full.epochs == 3 and resumed.steps == full.steps
+    assert resumed.val_curve == pytest.approx(full.val_curve, abs=1e-6)
+
+
+def test_spec_shape_follows_dataset(data):
+    spec = make_spec(template_pattern("log", 4), ArchConfig(growth=4, bottleneck=False))
+    used, model, result = train_spec(spec, SYNTH, TrainConfig(steps=2), progress=False)
+    assert used.arch.input_shape == data.info.input_shape and result.steps == 2
+
+
+def run_cli(*argv):
+    return subprocess.run([sys.executable, "-m", "nas.cli", *argv], capture_output=True,
+                          text=True, env={**__import__("os").environ, "SKIPNAS_OFFLINE": "1"})
+
+
+def test_cli_train_template_and_spec(tmp_path):
+    out = run_cli("train", "--template", "nearest", "--layers", "4", "--k", "2", "--dataset",
+                  "synthetic", "--steps", "3", "--growth", "4", "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["steps"] == 3 and result["connections"] == sum(min(i, 2) for i in range(1, 6))
+    spec = make_spec(template_pattern("log", [3, 3]), ArchConfig(growth=4))
+    spec.save(tmp_path / "s.json")
+    out = run_cli("train", str(tmp_path / "s.json"), "--dataset", "synthetic", "--steps", "2",
+                  "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["pattern"] == spec.hash
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--template", "lgo", "--dataset", "synthetic"], "unknown template 'lgo'"),
+    (["train", "--template", "log", "--dataset", "synthetic", "--epochs", "0"], "epochs"),
+    (["train", "nothere.json", "--dataset", "synthetic"], "nothere.json: cannot read spec"),
+    (["train", "--template", "log", "--dataset", "mnist", "--data-dir", "/nonexistent"],
+     "/nonexistent"),
+])
+def test_cli_train_bad_input_one_line(argv, message):
+    out = run_cli(*argv)
+    assert out.returncode != 0
+    assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr
