@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 from search_spaces import (TEMPLATES, Pattern, default_k, distance_stats, get_template,
@@ -12,7 +14,13 @@ from search_spaces import (TEMPLATES, Pattern, default_k, distance_stats, get_te
 from .data import DATASETS, DataConfig, get_dataset
 from .errors import USER_ERRORS, UserError
 from .model import ArchConfig
+from .analysis import analyze
+from .config import load_config
+from .dashboard import serve
+from .report import write_report
 from .spec import PatternSpec, make_spec
+from .study import (create_study, load_study, run_worker, study_status, trial_spec,
+                    worker_seed)
 from .train import TrainConfig, train_spec
 from .tables import format_table
 
@@ -55,8 +63,12 @@ def cmd_train(args: argparse.Namespace) -> None:
                       lr=args.lr, schedule=args.schedule, label_smoothing=args.label_smoothing,
                       amp=not args.no_amp, seed=args.seed, device=args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
+    if checkpoint is None and args.spec:  # full training of an exported pattern: checkpointed
+        checkpoint = Path("runs") / f"{spec.hash}-{args.dataset}-seed{args.seed}.pt"
     if args.resume and (checkpoint is None or not checkpoint.is_file()):
-        raise UserError(f"--resume needs an existing --checkpoint file, got {args.checkpoint!r}")
+        raise UserError(f"--resume: no checkpoint at {checkpoint or '(none given)'}")
+    if checkpoint is not None and not args.quiet:
+        print(f"checkpoint after every epoch: {checkpoint}", file=sys.stderr)
     spec, _, result = train_spec(spec, data_cfg, cfg, eval_test=args.test, progress=not args.quiet,
                                  checkpoint=checkpoint, resume=args.resume)
     summary = {"pattern": spec.hash, "dataset": args.dataset, **spec.metrics,
@@ -68,6 +80,108 @@ def cmd_train(args: argparse.Namespace) -> None:
                                        if not isinstance(v, list)]))
     if result.status != "ok":
         raise UserError(f"training stopped: {result.message}")
+
+
+def _study_config(args: argparse.Namespace):
+    cfg = load_config(args.config)
+    changes = {k: v for k, v in (("storage", args.storage), ("trials", args.trials)) if v is not None}
+    return replace(cfg, **changes) if changes else cfg
+
+
+def cmd_study_start(args: argparse.Namespace) -> None:
+    cfg = _study_config(args)
+    clock = time.perf_counter()
+    study = create_study(cfg)
+    print(f"study {cfg.name!r} in {cfg.storage_url}: {cfg.search_space.name} space, layers "
+          f"{list(cfg.search_space.layers)}, budget {cfg.search_space.build().budget} connections")
+    report = run_worker(cfg, study=study, progress=not args.quiet)
+    _print_worker_report(cfg, report, time.perf_counter() - clock)
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    cfg = _study_config(args)
+    clock = time.perf_counter()
+    report = run_worker(cfg, seed=worker_seed(cfg), progress=not args.quiet)
+    _print_worker_report(cfg, report, time.perf_counter() - clock)
+
+
+def _print_worker_report(cfg, report, wall: float) -> None:
+    status = study_status(cfg.name, cfg.storage_url)
+    overhead = (report.seconds - report.train_seconds) / report.trials if report.trials else 0.0
+    print(f"ran {report.trials} trials in {wall:.1f} s (orchestration outside training: "
+          f"{overhead:.2f} s per trial)")
+    _print_status(status)
+
+
+def _print_status(status: dict) -> None:
+    counts = ", ".join(f"{k.lower()} {v}" for k, v in status["counts"].items() if v)
+    print(f"{status['study']}: {counts or 'no trials'}"
+          + (f"; {status['reused']} reused" if status["reused"] else ""))
+    best = status["best"]
+    if best:
+        print(f"best: trial {best['number']} accuracy {best['accuracy']:.4f} (pattern "
+              f"{best['hash']}, {best['connections']} connections, MBD {best['mbd']})")
+    if status["eta_seconds"]:
+        print(f"ETA: {status['eta_seconds'] / 60:.1f} min at {status['seconds_per_trial']:.1f} s "
+              f"per trial")
+
+
+def cmd_study_status(args: argparse.Namespace) -> None:
+    status = study_status(args.name, _storage(args))
+    if args.json:
+        print(json.dumps(status, indent=1))
+    else:
+        _print_status(status)
+
+
+def _storage(args: argparse.Namespace) -> str:
+    return args.storage or f"sqlite:///studies/{args.name}.db"
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    result = analyze(load_study(args.name, _storage(args)), budget=args.budget,
+                     resamples=args.resamples)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    print(f"study {result['study']}: {result['trials_at_budget']} completed trials at "
+          f"{result['budget']} connections (of {result['trials_total']}); accuracy "
+          f"{result['accuracy_range'][0]:.4f}..{result['accuracy_range'][1]:.4f}")
+    print("negative r: shorter backprop distance goes with higher accuracy\n")
+    print(format_table(
+        ["distance", "method", "controlled for", "r", "95% CI", "p (perm.)", "n"],
+        [[c["against"], c["method"], c["controlled_for"] or "-", f"{c['r']:+.3f}",
+          f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]", f"{c['p_value']:.4f}", c["n"]]
+         for c in result["correlations"]]))
+    if result["templates"]:
+        print("\ntemplates (accuracy over seeds)")
+        print(format_table(
+            ["template", "seeds", "accuracy", "connections", "MBD", "mean distance", "params"],
+            [[t["template"], t["seeds"], f"{t['accuracy_mean']:.4f} ± {t['accuracy_std']:.4f}",
+              t["connections"], t["mbd"], t["mean_distance"], t["params"]]
+             for t in result["templates"]]))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    study = load_study(args.name, _storage(args))
+    try:
+        summary = analyze(study)
+    except UserError as e:  # too few trials for correlations: the plots still help
+        print(f"note: no correlation table ({e})", file=sys.stderr)
+        summary = None
+    print(f"wrote {write_report(study, args.out, summary)}")
+
+
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    serve(args.name, _storage(args), args.host, args.port)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    spec = trial_spec(args.name, _storage(args), args.trial)
+    path = spec.save(args.out)
+    print(f"wrote {path}: trial {spec.origin['trial']}, accuracy {spec.origin['accuracy']:.4f}, "
+          f"{spec.metrics['connections']} connections, MBD {spec.metrics['mbd']}, "
+          f"{spec.metrics['params']} params")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -116,16 +230,64 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     g.add_argument("--no-amp", action="store_true", help="no bf16 autocast/channels_last on CUDA")
     g.add_argument("--test", action="store_true", help="also report test-set accuracy")
-    g.add_argument("--checkpoint", help="save state here after every epoch")
+    g.add_argument("--checkpoint", help="save state here after every epoch "
+                   "(spec files default to runs/HASH-DATASET-seedN.pt)")
     g.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("study", help="start, resume or inspect an Optuna study")
+    study_sub = p.add_subparsers(dest="study_command", required=True)
+    for name, func, help_ in (("start", cmd_study_start, "create or resume a study and work on it"),):
+        q = study_sub.add_parser(name, help=help_)
+        _add_study_run_args(q)
+        q.set_defaults(func=func)
+    q = study_sub.add_parser("status", help="trial counts, best trial, ETA")
+    _add_study_ref_args(q)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_study_status)
+    p = sub.add_parser("analyze", help="accuracy vs. backprop distance: rank correlations")
+    _add_study_ref_args(p)
+    p.add_argument("--budget", type=int, help="connection budget to analyze (default: study's)")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap/permutation draws")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_analyze)
+    p = sub.add_parser("report", help="self-contained HTML report of a study")
+    _add_study_ref_args(p)
+    p.add_argument("--out", default="report.html")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("dashboard", help="serve optuna-dashboard for a study on 127.0.0.1")
+    _add_study_ref_args(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=cmd_dashboard)
+    p = sub.add_parser("export", help="write the pattern spec of the best (or a chosen) trial")
+    _add_study_ref_args(p)
+    p.add_argument("--trial", type=int, help="trial number (default: the best)")
+    p.add_argument("--out", default="best.json")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("worker", help="one more worker on an existing study's storage")
+    _add_study_run_args(p)
+    p.set_defaults(func=cmd_worker)
     return parser
+
+
+def _add_study_ref_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="study name")
+    p.add_argument("--storage", help="storage URL (default sqlite:///studies/NAME.db)")
+
+
+def _add_study_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="study config TOML (see studies/)")
+    p.add_argument("--storage", help="override the config's storage URL")
+    p.add_argument("--trials", type=int, help="override the config's number of search trials")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         args.func(args)
     except USER_ERRORS as e:

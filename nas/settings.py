@@ -62,26 +62,37 @@ def _describe(hint: Any) -> str:
     return str(hint).replace("typing.", "") if not isinstance(hint, type) else hint.__name__
 
 
-def from_dict(cls: type[T], data: Any, where: str) -> T:
-    """Build settings dataclass ``cls`` from ``data``; unknown keys, wrong types and failed
-    checks raise :class:`UserError` as ``"<where>.<key>: <problem>"``."""
+def from_dict(cls: type[T], data: Any, where: str = "") -> T:
+    """Build settings dataclass ``cls`` from ``data`` (nested dataclass fields from nested
+    tables); unknown keys, missing keys, wrong types and failed checks raise
+    :class:`UserError` as ``"<where>.<key>: <problem>"``."""
+    prefix = f"{where}." if where else ""
     if not isinstance(data, dict):
-        raise UserError(f"{where}: expected a table of settings, got {type(data).__name__}")
+        raise UserError(f"{where or 'settings'}: expected a table, got {type(data).__name__}")
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    names = [f.name for f in fields]
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise UserError(f"{where}.{unknown[0]}: unknown key (known keys: {', '.join(names)})")
+        raise UserError(f"{prefix}{unknown[0]}: unknown key (known keys: {', '.join(names)})")
+    for f in fields:
+        if f.name not in data and f.default is dataclasses.MISSING and \
+                f.default_factory is dataclasses.MISSING:
+            raise UserError(f"{prefix}{f.name}: missing")
     kwargs = {}
     for key, value in data.items():
-        ok, converted = _convert(value, hints[key])
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, prefix + key)
+            continue
+        ok, converted = _convert(value, hint)
         if not ok:
-            raise UserError(f"{where}.{key}: expected {_describe(hints[key])}, got {value!r}")
+            raise UserError(f"{prefix}{key}: expected {_describe(hint)}, got {value!r}")
         kwargs[key] = converted
     try:
         return cls(**kwargs)
     except UserError as e:
-        raise UserError(f"{where}.{e}") from None
+        raise UserError(f"{prefix}{e}") from None
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

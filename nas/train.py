@@ -80,7 +80,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 def seed_everything(seed: int, device: torch.device) -> None:
     torch.manual_seed(seed)
     if device.type == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
         # Same seed, same accuracy: CPU kernels are deterministic with this set.
         torch.use_deterministic_algorithms(True, warn_only=True)
 

@@ -1,0 +1,153 @@
+"""Does the principle hold? Rank correlation of accuracy with backprop distance, read from the
+study storage only: Spearman and Kendall with bootstrap CIs and permutation p-values, the same
+after controlling for parameter count, and a per-template summary."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from .errors import UserError
+
+DISTANCES = ("mbd", "mean_distance")
+
+
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties given their average rank."""
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse]
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else float("nan")
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    return _pearson(rankdata(x), rankdata(y))
+
+
+def kendall(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's tau-b (ties in either variable accounted for)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    i, j = np.triu_indices(len(x), k=1)
+    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    denom = np.sqrt(np.count_nonzero(dx) * np.count_nonzero(dy))
+    return float((dx * dy).sum() / denom) if denom > 0 else float("nan")
+
+
+def partial(corr: Callable[[np.ndarray, np.ndarray], float], x: np.ndarray, y: np.ndarray,
+            z: np.ndarray) -> float:
+    """Partial rank correlation of x and y controlling for z (first-order formula)."""
+    rxy, rxz, ryz = corr(x, y), corr(x, z), corr(y, z)
+    denom = np.sqrt(max((1 - rxz ** 2) * (1 - ryz ** 2), 0.0))
+    return float((rxy - rxz * ryz) / denom) if denom > 0 else float("nan")
+
+
+@dataclass
+class Correlation:
+    method: str            # spearman | kendall
+    against: str           # mbd | mean_distance
+    controlled_for: str    # "" or "params"
+    r: float
+    ci_low: float
+    ci_high: float
+    p_value: float         # two-sided permutation p-value
+    n: int
+
+
+def correlate(x: np.ndarray, y: np.ndarray, method: str, z: np.ndarray | None = None, *,
+              resamples: int = 2000, seed: int = 0) -> tuple[float, float, float, float]:
+    """(r, CI low, CI high, p): percentile bootstrap 95% CI over pairs, and a permutation test
+    that shuffles y."""
+    base = {"spearman": spearman, "kendall": kendall}[method]
+    stat = (lambda a, b, c: partial(base, a, b, c)) if z is not None else \
+        (lambda a, b, c: base(a, b))
+    zz = z if z is not None else np.zeros_like(x)
+    r = stat(x, y, zz)
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    boots = []
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        v = stat(x[idx], y[idx], zz[idx])
+        if np.isfinite(v):
+            boots.append(v)
+    low, high = (np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan))
+    extreme = sum(abs(stat(x, rng.permutation(y), zz)) >= abs(r) - 1e-12
+                  for _ in range(resamples))
+    return r, float(low), float(high), (extreme + 1) / (resamples + 1)
+
+
+def study_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per completed, trained (not reused) trial with its metrics."""
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if "reused_from" in t.user_attrs or "hash" not in t.user_attrs:
+            continue
+        rows.append({"trial": t.number, "accuracy": t.values[0],
+                     "template": t.user_attrs.get("baseline", ""),
+                     **{k: t.user_attrs.get(k) for k in
+                        ("hash", "seed", "connections", "mbd", "mean_distance", "params", "flops",
+                         "train_seconds")}})
+    return rows
+
+
+def study_budget(study: optuna.Study, rows: list[dict[str, Any]]) -> int:
+    config = study.user_attrs.get("config", {})
+    budget = config.get("search_space", {}).get("budget")
+    if budget is None:
+        counts = [r["connections"] for r in rows]
+        budget = max(set(counts), key=counts.count)
+    return int(budget)
+
+
+def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 2000,
+            seed: int = 0) -> dict[str, Any]:
+    """The principle test on the study's completed trials at one connection budget."""
+    rows = study_rows(study)
+    if not rows:
+        raise UserError(f"study {study.study_name!r} has no completed trials to analyze")
+    budget = study_budget(study, rows) if budget is None else budget
+    at_budget = [r for r in rows if r["connections"] == budget]
+    if len(at_budget) < 4:
+        raise UserError(f"only {len(at_budget)} completed trials at the budget of {budget} "
+                        f"connections; at least 4 are needed for a correlation")
+    acc = np.array([r["accuracy"] for r in at_budget])
+    params = np.array([r["params"] for r in at_budget], dtype=float)
+    correlations = []
+    for against in DISTANCES:
+        dist = np.array([r[against] for r in at_budget], dtype=float)
+        for method in ("spearman", "kendall"):
+            for control in ("", "params"):
+                z = params if control else None
+                r, lo, hi, p = correlate(dist, acc, method, z, resamples=resamples, seed=seed)
+                correlations.append(Correlation(method, against, control, r, lo, hi, p,
+                                                len(acc)))
+    return {"study": study.study_name, "budget": budget, "trials_at_budget": len(at_budget),
+            "trials_total": len(rows), "resamples": resamples,
+            "correlations": [asdict(c) for c in correlations],
+            "templates": template_summary(rows),
+            "accuracy_range": [float(acc.min()), float(acc.max())]}
+
+
+def template_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation of accuracy over seeds for each baseline template."""
+    out = []
+    for name in dict.fromkeys(r["template"] for r in rows if r["template"]):
+        runs = [r for r in rows if r["template"] == name]
+        acc = np.array([r["accuracy"] for r in runs])
+        first = runs[0]
+        out.append({"template": name, "seeds": len(runs), "accuracy_mean": float(acc.mean()),
+                    "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                    **{k: first[k] for k in ("connections", "mbd", "mean_distance", "params")}})
+    return out

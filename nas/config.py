@@ -1,0 +1,134 @@
+"""Study configs: TOML files in studies/ -> frozen dataclasses, validated here."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from search_spaces import SEARCH_SPACES, TEMPLATES, PatternError, make_space
+from search_spaces.spaces import SearchSpace
+
+from .data import DataConfig
+from .errors import ConfigError, UserError
+from .model import ArchConfig
+from .settings import from_dict, require
+from .train import TrainConfig
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    name: str = "offsets"
+    layers: tuple[int, ...] = (24,)
+    budget: int | None = None          # None: the log template's count at these layers
+    templates: tuple[str, ...] | None = None  # `templates` space only: the candidates
+
+    def __post_init__(self):
+        require(self.name in SEARCH_SPACES, "name",
+                f"unknown search space {self.name!r}; known: {', '.join(SEARCH_SPACES)}")
+        require(len(self.layers) >= 1 and min(self.layers) >= 1, "layers",
+                "must be a non-empty list of positive integers")
+        require(self.templates is None or self.name == "templates", "templates",
+                "only the 'templates' search space takes a template list")
+        for t in self.templates or ():
+            require(t in TEMPLATES, "templates", f"unknown template {t!r}")
+
+    def build(self) -> SearchSpace:
+        extra = {"templates": self.templates} if self.templates is not None else {}
+        try:
+            return make_space(self.name, self.layers, self.budget, **extra)
+        except PatternError as e:
+            raise UserError(f"search_space: {e}") from None
+
+
+@dataclass(frozen=True)
+class BaselinesConfig:
+    """Fixed template trials trained alongside the search (at the study budget where the
+    template can meet it, else at the template's own count), once per seed."""
+    templates: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self):
+        for t in self.templates:
+            require(t in TEMPLATES, "templates", f"unknown template {t!r}; known: "
+                                                 f"{', '.join(TEMPLATES)}")
+        require(len(self.seeds) >= 1, "seeds", "needs at least one seed")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    name: Literal["tpe", "random", "nsga2", "cmaes"] = "tpe"
+    # nsga2: the second objective, minimised alongside maximised accuracy
+    second_objective: Literal["connections", "flops", "params"] = "flops"
+
+
+@dataclass(frozen=True)
+class PrunerConfig:
+    name: Literal["median", "hyperband", "none"] = "none"
+    warmup_epochs: int = 1
+
+    def __post_init__(self):
+        require(self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    trials: int = 12                  # search-space trials (baselines come on top)
+    seed: int = 0
+    storage: str = ""                 # "": sqlite:///studies/<name>.db
+    heartbeat_seconds: int = 10       # a worker silent for 3x this is dead: its trial is retried
+    search_space: SpaceConfig = field(default_factory=SpaceConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    architecture: ArchConfig = field(default_factory=ArchConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+
+    def __post_init__(self):
+        require(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name), "name",
+                "use letters, digits, '-', '_' or '.'")
+        require(self.trials >= 0, "trials", "must be >= 0")
+        require(self.heartbeat_seconds >= 1, "heartbeat_seconds", "must be >= 1")
+        require(not (self.multi_objective and self.pruner.name != "none"), "pruner.name",
+                "pruning needs one objective; use pruner 'none' with nsga2")
+        require(not (self.sampler.name == "cmaes" and self.search_space.name == "templates"),
+                "sampler.name", "cmaes needs a continuous space (offsets or free), not templates")
+        # The network's input and classes always come from the dataset.
+        info = self.data.info
+        object.__setattr__(self, "architecture", replace(
+            self.architecture, input_shape=info.input_shape, num_classes=info.num_classes))
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///studies/{self.name}.db"
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.sampler.name == "nsga2"
+
+
+def config_from_dict(raw: dict[str, Any], where: str = "config") -> StudyConfig:
+    """Validate a parsed TOML document; errors read ``"<where>: <section>.<key>: <problem>"``."""
+    try:
+        for key in ("input_shape", "num_classes"):
+            if key in raw.get("architecture", {}):
+                raise UserError(f"architecture.{key}: set by the dataset, not the config")
+        cfg = from_dict(StudyConfig, raw)
+        cfg.search_space.build()  # budget feasibility, before anything runs
+        return cfg
+    except UserError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study TOML file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return config_from_dict(raw, str(path))

@@ -1,0 +1,34 @@
+"""Live dashboard: optuna-dashboard on the study storage, with skipnas' principle plots."""
+from __future__ import annotations
+
+from .errors import UserError
+from .report import figures
+from .study import load_study, open_storage
+
+# Our plots shown in optuna-dashboard's study page (stable ids: restarting overwrites them).
+ATTACHED = {"Accuracy vs. MBD": "skipnas-accuracy-vs-mbd",
+            "Accuracy vs. mean distance": "skipnas-accuracy-vs-mean-distance",
+            "Accuracy vs. parameters": "skipnas-accuracy-vs-params"}
+
+
+def attach_plots(name: str, storage_url: str) -> list[str]:
+    """Save our plots into the study for optuna-dashboard; returns their ids."""
+    from optuna_dashboard import save_plotly_graph_object
+
+    study = load_study(name, storage_url)
+    ids = []
+    for title, fig in figures(study):
+        if title in ATTACHED:
+            ids.append(save_plotly_graph_object(study, fig, graph_object_id=ATTACHED[title]))
+    return ids
+
+
+def serve(name: str, storage_url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve optuna-dashboard for the storage (blocks until interrupted)."""
+    from optuna_dashboard import run_server
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise UserError(f"dashboard host {host!r}: only loopback is served; use an SSH tunnel")
+    attach_plots(name, storage_url)
+    print(f"optuna-dashboard for {name!r} on http://{host}:{port}/dashboard/ (Ctrl-C stops)")
+    run_server(open_storage(storage_url), host=host, port=port)

@@ -1,0 +1,137 @@
+"""One self-contained HTML report of a study (plotly.js embedded once; works offline)."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import plotly.graph_objects as go
+from optuna.trial import TrialState
+
+from search_spaces import Pattern, distance_stats, template_pattern
+
+from .analysis import spearman, study_budget, study_rows
+
+
+def _scatter(rows: list[dict[str, Any]], x: str, title: str, fit: bool) -> go.Figure:
+    xs = np.array([r[x] for r in rows], dtype=float)
+    ys = np.array([r["accuracy"] for r in rows])
+    labels = [f"trial {r['trial']} {r['template'] or ''} ({r['hash']})" for r in rows]
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers", text=labels, name="trials",
+                               marker={"color": [1 if r["template"] else 0 for r in rows],
+                                       "colorscale": [[0, "#1f77b4"], [1, "#d62728"]]}))
+    if fit and len(rows) >= 3 and np.ptp(xs) > 0:
+        slope, intercept = np.polyfit(xs, ys, 1)
+        grid = np.linspace(xs.min(), xs.max(), 50)
+        fig.add_trace(go.Scatter(x=grid, y=slope * grid + intercept, mode="lines",
+                                 name=f"fit: {slope:+.4f} per unit"))
+        title += f" (Spearman {spearman(xs, ys):+.3f}, n={len(rows)})"
+    fig.update_layout(title=title, xaxis_title=x.replace("_", " "), yaxis_title="val accuracy")
+    return fig
+
+
+def _heatmap(pattern: Pattern, title: str) -> go.Figure:
+    n = pattern.num_nodes
+    a = np.zeros((n, n))
+    offset = 0
+    for block in pattern.blocks:
+        for j, i in block.edges():
+            a[offset + i, offset + j] = 1
+        offset += block.num_layers + 1
+    stats = distance_stats(pattern)
+    fig = go.Figure(go.Heatmap(z=a, colorscale=[[0, "#ffffff"], [1, "#08306b"]], showscale=False))
+    fig.update_layout(title=f"{title}<br>{pattern.connections} connections, MBD {stats.mbd}, "
+                            f"mean {stats.mean:.2f}",
+                      xaxis_title="reads node", yaxis_title="node", width=380, height=420,
+                      yaxis={"autorange": "reversed", "scaleanchor": "x"},
+                      margin={"l": 40, "r": 10, "t": 70, "b": 40})
+    return fig
+
+
+def figures(study: optuna.Study) -> list[tuple[str, go.Figure]]:
+    """(section title, figure) pairs: every plot the report shows."""
+    rows = study_rows(study)
+    figs: list[tuple[str, go.Figure]] = []
+    multi = len(study.directions) > 1
+    vis = optuna.visualization
+    if multi:
+        figs.append(("Pareto front", vis.plot_pareto_front(
+            study, target_names=["accuracy", "cost"])))
+    else:
+        figs.append(("Optimization history", vis.plot_optimization_history(study)))
+    if rows:
+        budget = study_budget(study, rows)
+        at_budget = [r for r in rows if r["connections"] == budget]
+        figs.append(("Accuracy vs. MBD", _scatter(
+            at_budget, "mbd", f"accuracy vs. MBD at {budget} connections", fit=True)))
+        figs.append(("Accuracy vs. mean distance", _scatter(
+            at_budget, "mean_distance", f"accuracy vs. mean distance at {budget} connections",
+            fit=True)))
+        figs.append(("Accuracy vs. connections", _scatter(
+            rows, "connections", "accuracy vs. connections (all trials)", fit=False)))
+        figs.append(("Accuracy vs. parameters", _scatter(
+            rows, "params", "accuracy vs. parameters (all trials)", fit=False)))
+    searched = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.params]
+    if not multi and len(searched) >= 2:
+        try:
+            figs.append(("Parameter importances", vis.plot_param_importances(study)))
+        except (RuntimeError, ValueError, ZeroDivisionError) as e:  # too few or uniform trials
+            figs.append(("Parameter importances", _note(f"not available: {e}")))
+    top = sorted(rows, key=lambda r: -r["accuracy"])[:5]
+    completed = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for rank, r in enumerate(top, 1):
+        spec = completed[r["trial"]].user_attrs["spec"]
+        pattern = Pattern.from_dict({"blocks": spec["blocks"]})
+        figs.append((f"Top {rank} pattern", _heatmap(
+            pattern, f"#{rank}: trial {r['trial']}, accuracy {r['accuracy']:.4f}")))
+    if top:
+        layers = [b["num_layers"] for b in completed[top[0]["trial"]].user_attrs["spec"]["blocks"]]
+        for name in ("log", "dense"):
+            figs.append((f"{name} pattern", _heatmap(template_pattern(name, layers),
+                                                     f"{name} template, same depth")))
+    return figs
+
+
+def _note(text: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=html.escape(text), showarrow=False, x=0.5, y=0.5)
+    return fig
+
+
+def write_report(study: optuna.Study, out: str | Path, analysis: dict | None = None) -> Path:
+    """Write the report page; returns its path."""
+    out = Path(out)
+    parts = []
+    for k, (title, fig) in enumerate(figures(study)):
+        body = fig.to_html(full_html=False, include_plotlyjs=(k == 0), config={
+            "displaylogo": False})
+        small = " small" if title.endswith("pattern") else ""
+        parts.append(f'<section class="fig{small}"><h2>{html.escape(title)}</h2>{body}</section>')
+    summary = ""
+    if analysis:
+        lines = [f"<tr><td>{c['method']}</td><td>{c['against']}</td>"
+                 f"<td>{c['controlled_for'] or '-'}</td><td>{c['r']:+.3f}</td>"
+                 f"<td>[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]</td><td>{c['p_value']:.4f}</td></tr>"
+                 for c in analysis["correlations"]]
+        summary = ("<h2>Principle: accuracy vs. backprop distance at "
+                   f"{analysis['budget']} connections (n={analysis['trials_at_budget']})</h2>"
+                   "<table><tr><th>method</th><th>distance</th><th>controlled</th><th>r</th>"
+                   "<th>95% CI</th><th>p</th></tr>" + "".join(lines) + "</table>")
+    trials = study.get_trials(deepcopy=False)
+    counts = ", ".join(f"{s.name.lower()} {n}" for s in TrialState
+                       if (n := sum(t.state == s for t in trials)))
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>skipnas report: {html.escape(study.study_name)}</title>
+<style>body{{font-family:sans-serif;margin:24px;}} section.small{{display:inline-block;}}
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head>
+<body><h1>skipnas study {html.escape(study.study_name)}</h1><p>Trials: {counts}.</p>
+{summary}
+{''.join(parts)}
+</body></html>
+"""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    return out
