@@ -8,15 +8,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import optuna
+
 from search_spaces import (TEMPLATES, Pattern, default_k, distance_stats, get_template,
                            template_pattern)
 
-from .data import DATASETS, DataConfig, get_dataset
-from .errors import USER_ERRORS, UserError
-from .model import ArchConfig
 from .analysis import analyze
 from .config import load_config
 from .dashboard import serve
+from .data import DATASETS, DataConfig, get_dataset
+from .errors import USER_ERRORS, UserError
+from .model import ArchConfig
 from .report import write_report
 from .spec import PatternSpec, make_spec
 from .study import (create_study, load_study, run_worker, study_status, trial_spec,
@@ -72,7 +74,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     spec, _, result = train_spec(spec, data_cfg, cfg, eval_test=args.test, progress=not args.quiet,
                                  checkpoint=checkpoint, resume=args.resume)
     summary = {"pattern": spec.hash, "dataset": args.dataset, **spec.metrics,
-               **{k: v for k, v in vars(result).items() if k != "extra"}}
+               **vars(result)}
     if args.json:
         print(json.dumps(summary, indent=1))
         return
@@ -238,10 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("study", help="start, resume or inspect an Optuna study")
     study_sub = p.add_subparsers(dest="study_command", required=True)
-    for name, func, help_ in (("start", cmd_study_start, "create or resume a study and work on it"),):
-        q = study_sub.add_parser(name, help=help_)
-        _add_study_run_args(q)
-        q.set_defaults(func=func)
+    q = study_sub.add_parser("start", help="create or resume a study and work on it")
+    _add_study_run_args(q)
+    q.set_defaults(func=cmd_study_start)
     q = study_sub.add_parser("status", help="trial counts, best trial, ETA")
     _add_study_ref_args(q)
     q.add_argument("--json", action="store_true")
@@ -286,7 +287,6 @@ def _add_study_run_args(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         args.func(args)

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from search_spaces import SEARCH_SPACES, TEMPLATES, PatternError, make_space
-from search_spaces.spaces import SearchSpace
+from search_spaces import SEARCH_SPACES, TEMPLATES, PatternError, SearchSpace, make_space
 
 from .data import DataConfig
 from .errors import ConfigError, UserError

@@ -135,3 +135,30 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px}}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
     return out
+
+
+def write_png(fig: go.Figure, out: str | Path, width: int = 900, height: int = 560) -> Path:
+    """Render one figure to PNG with headless Chromium (Debian package ``chromium``)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from .errors import UserError
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        raise UserError("PNG export needs Chromium: apt-get install chromium")
+    out = Path(out).resolve()
+    fig = go.Figure(fig).update_layout(width=width, height=height, margin={"t": 60})
+    with tempfile.TemporaryDirectory() as tmp:
+        page = Path(tmp) / "figure.html"
+        page.write_text("<html><body style='margin:0'>"
+                        + fig.to_html(full_html=False, include_plotlyjs=True) + "</body></html>")
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp}/profile", "--virtual-time-budget=10000",
+                        "--hide-scrollbars", f"--window-size={width},{height}",
+                        f"--screenshot={out}", page.as_uri()],
+                       check=True, capture_output=True, timeout=120)
+    return out

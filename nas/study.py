@@ -27,6 +27,7 @@ from search_spaces import Pattern, PatternError, budgeted_block, get_template, t
 from .config import StudyConfig
 from .errors import UserError
 from .model import build
+from .settings import to_dict
 from .spec import PatternSpec, make_spec
 from .train import resolve_device, seed_everything, train
 
@@ -154,7 +155,6 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
 
 
 def _config_summary(cfg: StudyConfig, space) -> dict[str, Any]:
-    from .settings import to_dict
     return {"search_space": space.describe(), "architecture": to_dict(cfg.architecture),
             "data": to_dict(cfg.data), "training": to_dict(cfg.training),
             "sampler": to_dict(cfg.sampler), "pruner": to_dict(cfg.pruner)}

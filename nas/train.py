@@ -6,7 +6,7 @@ import math
 import os
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal
 
@@ -65,7 +65,6 @@ class TrainResult:
     peak_memory_mb: float            # CUDA: peak allocated; CPU: process peak RSS
     device: str
     message: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_device(name: str = "auto") -> torch.device:

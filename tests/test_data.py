@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import DATASETS, DataConfig, augment, batches, load_data, read_idx
+from nas.data import DATASETS, DataConfig, augment, batches, load_data
 from nas.errors import DataError, UserError
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -4,7 +4,6 @@ import math
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -218,3 +217,10 @@ def test_cli_templates_bad_input(argv, message):
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_search_spaces_never_imports_torch_or_optuna():
+    code = ("import sys, search_spaces, search_spaces.spaces;"
+            "print(sorted(m for m in ('torch', 'optuna', 'nas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

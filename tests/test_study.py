@@ -8,7 +8,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 

@@ -1,13 +1,13 @@
 """Brief training on synthetic data: learns, reproducible, NaN guard, callbacks, resume."""
 import json
+import os
 import subprocess
 import sys
 
 import pytest
-import torch
 
 from search_spaces import template_pattern
-from nas.data import DataConfig, load_data
+from nas.data import DataConfig
 from nas.model import ArchConfig
 from nas.spec import make_spec
 from nas.train import TrainConfig, fit, train_spec
@@ -103,7 +103,7 @@ def test_spec_shape_follows_dataset(data):
 
 def run_cli(*argv):
     return subprocess.run([sys.executable, "-m", "nas.cli", *argv], capture_output=True,
-                          text=True, env={**__import__("os").environ, "SKIPNAS_OFFLINE": "1"})
+                          text=True, env={**os.environ, "SKIPNAS_OFFLINE": "1"})
 
 
 def test_cli_train_template_and_spec(tmp_path):

@@ -1,0 +1,70 @@
+"""The committed principle result: its README table agrees with its analyze JSON, and both come
+from the committed config."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from nas.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "studies" / "results" / "principle_fashion_mnist"
+
+
+def markdown_rows(text: str, header_start: str) -> list[list[str]]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def published():
+    return (json.loads((RESULTS / "analyze.json").read_text()),
+            (RESULTS / "README.md").read_text())
+
+
+def test_files_exist_and_come_from_the_config(published):
+    result, readme = published
+    for name in ("analyze.json", "report.html", "accuracy_vs_mean_distance.png", "README.md"):
+        assert (RESULTS / name).is_file(), name
+    cfg = load_config(ROOT / "studies" / "principle_fashion_mnist.toml")
+    assert result["study"] == cfg.name
+    assert result["budget"] == cfg.search_space.build().budget
+    assert "skipnas study start studies/principle_fashion_mnist.toml" in readme
+    assert re.search(r"wall time", readme, re.I)
+    templates = {t["template"]: t for t in result["templates"]}
+    assert set(templates) == set(cfg.baselines.templates)
+    assert all(t["seeds"] == len(cfg.baselines.seeds) for t in templates.values())
+    assert result["trials_at_budget"] >= 40 + 4 * len(cfg.baselines.seeds)
+
+
+def test_template_table_matches_json(published):
+    result, readme = published
+    rows = markdown_rows(readme, "| template |")
+    assert len(rows) == len(result["templates"])
+    for row, t in zip(rows, result["templates"]):
+        assert row[0] == t["template"] and int(row[1]) == t["seeds"]
+        mean, std = (float(v) for v in row[2].split("±"))
+        assert mean == pytest.approx(t["accuracy_mean"], abs=5e-5)
+        assert std == pytest.approx(t["accuracy_std"], abs=5e-5)
+        assert int(row[3]) == t["connections"] and int(row[4]) == t["mbd"]
+        assert float(row[5]) == pytest.approx(t["mean_distance"], abs=5e-4)
+
+
+def test_correlation_table_matches_json(published):
+    result, readme = published
+    rows = markdown_rows(readme, "| distance |")
+    assert len(rows) == len(result["correlations"])
+    for row, c in zip(rows, result["correlations"]):
+        assert (row[0], row[1], row[2]) == (c["against"], c["method"], c["controlled_for"] or "-")
+        assert float(row[3]) == pytest.approx(c["r"], abs=5e-4)
+        low, high = (float(v) for v in row[4].strip("[]").split(","))
+        assert low == pytest.approx(c["ci_low"], abs=5e-4)
+        assert high == pytest.approx(c["ci_high"], abs=5e-4)
+        assert float(row[5]) == pytest.approx(c["p_value"], abs=5e-5) and int(row[6]) == c["n"]
