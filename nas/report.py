@@ -18,10 +18,15 @@ from .analysis import spearman, study_budget, study_rows
 def _scatter(rows: list[dict[str, Any]], x: str, title: str, fit: bool) -> go.Figure:
     xs = np.array([r[x] for r in rows], dtype=float)
     ys = np.array([r["accuracy"] for r in rows])
-    labels = [f"trial {r['trial']} {r['template'] or ''} ({r['hash']})" for r in rows]
-    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers", text=labels, name="trials",
-                               marker={"color": [1 if r["template"] else 0 for r in rows],
-                                       "colorscale": [[0, "#1f77b4"], [1, "#d62728"]]}))
+    fig = go.Figure()
+    for name, group, color in (("searched patterns", [r for r in rows if not r["template"]],
+                                "#1f77b4"),
+                               ("template runs", [r for r in rows if r["template"]], "#d62728")):
+        if group:
+            fig.add_trace(go.Scatter(
+                x=[r[x] for r in group], y=[r["accuracy"] for r in group], mode="markers",
+                name=name, marker={"color": color},
+                text=[f"trial {r['trial']} {r['template']} ({r['hash']})" for r in group]))
     if fit and len(rows) >= 3 and np.ptp(xs) > 0:
         slope, intercept = np.polyfit(xs, ys, 1)
         grid = np.linspace(xs.min(), xs.max(), 50)
@@ -152,8 +157,9 @@ def write_png(fig: go.Figure, out: str | Path, width: int = 900, height: int = 5
     fig = go.Figure(fig).update_layout(width=width, height=height, margin={"t": 60})
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "figure.html"
-        page.write_text("<html><body style='margin:0'>"
-                        + fig.to_html(full_html=False, include_plotlyjs=True) + "</body></html>")
+        page.write_text("<html><body style='margin:0'>" + fig.to_html(
+            full_html=False, include_plotlyjs=True, config={"displayModeBar": False})
+            + "</body></html>")
         subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
                         "--no-first-run", "--disable-background-networking",
                         "--disable-component-update", "--disable-sync",

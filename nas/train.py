@@ -15,8 +15,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .errors import UserError
+from search_spaces import Pattern
+
 from .data import DataBundle, DataConfig, augment, batches
+from .errors import UserError
+from .model import ArchConfig, build
 from .settings import require
 
 if TYPE_CHECKING:
@@ -118,10 +121,9 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def fit(pattern, arch, data: DataBundle, cfg: TrainConfig, **kwargs) -> tuple[nn.Module, TrainResult]:
+def fit(pattern: Pattern, arch: ArchConfig, data: DataBundle, cfg: TrainConfig,
+        **kwargs) -> tuple[nn.Module, TrainResult]:
     """Seed, build the network for ``pattern`` and ``arch``, and :func:`train` it."""
-    from .model import build
-
     seed_everything(cfg.seed, data.train.labels.device)
     model = build(pattern, arch)
     return model, train(model, data, cfg, **kwargs)

@@ -1,5 +1,5 @@
-"""Write a study's published results into a folder: analyze.json, report.html,
-accuracy_vs_mean_distance.png and tables.md (the markdown tables for its README).
+"""Write a study's published results into a folder: analyze.json, report.html and
+accuracy_vs_mean_distance.png; print the markdown tables for its README.
 
     python scripts/publish_results.py NAME STORAGE_URL OUT_DIR
 """
@@ -39,8 +39,8 @@ def main(name: str, storage: str, out_dir: str) -> None:
     write_report(study, out / "report.html", result)
     fig = dict(figures(study))["Accuracy vs. mean distance"]
     write_png(fig, out / "accuracy_vs_mean_distance.png")
-    (out / "tables.md").write_text(tables(result))
-    print(f"wrote {out}/analyze.json, report.html, accuracy_vs_mean_distance.png, tables.md")
+    print(f"wrote {out}/analyze.json, report.html, accuracy_vs_mean_distance.png\n")
+    print(tables(result))
 
 
 if __name__ == "__main__":
