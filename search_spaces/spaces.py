@@ -47,21 +47,20 @@ class SearchSpace:
 
 def split_budget(budget: int, weights: Sequence[int], layers: Sequence[int]) -> list[int]:
     """Split a network budget over blocks in proportion to ``weights`` (log's counts, so the
-    default budget gives every block log's count), clipped to each block's feasible range."""
-    total = sum(weights)
-    shares = [budget * w // total for w in weights]
-    for b in range(budget - sum(shares)):  # remainder to the deepest blocks
-        shares[-1 - b % len(shares)] += 1
+    default budget gives every block log's count), kept within each block's feasible range;
+    the caller guarantees the total is feasible."""
     lows = [L + 1 for L in layers]
     highs = [(L + 1) * (L + 2) // 2 for L in layers]
-    # Move any overflow of a block into blocks with room; the total stays exact.
-    for b in range(len(shares)):
-        for other in range(len(shares)):
-            move = max(shares[b] - highs[b], 0) or -max(lows[b] - shares[b], 0)
-            room = highs[other] - shares[other] if move > 0 else shares[other] - lows[other]
-            step = min(abs(move), room) * (1 if move > 0 else -1)
-            shares[b] -= step
-            shares[other] += step
+    shares = [min(max(budget * w // sum(weights), lo), hi)
+              for w, lo, hi in zip(weights, lows, highs)]
+    # Hand out what rounding and clamping left over one edge at a time, deepest block first.
+    diff, b = budget - sum(shares), len(shares) - 1
+    while diff:
+        step = 1 if diff > 0 else -1
+        if lows[b] <= shares[b] + step <= highs[b]:
+            shares[b] += step
+            diff -= step
+        b = (b - 1) % len(shares)
     return shares
 
 
@@ -215,7 +214,9 @@ def free_block(num_layers: int, budget: int, key: Callable[[tuple[int, int]], fl
     need_in, need_out = set(range(1, last + 1)), set(range(last))
     chosen: set[tuple[int, int]] = set()
     remaining = budget
-    while remaining:  # a pass always takes >= 1 edge (see the module docstring's argument)
+    # Each pass takes >= 1 edge: with budget to spare any unused edge fits, and with none to
+    # spare an edge joining a node that needs a reader to one that needs an input does.
+    while remaining:
         for e in edges:
             if remaining == 0:
                 break

@@ -6,7 +6,7 @@ import pytest
 
 from search_spaces import PatternError, template_pattern
 from search_spaces.spaces import (SEARCH_SPACES, decode_subset, free_block, make_space,
-                                  offsets_block)
+                                  offsets_block, split_budget)
 from search_spaces.templates import budgeted_block
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -107,3 +107,14 @@ def test_free_block_follows_keys_when_budget_allows():
     bad = lambda e: 1.0 if e[0] == 0 else 0.0  # noqa: E731
     for budget in range(L + 1, (L + 1) * (L + 2) // 2 + 1):
         assert free_block(L, budget, bad).connections == budget
+
+
+def test_split_budget_every_feasible_total():
+    layers = [1, 6, 3]
+    weights = [template_pattern("log", L).connections for L in layers]
+    assert split_budget(sum(weights), weights, layers) == weights
+    low, high = sum(L + 1 for L in layers), sum((L + 1) * (L + 2) // 2 for L in layers)
+    for budget in range(low, high + 1):
+        shares = split_budget(budget, weights, layers)
+        assert sum(shares) == budget
+        assert all(L + 1 <= s <= (L + 1) * (L + 2) // 2 for s, L in zip(shares, layers))
