@@ -45,11 +45,9 @@ def open_storage(url: str, heartbeat_seconds: int | None = None) -> optuna.stora
     scheme = url.split(":", 1)[0]
     if scheme == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
-        path = url.removeprefix("journal://").removeprefix("/") if url.startswith("journal:///") \
-            else ""
-        if not path:
+        path = url.removeprefix("journal:///")  # as SQLAlchemy: a 4th slash makes it absolute
+        if not url.startswith("journal:///") or not path:
             raise UserError(f"bad storage URL {url!r}: use journal:///path/to/file.log")
-        path = "/" + path if url.startswith("journal:////") else path
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(path))
     if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")

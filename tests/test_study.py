@@ -168,6 +168,38 @@ epochs = 1
     assert out.returncode != 0 and "no study 'cli'" in out.stderr
 
 
+def test_two_local_workers_share_a_journal_file(tmp_path):
+    config = tmp_path / "j.toml"
+    config.write_text(f'''name = "journal"
+trials = 6
+storage = "journal:///{tmp_path}/j.log"
+[search_space]
+name = "free"
+layers = [5]
+[data]
+name = "synthetic"
+train_size = 256
+val_size = 128
+[architecture]
+growth = 4
+[training]
+epochs = 1
+[sampler]
+name = "random"
+''')
+    cfg = load_config(config)
+    study = create_study(cfg)
+    env = {**os.environ, "SKIPNAS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen([sys.executable, "-m", "nas.cli", "worker", str(config), "-q"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    for w in workers:
+        _, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+
+
 POSTGRES = os.environ.get("SKIPNAS_TEST_POSTGRES")
 
 
