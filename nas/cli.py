@@ -198,7 +198,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="skipnas", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="skipnas", description="Architecture search over the skip-connection patterns of "
+        "DenseNet-style networks, at an exact connection budget (Log-DenseNet's principle).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("templates", help="connections, MBD and mean distance of every template")

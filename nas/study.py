@@ -73,15 +73,21 @@ def open_storage(url: str, heartbeat_seconds: int | None = None) -> optuna.stora
         raise UserError(f"cannot open storage {url!r}: {reason}") from None
 
 
-def load_study(name: str, storage_url: str) -> optuna.Study:
-    storage = open_storage(storage_url)
+def load_study(name: str, storage_url: str, heartbeat_seconds: int | None = None,
+               **study_kwargs: Any) -> optuna.Study:
+    """An existing study; a clear error (and no new empty database) when it is not there."""
+    if storage_url.startswith("sqlite:///"):
+        path = Path(storage_url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise UserError(f"no study {name!r}: storage file {path} does not exist")
+    storage = open_storage(storage_url, heartbeat_seconds)
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        return optuna.load_study(study_name=name, storage=storage, **study_kwargs)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise UserError(f"no study {name!r} in {storage_url}"
                         + (f" (it holds: {', '.join(names)})" if names else " (it is empty)")
-                        ) from None
+                        + "; create it with `skipnas study start CONFIG`") from None
 
 
 # --- study creation -------------------------------------------------------------------------
@@ -291,14 +297,9 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
     """Claim and run WAITING trials until none is waiting and none is running elsewhere
     (a running one may still fail and be retried here)."""
     if study is None:
-        storage = open_storage(cfg.storage_url, cfg.heartbeat_seconds)
-        try:
-            study = optuna.load_study(study_name=cfg.name, storage=storage,
-                                      sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
-                                      pruner=make_pruner(cfg))
-        except KeyError:
-            raise UserError(f"no study {cfg.name!r} in {cfg.storage_url}; create it with "
-                            f"`skipnas study start`") from None
+        study = load_study(cfg.name, cfg.storage_url, cfg.heartbeat_seconds,
+                           sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
+                           pruner=make_pruner(cfg))
     objective = Objective(cfg)
     report = WorkerReport()
     bar = _StudyBar(study, disable=not progress)
