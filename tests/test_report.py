@@ -153,3 +153,16 @@ def test_dashboard_serves_study_with_our_plots(study_cfg):
     study = load_study("rep", study_cfg.storage_url)
     attrs = study._storage.get_study_system_attrs(study._study_id)
     assert any("skipnas-accuracy-vs-mbd" in k for k in attrs)
+
+
+def test_cli_analyze_table_and_json(study_cfg):
+    out = cli("analyze", "rep", "--storage", study_cfg.storage_url, "--json", "--resamples", "50")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    study = load_study("rep", study_cfg.storage_url)
+    trained = [t for t in study.trials if "reused_from" not in t.user_attrs]
+    assert result["trials_total"] == len(trained)
+    assert {t["template"] for t in result["templates"]} == {"log", "nearest"}
+    assert len(result["correlations"]) == 8
+    out = cli("analyze", "rep", "--storage", study_cfg.storage_url, "--resamples", "50")
+    assert out.returncode == 0 and "mean_distance" in out.stdout and "templates" in out.stdout

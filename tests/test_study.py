@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from search_spaces import template_pattern
 from nas.config import config_from_dict, load_config
 from nas.errors import ConfigError, UserError
 from nas.study import create_study, open_storage, run_worker, study_status
@@ -136,6 +137,22 @@ def test_nsga2_two_objectives(tmp_path):
     study = create_study(cfg)
     run_worker(cfg, study=study, progress=False)
     assert all(len(t.values) == 2 and t.values[1] == 17 for t in finished(study))
+    from nas.report import figures
+    assert "Pareto front" in [title for title, _ in figures(study)]
+
+
+@pytest.mark.parametrize("sampler, pruner", [("cmaes", "hyperband"), ("tpe", "median")])
+def test_other_samplers_and_pruners_run(tmp_path, sampler, pruner):
+    cfg = synthetic_config(tmp_path, trials=4, sampler={"name": sampler},
+                           pruner={"name": pruner, "warmup_epochs": 0},
+                           search_space={"name": "free", "layers": [5]})
+    cfg = replace(cfg, training=replace(cfg.training, epochs=2))
+    study = create_study(cfg)
+    run_worker(cfg, study=study, progress=False)
+    assert len(study.trials) == 4
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    assert all(t.user_attrs["connections"] == template_pattern("log", 5).connections
+               for t in study.trials)
 
 
 def test_cli_study_start_and_status(tmp_path):
