@@ -185,6 +185,14 @@ epochs = 1
     assert out.returncode != 0 and "no study 'cli'" in out.stderr
 
 
+def start_workers(config, count: int) -> list[subprocess.Popen]:
+    """``count`` `skipnas worker` processes on one config, one CPU thread each."""
+    env = {**os.environ, "SKIPNAS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return [subprocess.Popen([sys.executable, "-m", "nas.cli", "worker", str(config), "-q"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(count)]
+
+
 def test_two_local_workers_share_a_journal_file(tmp_path):
     config = tmp_path / "j.toml"
     config.write_text(f'''name = "journal"
@@ -206,10 +214,7 @@ name = "random"
 ''')
     cfg = load_config(config)
     study = create_study(cfg)
-    env = {**os.environ, "SKIPNAS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    workers = [subprocess.Popen([sys.executable, "-m", "nas.cli", "worker", str(config), "-q"],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(2)]
+    workers = start_workers(config, 2)
     for w in workers:
         _, err = w.communicate(timeout=300)
         assert w.returncode == 0, err
@@ -247,10 +252,7 @@ name = "random"
 ''')
     cfg = load_config(config)
     study = create_study(cfg)
-    env = {**os.environ, "SKIPNAS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    workers = [subprocess.Popen([sys.executable, "-m", "nas.cli", "worker", str(config), "-q"],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(4)]
+    workers = start_workers(config, 4)
     pids = {str(w.pid): w for w in workers}
     victim = None
     deadline = time.time() + 120
