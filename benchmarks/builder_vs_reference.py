@@ -18,8 +18,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import activation_mb, cuda_peak_mb, interleaved_step_seconds  # noqa: E402
 
+from nas.engine.configs import ArchConfig  # noqa: E402
+from nas.engine.model import PatternNet, count_params  # noqa: E402
 from search_spaces import template_pattern  # noqa: E402
-from nas.model import ArchConfig, build, count_params  # noqa: E402
 
 
 class RefLayer(nn.Module):
@@ -69,9 +70,9 @@ def main() -> None:
     x = torch.randn(args.batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
     models = {
-        "skipnas(dense)": build(template_pattern("dense", args.layers),
-                                ArchConfig(growth=args.growth)).to(device),
-        "skipnas(dense,memory_efficient)": build(
+        "skipnas(dense)": PatternNet(template_pattern("dense", args.layers),
+                                     ArchConfig(growth=args.growth)).to(device),
+        "skipnas(dense,memory_efficient)": PatternNet(
             template_pattern("dense", args.layers),
             ArchConfig(growth=args.growth, memory_efficient=True)).to(device),
         "reference": RefDenseNet(args.layers, args.growth, 3, 10).to(device),

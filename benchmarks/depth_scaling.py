@@ -15,8 +15,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import activation_mb, step_seconds  # noqa: E402
 
+from nas.engine.configs import ArchConfig  # noqa: E402
+from nas.engine.model import PatternNet  # noqa: E402
 from search_spaces import template_pattern  # noqa: E402
-from nas.model import ArchConfig, build  # noqa: E402
 
 
 def main() -> None:
@@ -40,10 +41,11 @@ def main() -> None:
         mem, sec = [], []
         for L in args.depths:
             pattern = template_pattern(name, L, args.k)
-            model = build(pattern, arch).to(device)
+            model = PatternNet(pattern, arch).to(device)
             mem.append(activation_mb(model, x))
             sec.append(step_seconds(model, x, y, args.iters, warmup=1))
-            print(f"{name:10s} {L:5d} {pattern.connections:11d} {mem[-1]:9.1f} {1e3 * sec[-1]:9.1f}")
+            print(f"{name:10s} {L:5d} {pattern.connections:11d} {mem[-1]:9.1f} "
+                  f"{1e3 * sec[-1]:9.1f}")
         slope_m = np.polyfit(np.log(args.depths), np.log(mem), 1)[0]
         slope_t = np.polyfit(np.log(args.depths), np.log(sec), 1)[0]
         ratio = [m / (L * np.log2(L)) for m, L in zip(mem, args.depths)]

@@ -1,4 +1,13 @@
-"""skipnas engine: data, model builder, training, studies, analysis, reports, export, CLI."""
-from .spec import PatternSpec, build_model, make_spec
+"""skipnas engine: data, model builder, training, studies, analysis, reports, export, CLI.
 
-__all__ = ["PatternSpec", "build_model", "make_spec"]
+Sub-packages: `nas.engine` (data, model, spec, train), `nas.search` (study configs, studies,
+workers, samplers, the trial record), `nas.results` (analysis, report, dashboard, export).
+Names are imported on first use, so `import nas` is fast and torch-free.
+"""
+from ._lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(__name__, {
+    "PatternSpec": ".engine.spec", "make_spec": ".engine.spec", "build_model": ".engine.model",
+    "train": ".engine.train", "load_config": ".search.config", "create_study": ".search.study",
+    "run_worker": ".search.worker", "analyze": ".results.analysis",
+})

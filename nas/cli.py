@@ -7,44 +7,39 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-import optuna
-
-from search_spaces import (TEMPLATES, Pattern, default_k, distance_stats, get_template,
-                           template_pattern)
-
-from .analysis import analyze
-from .config import load_config
-from .dashboard import serve
-from .data import DATASETS, DataConfig, get_dataset
 from .errors import USER_ERRORS, UserError
-from .model import ArchConfig
-from .report import write_report
-from .spec import PatternSpec, make_spec
-from .study import (create_study, load_study, run_worker, study_status, trial_spec,
-                    worker_seed)
-from .train import TrainConfig, train_spec
 from .tables import format_table
+
+# Commands import what they need when they run: the read-only ones (templates, study status,
+# analyze, export) never load torch.
 
 
 def cmd_templates(args: argparse.Namespace) -> None:
-    names = args.names or list(TEMPLATES)
-    templates = [get_template(n) for n in names]
-    k = default_k(args.layers) if args.k is None and args.layers > 0 else args.k
-    rows = []
-    for t in templates:
-        block = t.block(args.layers, k)
-        stats = distance_stats(Pattern([block]))
-        rows.append([t.name, k if t.uses_k else "-", block.connections, stats.mbd, stats.mean])
+    from search_spaces import template_table
+
+    rows = template_table(args.layers, args.k, args.names or None)
     print(f"templates for one block of L={args.layers} layers (nodes 0..{args.layers + 1})")
-    print(format_table(["template", "K", "connections", "MBD", "mean_distance"], rows))
+    print(format_table(["template", "K", "connections", "MBD", "mean_distance"],
+                       [[r.template, "-" if r.k is None else r.k, r.connections, r.mbd,
+                         r.mean_distance] for r in rows]))
 
 
 ARCH_FLAGS = ("growth", "bottleneck", "compression", "stem_stride", "memory_efficient")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from search_spaces import template_pattern
+
+    from .engine.configs import ArchConfig, DataConfig, TrainConfig
+    from .engine.spec import PatternSpec, make_spec
+    from .engine.train import default_checkpoint, train
+
     arch_flags = {k: getattr(args, k) for k in ARCH_FLAGS if getattr(args, k) is not None}
+    data_cfg = DataConfig(name=args.dataset, root=args.data_dir or "",
+                          train_size=args.train_size, val_size=args.val_size,
+                          test_size=args.test_size, split_seed=args.split_seed)
     if args.spec:
         if args.template or arch_flags:
             raise UserError("give either a spec file or --template with architecture flags, "
@@ -53,28 +48,22 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         if not args.template:
             raise UserError("give a spec file or --template NAME --layers L")
-        info = get_dataset(args.dataset)
+        info = data_cfg.info
         arch = ArchConfig(**arch_flags, input_shape=info.input_shape,
                           num_classes=info.num_classes)
-        pattern = template_pattern(args.template, args.layers, args.k)
-        spec = make_spec(pattern, arch, {"template": args.template, "k": args.k})
-    data_cfg = DataConfig(name=args.dataset, root=args.data_dir or "",
-                          train_size=args.train_size, val_size=args.val_size,
-                          test_size=args.test_size, split_seed=args.split_seed)
+        spec = make_spec(template_pattern(args.template, args.layers, args.k), arch,
+                         {"template": args.template, "k": args.k})
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
                       lr=args.lr, schedule=args.schedule, label_smoothing=args.label_smoothing,
                       amp=not args.no_amp, seed=args.seed, device=args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if checkpoint is None and args.spec:  # full training of an exported pattern: checkpointed
-        checkpoint = Path("runs") / f"{spec.hash}-{args.dataset}-seed{args.seed}.pt"
-    if args.resume and (checkpoint is None or not checkpoint.is_file()):
-        raise UserError(f"--resume: no checkpoint at {checkpoint or '(none given)'}")
+        checkpoint = default_checkpoint(spec, args.dataset, args.seed)
     if checkpoint is not None and not args.quiet:
         print(f"checkpoint after every epoch: {checkpoint}", file=sys.stderr)
-    spec, _, result = train_spec(spec, data_cfg, cfg, eval_test=args.test, progress=not args.quiet,
-                                 checkpoint=checkpoint, resume=args.resume)
-    summary = {"pattern": spec.hash, "dataset": args.dataset, **spec.metrics,
-               **vars(result)}
+    spec, _, result = train(spec, data_cfg, cfg, eval_test=args.test, progress=not args.quiet,
+                            checkpoint=checkpoint, resume=args.resume)
+    summary = {"pattern": spec.hash, "dataset": args.dataset, **spec.metrics, **vars(result)}
     if args.json:
         print(json.dumps(summary, indent=1))
         return
@@ -84,13 +73,19 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise UserError(f"training stopped: {result.message}")
 
 
-def _study_config(args: argparse.Namespace):
+def _study_config(args: argparse.Namespace) -> Any:
+    from .search.config import load_config
+
     cfg = load_config(args.config)
-    changes = {k: v for k, v in (("storage", args.storage), ("trials", args.trials)) if v is not None}
+    changes = {k: v for k, v in (("storage", args.storage), ("trials", args.trials))
+               if v is not None}
     return replace(cfg, **changes) if changes else cfg
 
 
 def cmd_study_start(args: argparse.Namespace) -> None:
+    from .search.study import create_study
+    from .search.worker import run_worker
+
     cfg = _study_config(args)
     clock = time.perf_counter()
     study = create_study(cfg)
@@ -101,21 +96,24 @@ def cmd_study_start(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    from .search.worker import run_worker, worker_seed
+
     cfg = _study_config(args)
     clock = time.perf_counter()
     report = run_worker(cfg, seed=worker_seed(cfg), progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
 
-def _print_worker_report(cfg, report, wall: float) -> None:
-    status = study_status(cfg.name, cfg.storage_url)
+def _print_worker_report(cfg: Any, report: Any, wall: float) -> None:
+    from .search.study import study_status
+
     overhead = (report.seconds - report.train_seconds) / report.trials if report.trials else 0.0
     print(f"ran {report.trials} trials in {wall:.1f} s (orchestration outside training: "
           f"{overhead:.2f} s per trial)")
-    _print_status(status)
+    _print_status(study_status(cfg.name, cfg.storage_url))
 
 
-def _print_status(status: dict) -> None:
+def _print_status(status: dict[str, Any]) -> None:
     counts = ", ".join(f"{k.lower()} {v}" for k, v in status["counts"].items() if v)
     print(f"{status['study']}: {counts or 'no trials'}"
           + (f"; {status['reused']} reused" if status["reused"] else ""))
@@ -129,6 +127,8 @@ def _print_status(status: dict) -> None:
 
 
 def cmd_study_status(args: argparse.Namespace) -> None:
+    from .search.study import study_status
+
     status = study_status(args.name, _storage(args))
     if args.json:
         print(json.dumps(status, indent=1))
@@ -137,10 +137,15 @@ def cmd_study_status(args: argparse.Namespace) -> None:
 
 
 def _storage(args: argparse.Namespace) -> str:
-    return args.storage or f"sqlite:///studies/{args.name}.db"
+    from .search.storage import default_storage_url
+
+    return args.storage or default_storage_url(args.name)
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
+    from .results.analysis import analyze, correlation_table, template_table
+    from .search.storage import load_study
+
     result = analyze(load_study(args.name, _storage(args)), budget=args.budget,
                      resamples=args.resamples)
     if args.json:
@@ -150,21 +155,17 @@ def cmd_analyze(args: argparse.Namespace) -> None:
           f"{result['budget']} connections (of {result['trials_total']}); accuracy "
           f"{result['accuracy_range'][0]:.4f}..{result['accuracy_range'][1]:.4f}")
     print("negative r: shorter backprop distance goes with higher accuracy\n")
-    print(format_table(
-        ["distance", "method", "controlled for", "r", "95% CI", "p (perm.)", "n"],
-        [[c["against"], c["method"], c["controlled_for"] or "-", f"{c['r']:+.3f}",
-          f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]", f"{c['p_value']:.4f}", c["n"]]
-         for c in result["correlations"]]))
+    print(format_table(*correlation_table(result)))
     if result["templates"]:
         print("\ntemplates (accuracy over seeds)")
-        print(format_table(
-            ["template", "seeds", "accuracy", "connections", "MBD", "mean distance", "params"],
-            [[t["template"], t["seeds"], f"{t['accuracy_mean']:.4f} ± {t['accuracy_std']:.4f}",
-              t["connections"], t["mbd"], t["mean_distance"], t["params"]]
-             for t in result["templates"]]))
+        print(format_table(*template_table(result)))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from .results.analysis import analyze
+    from .results.report import write_report
+    from .search.storage import load_study
+
     study = load_study(args.name, _storage(args))
     try:
         summary = analyze(study)
@@ -175,10 +176,14 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
+    from .results.dashboard import serve
+
     serve(args.name, _storage(args), args.host, args.port)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    from .results.export import trial_spec
+
     spec = trial_spec(args.name, _storage(args), args.trial)
     path = spec.save(args.out)
     print(f"wrote {path}: trial {spec.origin['trial']}, accuracy {spec.origin['accuracy']:.4f}, "
@@ -188,6 +193,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
+    from .engine.datasets import DATASETS
+
     g.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS))
     g.add_argument("--data-dir", help="directory holding the dataset files")
     g.add_argument("--train-size", type=int, default=None, help="training images (default: all)")
@@ -289,7 +296,9 @@ def _add_study_run_args(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.command not in ("templates", "train"):
+        import optuna
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         args.func(args)
     except USER_ERRORS as e:

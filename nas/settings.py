@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from .errors import UserError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def require(ok: bool, field: str, message: str) -> None:
@@ -82,7 +85,7 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             kwargs[key] = from_dict(hint, value, prefix + key)
             continue
         ok, converted = _convert(value, hint)

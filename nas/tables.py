@@ -1,7 +1,9 @@
-"""Plain-text tables for the terminal."""
+"""Tables as text for the terminal, as markdown for READMEs, and as HTML for reports."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+import html
+from collections.abc import Sequence
+from typing import Any
 
 
 def _cell(v: Any) -> str:
@@ -21,3 +23,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
                          for c, (v, w) in enumerate(zip(values, widths))).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows])
+
+
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def tr(cells: Sequence[Any], tag: str) -> str:
+        return "<tr>" + "".join(f"<{tag}>{html.escape(_cell(v))}</{tag}>" for v in cells) + "</tr>"
+    return "<table>" + tr(headers, "th") + "".join(tr(r, "td") for r in rows) + "</table>"

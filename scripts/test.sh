@@ -27,4 +27,6 @@ as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w \
   -o "-p $port -k $pg_data -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
 export SKIPNAS_TEST_POSTGRES="postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
 
+ruff check .            # lint (config in pyproject.toml)
+mypy                    # types of nas/ and search_spaces/
 python -m pytest -q "$@"

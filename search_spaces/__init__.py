@@ -4,13 +4,21 @@ Pure Python + numpy: never imports torch or optuna.
 """
 from .distances import DistanceStats, distance_matrix, distance_stats, global_inputs
 from .pattern import Block, Pattern, PatternError, single_block
+from .registry import Registry
 from .spaces import SEARCH_SPACES, SearchSpace, make_space
-from .templates import (TEMPLATES, Template, budgeted_block, default_k, get_template,
-                        template_pattern)
+from .templates import (
+                        TEMPLATES,
+                        Template,
+                        TemplateRow,
+                        budgeted_block,
+                        default_k,
+                        template_pattern,
+                        template_table,
+)
 
 __all__ = [
     "Block", "Pattern", "PatternError", "single_block",
     "DistanceStats", "distance_matrix", "distance_stats", "global_inputs",
-    "TEMPLATES", "Template", "budgeted_block", "default_k", "get_template", "template_pattern",
-    "SEARCH_SPACES", "SearchSpace", "make_space",
+    "TEMPLATES", "Template", "TemplateRow", "budgeted_block", "default_k", "template_pattern",
+    "template_table", "SEARCH_SPACES", "SearchSpace", "make_space", "Registry",
 ]

@@ -8,9 +8,11 @@ resampled, and continuous samplers (TPE, CMA-ES) apply.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol
 
 from .pattern import Block, Pattern, PatternError
+from .registry import Registry
 from .templates import TEMPLATES, budgeted_block, template_pattern
 
 
@@ -64,22 +66,17 @@ def split_budget(budget: int, weights: Sequence[int], layers: Sequence[int]) -> 
     return shares
 
 
-SEARCH_SPACES: dict[str, type[SearchSpace]] = {}
+SEARCH_SPACES: Registry[type[SearchSpace]] = Registry("search space", PatternError)
 
 
 def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
-    SEARCH_SPACES[cls.name] = cls
-    return cls
+    return SEARCH_SPACES.add(cls.name, cls)
 
 
 def make_space(name: str, layers: Sequence[int], budget: int | None = None,
                **kwargs: Any) -> SearchSpace:
-    try:
-        cls = SEARCH_SPACES[name]
-    except KeyError:
-        raise PatternError(f"unknown search space {name!r}; known: "
-                           f"{', '.join(SEARCH_SPACES)}") from None
-    return cls(layers, budget, **kwargs)
+    """The registered space ``name`` at these layers and budget."""
+    return SEARCH_SPACES[name](layers, budget, **kwargs)
 
 
 @register_space

@@ -6,18 +6,22 @@ Templates that take no K ignore it.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
+from .distances import distance_stats
 from .pattern import Block, Pattern, PatternError
+from .registry import Registry
+
+Rule = Callable[[int, int], tuple[int, ...]]  # (i, K) -> sorted inputs of node i
 
 
 @dataclass(frozen=True)
 class Template:
     name: str
-    rule: Callable[[int, int], tuple[int, ...]]  # (i, K) -> sorted inputs of node i
+    rule: Rule
     uses_k: bool
     doc: str
 
@@ -27,22 +31,15 @@ class Template:
         return Block(self.rule(i, k) for i in range(1, num_layers + 2))
 
 
-TEMPLATES: dict[str, Template] = {}
+TEMPLATES: Registry[Template] = Registry("template", PatternError)
 
 
-def register(name: str, uses_k: bool):
+def register(name: str, uses_k: bool) -> Callable[[Rule], Rule]:
     """Decorator: register the rule ``(i, K) -> inputs of node i`` as template ``name``."""
-    def wrap(rule: Callable[[int, int], tuple[int, ...]]):
-        TEMPLATES[name] = Template(name, rule, uses_k, (rule.__doc__ or "").strip())
+    def wrap(rule: Rule) -> Rule:
+        TEMPLATES.add(name, Template(name, rule, uses_k, (rule.__doc__ or "").strip()))
         return rule
     return wrap
-
-
-def get_template(name: str) -> Template:
-    try:
-        return TEMPLATES[name]
-    except KeyError:
-        raise PatternError(f"unknown template {name!r}; known: {', '.join(TEMPLATES)}") from None
 
 
 def default_k(num_layers: int) -> int:
@@ -117,7 +114,7 @@ def _nearest_half_and_log(i: int, k: int) -> tuple[int, ...]:
 def template_pattern(name: str, num_layers: int | Sequence[int], k: int | None = None) -> Pattern:
     """A pattern whose every block follows template ``name``; ``num_layers`` is one depth or one
     per block."""
-    template = get_template(name)
+    template = TEMPLATES[name]
     depths = [num_layers] if isinstance(num_layers, (int, np.integer)) else list(num_layers)
     if not depths:
         raise PatternError("num_layers: at least one block is needed")
@@ -129,7 +126,7 @@ def budgeted_block(name: str, num_layers: int, budget: int) -> Block:
 
     Templates with K take the largest K that fits, and the deepest nodes take K+1 inputs until
     the budget is met (a K between two integers); the others fit only their own count."""
-    template = get_template(name)
+    template = TEMPLATES[name]
     if not template.uses_k:
         block = template.block(num_layers)
         if block.connections != budget:
@@ -145,3 +142,28 @@ def budgeted_block(name: str, num_layers: int, budget: int) -> Block:
     extra = budget - sum(min(i, k) for i in nodes)
     # extra < L+1-K: the nodes that can read K+1 inputs, so the deepest `extra` of them suffice.
     return Block(template.rule(i, k + 1 if i > num_layers + 1 - extra else k) for i in nodes)
+
+
+@dataclass(frozen=True)
+class TemplateRow:
+    """One template's numbers at one depth: what `skipnas templates` prints."""
+    template: str
+    k: int | None            # None for templates that take no K
+    connections: int
+    mbd: int
+    mean_distance: float
+
+
+def template_table(num_layers: int, k: int | None = None,
+                   names: Sequence[str] | None = None) -> list[TemplateRow]:
+    """Connections, MBD and mean distance of each template (default: all) on one block of
+    ``num_layers`` layers; K-templates use ``k`` (default :func:`default_k`)."""
+    rows = []
+    for name in names or list(TEMPLATES):
+        template = TEMPLATES[name]
+        used_k = check_args(template, num_layers, k)
+        block = template.block(num_layers, k)
+        stats = distance_stats(Pattern([block]))
+        rows.append(TemplateRow(name, used_k if template.uses_k else None, block.connections,
+                                stats.mbd, stats.mean))
+    return rows

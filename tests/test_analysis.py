@@ -4,9 +4,9 @@ import optuna
 import pytest
 from scipy import stats
 
-from search_spaces import make_space
-from nas.analysis import analyze, correlate, kendall, partial, rankdata, spearman
 from nas.errors import UserError
+from nas.results.analysis import analyze, correlate, kendall, partial, rankdata, spearman
+from search_spaces import make_space
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import DATASETS, DataConfig, augment, batches, load_data
+from nas.engine.configs import DataConfig
+from nas.engine.data import augment, batches, load_data
+from nas.engine.datasets import DATASETS
 from nas.errors import DataError, UserError
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -42,8 +44,10 @@ def test_idx_loader_round_trip(tmp_path, gz):
 def test_idx_corrupt_file_is_a_clear_error(tmp_path):
     make_idx_dir(tmp_path)
     path = tmp_path / "train-images-idx3-ubyte.gz"
-    raw = gzip.open(path).read()
-    gzip.open(path, "wb").write(raw[:-100])  # truncated
+    with gzip.open(path) as f:
+        raw = f.read()
+    with gzip.open(path, "wb") as f:
+        f.write(raw[:-100])  # truncated
     with pytest.raises(DataError, match="corrupt IDX file"):
         DATASETS["mnist"].load(tmp_path, "train")
     path.write_bytes(b"not gzip at all")
@@ -144,7 +148,7 @@ def test_augment_crop_and_flip_are_shifts_of_the_image():
 
 
 def test_batches_cover_the_split_once():
-    from nas.data import Split
+    from nas.engine.data import Split
     split = Split(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10))
     seen = torch.cat([y for _, y in batches(split, 3, shuffle=True,
                                             generator=torch.Generator().manual_seed(0))])

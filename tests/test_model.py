@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from search_spaces import TEMPLATES, Block, Pattern, template_pattern
+from nas.engine.configs import ArchConfig
+from nas.engine.model import PatternNet, build_model, count_flops, count_params
+from nas.engine.spec import make_spec
 from nas.errors import UserError
-from nas.model import ArchConfig, build, count_flops, count_params
-from nas.spec import build_model, make_spec
+from search_spaces import TEMPLATES, Block, Pattern, template_pattern
 
 
 @pytest.mark.parametrize("name", list(TEMPLATES))
@@ -13,12 +14,12 @@ from nas.spec import build_model, make_spec
 @pytest.mark.parametrize("bottleneck", [True, False])
 def test_output_shape_every_template(name, layers, bottleneck):
     arch = ArchConfig(growth=4, bottleneck=bottleneck, input_shape=(3, 16, 16), num_classes=7)
-    model = build(template_pattern(name, layers, min(2, min(layers))), arch)
+    model = PatternNet(template_pattern(name, layers, min(2, min(layers))), arch)
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 7)
 
 
 def test_densenet_bc_100_param_count():
-    model = build(template_pattern("dense", [16, 16, 16]), ArchConfig(growth=12))
+    model = PatternNet(template_pattern("dense", [16, 16, 16]), ArchConfig(growth=12))
     # The paper reports 0.8M; reference implementations count 769,162.
     assert 0.765e6 <= count_params(model) <= 0.80e6
 
@@ -28,7 +29,7 @@ def test_flops_closed_form_for_chain():
     the stem and head, all computed by hand."""
     arch = ArchConfig(growth=4, bottleneck=False, stem_channels=3, input_shape=(1, 8, 8),
                       num_classes=2)
-    model = build(template_pattern("chain", 1), arch)
+    model = PatternNet(template_pattern("chain", 1), arch)
     stem = 2 * 1 * 3 * 9 * 64
     layer = 2 * 3 * 4 * 9 * 64
     head = 2 * 4 * 2
@@ -39,7 +40,7 @@ def test_layers_read_only_their_inputs():
     """Gradient test: each node's output depends on exactly the nodes it reaches in the DAG."""
     pattern = Pattern([Block([[0], [0], [1], [1, 3], [0, 2, 4]])])  # node 2 unread by 3, 4
     arch = ArchConfig(growth=3, bottleneck=True, input_shape=(2, 6, 6), num_classes=2)
-    model = build(pattern, arch).eval()
+    model = PatternNet(pattern, arch).eval()
     block = model.stages[0]
     x = torch.randn(1, arch.stem_width, 6, 6, requires_grad=True)
     nodes = [x]
@@ -56,8 +57,8 @@ def test_layers_read_only_their_inputs():
 def test_memory_efficient_matches_plain():
     pattern = template_pattern("log", [6, 6])
     torch.manual_seed(0)
-    plain = build(pattern, ArchConfig(growth=4, input_shape=(3, 16, 16)))
-    efficient = build(pattern, ArchConfig(growth=4, input_shape=(3, 16, 16),
+    plain = PatternNet(pattern, ArchConfig(growth=4, input_shape=(3, 16, 16)))
+    efficient = PatternNet(pattern, ArchConfig(growth=4, input_shape=(3, 16, 16),
                                           memory_efficient=True))
     efficient.load_state_dict(plain.state_dict())
     x = torch.randn(4, 3, 16, 16)
@@ -71,7 +72,8 @@ def test_memory_efficient_matches_plain():
 
 def test_too_small_input_is_a_clear_error():
     with pytest.raises(UserError, match="too small for 4 blocks"):
-        build(template_pattern("log", [2] * 4), ArchConfig(input_shape=(1, 8, 8), stem_stride=2))
+        PatternNet(template_pattern("log", [2] * 4),
+                   ArchConfig(input_shape=(1, 8, 8), stem_stride=2))
 
 
 def test_build_model_from_spec_file(tmp_path):

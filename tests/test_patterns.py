@@ -5,10 +5,18 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from search_spaces import (TEMPLATES, Block, Pattern, PatternError, distance_matrix,
-                           distance_stats, template_pattern)
+from search_spaces import (
+    TEMPLATES,
+    Block,
+    Pattern,
+    PatternError,
+    distance_matrix,
+    distance_stats,
+    template_pattern,
+)
 from search_spaces.distances import UNREACHABLE
 
 DEPTHS = [1, 2, 5, 7, 12, 16, 23, 32, 40]

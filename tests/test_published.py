@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.config import load_config
+from nas.search.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "studies" / "results" / "principle_fashion_mnist"

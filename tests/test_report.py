@@ -11,10 +11,15 @@ import urllib.request
 
 import pytest
 
-from nas.config import config_from_dict
-from nas.report import figures, write_report
-from nas.spec import PatternSpec
-from nas.study import create_study, load_study, run_worker
+from nas.engine.spec import PatternSpec
+from nas.results.dashboard import ATTACHED
+from nas.results.report import figures, write_report
+from nas.search.config import config_from_dict
+from nas.search.optuna_api import study_system_attrs
+from nas.search.record import TrialRecord
+from nas.search.storage import load_study
+from nas.search.study import create_study
+from nas.search.worker import run_worker
 
 ENV = {**os.environ, "SKIPNAS_OFFLINE": "1"}
 
@@ -40,7 +45,9 @@ def cli(*argv, **kw):
 
 def test_report_html_has_every_figure_and_plotlyjs_once(study_cfg, tmp_path):
     study = load_study("rep", study_cfg.storage_url)
-    titles = [t for t, _ in figures(study)]
+    figs = figures(study)
+    titles = [f.title for f in figs]
+    assert len({f.id for f in figs}) == len(figs)
     for needed in ("Optimization history", "Accuracy vs. MBD", "Accuracy vs. mean distance",
                    "Accuracy vs. connections", "Accuracy vs. parameters",
                    "Parameter importances", "Top 1 pattern", "Top 5 pattern", "log pattern",
@@ -50,8 +57,9 @@ def test_report_html_has_every_figure_and_plotlyjs_once(study_cfg, tmp_path):
               str(tmp_path / "r.html"))
     assert out.returncode == 0, out.stderr
     page = (tmp_path / "r.html").read_text()
-    for title in titles:
-        assert f"<h2>{title}</h2>" in page
+    for fig in figs:
+        assert '<section class="fig' in page and f'id="section-{fig.id}"' in page
+        assert f"<h2>{fig.title}</h2>" in page and f'id="{fig.id}"' in page
     assert page.count('class="plotly-graph-div"') == len(titles)
     assert page.count("plotly.js v") == 1  # the library, embedded once
     assert "Principle: accuracy vs. backprop distance" in page and "http" not in page.split(
@@ -92,7 +100,7 @@ def test_export_train_round_trip_with_kill_and_resume(study_cfg, tmp_path):
     study = load_study("rep", study_cfg.storage_url)
     assert spec.origin["accuracy"] == study.best_value and spec.origin["trial"] == \
         study.best_trial.number
-    assert spec.hash == study.best_trial.user_attrs["hash"]
+    assert spec.hash == TrialRecord.from_trial(study.best_trial).hash
 
     ckpt = tmp_path / "run.pt"
     args = ["train", str(best), "--dataset", "synthetic", "--epochs", "4", "--batch-size", "16",
@@ -115,7 +123,8 @@ def test_export_train_round_trip_with_kill_and_resume(study_cfg, tmp_path):
 
 def test_train_rejects_edited_spec_naming_the_field(study_cfg, tmp_path):
     spec = json.loads(PatternSpec.from_dict(
-        load_study("rep", study_cfg.storage_url).best_trial.user_attrs["spec"]).to_json())
+        TrialRecord.from_trial(load_study("rep", study_cfg.storage_url).best_trial).spec
+    ).to_json())
     spec["architecture"]["growth"] = "twelve"
     path = tmp_path / "edited.json"
     path.write_text(json.dumps(spec))
@@ -151,8 +160,9 @@ def test_dashboard_serves_study_with_our_plots(study_cfg):
         proc.terminate()
         proc.wait(timeout=30)
     study = load_study("rep", study_cfg.storage_url)
-    attrs = study._storage.get_study_system_attrs(study._study_id)
-    assert any("skipnas-accuracy-vs-mbd" in k for k in attrs)
+    graphs = {k.split(":")[2] for k in study_system_attrs(study)
+              if k.startswith("dashboard:plot_data:")}
+    assert graphs == {f"skipnas-{fig_id}" for fig_id in ATTACHED}
 
 
 def test_cli_analyze_table_and_json(study_cfg):
@@ -160,7 +170,7 @@ def test_cli_analyze_table_and_json(study_cfg):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     study = load_study("rep", study_cfg.storage_url)
-    trained = [t for t in study.trials if "reused_from" not in t.user_attrs]
+    trained = [t for t in study.trials if not TrialRecord.from_trial(t).is_reused]
     assert result["trials_total"] == len(trained)
     assert {t["template"] for t in result["templates"]} == {"log", "nearest"}
     assert len(result["correlations"]) == 8

@@ -5,8 +5,14 @@ import optuna
 import pytest
 
 from search_spaces import PatternError, template_pattern
-from search_spaces.spaces import (SEARCH_SPACES, decode_subset, free_block, make_space,
-                                  offsets_block, split_budget)
+from search_spaces.spaces import (
+    SEARCH_SPACES,
+    decode_subset,
+    free_block,
+    make_space,
+    offsets_block,
+    split_budget,
+)
 from search_spaces.templates import budgeted_block
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -40,7 +46,8 @@ def test_other_budgets_are_met_exactly(name):
     for budget in (14, 40, 60, 90, top):
         space = make_space(name, [13], budget=budget)
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=budget))
-        study.optimize(lambda t: float(space.suggest(t).connections == budget), n_trials=30)
+        study.optimize(lambda t, space=space, budget=budget:
+                       float(space.suggest(t).connections == budget), n_trials=30)
         assert all(t.value == 1.0 for t in study.trials)
 
 

@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from search_spaces import template_pattern
+from nas.engine.configs import ArchConfig
+from nas.engine.spec import PatternSpec, make_spec
 from nas.errors import SpecError
-from nas.model import ArchConfig
-from nas.spec import PatternSpec, make_spec
+from search_spaces import template_pattern
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
-from search_spaces import template_pattern
-from nas.config import config_from_dict, load_config
+from nas.engine.model import PatternNet
 from nas.errors import ConfigError, UserError
-from nas.study import create_study, open_storage, run_worker, study_status
+from nas.search.config import config_from_dict, load_config
+from nas.search.record import FIELDS, TrialRecord
+from nas.search.storage import open_storage
+from nas.search.study import baseline_pattern, create_study, study_status
+from nas.search.worker import run_worker
+from search_spaces import template_pattern
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -37,15 +43,33 @@ def finished(study, state=TrialState.COMPLETE):
 
 
 @pytest.mark.parametrize("path", sorted(STUDIES.glob("*.toml")), ids=lambda p: p.name)
-def test_shipped_configs_load(path):
+def test_shipped_configs_load_sample_and_build(path):
     cfg = load_config(path)
-    assert cfg.search_space.build().budget > 0
+    assert cfg.name == path.stem
+    space = cfg.search_space.build()
+    log = template_pattern("log", space.layers)
+    assert space.budget == (cfg.search_space.budget or log.connections)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    patterns = [space.suggest(study.ask()) for _ in range(3)]
+    patterns += [baseline_pattern(space, t) for t in cfg.baselines.templates]
+    for pattern in patterns:
+        assert pattern.num_layers == space.layers
+    searched = patterns[:3] + [p for p, t in zip(patterns[3:], cfg.baselines.templates)
+                               if t not in ("dense", "chain")]
+    assert all(p.connections == space.budget for p in searched)
+    # The network the study trains fits the dataset's images and classes.
+    model = PatternNet(patterns[0], cfg.architecture).eval()
+    with torch.no_grad():
+        logits = model(torch.zeros(1, *cfg.data.info.input_shape))
+    assert logits.shape == (1, cfg.data.info.num_classes)
 
 
 @pytest.mark.parametrize("text, message", [
     ('name = "x"\ntrials = -1', "bad.toml: trials: must be >= 0"),
     ('name = "x"\n[training]\nepoch = 2', "bad.toml: training.epoch: unknown key"),
-    ('name = "x"\n[sampler]\nname = "grid"', "bad.toml: sampler.name: expected one of"),
+    ('name = "x"\n[sampler]\nname = "grid"',
+     "bad.toml: sampler.name: unknown sampler 'grid'; known: tpe, random, nsga2, cmaes"),
+    ('name = "x"\n[pruner]\nname = "sha"', "bad.toml: pruner.name: unknown pruner 'sha'; known:"),
     ('name = "x"\n[search_space]\nlayers = [6]\nbudget = 3', "budget 3 impossible"),
     ('name = "x"\n[data]\nname = "imagenet"', "data.name: unknown dataset 'imagenet'"),
     ('name = "x"\n[pruner]\nname = "median"\n[sampler]\nname = "nsga2"', "pruner.name"),
@@ -74,22 +98,25 @@ def test_end_to_end_sqlite_resume_and_dedup(tmp_path):
     assert report.trials == 6 + 4
     done = finished(study)
     assert len(done) == 10 and not finished(study, TrialState.WAITING)
+    records = {t.number: TrialRecord.from_trial(t) for t in done}
     for t in done:
+        r = records[t.number]
         for key in ("spec", "hash", "connections", "mbd", "mean_distance", "params", "flops",
-                    "train_seconds", "device"):
-            assert key in t.user_attrs, key
-    search = [t for t in done if "baseline" not in t.user_attrs]
-    assert all(t.user_attrs["connections"] == 17 for t in search)  # log's count at L=6
-    dense = [t for t in done if t.user_attrs.get("baseline") == "dense"]
-    assert [t.user_attrs["connections"] for t in dense] == [28, 28]
+                    "train_seconds", "device", "worker", "seed"):
+            assert getattr(r, key) is not None, key
+        assert set(t.user_attrs) <= set(FIELDS)  # every key written is a declared record field
+    search = [r for r in records.values() if not r.is_baseline]
+    assert all(r.connections == 17 for r in search)  # log's count at L=6
+    dense = [r for r in records.values() if r.baseline == "dense"]
+    assert [r.connections for r in dense] == [28, 28]
     # Dedup: a repeated (pattern, seed) is not trained again and carries the original's value.
     for t in done:
-        if "reused_from" in t.user_attrs:
-            original = study.trials[t.user_attrs["reused_from"]]
-            assert original.user_attrs["hash"] == t.user_attrs["hash"]
-            assert original.value == t.value and t.user_attrs["train_seconds"] == 0.0
-    hashes = [(t.user_attrs["hash"], t.user_attrs["seed"]) for t in done
-              if "reused_from" not in t.user_attrs]
+        r = records[t.number]
+        if r.is_reused:
+            original = study.trials[r.reused_from]
+            assert TrialRecord.from_trial(original).hash == r.hash
+            assert original.value == t.value and r.train_seconds == 0.0
+    hashes = [(r.hash, r.seed) for r in records.values() if not r.is_reused]
     assert len(hashes) == len(set(hashes))
     # Resume: the same config adds nothing; a higher count continues from the stored count.
     assert run_worker(cfg, study=create_study(cfg), progress=False).trials == 0
@@ -115,7 +142,7 @@ def test_diverged_trial_is_recorded_and_study_goes_on(tmp_path):
     run_worker(cfg, study=study, progress=False)
     failed = finished(study, TrialState.FAIL)
     assert len(failed) + len(finished(study)) == 3 and failed
-    assert all("loss became" in t.user_attrs["fail_reason"] for t in failed)
+    assert all("loss became" in TrialRecord.from_trial(t).fail_reason for t in failed)
     # Recorded failures count: resuming does not re-run them.
     assert run_worker(cfg, study=create_study(cfg), progress=False).trials == 0
 
@@ -137,21 +164,28 @@ def test_nsga2_two_objectives(tmp_path):
     study = create_study(cfg)
     run_worker(cfg, study=study, progress=False)
     assert all(len(t.values) == 2 and t.values[1] == 17 for t in finished(study))
-    from nas.report import figures
-    assert "Pareto front" in [title for title, _ in figures(study)]
+    from nas.results.report import figures
+    assert "pareto-front" in [f.id for f in figures(study)]
 
 
-@pytest.mark.parametrize("sampler, pruner", [("cmaes", "hyperband"), ("tpe", "median")])
-def test_other_samplers_and_pruners_run(tmp_path, sampler, pruner):
+@pytest.mark.parametrize("sampler, pruner, classes", [
+    ("cmaes", "hyperband", (optuna.samplers.CmaEsSampler, optuna.pruners.HyperbandPruner)),
+    ("tpe", "median", (optuna.samplers.TPESampler, optuna.pruners.MedianPruner))])
+def test_other_samplers_and_pruners_run(tmp_path, sampler, pruner, classes):
     cfg = synthetic_config(tmp_path, trials=4, sampler={"name": sampler},
                            pruner={"name": pruner, "warmup_epochs": 0},
                            search_space={"name": "free", "layers": [5]})
     cfg = replace(cfg, training=replace(cfg.training, epochs=2))
     study = create_study(cfg)
+    assert isinstance(study.sampler, classes[0]) and isinstance(study.pruner, classes[1])
     run_worker(cfg, study=study, progress=False)
     assert len(study.trials) == 4
+    if sampler == "cmaes":  # CMA-ES proposed the later trials (its generation is recorded)
+        assert sum("cma:generation" in t.system_attrs for t in study.trials) >= 2
+    if pruner == "hyperband":  # Hyperband judged the trials at its first rung
+        assert sum("completed_rung_0" in t.system_attrs for t in study.trials) >= 2
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
-    assert all(t.user_attrs["connections"] == template_pattern("log", 5).connections
+    assert all(TrialRecord.from_trial(t).connections == template_pattern("log", 5).connections
                for t in study.trials)
 
 
@@ -196,7 +230,7 @@ def start_workers(config, count: int) -> list[subprocess.Popen]:
 def test_two_local_workers_share_a_journal_file(tmp_path):
     config = tmp_path / "j.toml"
     config.write_text(f'''name = "journal"
-trials = 6
+trials = 8
 storage = "journal:///{tmp_path}/j.log"
 [search_space]
 name = "free"
@@ -219,7 +253,10 @@ name = "random"
         _, err = w.communicate(timeout=300)
         assert w.returncode == 0, err
     trials = study.get_trials(deepcopy=False)
-    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
+    # Both workers claimed trials (a trial claimed twice would have crashed a worker).
+    claimed_by = [TrialRecord.from_trial(t).worker.split(":")[1] for t in trials]
+    assert set(claimed_by) == {str(w.pid) for w in workers}
 
 
 POSTGRES = os.environ.get("SKIPNAS_TEST_POSTGRES")
@@ -258,8 +295,9 @@ name = "random"
     deadline = time.time() + 120
     while victim is None and time.time() < deadline:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            pid = t.user_attrs.get("worker", ":").split(":")[1]
-            if pid in pids and t.user_attrs.get("hash"):  # its pattern is built: mid-trial
+            r = TrialRecord.from_trial(t)
+            pid = (r.worker or ":").split(":")[1]
+            if pid in pids and r.hash:  # its pattern is built: mid-trial
                 victim = (t.number, pids[pid])
                 break
         time.sleep(0.2)
@@ -281,5 +319,6 @@ name = "random"
     assert len(retried) == 1 and retried[0].params == failed[0].params
     # No duplicate: every complete trial is its own slot, and trained patterns are distinct.
     assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
-    trained = [t.user_attrs["hash"] for t in complete if "reused_from" not in t.user_attrs]
+    records = [TrialRecord.from_trial(t) for t in complete]
+    trained = [r.hash for r in records if not r.is_reused]
     assert len(trained) == len(set(trained))

@@ -6,11 +6,10 @@ import sys
 
 import pytest
 
+from nas.engine.configs import ArchConfig, DataConfig, TrainConfig
+from nas.engine.spec import make_spec
+from nas.engine.train import train
 from search_spaces import template_pattern
-from nas.data import DataConfig
-from nas.model import ArchConfig
-from nas.spec import make_spec
-from nas.train import TrainConfig, fit, train_spec
 
 SYNTH = DataConfig(name="synthetic", val_size=512)
 
@@ -23,6 +22,12 @@ def data():
 def arch_for(data, **kw):
     return ArchConfig(growth=8, bottleneck=False, input_shape=data.info.input_shape,
                       num_classes=data.info.num_classes, **kw)
+
+
+def fit(pattern, arch, data, cfg, **kwargs):
+    """(model, result) of training ``pattern`` with ``arch``."""
+    _, model, result = train(make_spec(pattern, arch), data, cfg, **kwargs)
+    return model, result
 
 
 def test_one_epoch_learns_well_above_chance(data):
@@ -97,7 +102,7 @@ def test_checkpoint_resume_reaches_same_epochs(data, tmp_path):
 
 def test_spec_shape_follows_dataset(data):
     spec = make_spec(template_pattern("log", 4), ArchConfig(growth=4, bottleneck=False))
-    used, model, result = train_spec(spec, SYNTH, TrainConfig(steps=2), progress=False)
+    used, model, result = train(spec, SYNTH, TrainConfig(steps=2), progress=False)
     assert used.arch.input_shape == data.info.input_shape and result.steps == 2
 
 

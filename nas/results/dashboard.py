@@ -1,14 +1,13 @@
 """Live dashboard: optuna-dashboard on the study storage, with skipnas' principle plots."""
 from __future__ import annotations
 
-from .errors import UserError
+from ..errors import UserError
+from ..search.storage import load_study, open_storage
 from .report import figures
-from .study import load_study, open_storage
 
-# Our plots shown in optuna-dashboard's study page (stable ids: restarting overwrites them).
-ATTACHED = {"Accuracy vs. MBD": "skipnas-accuracy-vs-mbd",
-            "Accuracy vs. mean distance": "skipnas-accuracy-vs-mean-distance",
-            "Accuracy vs. parameters": "skipnas-accuracy-vs-params"}
+# Our plots shown in optuna-dashboard's study page, by figure id (attached under
+# "skipnas-<id>", so restarting the dashboard overwrites them rather than adding copies).
+ATTACHED = ("accuracy-vs-mbd", "accuracy-vs-mean-distance", "accuracy-vs-params")
 
 
 def attach_plots(name: str, storage_url: str) -> list[str]:
@@ -17,9 +16,10 @@ def attach_plots(name: str, storage_url: str) -> list[str]:
 
     study = load_study(name, storage_url)
     ids = []
-    for title, fig in figures(study):
-        if title in ATTACHED:
-            ids.append(save_plotly_graph_object(study, fig, graph_object_id=ATTACHED[title]))
+    for fig in figures(study):
+        if fig.id in ATTACHED:
+            ids.append(save_plotly_graph_object(study, fig.figure,
+                                                graph_object_id=f"skipnas-{fig.id}"))
     return ids
 
 

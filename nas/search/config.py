@@ -8,11 +8,11 @@ from typing import Any, Literal
 
 from search_spaces import SEARCH_SPACES, TEMPLATES, PatternError, SearchSpace, make_space
 
-from .data import DataConfig
-from .errors import ConfigError, UserError
-from .model import ArchConfig
-from .settings import from_dict, require
-from .train import TrainConfig
+from ..engine.configs import ArchConfig, DataConfig, TrainConfig
+from ..errors import ConfigError, UserError
+from ..settings import from_dict, require
+from .samplers import PRUNERS, SAMPLERS
+from .storage import default_storage_url
 
 
 @dataclass(frozen=True)
@@ -23,14 +23,13 @@ class SpaceConfig:
     templates: tuple[str, ...] | None = None  # `templates` space only: the candidates
 
     def __post_init__(self):
-        require(self.name in SEARCH_SPACES, "name",
-                f"unknown search space {self.name!r}; known: {', '.join(SEARCH_SPACES)}")
+        require(self.name in SEARCH_SPACES, "name", SEARCH_SPACES.unknown(self.name))
         require(len(self.layers) >= 1 and min(self.layers) >= 1, "layers",
                 "must be a non-empty list of positive integers")
         require(self.templates is None or self.name == "templates", "templates",
                 "only the 'templates' search space takes a template list")
         for t in self.templates or ():
-            require(t in TEMPLATES, "templates", f"unknown template {t!r}")
+            require(t in TEMPLATES, "templates", TEMPLATES.unknown(t))
 
     def build(self) -> SearchSpace:
         extra = {"templates": self.templates} if self.templates is not None else {}
@@ -49,24 +48,27 @@ class BaselinesConfig:
 
     def __post_init__(self):
         for t in self.templates:
-            require(t in TEMPLATES, "templates", f"unknown template {t!r}; known: "
-                                                 f"{', '.join(TEMPLATES)}")
+            require(t in TEMPLATES, "templates", TEMPLATES.unknown(t))
         require(len(self.seeds) >= 1, "seeds", "needs at least one seed")
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    name: Literal["tpe", "random", "nsga2", "cmaes"] = "tpe"
+    name: str = "tpe"
     # nsga2: the second objective, minimised alongside maximised accuracy
     second_objective: Literal["connections", "flops", "params"] = "flops"
+
+    def __post_init__(self):
+        require(self.name in SAMPLERS, "name", SAMPLERS.unknown(self.name))
 
 
 @dataclass(frozen=True)
 class PrunerConfig:
-    name: Literal["median", "hyperband", "none"] = "none"
+    name: str = "none"
     warmup_epochs: int = 1
 
     def __post_init__(self):
+        require(self.name in PRUNERS, "name", PRUNERS.unknown(self.name))
         require(self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0")
 
 
@@ -101,7 +103,7 @@ class StudyConfig:
 
     @property
     def storage_url(self) -> str:
-        return self.storage or f"sqlite:///studies/{self.name}.db"
+        return self.storage or default_storage_url(self.name)
 
     @property
     def multi_objective(self) -> bool:

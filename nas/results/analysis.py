@@ -3,14 +3,17 @@ study storage only: Spearman and Kendall with bootstrap CIs and permutation p-va
 after controlling for parameter count, and a per-template summary."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from .errors import UserError
+from ..errors import UserError
+from ..search.record import TrialRecord
+from ..search.study import stored_config
 
 DISTANCES = ("mbd", "mean_distance")
 
@@ -92,19 +95,18 @@ def study_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """One row per completed, trained (not reused) trial with its metrics."""
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if "reused_from" in t.user_attrs or "hash" not in t.user_attrs:
+        r = TrialRecord.from_trial(t)
+        if r.is_reused or r.hash is None:
             continue
-        rows.append({"trial": t.number, "accuracy": t.values[0],
-                     "template": t.user_attrs.get("baseline", ""),
-                     **{k: t.user_attrs.get(k) for k in
-                        ("hash", "seed", "connections", "mbd", "mean_distance", "params", "flops",
-                         "train_seconds")}})
+        rows.append({"trial": t.number, "accuracy": t.values[0], "template": r.baseline or "",
+                     "hash": r.hash, "seed": r.seed, "connections": r.connections, "mbd": r.mbd,
+                     "mean_distance": r.mean_distance, "params": r.params, "flops": r.flops,
+                     "train_seconds": r.train_seconds})
     return rows
 
 
 def study_budget(study: optuna.Study, rows: list[dict[str, Any]]) -> int:
-    config = study.user_attrs.get("config", {})
-    budget = config.get("search_space", {}).get("budget")
+    budget = (stored_config(study) or {}).get("search_space", {}).get("budget")
     if budget is None:
         counts = [r["connections"] for r in rows]
         budget = max(set(counts), key=counts.count)
@@ -151,3 +153,26 @@ def template_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                     **{k: first[k] for k in ("connections", "mbd", "mean_distance", "params")}})
     return out
+
+
+Table = tuple[list[str], list[list[str]]]  # (headers, rows of formatted cells)
+
+
+def correlation_table(result: dict[str, Any]) -> Table:
+    """The correlations of an :func:`analyze` result, formatted once for text, HTML and
+    markdown."""
+    headers = ["distance", "method", "controlled for", "r", "95% CI", "p (permutation)", "n"]
+    rows = [[c["against"], c["method"], c["controlled_for"] or "-", f"{c['r']:+.3f}",
+             f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]", f"{c['p_value']:.4f}", str(c["n"])]
+            for c in result["correlations"]]
+    return headers, rows
+
+
+def template_table(result: dict[str, Any]) -> Table:
+    """The per-template summary of an :func:`analyze` result, formatted once."""
+    headers = ["template", "seeds", "accuracy (mean ± std)", "connections", "MBD",
+               "mean distance", "params"]
+    rows = [[t["template"], str(t["seeds"]), f"{t['accuracy_mean']:.4f} ± {t['accuracy_std']:.4f}",
+             str(t["connections"]), str(t["mbd"]), f"{t['mean_distance']:.3f}", str(t["params"])]
+            for t in result["templates"]]
+    return headers, rows

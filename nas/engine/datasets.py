@@ -1,8 +1,5 @@
-"""Datasets, one registry: real image sets from their official file formats, and synthetic data.
-
-Images are held as uint8 tensors on the training device; batches are drawn, augmented and
-normalised there (no DataLoader workers).
-"""
+"""Datasets, one registry: real image sets read from their official file formats, and
+synthetic data, as numpy arrays (torch-free; `data` moves them to the device)."""
 from __future__ import annotations
 
 import gzip
@@ -11,16 +8,15 @@ import pickle
 import shutil
 import tarfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from .errors import DataError
-from .settings import require
+from search_spaces import Registry
+
+from ..errors import DataError
 
 Arrays = tuple[np.ndarray, np.ndarray]  # images uint8 (N, C, H, W), labels int64 (N,)
 
@@ -35,22 +31,16 @@ class DatasetInfo:
     how_to_get: str
 
 
-DATASETS: dict[str, DatasetInfo] = {}
+Loader = Callable[[Path | None, str], Arrays]
+DATASETS: Registry[DatasetInfo] = Registry("dataset", DataError)
 
 
 def register(name: str, input_shape: tuple[int, int, int], num_classes: int, augment: str,
-             how_to_get: str):
-    def wrap(load: Callable[[Path | None, str], Arrays]):
-        DATASETS[name] = DatasetInfo(name, load, input_shape, num_classes, augment, how_to_get)
+             how_to_get: str) -> Callable[[Loader], Loader]:
+    def wrap(load: Loader) -> Loader:
+        DATASETS.add(name, DatasetInfo(name, load, input_shape, num_classes, augment, how_to_get))
         return load
     return wrap
-
-
-def get_dataset(name: str) -> DatasetInfo:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
 
 
 def data_home() -> Path:
@@ -125,9 +115,10 @@ def _idx_loader(name: str, urls: list[str], system: tuple[str, ...] = ()):
                        for s in stems):
                 raise _missing(name, looked, [s + "[.gz]" for s in stems])
             found = [target / (s + ".gz") for s in stems]
-        images, labels = read_idx(found[0]), read_idx(found[1])
+        image_file, label_file = (p for p in found if p is not None)
+        images, labels = read_idx(image_file), read_idx(label_file)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(f"{found[0].parent}: image file {images.shape} and label file "
+            raise DataError(f"{image_file.parent}: image file {images.shape} and label file "
                             f"{labels.shape} do not match")
         return images[:, None].copy(), labels.astype(np.int64)
     return load
@@ -225,6 +216,8 @@ SYNTHETIC_SIZES = {"train": 3072, "test": 512}
 def _load_synthetic(root: Path | None, split: str) -> Arrays:
     """Ten classes, each a fixed random blob pattern, plus pixel noise and a random shift.
     Learnable in one short epoch; deterministic (seeded by the split)."""
+    import torch
+    import torch.nn.functional as F
     shape = DATASETS["synthetic"].input_shape
     prototypes = np.random.default_rng(1234).normal(size=(10, *shape))
     prototypes = F.avg_pool2d(torch.tensor(prototypes), 3, 1, 1).numpy()  # smooth blobs
@@ -236,134 +229,3 @@ def _load_synthetic(root: Path | None, split: str) -> Arrays:
     x = np.stack([np.roll(img, tuple(s), axis=(1, 2)) for img, s in zip(x, shifts)])
     x = (x - x.min()) / (x.max() - x.min()) * 255
     return x.astype(np.uint8), y.astype(np.int64)
-
-
-# --- splits and batches ---------------------------------------------------------------------
-
-@dataclass
-class Split:
-    """Images (uint8, on device) and labels of one split."""
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass
-class DataBundle:
-    """Train/val (from the training set) and test splits, with normalisation statistics."""
-    info: DatasetInfo
-    train: Split
-    val: Split
-    test: Split | None
-    mean: torch.Tensor  # (1, C, 1, 1), in 0..1 units
-    std: torch.Tensor
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float().div_(255) - self.mean) / self.std
-
-
-def load_data(name: str, *, root: str | Path | None = None, train_size: int | None = None,
-              val_size: int | float = 0.1, test_size: int | None = None,
-              with_test: bool = False, seed: int = 0,
-              device: torch.device | str = "cpu") -> DataBundle:
-    """Load ``name``, split a seeded validation set off its training set, and move it to
-    ``device``. ``val_size`` is a count, or a fraction of the training set when below 1; ``train_size`` and
-    ``test_size`` take seeded subsets (None: all)."""
-    info = get_dataset(name)
-    root = Path(root) if root else None
-    x, y = info.load(root, "train")
-    n_val = int(round(val_size * len(x))) if val_size < 1 else int(val_size)
-    if not 1 <= n_val < len(x):
-        raise DataError(f"val_size {val_size!r} leaves no training or no validation images "
-                        f"(the training set has {len(x)})")
-    order = np.random.default_rng(seed).permutation(len(x))
-    val_idx, train_idx = order[:n_val], order[n_val:]
-    if train_size is not None:
-        if not 1 <= train_size <= len(train_idx):
-            raise DataError(f"train_size {train_size} must be in 1..{len(train_idx)} "
-                            f"({name} has {len(x)} training images, {n_val} kept for validation)")
-        train_idx = train_idx[:train_size]
-    device = torch.device(device)
-
-    def split(images: np.ndarray, labels: np.ndarray) -> Split:
-        return Split(torch.from_numpy(np.ascontiguousarray(images)).to(device),
-                     torch.from_numpy(labels).to(device))
-
-    test = None
-    if with_test:
-        tx, ty = info.load(root, "test")
-        if test_size is not None and test_size < len(tx):
-            keep = np.random.default_rng(seed + 1).permutation(len(tx))[:test_size]
-            tx, ty = tx[keep], ty[keep]
-        test = split(tx, ty)
-    bad = (y < 0) | (y >= info.num_classes)
-    if bad.any():
-        raise DataError(f"dataset {name!r}: label {int(y[bad][0])} outside 0..{info.num_classes - 1}")
-    train = split(x[train_idx], y[train_idx])
-    pixels = train.images.float().div(255)
-    mean = pixels.mean(dim=(0, 2, 3), keepdim=True)
-    std = pixels.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
-    return DataBundle(info, train, split(x[val_idx], y[val_idx]), test, mean, std)
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which dataset and which part of it; ``load`` gives the tensors on a device."""
-
-    name: str = "fashion-mnist"
-    root: str = ""                   # "" : $SKIPNAS_DATA, ~/.cache/skipnas, system paths
-    train_size: int | None = None    # seeded subset of the training split (None: all)
-    val_size: int | float = 0.1      # count, or fraction of the training set when < 1
-    test_size: int | None = None
-    split_seed: int = 0
-
-    def __post_init__(self):
-        require(self.name in DATASETS, "name",
-                f"unknown dataset {self.name!r}; known: {', '.join(DATASETS)}")
-        require(self.train_size is None or self.train_size >= 1, "train_size", "must be >= 1")
-        require(self.val_size > 0, "val_size", "must be > 0")
-        require(self.test_size is None or self.test_size >= 1, "test_size", "must be >= 1")
-
-    @property
-    def info(self) -> DatasetInfo:
-        return DATASETS[self.name]
-
-    def load(self, device: torch.device | str = "cpu", with_test: bool = False) -> "DataBundle":
-        return load_data(self.name, root=self.root or None, train_size=self.train_size,
-                         val_size=self.val_size, test_size=self.test_size, with_test=with_test,
-                         seed=self.split_seed, device=device)
-
-
-def augment(images: torch.Tensor, mode: str, generator: torch.Generator,
-            pad: int = 4) -> torch.Tensor:
-    """Random crop with zero padding (+ horizontal flip for ``crop_flip``), batched on device."""
-    if mode == "none":
-        return images
-    n, _, h, w = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad))
-    dev = images.device
-    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
-    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
-    rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
-    cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]
-    batch = torch.arange(n, device=dev)[:, None, None, None]
-    chan = torch.arange(images.shape[1], device=dev)[None, :, None, None]
-    out = padded[batch, chan, rows, cols]
-    if mode == "crop_flip":
-        flip = (torch.rand(n, generator=generator) < 0.5).to(dev)[:, None, None, None]
-        out = torch.where(flip, out.flip(3), out)
-    return out
-
-
-def batches(split: Split, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
-            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(uint8 images, labels) batches of ``split``, drawn on its device."""
-    n = len(split)
-    order = (torch.randperm(n, generator=generator).to(split.labels.device) if shuffle
-             else torch.arange(n, device=split.labels.device))
-    stop = n - n % batch_size if drop_last and n >= batch_size else n
-    for start in range(0, stop, batch_size):
-        idx = order[start:start + batch_size]
-        yield split.images[idx], split.labels[idx]

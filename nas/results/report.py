@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import optuna
@@ -12,7 +12,16 @@ from optuna.trial import TrialState
 
 from search_spaces import Pattern, distance_stats, template_pattern
 
-from .analysis import spearman, study_budget, study_rows
+from ..errors import UserError
+from ..search.record import TrialRecord
+from ..tables import html_table
+from .analysis import correlation_table, spearman, study_budget, study_rows
+
+
+class Figure(NamedTuple):
+    id: str                # stable: the dashboard and scripts find a figure by it
+    title: str             # the section title shown to people
+    figure: go.Figure
 
 
 def _scatter(rows: list[dict[str, Any]], x: str, title: str, fit: bool) -> go.Figure:
@@ -55,48 +64,56 @@ def _heatmap(pattern: Pattern, title: str) -> go.Figure:
     return fig
 
 
-def figures(study: optuna.Study) -> list[tuple[str, go.Figure]]:
-    """(section title, figure) pairs: every plot the report shows."""
+def figures(study: optuna.Study) -> list[Figure]:
+    """Every plot the report shows, in order."""
     rows = study_rows(study)
-    figs: list[tuple[str, go.Figure]] = []
+    figs: list[Figure] = []
     multi = len(study.directions) > 1
     vis = optuna.visualization
     if multi:
-        figs.append(("Pareto front", vis.plot_pareto_front(
+        figs.append(Figure("pareto-front", "Pareto front", vis.plot_pareto_front(
             study, target_names=["accuracy", "cost"])))
     else:
-        figs.append(("Optimization history", vis.plot_optimization_history(study)))
+        figs.append(Figure("optimization-history", "Optimization history",
+                           vis.plot_optimization_history(study)))
     if rows:
         budget = study_budget(study, rows)
         at_budget = [r for r in rows if r["connections"] == budget]
-        figs.append(("Accuracy vs. MBD", _scatter(
+        figs.append(Figure("accuracy-vs-mbd", "Accuracy vs. MBD", _scatter(
             at_budget, "mbd", f"accuracy vs. MBD at {budget} connections", fit=True)))
-        figs.append(("Accuracy vs. mean distance", _scatter(
+        figs.append(Figure("accuracy-vs-mean-distance", "Accuracy vs. mean distance", _scatter(
             at_budget, "mean_distance", f"accuracy vs. mean distance at {budget} connections",
             fit=True)))
-        figs.append(("Accuracy vs. connections", _scatter(
+        figs.append(Figure("accuracy-vs-connections", "Accuracy vs. connections", _scatter(
             rows, "connections", "accuracy vs. connections (all trials)", fit=False)))
-        figs.append(("Accuracy vs. parameters", _scatter(
+        figs.append(Figure("accuracy-vs-params", "Accuracy vs. parameters", _scatter(
             rows, "params", "accuracy vs. parameters (all trials)", fit=False)))
     searched = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.params]
     if not multi and len(searched) >= 2:
         try:
-            figs.append(("Parameter importances", vis.plot_param_importances(study)))
+            importances = vis.plot_param_importances(study)
         except (RuntimeError, ValueError, ZeroDivisionError) as e:  # too few or uniform trials
-            figs.append(("Parameter importances", _note(f"not available: {e}")))
+            importances = _note(f"not available: {e}")
+        figs.append(Figure("param-importances", "Parameter importances", importances))
+    return figs + _pattern_figures(study, rows)
+
+
+def _pattern_figures(study: optuna.Study, rows: list[dict[str, Any]]) -> list[Figure]:
+    """Heatmaps of the top five patterns, and of log and dense at the same depth."""
     top = sorted(rows, key=lambda r: -r["accuracy"])[:5]
-    completed = {t.number: t for t in study.get_trials(deepcopy=False)}
+    specs = {t.number: spec for t in study.get_trials(deepcopy=False)
+             if (spec := TrialRecord.from_trial(t).spec) is not None}
+    figs = []
     for rank, r in enumerate(top, 1):
-        spec = completed[r["trial"]].user_attrs["spec"]
-        pattern = Pattern.from_dict({"blocks": spec["blocks"]})
-        figs.append((f"Top {rank} pattern", _heatmap(
+        pattern = Pattern.from_dict({"blocks": specs[r["trial"]]["blocks"]})
+        figs.append(Figure(f"top-{rank}-pattern", f"Top {rank} pattern", _heatmap(
             pattern, f"#{rank}: trial {r['trial']}, accuracy {r['accuracy']:.4f}")))
     if top:
-        layers = [b["num_layers"] for b in completed[top[0]["trial"]].user_attrs["spec"]["blocks"]]
+        layers = [b["num_layers"] for b in specs[top[0]["trial"]]["blocks"]]
         for name in ("log", "dense"):
-            figs.append((f"{name} pattern", _heatmap(template_pattern(name, layers),
-                                                     f"{name} template, same depth")))
+            figs.append(Figure(f"{name}-pattern", f"{name} pattern", _heatmap(
+                template_pattern(name, layers), f"{name} template, same depth")))
     return figs
 
 
@@ -110,29 +127,26 @@ def write_report(study: optuna.Study, out: str | Path, analysis: dict | None = N
     """Write the report page; returns its path."""
     out = Path(out)
     parts = []
-    for k, (title, fig) in enumerate(figures(study)):
-        body = fig.to_html(full_html=False, include_plotlyjs=(k == 0), config={
-            "displaylogo": False})
-        small = " small" if title.endswith("pattern") else ""
-        parts.append(f'<section class="fig{small}"><h2>{html.escape(title)}</h2>{body}</section>')
+    for k, fig in enumerate(figures(study)):
+        body = fig.figure.to_html(full_html=False, include_plotlyjs=(k == 0), div_id=fig.id,
+                                  config={"displaylogo": False})
+        small = " small" if fig.id.endswith("pattern") else ""
+        parts.append(f'<section class="fig{small}" id="section-{fig.id}">'
+                     f'<h2>{html.escape(fig.title)}</h2>{body}</section>')
     summary = ""
     if analysis:
-        lines = [f"<tr><td>{c['method']}</td><td>{c['against']}</td>"
-                 f"<td>{c['controlled_for'] or '-'}</td><td>{c['r']:+.3f}</td>"
-                 f"<td>[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]</td><td>{c['p_value']:.4f}</td></tr>"
-                 for c in analysis["correlations"]]
         summary = ("<h2>Principle: accuracy vs. backprop distance at "
                    f"{analysis['budget']} connections (n={analysis['trials_at_budget']})</h2>"
-                   "<table><tr><th>method</th><th>distance</th><th>controlled</th><th>r</th>"
-                   "<th>95% CI</th><th>p</th></tr>" + "".join(lines) + "</table>")
+                   + html_table(*correlation_table(analysis)))
     trials = study.get_trials(deepcopy=False)
     counts = ", ".join(f"{s.name.lower()} {n}" for s in TrialState
                        if (n := sum(t.state == s for t in trials)))
+    name = html.escape(study.study_name)
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>skipnas report: {html.escape(study.study_name)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>skipnas report: {name}</title>
 <style>body{{font-family:sans-serif;margin:24px;}} section.small{{display:inline-block;}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head>
-<body><h1>skipnas study {html.escape(study.study_name)}</h1><p>Trials: {counts}.</p>
+<body><h1>skipnas study {name}</h1><p>Trials: {counts}.</p>
 {summary}
 {''.join(parts)}
 </body></html>
@@ -147,8 +161,6 @@ def write_png(fig: go.Figure, out: str | Path, width: int = 900, height: int = 5
     import shutil
     import subprocess
     import tempfile
-
-    from .errors import UserError
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:

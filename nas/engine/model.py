@@ -1,7 +1,8 @@
 """DenseNet-style networks whose layers read exactly the inputs their pattern names."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -10,36 +11,11 @@ import torch.utils.checkpoint as cp
 
 from search_spaces import Block, Pattern
 
-from .errors import UserError
-from .settings import require
+from ..errors import UserError
+from .configs import ArchConfig
 
-
-@dataclass(frozen=True)
-class ArchConfig:
-    """Everything about the network except its connections."""
-
-    growth: int = 12                 # k: channels each layer adds
-    bottleneck: bool = True          # BN-ReLU-Conv1x1(bn_size*k) before the 3x3 conv
-    bn_size: int = 4
-    compression: float = 0.5         # transition keeps floor(compression * channels)
-    stem_channels: int = 0           # 0: 2k with bottleneck, 16 without (as DenseNet)
-    stem_stride: int = 1
-    input_shape: tuple[int, int, int] = (3, 32, 32)
-    num_classes: int = 10
-    memory_efficient: bool = False   # checkpoint the concat + bottleneck (torchvision's trick)
-
-    def __post_init__(self):
-        require(self.growth >= 1, "growth", "must be >= 1")
-        require(self.bn_size >= 1, "bn_size", "must be >= 1")
-        require(0 < self.compression <= 1, "compression", "must be in (0, 1]")
-        require(self.stem_channels >= 0, "stem_channels", "must be >= 0 (0: default width)")
-        require(self.stem_stride in (1, 2, 4), "stem_stride", "must be 1, 2 or 4")
-        require(min(self.input_shape) >= 1, "input_shape", "must be positive (C, H, W)")
-        require(self.num_classes >= 2, "num_classes", "must be >= 2")
-
-    @property
-    def stem_width(self) -> int:
-        return self.stem_channels or (2 * self.growth if self.bottleneck else 16)
+if TYPE_CHECKING:
+    from .spec import PatternSpec
 
 
 class DenseLayer(nn.Module):
@@ -61,7 +37,8 @@ class DenseLayer(nn.Module):
         return self.conv1(x) if self.conv1 is not None else x
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        if self.memory_efficient and self.conv1 is not None and any(t.requires_grad for t in inputs):
+        checkpointed = self.memory_efficient and self.conv1 is not None
+        if checkpointed and any(t.requires_grad for t in inputs):
             x = cp.checkpoint(self._front, *inputs, use_reentrant=False)
         else:
             x = self._front(*inputs)
@@ -137,9 +114,12 @@ class PatternNet(nn.Module):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-def build(pattern: Pattern, arch: ArchConfig) -> PatternNet:
-    """The torch module for a pattern and an architecture."""
-    return PatternNet(pattern, arch)
+def build_model(source: "PatternSpec | str | Path") -> PatternNet:
+    """The network of a pattern spec, or of a spec file (the one builder)."""
+    from .spec import PatternSpec
+
+    spec = source if isinstance(source, PatternSpec) else PatternSpec.load(source)
+    return PatternNet(spec.pattern, spec.arch)
 
 
 def count_params(model: nn.Module) -> int:

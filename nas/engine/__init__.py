@@ -1,0 +1,13 @@
+"""The engine: datasets, the pattern network builder, the pattern spec and the trainer."""
+from .._lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(__name__, {
+    "ArchConfig": ".configs", "DataConfig": ".configs", "TrainConfig": ".configs",
+    "DATASETS": ".datasets",
+    "DataBundle": ".data", "load_data": ".data",
+    "PatternNet": ".model", "build_model": ".model", "count_flops": ".model",
+    "count_params": ".model",
+    "PatternSpec": ".spec", "make_spec": ".spec",
+    "TrainResult": ".train", "Trained": ".train", "Trainer": ".train", "train": ".train",
+    "evaluate": ".train", "resolve_device": ".train",
+})

@@ -1,0 +1,96 @@
+"""The engine's settings: the network (ArchConfig), its data (DataConfig) and its training
+(TrainConfig). Frozen, validated where they are made; torch-free, so configs load fast."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from ..settings import require
+from .datasets import DATASETS, DatasetInfo
+
+if TYPE_CHECKING:
+    import torch
+
+    from .data import DataBundle
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Everything about the network except its connections."""
+
+    growth: int = 12                 # k: channels each layer adds
+    bottleneck: bool = True          # BN-ReLU-Conv1x1(bn_size*k) before the 3x3 conv
+    bn_size: int = 4
+    compression: float = 0.5         # transition keeps floor(compression * channels)
+    stem_channels: int = 0           # 0: 2k with bottleneck, 16 without (as DenseNet)
+    stem_stride: int = 1
+    input_shape: tuple[int, int, int] = (3, 32, 32)
+    num_classes: int = 10
+    memory_efficient: bool = False   # checkpoint the concat + bottleneck (torchvision's trick)
+
+    def __post_init__(self):
+        require(self.growth >= 1, "growth", "must be >= 1")
+        require(self.bn_size >= 1, "bn_size", "must be >= 1")
+        require(0 < self.compression <= 1, "compression", "must be in (0, 1]")
+        require(self.stem_channels >= 0, "stem_channels", "must be >= 0 (0: default width)")
+        require(self.stem_stride in (1, 2, 4), "stem_stride", "must be 1, 2 or 4")
+        require(min(self.input_shape) >= 1, "input_shape", "must be positive (C, H, W)")
+        require(self.num_classes >= 2, "num_classes", "must be >= 2")
+
+    @property
+    def stem_width(self) -> int:
+        return self.stem_channels or (2 * self.growth if self.bottleneck else 16)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset and which part of it; ``load`` gives the tensors on a device."""
+
+    name: str = "fashion-mnist"
+    root: str = ""                   # "" : $SKIPNAS_DATA, ~/.cache/skipnas, system paths
+    train_size: int | None = None    # seeded subset of the training split (None: all)
+    val_size: int | float = 0.1      # count, or fraction of the training set when < 1
+    test_size: int | None = None
+    split_seed: int = 0
+
+    def __post_init__(self):
+        require(self.name in DATASETS, "name", DATASETS.unknown(self.name))
+        require(self.train_size is None or self.train_size >= 1, "train_size", "must be >= 1")
+        require(self.val_size > 0, "val_size", "must be > 0")
+        require(self.test_size is None or self.test_size >= 1, "test_size", "must be >= 1")
+
+    @property
+    def info(self) -> DatasetInfo:
+        return DATASETS[self.name]
+
+    def load(self, device: "torch.device | str" = "cpu", with_test: bool = False) -> "DataBundle":
+        from .data import load_data
+        return load_data(self.name, root=self.root or None, train_size=self.train_size,
+                         val_size=self.val_size, test_size=self.test_size, with_test=with_test,
+                         seed=self.split_seed, device=device)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int | None = 2           # training budget: epochs, or ...
+    steps: int | None = None         # ... optimiser steps (overrides epochs)
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Literal["onecycle", "cosine"] = "onecycle"
+    label_smoothing: float = 0.0
+    amp: bool = True                 # bf16 autocast + channels_last, CUDA only
+    seed: int = 0
+    device: str = "auto"             # "auto", "cpu", "cuda", "cuda:1", ...
+
+    def __post_init__(self):
+        require(self.epochs is None or self.epochs >= 1, "epochs", "must be >= 1")
+        require(self.steps is None or self.steps >= 1, "steps", "must be >= 1")
+        require(self.epochs is not None or self.steps is not None, "epochs",
+                "give epochs or steps")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        require(self.lr > 0, "lr", "must be > 0")
+        require(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
+        require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        require(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")

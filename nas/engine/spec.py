@@ -1,0 +1,158 @@
+"""Pattern spec: the JSON that `export` writes and `train` reads (see DESIGN.md). Torch-free:
+only :func:`make_spec` builds a network, to measure it."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from search_spaces import Pattern, PatternError, distance_stats
+
+from ..errors import SpecError, UserError
+from ..settings import from_dict, to_dict
+from .configs import ArchConfig
+
+FORMAT_VERSION = 1
+METRIC_KEYS = ("connections", "mbd", "mean_distance", "params", "flops")
+ORIGIN_TYPES = {"study": str, "trial": int, "accuracy": float, "template": str, "k": int,
+                "dataset": str, "seed": int}
+
+
+@dataclass(frozen=True)
+class PatternSpec:
+    """A pattern, its architecture, its metrics and where it came from."""
+
+    pattern: Pattern
+    arch: ArchConfig
+    metrics: dict[str, float]
+    origin: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        return self.pattern.hash
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, "hash": self.hash,
+                "blocks": self.pattern.to_dict()["blocks"], "architecture": to_dict(self.arch),
+                "metrics": dict(self.metrics), "origin": dict(self.origin)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json() + "\n")
+        return path
+
+    def with_data(self, input_shape: tuple[int, int, int], num_classes: int) -> "PatternSpec":
+        """The same spec for a dataset of another input shape or class count."""
+        return replace(self, arch=replace(self.arch, input_shape=input_shape,
+                                          num_classes=num_classes))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "spec") -> "PatternSpec":
+        """Validate everything; errors name the bad field, prefixed with ``source``."""
+        check = _Checker(source)
+        check.fields(data)
+        pattern = check.pattern(data)
+        arch = check.arch(data["architecture"])
+        metrics = check.metrics(data["metrics"], pattern)
+        origin = check.origin(data.get("origin", {}))
+        return cls(pattern, arch, metrics, origin)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PatternSpec":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise SpecError(f"{path}: cannot read spec ({e.strerror})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        return cls.from_dict(data, str(path))
+
+
+def pattern_metrics(pattern: Pattern) -> dict[str, float]:
+    """The torch-free metrics of a pattern: connections, MBD, mean distance."""
+    stats = distance_stats(pattern)
+    return {"connections": pattern.connections, "mbd": stats.mbd,
+            "mean_distance": stats.mean}
+
+
+class _Checker:
+    """The steps of :meth:`PatternSpec.from_dict`; each raises SpecError naming its field."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, fieldname: str, problem: str) -> SpecError:
+        return SpecError(f"{self.source}: {fieldname}: {problem}")
+
+    def fields(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise self.fail("(top level)", "expected a JSON object")
+        known = {"format_version", "hash", "blocks", "architecture", "metrics", "origin"}
+        for key in sorted(set(data) - known):
+            raise self.fail(key, f"unknown field (known: {', '.join(sorted(known))})")
+        for key in ("format_version", "blocks", "architecture", "metrics"):
+            if key not in data:
+                raise self.fail(key, "missing")
+        if data["format_version"] != FORMAT_VERSION:
+            raise self.fail("format_version", f"{data['format_version']!r} is not supported "
+                                              f"(this skipnas reads {FORMAT_VERSION})")
+
+    def pattern(self, data: dict[str, Any]) -> Pattern:
+        try:
+            pattern = Pattern.from_dict({"blocks": data["blocks"]})
+        except PatternError as e:
+            raise SpecError(f"{self.source}: {e}") from None
+        if "hash" in data and data["hash"] != pattern.hash:
+            raise self.fail("hash", f"{data['hash']!r} does not match the blocks "
+                                    f"({pattern.hash}): the pattern was edited")
+        return pattern
+
+    def arch(self, raw: Any) -> ArchConfig:
+        try:
+            return from_dict(ArchConfig, raw, "architecture")
+        except UserError as e:
+            raise SpecError(f"{self.source}: {e}") from None
+
+    def metrics(self, metrics: Any, pattern: Pattern) -> dict[str, float]:
+        if not isinstance(metrics, dict):
+            raise self.fail("metrics", "expected an object")
+        for key in METRIC_KEYS:
+            value = metrics.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or \
+                    not math.isfinite(value):
+                raise self.fail(f"metrics.{key}", f"expected a finite number, got {value!r}")
+        for key, value in pattern_metrics(pattern).items():
+            if not math.isclose(metrics[key], value, rel_tol=1e-6):
+                raise self.fail(f"metrics.{key}", f"{metrics[key]!r} does not match the "
+                                                  f"pattern ({value!r})")
+        return dict(metrics)
+
+    def origin(self, origin: Any) -> dict[str, Any]:
+        if not isinstance(origin, dict):
+            raise self.fail("origin", "expected an object")
+        for key, value in origin.items():
+            want = ORIGIN_TYPES.get(key)
+            if want is not None and value is not None and not (
+                    isinstance(value, want) or (want is float and isinstance(value, int))):
+                raise self.fail(f"origin.{key}", f"expected {want.__name__}, got {value!r}")
+        return dict(origin)
+
+
+def make_spec(pattern: Pattern, arch: ArchConfig,
+              origin: dict[str, Any] | None = None) -> PatternSpec:
+    """A spec with all metrics measured (params and FLOPs of the built network)."""
+    from .model import PatternNet, count_flops, count_params
+
+    model = PatternNet(pattern, arch)
+    metrics = {**pattern_metrics(pattern), "params": count_params(model),
+               "flops": count_flops(model, arch.input_shape)}
+    return PatternSpec(pattern, arch, metrics, dict(origin or {}))

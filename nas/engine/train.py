@@ -1,0 +1,272 @@
+"""Brief training of a pattern network: seeded, progress bar, per-epoch callback, NaN guard,
+checkpoint and resume.
+
+:func:`train` is the one entry point. :class:`Trainer` holds its steps (optimizer and
+schedule, restore and save, one epoch, finish) so that another engine replaces pieces, not the
+whole.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..errors import UserError
+from .configs import DataConfig, TrainConfig
+from .data import DataBundle, augment, batches
+from .model import PatternNet, build_model
+
+if TYPE_CHECKING:
+    from .spec import PatternSpec
+
+EpochCallback = Callable[[int, float], None]  # (epoch, val accuracy); may raise to stop
+
+
+@dataclass
+class TrainResult:
+    status: Literal["ok", "diverged"] = "ok"
+    val_accuracy: float = 0.0
+    test_accuracy: float | None = None
+    epochs: int = 0
+    steps: int = 0
+    loss_curve: list[float] = field(default_factory=list)  # mean training loss per epoch
+    val_curve: list[float] = field(default_factory=list)   # val accuracy per epoch
+    train_seconds: float = 0.0
+    images_per_second: float = 0.0
+    peak_memory_mb: float = 0.0      # CUDA: peak allocated; CPU: process peak RSS
+    device: str = ""
+    message: str = ""
+
+
+class Trained(NamedTuple):
+    spec: "PatternSpec"              # as trained: input shape and classes follow the dataset
+    model: PatternNet
+    result: TrainResult
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int, device: torch.device) -> None:
+    torch.manual_seed(seed)
+    if device.type == "cpu":
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+        # Same seed, same accuracy: CPU kernels are deterministic with this set.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def default_checkpoint(spec: "PatternSpec", dataset: str, seed: int) -> Path:
+    """Where full training of a spec keeps its checkpoint unless told otherwise."""
+    return Path("runs") / f"{spec.hash}-{dataset}-seed{seed}.pt"
+
+
+def train(spec: "PatternSpec", data: DataBundle | DataConfig, cfg: TrainConfig, *,
+          on_epoch: EpochCallback | None = None, eval_test: bool = False, progress: bool = True,
+          checkpoint: Path | None = None, resume: bool = False) -> Trained:
+    """Seed, build the network of ``spec`` and train it on ``data`` (a loaded bundle, or a
+    config loaded here onto ``cfg.device``) for the budget in ``cfg``.
+
+    The spec's input shape and class count follow the dataset. After every epoch the network
+    is evaluated on the validation split and ``on_epoch(epoch, val_acc)`` is called (raise from
+    it to stop, e.g. to prune). With ``checkpoint`` the state is saved after every epoch;
+    ``resume`` continues from it."""
+    if resume and (checkpoint is None or not checkpoint.is_file()):
+        raise UserError(f"resume: no checkpoint at {checkpoint or '(none given)'}")
+    if isinstance(data, DataConfig):
+        data = data.load(resolve_device(cfg.device), with_test=eval_test)
+    info = data.info
+    if (spec.arch.input_shape, spec.arch.num_classes) != (info.input_shape, info.num_classes):
+        spec = spec.with_data(info.input_shape, info.num_classes)
+    seed_everything(cfg.seed, data.train.labels.device)
+    model = build_model(spec)
+    trainer = Trainer(model, data, cfg, on_epoch=on_epoch, progress=progress,
+                      checkpoint=checkpoint)
+    if resume:
+        trainer.restore()
+    return Trained(spec, model, trainer.run(eval_test=eval_test))
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
+    if device.type == "cuda" and amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _memory_format(device: torch.device, amp: bool) -> torch.memory_format:
+    return torch.channels_last if device.type == "cuda" and amp else torch.contiguous_format
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DataBundle, split: str = "val", batch_size: int = 512,
+             amp: bool = True) -> float:
+    """Top-1 accuracy of ``model`` on a split of ``data``."""
+    part = getattr(data, split)
+    device = part.labels.device
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    memory_format = _memory_format(device, amp)
+    with _autocast(device, amp):
+        for x, y in batches(part, batch_size, shuffle=False):
+            logits = model(data.normalise(x).contiguous(memory_format=memory_format))
+            correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    return correct.item() / max(1, len(part))
+
+
+class Trainer:
+    """One training run of a built ``model``: its optimizer, schedule, batch order and result.
+    :meth:`run` calls the steps below in order."""
+
+    def __init__(self, model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
+                 on_epoch: EpochCallback | None = None, progress: bool = True,
+                 checkpoint: Path | None = None):
+        self.model, self.data, self.cfg = model, data, cfg
+        self.on_epoch, self.progress, self.checkpoint = on_epoch, progress, checkpoint
+        self.device = data.train.labels.device
+        self.memory_format = _memory_format(self.device, cfg.amp)
+        model.to(device=self.device, memory_format=self.memory_format)  # type: ignore[call-overload]
+        steps_per_epoch = max(1, len(data.train) // cfg.batch_size)
+        if cfg.steps is not None:
+            self.total_steps = cfg.steps
+        else:
+            assert cfg.epochs is not None  # TrainConfig gives one of the two
+            self.total_steps = cfg.epochs * steps_per_epoch
+        self.epochs = math.ceil(self.total_steps / steps_per_epoch)
+        self.optimizer, self.scheduler = self.make_optimizer()
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.result = TrainResult(device=str(self.device))
+
+    def make_optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        """SGD (Nesterov when there is momentum) and a per-step schedule."""
+        cfg = self.cfg
+        optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                    nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
+        scheduler: torch.optim.lr_scheduler.LRScheduler
+        if cfg.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, cfg.lr, total_steps=self.total_steps, pct_start=0.25)
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.total_steps)
+        return optimizer, scheduler
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "result": self.result}
+
+    def save(self) -> None:
+        """Write the state atomically to the checkpoint path (if any)."""
+        if self.checkpoint is None:
+            return
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        tmp.replace(self.checkpoint)
+
+    def restore(self) -> None:
+        """Continue from the checkpoint written by :meth:`save`."""
+        assert self.checkpoint is not None
+        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.result = state["result"]
+
+    def run_epoch(self, bar: tqdm) -> tuple[float, int]:
+        """One pass over the shuffled training split (or what is left of the step budget);
+        returns the mean loss and the images seen."""
+        cfg, data, result = self.cfg, self.data, self.result
+        losses = torch.zeros((), device=self.device)
+        seen = images = 0
+        self.model.train()
+        for x, y in batches(data.train, cfg.batch_size, shuffle=True, generator=self.generator,
+                            drop_last=True):
+            if result.steps >= self.total_steps:
+                break
+            x = data.normalise(augment(x, data.info.augment, self.generator))
+            with _autocast(self.device, cfg.amp):
+                loss = F.cross_entropy(self.model(x.contiguous(memory_format=self.memory_format)),
+                                       y, label_smoothing=cfg.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            losses += loss.detach()
+            seen += 1
+            images += len(y)
+            result.steps += 1
+            bar.update()
+            # Syncing every step would stall the GPU; a diverged run is caught within 20 steps.
+            if result.steps % 20 == 0 and not torch.isfinite(losses):
+                break
+        return (losses / max(1, seen)).item(), images
+
+    def end_epoch(self, epoch: int, mean_loss: float, bar: tqdm) -> bool:
+        """Record the epoch, evaluate, checkpoint, call back; False when training must stop."""
+        result = self.result
+        result.loss_curve.append(mean_loss)
+        result.epochs = epoch + 1
+        if not math.isfinite(mean_loss):
+            result.status = "diverged"
+            result.message = f"training loss became {mean_loss} in epoch {epoch + 1}"
+            return False
+        result.val_accuracy = evaluate(self.model, self.data, "val", amp=self.cfg.amp)
+        result.val_curve.append(result.val_accuracy)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.3f}", val=f"{result.val_accuracy:.3f}")
+        self.save()
+        if self.on_epoch is not None:
+            self.on_epoch(epoch + 1, result.val_accuracy)
+        return True
+
+    def finish(self, images: int, elapsed: float, eval_test: bool) -> TrainResult:
+        """Timing, peak memory and (optionally) test accuracy."""
+        result = self.result
+        result.train_seconds += elapsed
+        result.images_per_second = images / elapsed if elapsed > 0 else 0.0
+        result.peak_memory_mb = _peak_memory_mb(self.device)
+        if eval_test and self.data.test is not None and result.status == "ok":
+            result.test_accuracy = evaluate(self.model, self.data, "test", amp=self.cfg.amp)
+        return result
+
+    def run(self, eval_test: bool = False) -> TrainResult:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        bar = tqdm(total=self.total_steps, initial=self.result.steps, disable=not self.progress,
+                   leave=False, unit="step", dynamic_ncols=True)
+        images = 0
+        clock = time.perf_counter()
+        for epoch in range(self.result.epochs, self.epochs):
+            mean_loss, seen = self.run_epoch(bar)
+            images += seen
+            if not self.end_epoch(epoch, mean_loss, bar):
+                break
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        bar.close()
+        return self.finish(images, time.perf_counter() - clock, eval_test)

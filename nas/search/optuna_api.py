@@ -1,0 +1,50 @@
+"""Every use of Optuna's private API, in one place. tests/test_optuna_api.py pins these calls
+to the installed Optuna, so an upgrade that moves them fails there and not in a worker."""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+TESTED_WITH = "5.0"  # the Optuna release these calls were checked against (major.minor)
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    return study._storage
+
+
+def trial_id(trial: FrozenTrial) -> int:
+    return trial._trial_id
+
+
+def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """Where optuna-dashboard keeps attached figures (Optuna 5 has no public reader)."""
+    return storage_of(study).get_study_system_attrs(study._study_id)
+
+
+def claim_waiting(study: optuna.Study) -> int | None:
+    """Move one WAITING trial to RUNNING and return its trial id; None when none is waiting.
+    (Optuna has no public "pop a queued trial only" call: `ask` would sample a new one.)"""
+    storage = storage_of(study)
+    for t in storage.get_all_trials(study._study_id, deepcopy=False,
+                                    states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(trial_id(t), state=TrialState.RUNNING):
+                return trial_id(t)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def experimental_ok() -> Iterator[None]:
+    """Silence Optuna's ExperimentalWarning for the heartbeat calls inside (heartbeats and their
+    retry callback are marked experimental; they are the design here), and only there."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield

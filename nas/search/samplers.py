@@ -1,0 +1,43 @@
+"""Samplers and pruners by name: the registries that `[sampler]` and `[pruner]` choose from."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import optuna
+
+from search_spaces import Registry
+
+from ..errors import ConfigError
+from .optuna_api import experimental_ok
+
+if TYPE_CHECKING:
+    from .config import StudyConfig
+
+SamplerFactory = Callable[["StudyConfig", int], optuna.samplers.BaseSampler]  # (config, seed)
+PrunerFactory = Callable[["StudyConfig"], optuna.pruners.BasePruner]
+
+SAMPLERS: Registry[SamplerFactory] = Registry("sampler", ConfigError)
+PRUNERS: Registry[PrunerFactory] = Registry("pruner", ConfigError)
+
+SAMPLERS.add("tpe", lambda cfg, seed: optuna.samplers.TPESampler(
+    seed=seed, constant_liar=True, multivariate=True))
+SAMPLERS.add("random", lambda cfg, seed: optuna.samplers.RandomSampler(seed=seed))
+SAMPLERS.add("nsga2", lambda cfg, seed: optuna.samplers.NSGAIISampler(seed=seed))
+SAMPLERS.add("cmaes", lambda cfg, seed: optuna.samplers.CmaEsSampler(
+    seed=seed, warn_independent_sampling=False))
+
+PRUNERS.add("none", lambda cfg: optuna.pruners.NopPruner())
+PRUNERS.add("median", lambda cfg: optuna.pruners.MedianPruner(
+    n_warmup_steps=cfg.pruner.warmup_epochs))
+PRUNERS.add("hyperband", lambda cfg: optuna.pruners.HyperbandPruner(
+    min_resource=1, max_resource=cfg.training.epochs or "auto"))
+
+
+def make_sampler(cfg: "StudyConfig", seed: int) -> optuna.samplers.BaseSampler:
+    with experimental_ok():
+        return SAMPLERS[cfg.sampler.name](cfg, seed)
+
+
+def make_pruner(cfg: "StudyConfig") -> optuna.pruners.BasePruner:
+    return PRUNERS[cfg.pruner.name](cfg)

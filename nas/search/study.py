@@ -1,0 +1,132 @@
+"""Optuna studies over budgeted pattern spaces: create or resume, the best trial, status.
+
+A study holds exactly the trials its config asks for: `create_study` enqueues one WAITING trial
+per missing slot (search trials and baseline template runs), and workers only ever claim WAITING
+trials. A killed worker's trial goes stale (no heartbeat), is marked FAIL, and Optuna's retry
+callback enqueues it again for the surviving workers, so the study still ends with exactly the
+configured number of finished trials.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search_spaces import Pattern, PatternError, SearchSpace, budgeted_block, template_pattern
+
+from ..errors import UserError
+from ..settings import to_dict
+from .config import StudyConfig
+from .record import TrialRecord
+from .samplers import make_pruner, make_sampler
+from .storage import load_study, open_storage
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+CONFIG_ATTR = "config"  # the study user attr that holds config_summary()
+
+
+def baseline_slots(cfg: StudyConfig) -> list[TrialRecord]:
+    """The baseline trials a config asks for: each template once per seed."""
+    return [TrialRecord(baseline=t, seed=s)
+            for t in cfg.baselines.templates for s in cfg.baselines.seeds]
+
+
+def baseline_pattern(space: SearchSpace, template: str) -> Pattern:
+    """A baseline template at the study budget where it can meet it, else at its own count
+    (dense and chain as references)."""
+    try:
+        return Pattern(budgeted_block(template, L, b)
+                       for L, b in zip(space.layers, space.block_budgets))
+    except PatternError:
+        return template_pattern(template, space.layers)
+
+
+def counts_as_slot(t: FrozenTrial) -> bool:
+    """Trials that fill a slot: all but failures that were retried or interrupted."""
+    if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING):
+        return True
+    return t.state == TrialState.FAIL and TrialRecord.from_trial(t).fail_reason is not None
+
+
+def create_study(cfg: StudyConfig, seed: int | None = None,
+                 storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """Create the study (or load it) and enqueue the trials still missing from the config."""
+    storage = storage or open_storage(cfg.storage_url, cfg.heartbeat_seconds)
+    directions: list[Literal["maximize", "minimize"]] = (
+        ["maximize", "minimize"] if cfg.multi_objective else ["maximize"])
+    study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
+                                directions=directions,
+                                sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
+                                pruner=make_pruner(cfg))
+    if [d.name.lower() for d in study.directions] != directions:
+        raise UserError(f"study {cfg.name!r} in {cfg.storage_url} has directions "
+                        f"{[d.name.lower() for d in study.directions]}, "
+                        f"the config asks {directions}")
+    summary = config_summary(cfg, cfg.search_space.build())
+    stored = stored_config(study)
+    if stored is None:
+        study.set_user_attr(CONFIG_ATTR, summary)
+    elif stored["search_space"] != summary["search_space"]:
+        raise UserError(f"study {cfg.name!r} in {cfg.storage_url} was made with search space "
+                        f"{stored['search_space']}; this config asks "
+                        f"{summary['search_space']}. Use another name.")
+    _enqueue_missing(study, cfg)
+    return study
+
+
+def _enqueue_missing(study: optuna.Study, cfg: StudyConfig) -> None:
+    slots = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)
+             if counts_as_slot(t)]
+    have_baselines = [TrialRecord(baseline=r.baseline, seed=r.seed)
+                      for r in slots if r.is_baseline]
+    for wanted in baseline_slots(cfg):
+        if wanted in have_baselines:
+            have_baselines.remove(wanted)
+        else:
+            study.enqueue_trial({}, user_attrs=wanted.to_user_attrs())
+    search = sum(1 for r in slots if not r.is_baseline)
+    for _ in range(max(0, cfg.trials - search)):
+        study.enqueue_trial({}, user_attrs=TrialRecord(slot="search").to_user_attrs())
+
+
+def config_summary(cfg: StudyConfig, space: SearchSpace) -> dict[str, Any]:
+    """What a study stores of its config (its `config` study attr)."""
+    return {"search_space": space.describe(), "architecture": to_dict(cfg.architecture),
+            "data": to_dict(cfg.data), "training": to_dict(cfg.training),
+            "sampler": to_dict(cfg.sampler), "pruner": to_dict(cfg.pruner)}
+
+
+def stored_config(study: optuna.Study) -> dict[str, Any] | None:
+    """The config summary the study was created with (None before it is set)."""
+    return study.user_attrs.get(CONFIG_ATTR)
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The completed trial with the highest accuracy (the first objective), if any."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if TrialRecord.from_trial(t).spec is not None]
+    return max(complete, key=lambda t: t.values[0], default=None)
+
+
+def study_status(name: str, storage_url: str) -> dict[str, Any]:
+    """Counts by state, the best trial, and an ETA for the queued trials."""
+    study = load_study(name, storage_url)
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name: sum(1 for t in trials if t.state == s) for s in TrialState}
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in complete
+                 if t.datetime_start and t.datetime_complete]
+    per_trial = sum(durations) / len(durations) if durations else None
+    workers = max(1, counts["RUNNING"])
+    eta = (per_trial * (counts["WAITING"] + counts["RUNNING"]) / workers
+           if per_trial is not None else None)
+    best = None
+    top = best_trial(study)
+    if top is not None:
+        r = TrialRecord.from_trial(top)
+        best = {"number": top.number, "accuracy": top.values[0], "hash": r.hash,
+                "connections": r.connections, "mbd": r.mbd}
+    return {"study": name, "storage": storage_url, "counts": counts, "best": best,
+            "seconds_per_trial": per_trial, "eta_seconds": eta,
+            "reused": sum(1 for t in complete if TrialRecord.from_trial(t).is_reused)}

@@ -1,0 +1,220 @@
+"""Workers: claim queued trials, train the pattern each proposes, store its record.
+
+A killed worker's trial goes stale (no heartbeat), is marked FAIL, and Optuna's retry callback
+enqueues it again for the surviving workers, so the study still ends with exactly the
+configured number of finished trials.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from search_spaces import Pattern, PatternError
+
+from ..engine.spec import PatternSpec, make_spec
+from ..engine.train import TrainResult, resolve_device, train
+from .config import StudyConfig
+from .optuna_api import claim_waiting, experimental_ok, storage_of
+from .record import TrialRecord, record
+from .samplers import make_pruner, make_sampler
+from .storage import load_study
+from .study import FINISHED, baseline_pattern, counts_as_slot
+
+Values = float | tuple[float, float]
+
+
+class Objective:
+    """Trains the pattern a trial proposes (or its baseline template) and stores its record.
+    Data is loaded once per worker."""
+
+    def __init__(self, cfg: StudyConfig, progress: bool = False):
+        self.cfg = cfg
+        self.space = cfg.search_space.build()
+        self.device = resolve_device(cfg.training.device)
+        self.data = cfg.data.load(self.device)
+        self.progress = progress
+
+    def __call__(self, trial: optuna.Trial) -> Values:
+        pattern, seed = self.pattern_for(trial)
+        spec = self.describe(trial, pattern, seed)
+        twin = _completed_twin(trial.study, pattern.hash, seed)
+        if twin is not None:  # same pattern and seed already trained: reuse, never retrain
+            record(trial, reused_from=twin.number, train_seconds=0.0,
+                   val_curve=TrialRecord.from_trial(twin).val_curve)
+            return twin.values[0] if not self.cfg.multi_objective else tuple(twin.values)
+        result = self.train(trial, spec, seed)
+        return self.values(spec, result)
+
+    def pattern_for(self, trial: optuna.Trial) -> tuple[Pattern, int]:
+        """The search space's proposal at the configured seed, or the baseline's template."""
+        slot = TrialRecord.from_trial(trial)
+        if slot.baseline is None:
+            return self.space.suggest(trial), self.cfg.training.seed
+        assert slot.seed is not None
+        return baseline_pattern(self.space, slot.baseline), slot.seed
+
+    def describe(self, trial: optuna.Trial, pattern: Pattern, seed: int) -> PatternSpec:
+        """Measure the pattern's network and record its spec and metrics before training."""
+        baseline = TrialRecord.from_trial(trial).baseline
+        spec = make_spec(pattern, self.cfg.architecture,
+                         origin={"study": self.cfg.name, "trial": trial.number, "seed": seed,
+                                 **({"template": baseline} if baseline else {})})
+        record(trial, spec=spec.to_dict(), hash=pattern.hash, seed=seed, device=str(self.device),
+               **spec.metrics)
+        return spec
+
+    def train(self, trial: optuna.Trial, spec: PatternSpec, seed: int) -> TrainResult:
+        """Train, reporting each epoch to the pruner; record the outcome."""
+        cfg = self.cfg
+
+        def report(epoch: int, accuracy: float) -> None:
+            if cfg.multi_objective:
+                return
+            trial.report(accuracy, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} at accuracy {accuracy:.4f}")
+
+        result = train(spec, self.data, replace(cfg.training, seed=seed), on_epoch=report,
+                       progress=self.progress).result
+        record(trial, train_seconds=result.train_seconds, val_curve=result.val_curve,
+               loss_curve=result.loss_curve, images_per_second=result.images_per_second,
+               status=result.status)
+        if result.status != "ok":
+            record(trial, fail_reason=result.message)
+            raise _Diverged(result.message)
+        return result
+
+    def values(self, spec: PatternSpec, result: TrainResult) -> Values:
+        if self.cfg.multi_objective:
+            return result.val_accuracy, float(spec.metrics[self.cfg.sampler.second_objective])
+        return result.val_accuracy
+
+
+class _Diverged(Exception):
+    pass
+
+
+def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int) -> FrozenTrial | None:
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        r = TrialRecord.from_trial(t)
+        if r.hash == pattern_hash and r.seed == seed and not r.is_reused:
+            return t
+    return None
+
+
+class _Heartbeat:
+    """Records the trial's heartbeat every interval while the trial runs."""
+
+    def __init__(self, storage: BaseStorage, trial_id: int):
+        self.storage, self.trial_id = storage, trial_id
+        self.interval = storage.get_heartbeat_interval() if hasattr(
+            storage, "get_heartbeat_interval") else None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            self.storage.record_heartbeat(self.trial_id)  # type: ignore[attr-defined]
+            if self.stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "_Heartbeat":
+        if self.interval:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        if self.interval:
+            self.thread.join()
+
+
+@dataclass
+class WorkerReport:
+    trials: int = 0
+    seconds: float = 0.0
+    train_seconds: float = 0.0
+
+
+def worker_seed(cfg: StudyConfig) -> int:
+    """Extra workers draw different proposals from the first one."""
+    return cfg.seed + os.getpid()
+
+
+def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = True,
+               study: optuna.Study | None = None, poll_seconds: float = 1.0) -> WorkerReport:
+    """Claim and run WAITING trials until none is waiting and none is running elsewhere
+    (a running one may still fail and be retried here)."""
+    if study is None:
+        study = load_study(cfg.name, cfg.storage_url, cfg.heartbeat_seconds,
+                           sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
+                           pruner=make_pruner(cfg))
+    objective = Objective(cfg)
+    report = WorkerReport()
+    bar = _StudyBar(study, disable=not progress)
+    while True:
+        with experimental_ok():
+            optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL, re-queued
+        trial_id = claim_waiting(study)
+        if trial_id is None:
+            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                break
+            time.sleep(poll_seconds)
+            continue
+        start = time.perf_counter()
+        frozen = _run_one(study, trial_id, objective)
+        report.trials += 1
+        report.seconds += time.perf_counter() - start
+        report.train_seconds += TrialRecord.from_trial(frozen).train_seconds or 0.0
+        bar.update(frozen)
+    bar.close()
+    return report
+
+
+def _run_one(study: optuna.Study, trial_id: int, objective: Objective) -> FrozenTrial:
+    trial = optuna.Trial(study, trial_id)
+    record(trial, worker=f"{socket.gethostname()}:{os.getpid()}")
+    with _Heartbeat(storage_of(study), trial_id):
+        try:
+            values = objective(trial)
+        except optuna.TrialPruned:
+            return study.tell(trial, state=TrialState.PRUNED)
+        except (_Diverged, RuntimeError, FloatingPointError, PatternError) as e:
+            # One bad trial (diverged, out of memory, ...) never stops the study.
+            if TrialRecord.from_trial(trial).fail_reason is None:
+                record(trial, fail_reason=f"{type(e).__name__}: {e}")
+            return study.tell(trial, state=TrialState.FAIL)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)  # interrupted: re-enqueued on resume
+            raise
+    return study.tell(trial, values)
+
+
+class _StudyBar:
+    def __init__(self, study: optuna.Study, disable: bool):
+        from tqdm.auto import tqdm
+        trials = study.get_trials(deepcopy=False)
+        total = sum(1 for t in trials if counts_as_slot(t))
+        done = sum(1 for t in trials if t.state in FINISHED and counts_as_slot(t))
+        self.bar = tqdm(total=total, initial=done, disable=disable, unit="trial",
+                        dynamic_ncols=True, desc=study.study_name)
+        self.best = -math.inf
+
+    def update(self, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.COMPLETE and trial.values:
+            self.best = max(self.best, trial.values[0])
+        self.bar.set_postfix(best=f"{self.best:.4f}" if self.best > -math.inf else "-",
+                             last=trial.state.name)
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,170 @@
+"""The codebase's own contracts: registries, the trial record, the Optuna adapter pinned to the
+installed Optuna, torch-free read-only commands, scoped warnings, and the table formatters."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas.engine.datasets import DATASETS
+from nas.errors import ConfigError, DataError
+from nas.search.optuna_api import TESTED_WITH, claim_waiting, storage_of, trial_id
+from nas.search.record import FIELDS, TrialRecord, record
+from nas.search.samplers import PRUNERS, SAMPLERS
+from nas.tables import format_table, html_table, markdown_table
+from search_spaces import SEARCH_SPACES, TEMPLATES, PatternError, Registry
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED = ROOT / "studies" / "results" / "principle_fashion_mnist"
+
+
+@pytest.mark.parametrize("registry, error, kind", [
+    (TEMPLATES, PatternError, "template"), (SEARCH_SPACES, PatternError, "search space"),
+    (DATASETS, DataError, "dataset"), (SAMPLERS, ConfigError, "sampler"),
+    (PRUNERS, ConfigError, "pruner")])
+def test_every_registry_names_the_unknown_and_the_known(registry, error, kind):
+    with pytest.raises(error) as e:
+        registry["nope"]
+    assert str(e.value) == f"unknown {kind} 'nope'; known: {', '.join(registry)}"
+    assert len(registry) >= 2 and all(name in registry for name in registry)
+    assert "nope" not in registry and ["x"] not in registry
+
+
+def test_registry_keeps_order_and_refuses_a_second_entry_of_a_name():
+    reg: Registry[int] = Registry("thing", KeyError)
+    reg.add("b", 2)
+    reg.register("a")(1)
+    assert list(reg) == ["b", "a"] and reg["a"] == 1 and reg.items() == [("b", 2), ("a", 1)]
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.add("a", 3)
+    assert reg["a"] == 1
+
+
+def test_trial_record_round_trips_through_optuna_storage():
+    study = optuna.create_study()
+    full = TrialRecord(**{name: None for name in FIELDS})
+    values = {"slot": "search", "baseline": "log", "seed": 3, "spec": {"blocks": [[0]]},
+              "hash": "ab12", "connections": 17, "mbd": 3, "mean_distance": 1.5, "params": 10,
+              "flops": 20, "device": "cpu", "worker": "h:1", "reused_from": 2,
+              "train_seconds": 1.25, "val_curve": [0.5, 0.6], "loss_curve": [2.0, 1.0],
+              "images_per_second": 99.0, "status": "ok", "fail_reason": "why"}
+    assert set(values) == set(FIELDS)  # the test covers every field
+    trial = study.ask()
+    record(trial, **values)
+    frozen = study.tell(trial, 0.5)
+    got = TrialRecord.from_trial(frozen)
+    assert got == TrialRecord(**values) and got != full
+    assert got.to_user_attrs() == frozen.user_attrs == values
+    assert got.is_baseline and got.is_reused
+    empty = TrialRecord.from_trial(study.tell(study.ask(), 0.1))
+    assert empty == TrialRecord() and not empty.is_baseline and not empty.is_reused
+
+
+def test_record_refuses_a_misspelt_field():
+    trial = optuna.create_study().ask()
+    with pytest.raises(TypeError, match="fail_reasn"):
+        record(trial, fail_reasn="typo")
+    assert trial.user_attrs == {}
+
+
+def test_optuna_adapter_is_pinned_to_the_installed_optuna():
+    assert optuna.__version__.startswith(TESTED_WITH + "."), (
+        f"nas/search/optuna_api.py was checked against Optuna {TESTED_WITH}; "
+        f"{optuna.__version__} is installed: re-check its private calls, then TESTED_WITH")
+    study = optuna.create_study()
+    for n in range(3):
+        study.enqueue_trial({}, user_attrs={"n": n})
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    claimed = [claim_waiting(study) for _ in range(4)]
+    assert claimed[:3] == [trial_id(t) for t in waiting] and claimed[3] is None
+    assert all(storage_of(study).get_trial(i).state == TrialState.RUNNING for i in claimed[:3])
+
+
+def test_importing_the_engine_does_not_change_global_warning_filters():
+    code = ("import warnings, torch, optuna, plotly, tqdm.auto; before = list(warnings.filters);"
+            "import nas.search.worker, nas.search.study, nas.results.report, nas.cli;"
+            "print(warnings.filters == before)")  # torch adds filters of its own
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
+def test_read_only_commands_never_load_torch(tmp_path):
+    db = tmp_path / "study.db"
+    shutil.copy(PUBLISHED / "study.db", db)
+    name = json.loads((PUBLISHED / "analyze.json").read_text())["study"]
+    storage, spec = f"sqlite:///{db}", str(tmp_path / "b.json")
+    code = f"""
+import sys
+from nas.cli import main
+codes = [main(["templates", "--layers", "12"]),
+         main(["study", "status", {name!r}, "--storage", {storage!r}]),
+         main(["analyze", {name!r}, "--storage", {storage!r}, "--resamples", "20"]),
+         main(["export", {name!r}, "--storage", {storage!r}, "--out", {spec!r}])]
+print("RESULT", codes, "torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "RESULT [0, 0, 0, 0] False", out.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["origin"]["study"] == name
+
+
+def test_published_result_rechecks_from_its_stored_study(tmp_path):
+    from nas.results.analysis import analyze
+    from nas.search.storage import load_study
+
+    db = tmp_path / "study.db"
+    shutil.copy(PUBLISHED / "study.db", db)
+    published = json.loads((PUBLISHED / "analyze.json").read_text())
+    again = analyze(load_study(published["study"], f"sqlite:///{db}"),
+                    resamples=published["resamples"])
+    assert again == published
+
+
+def test_text_markdown_and_html_tables():
+    headers, rows = ["name", "value", "n"], [["a", 0.5, 3], ["long name", 12.25, 10]]
+    assert format_table(headers, rows).splitlines() == [
+        "name         value   n",
+        "---------  -------  --",
+        "a           0.5000   3",
+        "long name  12.2500  10"]
+    assert markdown_table(headers, rows).splitlines() == [
+        "| name | value | n |", "|---|---|---|", "| a | 0.5000 | 3 |",
+        "| long name | 12.2500 | 10 |"]
+    assert html_table(["a<b"], [["x&y"]]) == \
+        "<table><tr><th>a&lt;b</th></tr><tr><td>x&amp;y</td></tr></table>"
+    assert format_table(["only"], []).splitlines() == ["only", "----"]
+
+
+def _nas_imports(path: Path) -> set[str]:
+    """The nas sub-packages a module imports (relative imports resolved)."""
+    import ast
+
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            names = [module] if node.module else [f"{module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found |= {".".join(n.split(".")[:2]) for n in names if n.startswith("nas.")}
+    return found
+
+
+@pytest.mark.parametrize("package, allowed", [
+    ("engine", {"nas.engine", "nas.errors", "nas.settings", "nas._lazy"}),
+    ("search", {"nas.search", "nas.engine", "nas.errors", "nas.settings", "nas._lazy"}),
+    ("results", {"nas.results", "nas.search", "nas.engine", "nas.errors", "nas.settings",
+                 "nas.tables", "nas._lazy"}),
+])
+def test_dependencies_point_one_way(package, allowed):
+    for path in sorted((ROOT / "nas" / package).glob("*.py")):
+        assert _nas_imports(path) <= allowed, path.name
+    # The check resolves relative imports (analysis reads the trial record from search).
+    assert "nas.search" in _nas_imports(ROOT / "nas" / "results" / "analysis.py")
