@@ -17,13 +17,19 @@ from .tables import format_table
 
 
 def cmd_templates(args: argparse.Namespace) -> None:
-    from search_spaces import template_table
+    from search_spaces import template_pattern, template_table
 
-    rows = template_table(args.layers, args.k, args.names or None)
-    print(f"templates for one block of L={args.layers} layers (nodes 0..{args.layers + 1})")
+    rows = template_table(args.layers, args.k, args.names or None, args.style, args.budget)
+    layers = " ".join(map(str, args.layers))
+    budget = "each at its own count" if args.budget == "authors" else \
+        f"at log's {template_pattern('log', args.layers, style=args.style).connections} " \
+        f"connections (fractional K)"
+    print(f"templates for layers {layers}, style {args.style}, {budget}")
     print(format_table(["template", "K", "connections", "MBD", "mean_distance"],
-                       [[r.template, "-" if r.k is None else r.k, r.connections, r.mbd,
+                       [[r.template + ("" if r.on_budget else " *"), r.k, r.connections, r.mbd,
                          r.mean_distance] for r in rows]))
+    if not all(r.on_budget for r in rows):
+        print("* cannot meet that budget: shown at its own count")
 
 
 ARCH_FLAGS = ("growth", "bottleneck", "compression", "stem_stride", "memory_efficient")
@@ -41,9 +47,9 @@ def cmd_train(args: argparse.Namespace) -> None:
                           train_size=args.train_size, val_size=args.val_size,
                           test_size=args.test_size, split_seed=args.split_seed)
     if args.spec:
-        if args.template or arch_flags:
-            raise UserError("give either a spec file or --template with architecture flags, "
-                            "not both")
+        if args.template or arch_flags or args.style:
+            raise UserError("give either a spec file or --template with --style and "
+                            "architecture flags, not both")
         spec = PatternSpec.load(args.spec)
     else:
         if not args.template:
@@ -51,8 +57,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         info = data_cfg.info
         arch = ArchConfig(**arch_flags, input_shape=info.input_shape,
                           num_classes=info.num_classes)
-        spec = make_spec(template_pattern(args.template, args.layers, args.k), arch,
-                         {"template": args.template, "k": args.k})
+        pattern = template_pattern(args.template, args.layers, args.k,
+                                   args.style or "per_block")
+        spec = make_spec(pattern, arch, {"template": args.template, "k": args.k})
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
                       lr=args.lr, schedule=args.schedule, label_smoothing=args.label_smoothing,
                       amp=not args.no_amp, seed=args.seed, device=args.device)
@@ -210,11 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
         "DenseNet-style networks, at an exact connection budget (Log-DenseNet's principle).")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from search_spaces import STYLES
+
     p = sub.add_parser("templates", help="connections, MBD and mean distance of every template")
     p.add_argument("names", nargs="*", help="templates to show (default: all)")
-    p.add_argument("--layers", "-L", type=int, required=True, help="layers in the block")
+    p.add_argument("--layers", "-L", type=int, nargs="+", required=True,
+                   help="layers per block, one number per block")
+    p.add_argument("--style", choices=STYLES, default="per_block",
+                   help="network style: per_block, v1 (network-wide) or v2 (block compression)")
+    p.add_argument("--budget", choices=["authors", "exact"], default="authors",
+                   help="authors: each template at its own count; exact: at log's count, "
+                        "K-templates with a fractional K")
     p.add_argument("--k", "-k", type=int, default=None,
-                   help="K for templates that take one (default: ceil(log2(L+1)))")
+                   help="K for templates that take one (default: floor(log2(L+1)) + 1, L the "
+                        "layers the rule sees)")
     p.set_defaults(func=cmd_templates)
 
     p = sub.add_parser("train", help="train a template or a spec file briefly or fully")
@@ -223,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", "-L", type=int, nargs="+", default=[24],
                    help="layers per block, one number per block (default: 24)")
     p.add_argument("--k", "-k", type=int, default=None, help="K for templates that take one")
+    p.add_argument("--style", choices=STYLES, default=None,
+                   help="network style of --template (default: per_block)")
     add_data_args(p)
     g = p.add_argument_group("architecture (with --template)")
     g.add_argument("--growth", type=int)

@@ -3,22 +3,24 @@
 Pure Python + numpy: never imports torch or optuna.
 """
 from .distances import DistanceStats, distance_matrix, distance_stats, global_inputs
-from .pattern import Block, Pattern, PatternError, single_block
+from .pattern import STYLES, Block, Pattern, PatternError, single_block
 from .registry import Registry
 from .spaces import SEARCH_SPACES, SearchSpace, make_space
 from .templates import (
-                        TEMPLATES,
-                        Template,
-                        TemplateRow,
-                        budgeted_block,
-                        default_k,
-                        template_pattern,
-                        template_table,
+    TEMPLATES,
+    Template,
+    TemplateRow,
+    budgeted_block,
+    budgeted_pattern,
+    default_k,
+    template_pattern,
+    template_table,
 )
 
 __all__ = [
-    "Block", "Pattern", "PatternError", "single_block",
+    "STYLES", "Block", "Pattern", "PatternError", "single_block",
     "DistanceStats", "distance_matrix", "distance_stats", "global_inputs",
-    "TEMPLATES", "Template", "TemplateRow", "budgeted_block", "default_k", "template_pattern",
-    "template_table", "SEARCH_SPACES", "SearchSpace", "make_space", "Registry",
+    "TEMPLATES", "Template", "TemplateRow", "budgeted_block", "budgeted_pattern", "default_k",
+    "template_pattern", "template_table", "SEARCH_SPACES", "SearchSpace", "make_space",
+    "Registry",
 ]

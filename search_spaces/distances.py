@@ -3,6 +3,17 @@
 The backprop distance d(j, i), j < i, is the number of edges on the shortest forward path from
 node j to node i: the fewest layers a gradient from node i crosses to reach node j. Pairs with no
 path (possible in free patterns) have no distance; they are counted, not averaged in.
+
+What counts as a hop follows the network style (see `pattern`):
+
+- ``per_block``: a block's output node (its transition) is a node, and it is the next block's
+  input node: leaving a block costs the hop into its output node.
+- ``v1``: the nodes are the stem, the layers and the head; per-source transitions are not
+  nodes, so a link across blocks is one edge and LOG's d(j, i) = popcount(i - j) holds over the
+  whole network.
+- ``v2``: each context C_b is a node (block b's node 0, block b-1's output node), read by every
+  layer of its block, and C_{b+1} reads every node of block b: from a layer of block b to a
+  layer of block b' > b is b' - b + 1 edges.
 """
 from __future__ import annotations
 

@@ -4,6 +4,18 @@ A block of L layers has nodes 0..L+1: node 0 is the block input, nodes 1..L are 
 node L+1 is the block output (the transition, or the head for the last block). For each node
 i = 1..L+1 a block lists the sorted earlier nodes it reads. A pattern is an ordered tuple of blocks;
 block b's output node is block b+1's input node.
+
+A pattern also has a network style, which says what its nodes are (see :data:`STYLES`):
+
+- ``per_block``: each block's node 0 is the previous block's transition (or the stem), node L+1
+  its transition (a DenseNet transition over what it reads) or the head.
+- ``v1`` (Log-DenseNet V1, network-wide): one block holds the whole network's layers in global
+  order, node 0 being the stem; ``stages`` says how many layers run at each resolution. A layer
+  that reads a layer of an earlier stage gets that source through its own per-source
+  transitions, so the link is one edge. Node N+1 is the head.
+- ``v2`` (Log-DenseNet V2, block compression): like per_block, but node 0 of block b is the
+  compressed context C_b, which every layer of the block reads, and node L+1 of a block that is
+  not the last is C_{b+1}, which reads C_b and every layer of the block.
 """
 from __future__ import annotations
 
@@ -18,6 +30,9 @@ import numpy as np
 
 class PatternError(ValueError):
     """A pattern (or its dict form) is not valid."""
+
+
+STYLES = ("per_block", "v1", "v2")
 
 
 @dataclass(frozen=True)
@@ -79,17 +94,51 @@ class Block:
 
 @dataclass(frozen=True)
 class Pattern:
-    """A whole network's connections: an ordered tuple of blocks."""
+    """A whole network's connections: an ordered tuple of blocks in a network style.
+
+    ``stages`` is the number of layers at each resolution: the blocks' layers, except in ``v1``
+    where the one block's layers are split into stages by it."""
 
     blocks: tuple[Block, ...]
+    style: str = "per_block"
+    stages: tuple[int, ...] = ()
 
-    def __init__(self, blocks: Iterable[Block]):
+    def __init__(self, blocks: Iterable[Block], style: str = "per_block",
+                 stages: Iterable[int] | None = None):
         blocks = tuple(blocks)
         if not blocks:
             raise PatternError("a pattern needs at least one block")
         if not all(isinstance(b, Block) for b in blocks):
             raise PatternError("blocks must be Block instances")
+        if style not in STYLES:
+            raise PatternError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
+        own = tuple(b.num_layers for b in blocks)
+        stages = own if stages is None else tuple(int(s) for s in stages)
         object.__setattr__(self, "blocks", blocks)
+        object.__setattr__(self, "style", style)
+        object.__setattr__(self, "stages", stages)
+        self._validate_style(own)
+
+    def _validate_style(self, own: tuple[int, ...]) -> None:
+        if self.style != "v1":
+            if self.stages != own:
+                raise PatternError(f"stages {list(self.stages)}: only style 'v1' splits a block "
+                                   f"into stages; here they are the blocks' layers {list(own)}")
+        elif len(self.blocks) != 1:
+            raise PatternError("style 'v1' has one block: the whole network in global order")
+        elif not self.stages or min(self.stages) < 1 or sum(self.stages) != own[0]:
+            raise PatternError(f"stages {list(self.stages)} must be positive and add up to "
+                               f"the {own[0]} layers of the network")
+        if self.style == "v2":
+            for b, block in enumerate(self.blocks):
+                last = block.num_layers + 1
+                for i in range(1, last):
+                    if 0 not in block.reads(i):
+                        raise PatternError(f"block {b} node {i}: in style 'v2' every layer reads "
+                                           f"the context (node 0)")
+                if b < len(self.blocks) - 1 and block.reads(last) != tuple(range(last)):
+                    raise PatternError(f"block {b} node {last}: in style 'v2' the next context "
+                                       f"reads every node 0..{last - 1}")
 
     @property
     def num_layers(self) -> tuple[int, ...]:
@@ -105,14 +154,31 @@ class Pattern:
         return 1 + sum(b.num_layers + 1 for b in self.blocks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"blocks": [{"num_layers": b.num_layers, "inputs": [list(r) for r in b.inputs]}
-                           for b in self.blocks]}
+        """Plain form; the style (and v1's stages) only when not per_block, so per_block
+        patterns keep the hashes they had before styles existed."""
+        out: dict[str, Any] = {"blocks": [{"num_layers": b.num_layers,
+                                           "inputs": [list(r) for r in b.inputs]}
+                                          for b in self.blocks]}
+        if self.style != "per_block":
+            out["style"] = self.style
+        if self.style == "v1":
+            out["stages"] = list(self.stages)
+        return out
 
     @classmethod
     def from_dict(cls, data: Any) -> "Pattern":
         """Inverse of :meth:`to_dict`; raises :class:`PatternError` naming the bad field."""
         if not isinstance(data, dict) or not isinstance(data.get("blocks"), list):
             raise PatternError("pattern: expected an object with a 'blocks' list")
+        unknown = sorted(set(data) - {"blocks", "style", "stages"})
+        if unknown:
+            raise PatternError(f"pattern: unknown field {unknown[0]!r}")
+        style, stages = data.get("style", "per_block"), data.get("stages")
+        if style not in STYLES:
+            raise PatternError(f"style: {style!r} is not one of {', '.join(STYLES)}")
+        if stages is not None and not (isinstance(stages, list) and all(
+                isinstance(s, int) and not isinstance(s, bool) for s in stages)):
+            raise PatternError(f"stages: expected a list of integers, got {stages!r}")
         blocks = []
         for b, raw in enumerate(data["blocks"]):
             where = f"blocks[{b}]"
@@ -130,7 +196,7 @@ class Pattern:
                 blocks.append(Block(inputs))
             except PatternError as e:
                 raise PatternError(f"{where}.inputs: {e}") from None
-        return cls(blocks)
+        return cls(blocks, style, stages)
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, no whitespace."""

@@ -11,9 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
 
-from .pattern import Block, Pattern, PatternError
+from .pattern import STYLES, Block, Pattern, PatternError
 from .registry import Registry
-from .templates import TEMPLATES, budgeted_block, template_pattern
+from .templates import (
+    TEMPLATES,
+    assemble,
+    budgeted_pattern,
+    per_block_ranges,
+    split_budget,
+    template_pattern,
+)
 
 
 class Trial(Protocol):
@@ -21,49 +28,54 @@ class Trial(Protocol):
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any: ...
 
 
+def block_ranges(layers: Sequence[int], style: str) -> list[tuple[int, int]]:
+    """(fewest, most) connections each block can have in ``style`` (v1: the one global block)
+    with every node fed and every layer reaching the output."""
+    if style == "v1":
+        n = sum(layers)
+        return [(n + 1, (n + 1) * (n + 2) // 2)]
+    if style == "per_block":
+        return per_block_ranges(layers)
+    # v2: the context reads (L) and the next context's reads (L+1) are fixed; in the last block
+    # each layer needs a reader on its way to the head.
+    last = len(layers) - 1
+    return [(L + (L if b == last else L + 1), L * (L - 1) // 2 + L + L + 1)
+            for b, L in enumerate(layers)]
+
+
 class SearchSpace:
-    """A budgeted space over patterns with the given layers per block."""
+    """A budgeted space over patterns with the given layers per block, in a network style."""
 
     name: ClassVar[str]
 
-    def __init__(self, layers: Sequence[int], budget: int | None = None):
+    def __init__(self, layers: Sequence[int], budget: int | None = None,
+                 style: str = "per_block"):
         self.layers = tuple(int(L) for L in layers)
         if not self.layers or min(self.layers) < 1:
             raise PatternError(f"search space {self.name!r}: layers must be positive, "
                                f"got {list(layers)}")
-        log_counts = [b.connections for b in template_pattern("log", self.layers).blocks]
-        self.budget = sum(log_counts) if budget is None else int(budget)
-        low = sum(L + 1 for L in self.layers)
-        high = sum((L + 1) * (L + 2) // 2 for L in self.layers)
+        if style not in STYLES:
+            raise PatternError(f"search space {self.name!r}: unknown style {style!r}; "
+                               f"known: {', '.join(STYLES)}")
+        self.style = style
+        log = template_pattern("log", self.layers, style=style)
+        self.budget = log.connections if budget is None else int(budget)
+        ranges = block_ranges(self.layers, style)
+        low, high = sum(r[0] for r in ranges), sum(r[1] for r in ranges)
         if not low <= self.budget <= high:
             raise PatternError(f"search space {self.name!r}: budget {self.budget} impossible for "
-                               f"layers {list(self.layers)} (must be in {low}..{high})")
-        self.block_budgets = split_budget(self.budget, log_counts, self.layers)
+                               f"layers {list(self.layers)} in {style} (must be in "
+                               f"{low}..{high})")
+        self.block_budgets = split_budget(self.budget, [b.connections for b in log.blocks],
+                                          ranges)
 
     def suggest(self, trial: Trial) -> Pattern:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
-        return {"space": self.name, "layers": list(self.layers), "budget": self.budget}
-
-
-def split_budget(budget: int, weights: Sequence[int], layers: Sequence[int]) -> list[int]:
-    """Split a network budget over blocks in proportion to ``weights`` (log's counts, so the
-    default budget gives every block log's count), kept within each block's feasible range;
-    the caller guarantees the total is feasible."""
-    lows = [L + 1 for L in layers]
-    highs = [(L + 1) * (L + 2) // 2 for L in layers]
-    shares = [min(max(budget * w // sum(weights), lo), hi)
-              for w, lo, hi in zip(weights, lows, highs)]
-    # Hand out what rounding and clamping left over one edge at a time, deepest block first.
-    diff, b = budget - sum(shares), len(shares) - 1
-    while diff:
-        step = 1 if diff > 0 else -1
-        if lows[b] <= shares[b] + step <= highs[b]:
-            shares[b] += step
-            diff -= step
-        b = (b - 1) % len(shares)
-    return shares
+        out = {"space": self.name, "layers": list(self.layers), "budget": self.budget}
+        # per_block studies made before styles existed keep their stored description.
+        return out if self.style == "per_block" else {**out, "style": self.style}
 
 
 SEARCH_SPACES: Registry[type[SearchSpace]] = Registry("search space", PatternError)
@@ -74,9 +86,9 @@ def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
 
 
 def make_space(name: str, layers: Sequence[int], budget: int | None = None,
-               **kwargs: Any) -> SearchSpace:
-    """The registered space ``name`` at these layers and budget."""
-    return SEARCH_SPACES[name](layers, budget, **kwargs)
+               style: str = "per_block", **kwargs: Any) -> SearchSpace:
+    """The registered space ``name`` at these layers, budget and style."""
+    return SEARCH_SPACES[name](layers, budget, style, **kwargs)
 
 
 @register_space
@@ -87,8 +99,8 @@ class TemplatesSpace(SearchSpace):
     name = "templates"
 
     def __init__(self, layers: Sequence[int], budget: int | None = None,
-                 templates: Sequence[str] | None = None):
-        super().__init__(layers, budget)
+                 style: str = "per_block", templates: Sequence[str] | None = None):
+        super().__init__(layers, budget, style)
         names = list(templates) if templates is not None else list(TEMPLATES)
         self.templates = [n for n in names if self._fits(n)]
         if not self.templates:
@@ -103,7 +115,7 @@ class TemplatesSpace(SearchSpace):
             return False
 
     def pattern(self, name: str) -> Pattern:
-        return Pattern(budgeted_block(name, L, b) for L, b in zip(self.layers, self.block_budgets))
+        return budgeted_pattern(name, self.layers, self.budget, self.style)
 
     def suggest(self, trial: Trial) -> Pattern:
         return self.pattern(trial.suggest_categorical("template", self.templates))
@@ -143,25 +155,53 @@ def decode_subset(weights: Sequence[int], keys: Sequence[float], target: int) ->
 @register_space
 class OffsetsSpace(SearchSpace):
     """A translation-invariant offset set S containing 1: node i reads i - o for every o in S
-    with o <= i (NEAREST-K is S = {1..K}, LOG is S = {1, 2, 4, ...}). One random key per offset,
-    shared by all blocks; the set is decoded to meet each block's budget exactly."""
+    with o <= i (NEAREST-K is S = {1..K}, LOG is S = {1, 2, 4, ...}). One random key per offset;
+    the set is decoded to meet the budget exactly. per_block: one set shared by the blocks,
+    decoded per block to its share of the budget; v1: over the global layers; v2: inside each
+    block, as the style applies any rule."""
 
     name = "offsets"
 
-    def __init__(self, layers: Sequence[int], budget: int | None = None):
-        super().__init__(layers, budget)
-        for L, b in zip(self.layers, self.block_budgets):
-            # Offset o adds L+2-o edges; offsets 2..L add distinct 2..L, which reach every
-            # total except 1 and (their sum - 1).
-            rest, top = b - (L + 1), sum(range(2, L + 1))
-            if rest in (1, top - 1) or not 0 <= rest <= top:
-                raise PatternError(f"search space 'offsets': no offset set has exactly {b} "
-                                   f"connections at L={L} (try {b - 1} or {b + 1})")
+    def __init__(self, layers: Sequence[int], budget: int | None = None,
+                 style: str = "per_block"):
+        super().__init__(layers, budget, style)
+        if style == "per_block":
+            for L, b in zip(self.layers, self.block_budgets):
+                # Offset o adds L+2-o edges; offsets 2..L add distinct 2..L, which reach every
+                # total except 1 and (their sum - 1).
+                rest, top = b - (L + 1), sum(range(2, L + 1))
+                if rest in (1, top - 1) or not 0 <= rest <= top:
+                    raise PatternError(f"search space 'offsets': no offset set has exactly {b} "
+                                       f"connections at L={L} (try {b - 1} or {b + 1})")
+            return
+        # Each offset adds the same edges whatever else is in the set, so counts add up.
+        base = self.network({1}).connections
+        weights = {o: self.network({1, o}).connections - base for o in range(2, sum(layers) + 1)}
+        self.offsets = [o for o, w in weights.items() if w > 0]
+        self.base, self.weights = base, [weights[o] for o in self.offsets]
+        reachable = _reachable_sums(self.weights)[0]
+        if self.budget < base or not reachable >> (self.budget - base) & 1:
+            near = [base + t for t in range(reachable.bit_length()) if reachable >> t & 1]
+            below = max((c for c in near if c < self.budget), default=None)
+            above = min((c for c in near if c > self.budget), default=None)
+            raise PatternError(f"search space 'offsets': no offset set has exactly {self.budget} "
+                               f"connections in {style} at layers {list(self.layers)} (nearest: "
+                               f"{below} and {above})")
+
+    def network(self, offsets: set[int]) -> Pattern:
+        """The v1 or v2 network of an offset set."""
+        return assemble(self.layers, self.style,
+                        lambda i: tuple(sorted(i - o for o in offsets if o <= i)))
 
     def suggest(self, trial: Trial) -> Pattern:
-        keys = {o: trial.suggest_float(f"offset_{o}", 0.0, 1.0)
-                for o in range(2, max(self.layers) + 1)}
-        return Pattern(offsets_block(L, b, keys) for L, b in zip(self.layers, self.block_budgets))
+        if self.style != "per_block":
+            keys = [trial.suggest_float(f"offset_{o}", 0.0, 1.0) for o in self.offsets]
+            picked = decode_subset(self.weights, keys, self.budget - self.base)
+            return self.network({1, *(self.offsets[t] for t in picked)})
+        by_offset = {o: trial.suggest_float(f"offset_{o}", 0.0, 1.0)
+                     for o in range(2, max(self.layers) + 1)}
+        return Pattern(offsets_block(L, b, by_offset)
+                       for L, b in zip(self.layers, self.block_budgets))
 
 
 def offsets_block(num_layers: int, budget: int, keys: dict[int, float]) -> Block:
@@ -174,21 +214,41 @@ def offsets_block(num_layers: int, budget: int, keys: dict[int, float]) -> Block
                  for i in range(1, num_layers + 2))
 
 
+Edge = tuple[int, int]
+
+
 @register_space
 class FreeSpace(SearchSpace):
-    """Any per-node input sets: one random key per possible edge (j < i) of every block, decoded
-    to exactly the block budget with every node reading >= 1 input and every layer read by a
-    later node (so no layer is dead)."""
+    """Any input sets: one random key per possible edge (j < i), decoded to exactly each
+    block's budget with every node reading >= 1 input and every layer read by a later node (so
+    no layer is dead). v1: one global block, its head free too; v2: the context reads and the
+    next context's reads are fixed, the edges between layers (and the last block's head) free."""
 
     name = "free"
 
     def suggest(self, trial: Trial) -> Pattern:
         blocks = []
-        for b, (L, budget) in enumerate(zip(self.layers, self.block_budgets)):
-            keys = {(j, i): trial.suggest_float(f"edge_{b}_{j}_{i}", 0.0, 1.0)
-                    for i in range(1, L + 2) for j in range(i)}
-            blocks.append(free_block(L, budget, keys.__getitem__))
-        return Pattern(blocks)
+        for b, (L, budget) in enumerate(zip(self.block_layers, self.block_budgets)):
+            fixed, allowed = self.fixed_edges(b, L)
+            keys = {e: trial.suggest_float(f"edge_{b}_{e[0]}_{e[1]}", 0.0, 1.0)
+                    for e in allowed}
+            blocks.append(free_block(L, budget, keys.__getitem__, fixed, allowed))
+        return Pattern(blocks, self.style, self.layers if self.style == "v1" else None)
+
+    @property
+    def block_layers(self) -> tuple[int, ...]:
+        return (sum(self.layers),) if self.style == "v1" else self.layers
+
+    def fixed_edges(self, b: int, num_layers: int) -> tuple[set[Edge], list[Edge]]:
+        """(edges the style fixes, edges left to choose) in block ``b``."""
+        last = num_layers + 1
+        every = [(j, i) for i in range(1, last + 1) for j in range(i)]
+        if self.style != "v2":
+            return set(), every
+        fixed = {(0, i) for i in range(1, last)}
+        if b < len(self.layers) - 1:
+            fixed |= {(j, last) for j in range(last)}
+        return fixed, [e for e in every if e not in fixed and (e[0] > 0 or e[1] == last)]
 
 
 def _cover_cost(need_out: set[int], need_in: set[int]) -> int:
@@ -204,13 +264,19 @@ def _cover_cost(need_out: set[int], need_in: set[int]) -> int:
     return len(need_out) + len(need_in) - matched
 
 
-def free_block(num_layers: int, budget: int, key: Callable[[tuple[int, int]], float]) -> Block:
-    """Edges taken in key order while the remaining budget can still cover every node's needs."""
+def free_block(num_layers: int, budget: int, key: Callable[[Edge], float],
+               fixed: set[Edge] | None = None, allowed: Sequence[Edge] | None = None) -> Block:
+    """Edges taken in key order (from ``allowed``, default every j < i, beside the ``fixed``
+    ones) while the remaining budget can still cover every node's needs."""
     last = num_layers + 1
-    edges = sorted(((j, i) for i in range(1, last + 1) for j in range(i)), key=lambda e: -key(e))
-    need_in, need_out = set(range(1, last + 1)), set(range(last))
-    chosen: set[tuple[int, int]] = set()
-    remaining = budget
+    fixed = fixed or set()
+    if allowed is None:
+        allowed = [(j, i) for i in range(1, last + 1) for j in range(i)]
+    edges = sorted((e for e in allowed if e not in fixed), key=lambda e: -key(e))
+    need_in = set(range(1, last + 1)) - {i for _, i in fixed}
+    need_out = set(range(last)) - {j for j, _ in fixed}
+    chosen: set[Edge] = set(fixed)
+    remaining = budget - len(fixed)
     # Each pass takes >= 1 edge: with budget to spare any unused edge fits, and with none to
     # spare an edge joining a node that needs a reader to one that needs an input does.
     while remaining:

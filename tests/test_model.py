@@ -3,10 +3,19 @@ import pytest
 import torch
 
 from nas.engine.configs import ArchConfig
-from nas.engine.model import PatternNet, build_model, count_flops, count_params
+from nas.engine.model import DenseLayer, PatternNet, build_model, count_flops, count_params
 from nas.engine.spec import make_spec
 from nas.errors import UserError
-from search_spaces import TEMPLATES, Block, Pattern, template_pattern
+from search_spaces import (
+    STYLES,
+    TEMPLATES,
+    Block,
+    Pattern,
+    distance_matrix,
+    make_space,
+    template_pattern,
+)
+from search_spaces.distances import UNREACHABLE
 
 
 @pytest.mark.parametrize("name", list(TEMPLATES))
@@ -41,7 +50,7 @@ def test_layers_read_only_their_inputs():
     pattern = Pattern([Block([[0], [0], [1], [1, 3], [0, 2, 4]])])  # node 2 unread by 3, 4
     arch = ArchConfig(growth=3, bottleneck=True, input_shape=(2, 6, 6), num_classes=2)
     model = PatternNet(pattern, arch).eval()
-    block = model.stages[0]
+    block = model.body.stages[0]
     x = torch.randn(1, arch.stem_width, 6, 6, requires_grad=True)
     nodes = [x]
     for layer, reads in zip(block.layers, block.reads):
@@ -83,3 +92,82 @@ def test_build_model_from_spec_file(tmp_path):
     model = build_model(path)
     assert count_params(model) == spec.metrics["params"]
     assert model(torch.randn(1, 1, 12, 12)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_output_shape_every_template_and_style(style, template):
+    arch = ArchConfig(growth=4, input_shape=(3, 16, 16), num_classes=7)
+    model = PatternNet(template_pattern(template, [3, 4, 2], style=style), arch)
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 7)
+
+
+class _Recorder:
+    """Keeps every DenseLayer's output, in call order, with its gradient."""
+
+    def __init__(self, model):
+        self.outputs = []
+        for m in model.modules():
+            if isinstance(m, DenseLayer):
+                m.register_forward_hook(lambda _m, _i, out: self.outputs.append(out))
+
+
+def _layer_nodes(pattern):
+    """Global node numbers (as in distance_matrix) of the layers, in the order they run."""
+    nodes, offset = [], 0
+    for block in pattern.blocks:
+        nodes += [offset + i for i in range(1, block.num_layers + 1)]
+        offset += block.num_layers + 1
+    return nodes
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_layer_gets_gradient_exactly_from_the_layers_that_reach_it(style, seed):
+    """In every style, layer i's output depends on layer j's (nonzero gradient) exactly when
+    the pattern has a path j -> i: nothing leaks through transitions or contexts."""
+    import optuna
+
+    space = make_space("free", [4, 5, 3], style=style)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
+    pattern = space.suggest(trial)
+    model = PatternNet(pattern, ArchConfig(growth=16, input_shape=(2, 32, 32))).eval()
+    recorder = _Recorder(model)
+    model(torch.randn(2, 2, 32, 32))
+    outs, nodes = recorder.outputs, _layer_nodes(pattern)
+    d = distance_matrix(pattern)
+    assert len(outs) == len(nodes)
+    checked = set()
+    for a in range(len(outs)):
+        grads = torch.autograd.grad(outs[a].sum(), outs[:a], allow_unused=True,
+                                    retain_graph=True) if a else ()
+        for b, g in enumerate(grads):
+            reaches = d[nodes[b], nodes[a]] != UNREACHABLE
+            assert (g is not None and torch.count_nonzero(g) > 0) == reaches, (b, a)
+            checked.add(reaches)
+    assert checked == {True, False}  # the pattern had both kinds of pairs
+
+
+def test_readme_style_table_matches_the_builder():
+    """The README's 3x16, k=12 table: every number is what skipnas builds and measures."""
+    from pathlib import Path
+
+    from search_spaces import distance_stats
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
+    start = readme.index("| template | style | connections | MBD | mean distance | params "
+                         "| MFLOPs |")
+    rows = []
+    for line in readme[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    assert {(r[0], r[1]) for r in rows} >= {("dense", "per_block"), ("log", "v1"), ("log", "v2")}
+    for name, style, connections, mbd, mean, params, mflops in rows:
+        pattern = template_pattern(name, [16, 16, 16], style=style)
+        model = PatternNet(pattern, ArchConfig(growth=12))
+        stats = distance_stats(pattern)
+        assert (int(connections), int(mbd)) == (pattern.connections, stats.mbd)
+        assert float(mean) == pytest.approx(stats.mean, abs=5e-4)
+        assert int(params.replace(",", "")) == count_params(model)
+        assert float(mflops) == pytest.approx(count_flops(model, (3, 32, 32)) / 1e6, abs=0.05)

@@ -66,18 +66,25 @@ def test_log_closed_form(L):
 
 @pytest.mark.parametrize("L, k", valid_lk([1, 2, 4, 5]))
 def test_k_templates_share_a_budget(L, k):
-    """nearest, evenly_spaced and nearest_half_and_log give node i exactly min(i, K) inputs."""
+    """The K-templates give node i exactly min(i, K) inputs."""
     expected = sum(min(i, k) for i in range(1, L + 2))
-    for name in ("nearest", "evenly_spaced", "nearest_half_and_log"):
+    for name in ("nearest", "evenly_spaced", "evenly_spaced_anchored", "half_nearest_half_log"):
         p = template_pattern(name, L, k)
         assert p.connections == expected, name
 
 
-def test_evenly_spaced_includes_ends():
-    block = TEMPLATES["evenly_spaced"].block(30, 4)
+def test_evenly_spaced_anchored_includes_ends():
+    block = TEMPLATES["evenly_spaced_anchored"].block(30, 4)
     for i, row in enumerate(block.inputs, start=1):
         assert len(row) == min(i, 4)
         assert row[0] == 0 and row[-1] == i - 1
+
+
+def test_evenly_spaced_is_the_authors_and_does_not_force_node_0():
+    block = TEMPLATES["evenly_spaced"].block(30, 4)
+    assert block.reads(12) == (2, 5, 8, 11)   # 11 - floor(m * 12 / 4), m = 0..3
+    assert all(row[-1] == i - 1 for i, row in enumerate(block.inputs, start=1))
+    assert any(row[0] != 0 for row in block.inputs)
 
 
 @pytest.mark.parametrize("name", list(TEMPLATES))
@@ -212,6 +219,28 @@ def test_unreachable_pairs_counted():
 def test_cli_templates_table():
     from nas.cli import main
     assert main(["templates", "--layers", "32", "--k", "5"]) == 0
+
+
+@pytest.mark.parametrize("argv, style, budget", [
+    (["--style", "v1", "--k", "6"], "v1", "authors"),
+    (["--style", "v2", "--budget", "exact"], "v2", "exact"),
+    ([], "per_block", "authors"),
+])
+def test_cli_templates_one_row_per_template_in_a_style(capsys, argv, style, budget):
+    from nas.cli import main
+    from search_spaces import template_table
+
+    assert main(["templates", "--layers", "12", "12", "12", *argv]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"style {style}" in lines[0]
+    rows = [line.split() for line in lines[3:] if line and not line.startswith("*")]
+    k = 6 if "--k" in argv else None
+    expected = template_table([12, 12, 12], k, style=style, budget=budget)
+    assert [r[0] for r in rows] == [e.template for e in expected]
+    for row, e in zip(rows, expected):
+        marked = row[1] == "*"
+        assert marked == (not e.on_budget)
+        assert row[1 + marked:] == [e.k, str(e.connections), str(e.mbd), f"{e.mean_distance:.4f}"]
 
 
 @pytest.mark.parametrize("argv, message", [

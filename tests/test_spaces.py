@@ -1,10 +1,11 @@
 """Search spaces: every sample valid, exactly on budget, using only trial.suggest_*."""
 import itertools
 
+import numpy as np
 import optuna
 import pytest
 
-from search_spaces import PatternError, template_pattern
+from search_spaces import STYLES, PatternError, template_pattern
 from search_spaces.spaces import (
     SEARCH_SPACES,
     decode_subset,
@@ -21,9 +22,10 @@ LAYERS = [[6], [13], [24], [5, 5, 5], [9, 4]]
 
 @pytest.mark.parametrize("name", list(SEARCH_SPACES))
 @pytest.mark.parametrize("layers", LAYERS)
-def test_200_random_trials_valid_and_on_budget(name, layers):
-    space = make_space(name, layers)
-    assert space.budget == template_pattern("log", layers).connections
+@pytest.mark.parametrize("style", STYLES)
+def test_200_random_trials_valid_and_on_budget(name, layers, style):
+    space = make_space(name, layers, style=style)
+    assert space.budget == template_pattern("log", layers, style=style).connections
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     patterns = []
 
@@ -35,9 +37,33 @@ def test_200_random_trials_valid_and_on_budget(name, layers):
     study.optimize(objective, n_trials=200)
     assert len(patterns) == 200
     for p in patterns:
-        assert p.connections == space.budget
-        assert p.num_layers == tuple(layers)
-        assert [b.connections for b in p.blocks] == space.block_budgets
+        assert p.connections == space.budget and p.style == style
+        assert p.stages == tuple(layers)
+        if style == "per_block" or name == "free":  # else met by the network as a whole
+            assert [b.connections for b in p.blocks] == space.block_budgets
+
+
+@pytest.mark.parametrize("style", ["v1", "v2"])
+def test_offsets_counts_add_up_per_offset(style):
+    """The v1/v2 offsets decoder relies on each offset adding the same edges whatever else is
+    in the set; check it over random sets."""
+    space = make_space("offsets", [5, 6, 4], style=style)
+    rng = np.random.default_rng(0)
+    base = space.network({1}).connections
+    for _ in range(50):
+        chosen = [o for o in space.offsets if rng.random() < 0.5]
+        total = space.network({1, *chosen}).connections
+        assert total == base + sum(w for o, w in zip(space.offsets, space.weights)
+                                   if o in chosen)
+
+
+def test_spaces_refuse_a_budget_their_style_cannot_meet():
+    with pytest.raises(PatternError, match="impossible for layers \\[3, 3\\] in v2"):
+        make_space("free", [3, 3], budget=5, style="v2")
+    with pytest.raises(PatternError, match="no offset set has exactly"):
+        make_space("offsets", [6], budget=9, style="v1")  # base 8, smallest offset adds 2
+    with pytest.raises(PatternError, match="unknown style"):
+        make_space("free", [6], style="v3")
 
 
 @pytest.mark.parametrize("name", ["offsets", "free"])
@@ -54,13 +80,15 @@ def test_other_budgets_are_met_exactly(name):
 def test_budgeted_k_templates_every_budget():
     for L in (1, 4, 9):
         for budget in range(L + 1, (L + 1) * (L + 2) // 2 + 1):
-            for name in ("nearest", "evenly_spaced", "nearest_half_and_log"):
+            for name in ("nearest", "evenly_spaced", "evenly_spaced_anchored",
+                         "half_nearest_half_log"):
                 assert budgeted_block(name, L, budget).connections == budget
 
 
 def test_templates_space_candidates_and_budget_errors():
     space = make_space("templates", [24])
-    assert set(space.templates) == {"nearest", "evenly_spaced", "log", "nearest_half_and_log"}
+    assert set(space.templates) == {"nearest", "evenly_spaced", "evenly_spaced_anchored", "log",
+                                    "half_nearest_half_log"}
     assert space.pattern("log") == template_pattern("log", 24)
     chain_budget = make_space("templates", [8], budget=9)
     assert "chain" in chain_budget.templates and "log" not in chain_budget.templates
@@ -119,9 +147,10 @@ def test_free_block_follows_keys_when_budget_allows():
 def test_split_budget_every_feasible_total():
     layers = [1, 6, 3]
     weights = [template_pattern("log", L).connections for L in layers]
-    assert split_budget(sum(weights), weights, layers) == weights
+    ranges = [(L + 1, (L + 1) * (L + 2) // 2) for L in layers]
+    assert split_budget(sum(weights), weights, ranges) == weights
     low, high = sum(L + 1 for L in layers), sum((L + 1) * (L + 2) // 2 for L in layers)
     for budget in range(low, high + 1):
-        shares = split_budget(budget, weights, layers)
+        shares = split_budget(budget, weights, ranges)
         assert sum(shares) == budget
         assert all(L + 1 <= s <= (L + 1) * (L + 2) // 2 for s, L in zip(shares, layers))

@@ -14,13 +14,14 @@ import torch
 from optuna.trial import TrialState
 
 from nas.engine.model import PatternNet
+from nas.engine.spec import PatternSpec
 from nas.errors import ConfigError, UserError
 from nas.search.config import config_from_dict, load_config
 from nas.search.record import FIELDS, TrialRecord
 from nas.search.storage import open_storage
 from nas.search.study import baseline_pattern, create_study, study_status
 from nas.search.worker import run_worker
-from search_spaces import template_pattern
+from search_spaces import PatternError, template_pattern
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -322,3 +323,56 @@ name = "random"
     records = [TrialRecord.from_trial(t) for t in complete]
     trained = [r.hash for r in records if not r.is_reused]
     assert len(trained) == len(set(trained))
+
+
+def test_baselines_in_every_style_and_budget_mode(tmp_path):
+    """A v1 search with baselines in all three styles, at the exact budget and the authors'
+    counts: each trial records its style, each baseline has the pattern its slot asks for, a
+    restart queues nothing, and analyze groups the templates by style and budget."""
+    from nas.results.analysis import analyze
+    from search_spaces import budgeted_pattern
+
+    layers = [3, 3]
+    cfg = synthetic_config(
+        tmp_path, trials=6, search_space={"name": "free", "layers": layers, "style": "v1"},
+        baselines={"templates": ["log", "nearest"], "styles": ["per_block", "v1", "v2"],
+                   "budgets": ["exact", "authors"], "seeds": [0]})
+    study = create_study(cfg)
+    assert len(study.trials) == 6 + 2 * 3 * 2
+    run_worker(cfg, study=study, progress=False)
+    done = finished(study)
+    assert len(done) == 18
+    space = cfg.search_space.build()
+    for t in done:
+        r = TrialRecord.from_trial(t)
+        spec = PatternSpec.from_dict(r.spec)
+        assert r.style == spec.pattern.style and spec.pattern.stages == (3, 3)
+        if not r.is_baseline:
+            assert r.style == "v1" and r.connections == space.budget
+        elif r.budget_mode == "authors":
+            assert spec.pattern == template_pattern(r.baseline, layers, style=r.style)
+        else:  # at log's count in its style, or its own count where it cannot meet it
+            log = template_pattern("log", layers, style=r.style).connections
+            try:
+                expected = budgeted_pattern(r.baseline, layers, log, r.style)
+            except PatternError:
+                expected = template_pattern(r.baseline, layers, style=r.style)
+            assert spec.pattern == expected
+    assert run_worker(cfg, study=create_study(cfg), progress=False).trials == 0
+    result = analyze(study, resamples=20)
+    assert result["style"] == "v1" and result["trials_at_budget"] >= 4
+    groups = {(t["template"], t["style"], t["budget_mode"]) for t in result["templates"]}
+    assert groups == {(t, s, m) for t in ("log", "nearest") for s in ("per_block", "v1", "v2")
+                      for m in ("exact", "authors")}
+
+
+@pytest.mark.parametrize("section, message", [
+    ('[search_space]\nstyle = "v3"', "search_space.style: unknown style 'v3'"),
+    ('[baselines]\ntemplates = ["log"]\nstyles = ["v1", "x"]', "baselines.styles: unknown style"),
+    ('[baselines]\ntemplates = ["log"]\nbudgets = ["equal"]', "baselines.budgets"),
+])
+def test_style_config_errors(tmp_path, section, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(f'name = "x"\n{section}')
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)

@@ -136,3 +136,22 @@ def test_cli_train_bad_input_one_line(argv, message):
     out = run_cli(*argv)
     assert out.returncode != 0
     assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr
+
+
+@pytest.mark.parametrize("style", ["v1", "v2"])
+def test_cli_train_a_template_in_a_style_and_its_exported_spec(tmp_path, style):
+    out = run_cli("train", "--template", "log", "--layers", "3", "3", "--style", style,
+                  "--dataset", "synthetic", "--steps", "2", "--growth", "4", "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    pattern = template_pattern("log", [3, 3], style=style)
+    assert result["pattern"] == pattern.hash and result["connections"] == pattern.connections
+    spec = make_spec(pattern, ArchConfig(growth=4))
+    spec.save(tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())["style"] == style
+    out = run_cli("train", str(tmp_path / "s.json"), "--dataset", "synthetic", "--steps", "2",
+                  "--json", "-q", "--checkpoint", str(tmp_path / "c.pt"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["pattern"] == pattern.hash
+    out = run_cli("train", str(tmp_path / "s.json"), "--style", "v1", "--dataset", "synthetic")
+    assert out.returncode == 2 and "not both" in out.stderr

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
-from search_spaces import Block, Pattern
+from search_spaces import Block, Pattern, Registry
 
 from ..errors import UserError
 from .configs import ArchConfig
@@ -47,6 +47,10 @@ class DenseLayer(nn.Module):
         return self.conv2(x)
 
 
+def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(tensors, 1) if len(tensors) > 1 else tensors[0]
+
+
 class DenseBlock(nn.Module):
     """The layers of one block; returns the block output's input list (node L+1)."""
 
@@ -59,34 +63,39 @@ class DenseBlock(nn.Module):
             for i in range(1, block.num_layers + 1))
         self.out_channels = sum(channels[j] for j in block.reads(block.num_layers + 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def nodes(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The block input and every layer's output: nodes 0..L."""
         nodes = [x]
         for layer, reads in zip(self.layers, self.reads):
             nodes.append(layer([nodes[j] for j in reads]))
-        out = [nodes[j] for j in self.reads[-1]]
-        return torch.cat(out, 1) if len(out) > 1 else out[0]
+        return nodes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = self.nodes(x)
+        return _cat([nodes[j] for j in self.reads[-1]])
 
 
 class Transition(nn.Sequential):
+    """BN-ReLU-Conv1x1-AvgPool2: DenseNet's transition, halving the resolution."""
+
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__(nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
                          nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.AvgPool2d(2))
 
 
-class PatternNet(nn.Module):
-    """Stem conv, one DenseBlock per pattern block with transitions between, BN-ReLU-pool-Linear."""
+class Body(nn.Module):
+    """A network style's part between the stem and the head: built from the pattern, the
+    architecture and the stem's width; ``out_channels`` is what the head reads."""
 
-    def __init__(self, pattern: Pattern, arch: ArchConfig):
+    out_channels: int
+
+
+class PerBlockBody(Body):
+    """per_block: each block's output node feeds one DenseNet transition (to
+    floor(compression x its width) channels) into the next block."""
+
+    def __init__(self, pattern: Pattern, arch: ArchConfig, channels: int):
         super().__init__()
-        self.pattern, self.arch = pattern, arch
-        c_in, height, width = arch.input_shape
-        side = min(height, width) // arch.stem_stride
-        if side < 2 ** (len(pattern.blocks) - 1):
-            raise UserError(f"architecture: input {height}x{width} with stem stride "
-                            f"{arch.stem_stride} is too small for {len(pattern.blocks)} blocks "
-                            f"(each transition halves the resolution)")
-        channels = arch.stem_width
-        self.stem = nn.Conv2d(c_in, channels, 3, stride=arch.stem_stride, padding=1, bias=False)
         stages: list[nn.Module] = []
         for b, block in enumerate(pattern.blocks):
             dense = DenseBlock(block, channels, arch)
@@ -97,6 +106,123 @@ class PatternNet(nn.Module):
                 stages.append(Transition(channels, out))
                 channels = out
         self.stages = nn.Sequential(*stages)
+        self.out_channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(x)
+
+
+class V1Body(Body):
+    """v1 (Log-DenseNet V1): the layers of the one global block, stage by stage. At the end of a
+    stage, every node still read later is transitioned on its own (BN-ReLU-Conv1x1 to
+    floor(compression x its width)-AvgPool2, as the authors' `compute_transition`), so a layer
+    reads an earlier stage's node through that node's own transitions."""
+
+    def __init__(self, pattern: Pattern, arch: ArchConfig, channels: int):
+        super().__init__()
+        block = pattern.blocks[0]
+        n = block.num_layers
+        stage = [0] + [s for s, L in enumerate(pattern.stages) for _ in range(L)] + \
+                [len(pattern.stages) - 1]                      # nodes 0..N+1 (head last)
+        self.reads, self.stage = block.inputs, stage
+        # The last stage at which each node is read: transitioned up to there, then dropped.
+        self.read_until = [stage[j] for j in range(n + 2)]
+        for i in range(1, n + 2):
+            for j in block.reads(i):
+                self.read_until[j] = max(self.read_until[j], stage[i])
+        width = {(0, 0): channels}
+        self.transitions = nn.ModuleDict()
+        self.layers = nn.ModuleList()
+        for i in range(1, n + 1):
+            if stage[i] > stage[i - 1]:
+                self._add_transitions(stage[i - 1], i, width, arch)
+            self.layers.append(DenseLayer(sum(width[j, stage[i]] for j in block.reads(i)), arch))
+            width[i, stage[i]] = arch.growth
+        self.out_channels = sum(width[j, stage[-1]] for j in block.reads(n + 1))
+
+    def _add_transitions(self, s: int, upto: int, width: dict[tuple[int, int], int],
+                         arch: ArchConfig) -> None:
+        for j in range(upto):
+            if self.stage[j] <= s < self.read_until[j]:
+                width[j, s + 1] = max(1, int(arch.compression * width[j, s]))
+                self.transitions[f"{s}_{j}"] = Transition(width[j, s], width[j, s + 1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = {0: x}
+        for i, layer in enumerate(self.layers, start=1):
+            s = self.stage[i - 1]
+            if self.stage[i] > s:  # a new stage: carry what is still read, drop the rest
+                feats = {j: self.transitions[f"{s}_{j}"](f) for j, f in feats.items()
+                         if self.read_until[j] > s}
+            feats[i] = layer([feats[j] for j in self.reads[i - 1]])
+        return _cat([feats[j] for j in self.reads[-1]])
+
+
+def v2_new_width(arch: ArchConfig, total_layers: int, block_layers: int) -> int:
+    """Channels the authors' V2 compresses a block's layers to: g x (floor(log2(N+1)) + 1),
+    at most the layers' own g x L (N: the network's layers)."""
+    return min(arch.growth * int(total_layers + 1).bit_length(), arch.growth * block_layers)
+
+
+class V2Block(nn.Module):
+    """One v2 block that is not the last, and its compression into the next context."""
+
+    def __init__(self, block: Block, channels: int, arch: ArchConfig, total_layers: int):
+        super().__init__()
+        new = v2_new_width(arch, total_layers, block.num_layers)
+        self.dense = DenseBlock(block, channels, arch)
+        self.old = Transition(channels, channels)
+        self.new = Transition(arch.growth * block.num_layers, new)
+        self.out_channels = channels + new
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        nodes = self.dense.nodes(context)
+        return torch.cat([self.old(nodes[0]), self.new(_cat(nodes[1:]))], 1)
+
+
+class V2Body(Body):
+    """v2 (Log-DenseNet V2): every layer of block b reads the context C_b (node 0). At the end of
+    a block, C_{b+1} = concat(O_b, N_b): O_b transitions C_b at its own width, N_b the block's
+    layers to :func:`v2_new_width` channels (the authors' `update_compressed_feature`; the
+    compression setting is not used). The last block's head reads what its node L+1 names."""
+
+    def __init__(self, pattern: Pattern, arch: ArchConfig, channels: int):
+        super().__init__()
+        stages = []
+        *inner, last = pattern.blocks
+        for block in inner:
+            stages.append(V2Block(block, channels, arch, sum(pattern.stages)))
+            channels = stages[-1].out_channels
+        self.stages = nn.Sequential(*stages)
+        self.last = DenseBlock(last, channels, arch)
+        self.out_channels = self.last.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(self.stages(x))
+
+
+BODIES: Registry[type[Body]] = Registry("network style", UserError)
+BODIES.add("per_block", PerBlockBody)
+BODIES.add("v1", V1Body)
+BODIES.add("v2", V2Body)
+
+
+class PatternNet(nn.Module):
+    """Stem conv, the body of the pattern's network style, BN-ReLU-pool-Linear head."""
+
+    def __init__(self, pattern: Pattern, arch: ArchConfig):
+        super().__init__()
+        self.pattern, self.arch = pattern, arch
+        c_in, height, width = arch.input_shape
+        side = min(height, width) // arch.stem_stride
+        if side < 2 ** (len(pattern.stages) - 1):
+            raise UserError(f"architecture: input {height}x{width} with stem stride "
+                            f"{arch.stem_stride} is too small for {len(pattern.stages)} blocks "
+                            f"(each transition halves the resolution)")
+        self.stem = nn.Conv2d(c_in, arch.stem_width, 3, stride=arch.stem_stride, padding=1,
+                              bias=False)
+        self.body = BODIES[pattern.style](pattern, arch, arch.stem_width)
+        channels = self.body.out_channels
         self.norm = nn.BatchNorm2d(channels)
         self.classifier = nn.Linear(channels, arch.num_classes)
         for m in self.modules():
@@ -109,7 +235,7 @@ class PatternNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(self.stem(x))
+        x = self.body(self.stem(x))
         x = F.relu(self.norm(x))
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 

@@ -17,7 +17,8 @@ from .configs import ArchConfig
 FORMAT_VERSION = 1
 METRIC_KEYS = ("connections", "mbd", "mean_distance", "params", "flops")
 ORIGIN_TYPES = {"study": str, "trial": int, "accuracy": float, "template": str, "k": int,
-                "dataset": str, "seed": int}
+                "dataset": str, "seed": int, "budget": str}
+PATTERN_KEYS = ("blocks", "style", "stages")  # the pattern's own fields, inline in the spec
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,9 @@ class PatternSpec:
         return self.pattern.hash
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, "hash": self.hash,
-                "blocks": self.pattern.to_dict()["blocks"], "architecture": to_dict(self.arch),
-                "metrics": dict(self.metrics), "origin": dict(self.origin)}
+        return {"format_version": FORMAT_VERSION, "hash": self.hash, **self.pattern.to_dict(),
+                "architecture": to_dict(self.arch), "metrics": dict(self.metrics),
+                "origin": dict(self.origin)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
@@ -96,7 +97,7 @@ class _Checker:
     def fields(self, data: Any) -> None:
         if not isinstance(data, dict):
             raise self.fail("(top level)", "expected a JSON object")
-        known = {"format_version", "hash", "blocks", "architecture", "metrics", "origin"}
+        known = {"format_version", "hash", *PATTERN_KEYS, "architecture", "metrics", "origin"}
         for key in sorted(set(data) - known):
             raise self.fail(key, f"unknown field (known: {', '.join(sorted(known))})")
         for key in ("format_version", "blocks", "architecture", "metrics"):
@@ -108,7 +109,7 @@ class _Checker:
 
     def pattern(self, data: dict[str, Any]) -> Pattern:
         try:
-            pattern = Pattern.from_dict({"blocks": data["blocks"]})
+            pattern = Pattern.from_dict({k: data[k] for k in PATTERN_KEYS if k in data})
         except PatternError as e:
             raise SpecError(f"{self.source}: {e}") from None
         if "hash" in data and data["hash"] != pattern.hash:

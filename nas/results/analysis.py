@@ -91,18 +91,35 @@ def correlate(x: np.ndarray, y: np.ndarray, method: str, z: np.ndarray | None = 
     return r, float(low), float(high), (extreme + 1) / (resamples + 1)
 
 
-def study_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per completed, trained (not reused) trial with its metrics."""
-    rows = []
+def study_style(study: optuna.Study) -> str:
+    """The network style of the study's search space (studies made before styles: per_block)."""
+    return (stored_config(study) or {}).get("search_space", {}).get("style", "per_block")
+
+
+def study_rows(study: optuna.Study, reused: bool = False) -> list[dict[str, Any]]:
+    """One row per completed trial with its metrics: the trained ones, and with ``reused``
+    also those that reuse a twin's result (a baseline whose pattern another slot trained)."""
+    rows, style = [], study_style(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         r = TrialRecord.from_trial(t)
-        if r.is_reused or r.hash is None:
+        if (r.is_reused and not reused) or r.hash is None:
             continue
         rows.append({"trial": t.number, "accuracy": t.values[0], "template": r.baseline or "",
+                     "style": r.style or style,
+                     "budget_mode": (r.budget_mode or "exact") if r.baseline else "",
                      "hash": r.hash, "seed": r.seed, "connections": r.connections, "mbd": r.mbd,
                      "mean_distance": r.mean_distance, "params": r.params, "flops": r.flops,
                      "train_seconds": r.train_seconds})
     return rows
+
+
+def principle_rows(study: optuna.Study, rows: list[dict[str, Any]],
+                   budget: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """(budget, the rows the principle is tested on): trials in the search space's style at
+    one connection budget (default: the study's)."""
+    budget = study_budget(study, rows) if budget is None else budget
+    style = study_style(study)
+    return budget, [r for r in rows if r["connections"] == budget and r["style"] == style]
 
 
 def study_budget(study: optuna.Study, rows: list[dict[str, Any]]) -> int:
@@ -119,11 +136,11 @@ def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 200
     rows = study_rows(study)
     if not rows:
         raise UserError(f"study {study.study_name!r} has no completed trials to analyze")
-    budget = study_budget(study, rows) if budget is None else budget
-    at_budget = [r for r in rows if r["connections"] == budget]
+    budget, at_budget = principle_rows(study, rows, budget)
     if len(at_budget) < 4:
-        raise UserError(f"only {len(at_budget)} completed trials at the budget of {budget} "
-                        f"connections; at least 4 are needed for a correlation")
+        raise UserError(f"only {len(at_budget)} completed {study_style(study)} trials at the "
+                        f"budget of {budget} connections; at least 4 are needed for a "
+                        f"correlation")
     acc = np.array([r["accuracy"] for r in at_budget])
     params = np.array([r["params"] for r in at_budget], dtype=float)
     correlations = []
@@ -135,21 +152,27 @@ def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 200
                 r, lo, hi, p = correlate(dist, acc, method, z, resamples=resamples, seed=seed)
                 correlations.append(Correlation(method, against, control, r, lo, hi, p,
                                                 len(acc)))
-    return {"study": study.study_name, "budget": budget, "trials_at_budget": len(at_budget),
+    return {"study": study.study_name, "style": study_style(study), "budget": budget,
+            "trials_at_budget": len(at_budget),
             "trials_total": len(rows), "resamples": resamples,
             "correlations": [asdict(c) for c in correlations],
-            "templates": template_summary(rows),
+            "templates": template_summary(study_rows(study, reused=True)),
             "accuracy_range": [float(acc.min()), float(acc.max())]}
 
 
 def template_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation of accuracy over seeds for each baseline template."""
+    """Mean and standard deviation of accuracy over seeds for each baseline template, style and
+    budget mode."""
     out = []
-    for name in dict.fromkeys(r["template"] for r in rows if r["template"]):
-        runs = [r for r in rows if r["template"] == name]
+    groups = dict.fromkeys((r["template"], r["style"], r["budget_mode"])
+                           for r in rows if r["template"])
+    for name, style, mode in groups:
+        runs = [r for r in rows
+                if (r["template"], r["style"], r["budget_mode"]) == (name, style, mode)]
         acc = np.array([r["accuracy"] for r in runs])
         first = runs[0]
-        out.append({"template": name, "seeds": len(runs), "accuracy_mean": float(acc.mean()),
+        out.append({"template": name, "style": style, "budget_mode": mode, "seeds": len(runs),
+                    "accuracy_mean": float(acc.mean()),
                     "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                     **{k: first[k] for k in ("connections", "mbd", "mean_distance", "params")}})
     return out
@@ -171,8 +194,9 @@ def correlation_table(result: dict[str, Any]) -> Table:
 def template_table(result: dict[str, Any]) -> Table:
     """The per-template summary of an :func:`analyze` result, formatted once."""
     headers = ["template", "seeds", "accuracy (mean ± std)", "connections", "MBD",
-               "mean distance", "params"]
+               "mean distance", "params", "style", "budget"]
     rows = [[t["template"], str(t["seeds"]), f"{t['accuracy_mean']:.4f} ± {t['accuracy_std']:.4f}",
-             str(t["connections"]), str(t["mbd"]), f"{t['mean_distance']:.3f}", str(t["params"])]
+             str(t["connections"]), str(t["mbd"]), f"{t['mean_distance']:.3f}", str(t["params"]),
+             t.get("style", "per_block"), t.get("budget_mode", "exact")]
             for t in result["templates"]]
     return headers, rows

@@ -12,10 +12,11 @@ from optuna.trial import TrialState
 
 from search_spaces import Pattern, distance_stats, template_pattern
 
+from ..engine.spec import PatternSpec
 from ..errors import UserError
 from ..search.record import TrialRecord
 from ..tables import html_table
-from .analysis import correlation_table, spearman, study_budget, study_rows
+from .analysis import correlation_table, principle_rows, spearman, study_rows, template_table
 
 
 class Figure(NamedTuple):
@@ -77,8 +78,7 @@ def figures(study: optuna.Study) -> list[Figure]:
         figs.append(Figure("optimization-history", "Optimization history",
                            vis.plot_optimization_history(study)))
     if rows:
-        budget = study_budget(study, rows)
-        at_budget = [r for r in rows if r["connections"] == budget]
+        budget, at_budget = principle_rows(study, rows)
         figs.append(Figure("accuracy-vs-mbd", "Accuracy vs. MBD", _scatter(
             at_budget, "mbd", f"accuracy vs. MBD at {budget} connections", fit=True)))
         figs.append(Figure("accuracy-vs-mean-distance", "Accuracy vs. mean distance", _scatter(
@@ -105,15 +105,16 @@ def _pattern_figures(study: optuna.Study, rows: list[dict[str, Any]]) -> list[Fi
     specs = {t.number: spec for t in study.get_trials(deepcopy=False)
              if (spec := TrialRecord.from_trial(t).spec) is not None}
     figs = []
-    for rank, r in enumerate(top, 1):
-        pattern = Pattern.from_dict({"blocks": specs[r["trial"]]["blocks"]})
+    patterns = [PatternSpec.from_dict(specs[r["trial"]]).pattern for r in top]
+    for rank, (r, pattern) in enumerate(zip(top, patterns), 1):
         figs.append(Figure(f"top-{rank}-pattern", f"Top {rank} pattern", _heatmap(
             pattern, f"#{rank}: trial {r['trial']}, accuracy {r['accuracy']:.4f}")))
     if top:
-        layers = [b["num_layers"] for b in specs[top[0]["trial"]]["blocks"]]
+        best = patterns[0]
         for name in ("log", "dense"):
             figs.append(Figure(f"{name}-pattern", f"{name} pattern", _heatmap(
-                template_pattern(name, layers), f"{name} template, same depth")))
+                template_pattern(name, best.stages, style=best.style),
+                f"{name} template, same depth and style")))
     return figs
 
 
@@ -136,8 +137,12 @@ def write_report(study: optuna.Study, out: str | Path, analysis: dict | None = N
     summary = ""
     if analysis:
         summary = ("<h2>Principle: accuracy vs. backprop distance at "
-                   f"{analysis['budget']} connections (n={analysis['trials_at_budget']})</h2>"
+                   f"{analysis['budget']} connections, {analysis.get('style', 'per_block')} "
+                   f"(n={analysis['trials_at_budget']})</h2>"
                    + html_table(*correlation_table(analysis)))
+        if analysis["templates"]:
+            summary += ("<h2>Templates by style and budget (accuracy over seeds)</h2>"
+                        + html_table(*template_table(analysis)))
     trials = study.get_trials(deepcopy=False)
     counts = ", ".join(f"{s.name.lower()} {n}" for s in TrialState
                        if (n := sum(t.state == s for t in trials)))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from search_spaces import SEARCH_SPACES, TEMPLATES, PatternError, SearchSpace, make_space
+from search_spaces import SEARCH_SPACES, STYLES, TEMPLATES, PatternError, SearchSpace, make_space
 
 from ..engine.configs import ArchConfig, DataConfig, TrainConfig
 from ..errors import ConfigError, UserError
@@ -21,9 +21,12 @@ class SpaceConfig:
     layers: tuple[int, ...] = (24,)
     budget: int | None = None          # None: the log template's count at these layers
     templates: tuple[str, ...] | None = None  # `templates` space only: the candidates
+    style: str = "per_block"           # network style: per_block, v1 or v2
 
     def __post_init__(self):
         require(self.name in SEARCH_SPACES, "name", SEARCH_SPACES.unknown(self.name))
+        require(self.style in STYLES, "style",
+                f"unknown style {self.style!r}; known: {', '.join(STYLES)}")
         require(len(self.layers) >= 1 and min(self.layers) >= 1, "layers",
                 "must be a non-empty list of positive integers")
         require(self.templates is None or self.name == "templates", "templates",
@@ -34,22 +37,30 @@ class SpaceConfig:
     def build(self) -> SearchSpace:
         extra = {"templates": self.templates} if self.templates is not None else {}
         try:
-            return make_space(self.name, self.layers, self.budget, **extra)
+            return make_space(self.name, self.layers, self.budget, self.style, **extra)
         except PatternError as e:
             raise UserError(f"search_space: {e}") from None
 
 
 @dataclass(frozen=True)
 class BaselinesConfig:
-    """Fixed template trials trained alongside the search (at the study budget where the
-    template can meet it, else at the template's own count), once per seed."""
+    """Fixed template trials trained alongside the search, once per template, style, budget
+    mode and seed. Budget "exact": at the study budget (in another style than the search's: at
+    log's count in that style) where the template can meet it, else at its own count;
+    "authors": at its own count with the authors' K."""
     templates: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
+    styles: tuple[str, ...] | None = None      # None: the search space's style
+    budgets: tuple[str, ...] = ("exact",)
 
     def __post_init__(self):
         for t in self.templates:
             require(t in TEMPLATES, "templates", TEMPLATES.unknown(t))
         require(len(self.seeds) >= 1, "seeds", "needs at least one seed")
+        for s in self.styles or ():
+            require(s in STYLES, "styles", f"unknown style {s!r}; known: {', '.join(STYLES)}")
+        require(len(self.budgets) >= 1 and set(self.budgets) <= {"exact", "authors"},
+                "budgets", "use a non-empty list of 'exact' and 'authors'")
 
 
 @dataclass(frozen=True)

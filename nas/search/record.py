@@ -27,6 +27,8 @@ class TrialRecord:
     slot: str | None = None                # "search" for search-space trials
     baseline: str | None = None            # template name of a baseline trial
     seed: int | None = None                # training seed (baselines: set when queued)
+    budget_mode: str | None = None         # baselines: "exact" or "authors" (None: exact)
+    style: str | None = None               # network style (baselines: set when queued)
     # The pattern, set before training.
     spec: dict[str, Any] | None = None     # the pattern spec JSON (see PatternSpec)
     hash: str | None = None

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search_spaces import Pattern, PatternError, SearchSpace, budgeted_block, template_pattern
+from search_spaces import Pattern, PatternError, SearchSpace, budgeted_pattern, template_pattern
 
 from ..errors import UserError
 from ..settings import to_dict
@@ -26,20 +26,38 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CONFIG_ATTR = "config"  # the study user attr that holds config_summary()
 
 
+BaselineKey = tuple[str, int, str, str]  # (template, seed, style, budget mode)
+
+
 def baseline_slots(cfg: StudyConfig) -> list[TrialRecord]:
-    """The baseline trials a config asks for: each template once per seed."""
-    return [TrialRecord(baseline=t, seed=s)
-            for t in cfg.baselines.templates for s in cfg.baselines.seeds]
+    """The baseline trials a config asks for: each template once per style, budget mode and
+    seed."""
+    b = cfg.baselines
+    return [TrialRecord(baseline=t, seed=s, style=st, budget_mode=m)
+            for t in b.templates for st in b.styles or (cfg.search_space.style,)
+            for m in b.budgets for s in b.seeds]
 
 
-def baseline_pattern(space: SearchSpace, template: str) -> Pattern:
-    """A baseline template at the study budget where it can meet it, else at its own count
-    (dense and chain as references)."""
+def baseline_key(r: TrialRecord, space_style: str) -> BaselineKey:
+    """A baseline slot's identity; slots queued before styles existed were per_block, exact."""
+    assert r.baseline is not None and r.seed is not None
+    return r.baseline, r.seed, r.style or space_style, r.budget_mode or "exact"
+
+
+def baseline_pattern(space: SearchSpace, template: str, style: str | None = None,
+                     budget_mode: str | None = None) -> Pattern:
+    """A baseline template in ``style`` (default: the space's). Exact budget mode: at the study
+    budget (in another style: at log's count in that style) where the template can meet it, else
+    at its own count (dense and chain as references). Authors' mode: at its own count."""
+    style = style or space.style
+    if budget_mode == "authors":
+        return template_pattern(template, space.layers, style=style)
+    budget = space.budget if style == space.style else \
+        template_pattern("log", space.layers, style=style).connections
     try:
-        return Pattern(budgeted_block(template, L, b)
-                       for L, b in zip(space.layers, space.block_budgets))
+        return budgeted_pattern(template, space.layers, budget, style)
     except PatternError:
-        return template_pattern(template, space.layers)
+        return template_pattern(template, space.layers, style=style)
 
 
 def counts_as_slot(t: FrozenTrial) -> bool:
@@ -78,11 +96,11 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
 def _enqueue_missing(study: optuna.Study, cfg: StudyConfig) -> None:
     slots = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)
              if counts_as_slot(t)]
-    have_baselines = [TrialRecord(baseline=r.baseline, seed=r.seed)
-                      for r in slots if r.is_baseline]
+    style = cfg.search_space.style
+    have_baselines = [baseline_key(r, style) for r in slots if r.is_baseline]
     for wanted in baseline_slots(cfg):
-        if wanted in have_baselines:
-            have_baselines.remove(wanted)
+        if baseline_key(wanted, style) in have_baselines:
+            have_baselines.remove(baseline_key(wanted, style))
         else:
             study.enqueue_trial({}, user_attrs=wanted.to_user_attrs())
     search = sum(1 for r in slots if not r.is_baseline)

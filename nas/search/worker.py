@@ -60,16 +60,19 @@ class Objective:
         if slot.baseline is None:
             return self.space.suggest(trial), self.cfg.training.seed
         assert slot.seed is not None
-        return baseline_pattern(self.space, slot.baseline), slot.seed
+        return baseline_pattern(self.space, slot.baseline, slot.style,
+                                slot.budget_mode), slot.seed
 
     def describe(self, trial: optuna.Trial, pattern: Pattern, seed: int) -> PatternSpec:
         """Measure the pattern's network and record its spec and metrics before training."""
-        baseline = TrialRecord.from_trial(trial).baseline
+        slot = TrialRecord.from_trial(trial)
+        template = {"template": slot.baseline, "budget": slot.budget_mode or "exact"} \
+            if slot.baseline else {}
         spec = make_spec(pattern, self.cfg.architecture,
                          origin={"study": self.cfg.name, "trial": trial.number, "seed": seed,
-                                 **({"template": baseline} if baseline else {})})
+                                 **template})
         record(trial, spec=spec.to_dict(), hash=pattern.hash, seed=seed, device=str(self.device),
-               **spec.metrics)
+               style=pattern.style, **spec.metrics)
         return spec
 
     def train(self, trial: optuna.Trial, spec: PatternSpec, seed: int) -> TrainResult:
