@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -90,14 +91,17 @@ def _study_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_study_start(args: argparse.Namespace) -> None:
+    from .search.storage import mask_url
     from .search.study import create_study
     from .search.worker import run_worker
 
     cfg = _study_config(args)
     clock = time.perf_counter()
     study = create_study(cfg)
-    print(f"study {cfg.name!r} in {cfg.storage_url}: {cfg.search_space.name} space, layers "
-          f"{list(cfg.search_space.layers)}, budget {cfg.search_space.build().budget} connections")
+    space = cfg.search_space
+    print(f"study {cfg.name!r} in {mask_url(cfg.storage_url)}: {space.name} space "
+          f"({space.style}), layers {list(space.layers)}, budget {space.build().budget} "
+          f"connections")
     report = run_worker(cfg, study=study, progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
@@ -144,8 +148,9 @@ def cmd_study_status(args: argparse.Namespace) -> None:
 
 
 def _storage(args: argparse.Namespace) -> str:
-    from .search.storage import default_storage_url
+    from .search.storage import check_name, default_storage_url
 
+    check_name(args.name)  # a name, never a path: it also names files
     return args.storage or default_storage_url(args.name)
 
 
@@ -312,19 +317,34 @@ def _add_study_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, SLURM, systemd) handled as Ctrl-C: the running trial is failed with
+    reason "interrupted" and queued again."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("templates", "train"):
         import optuna
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)
     except USER_ERRORS as e:
         print(f"skipnas: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("skipnas: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("skipnas: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -63,8 +63,9 @@ def test_layers_read_only_their_inputs():
     assert block.out_channels == arch.stem_width + 2 * arch.growth
 
 
-def test_memory_efficient_matches_plain():
-    pattern = template_pattern("log", [6, 6])
+@pytest.mark.parametrize("style", STYLES)
+def test_memory_efficient_matches_plain(style):
+    pattern = template_pattern("log", [6, 6], style=style)
     torch.manual_seed(0)
     plain = PatternNet(pattern, ArchConfig(growth=4, input_shape=(3, 16, 16)))
     efficient = PatternNet(pattern, ArchConfig(growth=4, input_shape=(3, 16, 16),

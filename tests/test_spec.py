@@ -21,6 +21,24 @@ def test_round_trip(spec, tmp_path):
     assert loaded.metrics["connections"] == spec.pattern.connections
 
 
+@pytest.mark.parametrize("style", ["v1", "v2"])
+def test_round_trip_with_style(style, tmp_path):
+    styled = make_spec(template_pattern("nearest", [3, 4], 2, style=style),
+                       ArchConfig(growth=4, input_shape=(1, 16, 16)))
+    data = json.loads(styled.save(tmp_path / "s.json").read_text())
+    assert data["style"] == style and ("stages" in data) == (style == "v1")
+    loaded = PatternSpec.load(tmp_path / "s.json")
+    assert loaded == styled and loaded.pattern.style == style
+    assert loaded.pattern.stages == (3, 4) and loaded.hash != spec_hash_per_block()
+    data["style"] = "per_block"  # the blocks of another style do not pass as per_block
+    with pytest.raises(SpecError):
+        PatternSpec.from_dict(data)
+
+
+def spec_hash_per_block():
+    return template_pattern("nearest", [3, 4], 2).hash
+
+
 def edit(spec, change):
     data = json.loads(spec.to_json())
     change(data)

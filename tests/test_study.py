@@ -132,7 +132,8 @@ def test_study_rejects_a_changed_search_space(tmp_path):
     cfg = synthetic_config(tmp_path, trials=0)
     create_study(cfg)
     other = replace(cfg, search_space=replace(cfg.search_space, name="free"))
-    with pytest.raises(UserError, match="was made with search space"):
+    with pytest.raises(UserError, match="was made with other settings: search_space.space is "
+                                        "'offsets' in the study, 'free' here"):
         create_study(other)
 
 

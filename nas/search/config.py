@@ -12,7 +12,7 @@ from ..engine.configs import ArchConfig, DataConfig, TrainConfig
 from ..errors import ConfigError, UserError
 from ..settings import from_dict, require
 from .samplers import PRUNERS, SAMPLERS
-from .storage import default_storage_url
+from .storage import NAME_RULE, default_storage_url, is_valid_name
 
 
 @dataclass(frozen=True)
@@ -99,8 +99,7 @@ class StudyConfig:
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
 
     def __post_init__(self):
-        require(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name), "name",
-                "use letters, digits, '-', '_' or '.'")
+        require(is_valid_name(self.name), "name", NAME_RULE)
         require(self.trials >= 0, "trials", "must be >= 0")
         require(self.heartbeat_seconds >= 1, "heartbeat_seconds", "must be >= 1")
         require(not (self.multi_objective and self.pruner.name != "none"), "pruner.name",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 TESTED_WITH = "5.0"  # the Optuna release these calls were checked against (major.minor)
@@ -39,6 +39,25 @@ def claim_waiting(study: optuna.Study) -> int | None:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     return None
+
+
+def serialize_sqlite(storage: RDBStorage) -> None:
+    """Make every transaction on an SQLite storage `BEGIN IMMEDIATE`: SQLite ignores
+    `SELECT ... FOR UPDATE`, so Optuna's read-check-write in `set_trial_state_values` (claims,
+    failing stale trials) would otherwise let two processes both succeed."""
+    from sqlalchemy import event
+
+    engine = storage.engine
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own BEGIN would be deferred
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners are dropped
 
 
 @contextlib.contextmanager

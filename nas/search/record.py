@@ -47,6 +47,7 @@ class TrialRecord:
     images_per_second: float | None = None
     status: str | None = None              # the trainer's: "ok" or "diverged"
     fail_reason: str | None = None         # why a trial was recorded FAIL
+    requeued: bool | None = None           # FAIL whose slot was queued again (interrupted)
 
     @classmethod
     def from_trial(cls, trial: _HasUserAttrs) -> "TrialRecord":

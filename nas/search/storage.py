@@ -1,25 +1,80 @@
-"""Study storage: URLs to Optuna storages, and loading a study that must exist."""
+"""Study storage: URLs to Optuna storages, and loading a study that must exist.
+
+Claims and failures are compare-and-set on every storage: PostgreSQL locks the row
+(`SELECT ... FOR UPDATE`), a journal file orders every write, and SQLite, which ignores
+`FOR UPDATE`, runs each transaction as `BEGIN IMMEDIATE` so that Optuna's read-check-write is
+one locked step. Passwords in URLs never reach output: :func:`mask_url`.
+"""
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 
 from ..errors import UserError
-from .optuna_api import experimental_ok
+from .optuna_api import serialize_sqlite
+
+NAME_RULE = "use letters, digits, '-', '_' or '.' (not first)"
+IDLE_IN_TRANSACTION_SECONDS = 30  # PostgreSQL ends a session stuck this long inside a transaction
+
+
+def is_valid_name(name: str) -> bool:
+    """Study names are file names: no path separators, no leading dot (no traversal)."""
+    return bool(name) and name[0] != "." and all(c.isalnum() or c in "-_." for c in name)
+
+
+def check_name(name: str) -> str:
+    if not is_valid_name(name):
+        raise UserError(f"study name {name!r}: {NAME_RULE}")
+    return name
 
 
 def default_storage_url(name: str) -> str:
     """Where study ``name`` lives unless a storage URL is given."""
-    return f"sqlite:///studies/{name}.db"
+    return f"sqlite:///studies/{check_name(name)}.db"
 
 
-def open_storage(url: str, heartbeat_seconds: int | None = None) -> optuna.storages.BaseStorage:
-    """Optuna storage for ``url``: ``sqlite:///file.db`` (one worker, or a few on one machine),
-    ``journal:///file.log`` (many local processes, file-locked, no heartbeat),
-    ``postgresql+psycopg://...`` (many machines). Fails with one clear line."""
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***, for output and logs."""
+    if "://" not in url or url.startswith("journal:"):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable: hide everything between '//' and '@'
+        head, _, rest = url.partition("://")
+        return f"{head}://***@{rest.rpartition('@')[2]}" if "@" in rest else url
+
+
+def _sqlite_path(url: str) -> Path:
+    path = url.split("///", 1)[1] if "///" in url else ""
+    if path in ("", ":memory:"):
+        raise UserError(f"storage {url!r}: an in-memory database loses every result and cannot "
+                        f"be shared by workers; use sqlite:///FILE.db")
+    return Path(path)
+
+
+def _check_optuna_file(path: Path) -> None:
+    """Refuse to write Optuna's tables into an SQLite file that holds something else."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as e:
+        raise UserError(f"{path}: not an SQLite database ({e})") from None
+    if tables and "version_info" not in tables:
+        raise UserError(f"{path}: an SQLite file that is not an Optuna storage; refusing to "
+                        f"write into it")
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """Optuna storage for ``url``: ``sqlite:///file.db`` (one machine, a few workers),
+    ``journal:///file.log`` (many local processes, file-locked), ``postgresql+psycopg://...``
+    (many machines). Fails with one clear line that never shows a password."""
     scheme = url.split(":", 1)[0]
     if scheme == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -28,44 +83,55 @@ def open_storage(url: str, heartbeat_seconds: int | None = None) -> optuna.stora
             raise UserError(f"bad storage URL {url!r}: use journal:///path/to/file.log")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(path))
-    if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")
-            or scheme.startswith("mysql")):
-        raise UserError(f"bad storage URL {url!r}: expected sqlite:///FILE.db, journal:///FILE.log "
-                        f"or postgresql+psycopg://USER:PASS@HOST/DB")
+    if not scheme.startswith(("sqlite", "postgresql", "mysql")):
+        raise UserError(f"bad storage URL {mask_url(url)!r}: expected sqlite:///FILE.db, "
+                        f"journal:///FILE.log or postgresql+psycopg://USER:PASS@HOST/DB")
     kwargs: dict[str, Any] = {}
     if scheme.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        file = _sqlite_path(url)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        _check_optuna_file(file)
         # Concurrent local workers wait for the file lock instead of "database is locked".
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
     else:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+        if scheme.startswith("postgresql"):
+            # A worker paused inside a transaction would hold its row locks and block every
+            # other worker's claim or failure of its trial; the server ends such a session.
+            timeout_ms = IDLE_IN_TRANSACTION_SECONDS * 1000
+            kwargs["engine_kwargs"]["connect_args"] = {
+                "options": f"-c idle_in_transaction_session_timeout={timeout_ms}"}
     try:
-        with experimental_ok():
-            if heartbeat_seconds is not None:
-                kwargs.update(heartbeat_interval=heartbeat_seconds,
-                              grace_period=3 * heartbeat_seconds,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                  max_retry=3))
-            return RDBStorage(url, **kwargs)
+        storage = RDBStorage(url, **kwargs)
     except Exception as e:  # SQLAlchemy/driver errors vary by backend
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot open storage {url!r}: {reason}") from None
+        raise UserError(f"cannot open storage {mask_url(url)!r}: "
+                        f"{_without_secrets(reason, url)}") from None
+    if scheme.startswith("sqlite"):
+        serialize_sqlite(storage)
+    return storage
 
 
-def load_study(name: str, storage_url: str, heartbeat_seconds: int | None = None,
-               **study_kwargs: Any) -> optuna.Study:
+def _without_secrets(text: str, url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+        password = make_url(url).password
+    except Exception:
+        return text
+    return text.replace(str(password), "***") if password else text
+
+
+def load_study(name: str, storage_url: str, **study_kwargs: Any) -> optuna.Study:
     """An existing study; a clear error (and no new empty database) when it is not there."""
     if storage_url.startswith("sqlite:///"):
-        path = Path(storage_url.removeprefix("sqlite:///"))
+        path = _sqlite_path(storage_url)
         if not path.is_file():
             raise UserError(f"no study {name!r}: storage file {path} does not exist")
-    storage = open_storage(storage_url, heartbeat_seconds)
+    storage = open_storage(storage_url)
     try:
         return optuna.load_study(study_name=name, storage=storage, **study_kwargs)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise UserError(f"no study {name!r} in {storage_url}"
+        raise UserError(f"no study {name!r} in {mask_url(storage_url)}"
                         + (f" (it holds: {', '.join(names)})" if names else " (it is empty)")
                         + "; create it with `skipnas study start CONFIG`") from None

@@ -2,9 +2,9 @@
 
 A study holds exactly the trials its config asks for: `create_study` enqueues one WAITING trial
 per missing slot (search trials and baseline template runs), and workers only ever claim WAITING
-trials. A killed worker's trial goes stale (no heartbeat), is marked FAIL, and Optuna's retry
-callback enqueues it again for the surviving workers, so the study still ends with exactly the
-configured number of finished trials.
+trials. A killed worker's trial goes stale (no heartbeat), is marked FAIL and its slot queued
+again (`liveness`); an interrupted one is marked FAIL "interrupted" and queued again at once. So
+the study still ends with exactly the configured number of finished trials.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ..settings import to_dict
 from .config import StudyConfig
 from .record import TrialRecord
 from .samplers import make_pruner, make_sampler
-from .storage import load_study, open_storage
+from .storage import load_study, mask_url, open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CONFIG_ATTR = "config"  # the study user attr that holds config_summary()
@@ -61,16 +61,18 @@ def baseline_pattern(space: SearchSpace, template: str, style: str | None = None
 
 
 def counts_as_slot(t: FrozenTrial) -> bool:
-    """Trials that fill a slot: all but failures that were retried or interrupted."""
+    """Trials that fill a slot: all but failures whose slot was queued again (stale trials have
+    no reason; interrupted ones are marked requeued) or lost (too many retries)."""
     if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING):
         return True
-    return t.state == TrialState.FAIL and TrialRecord.from_trial(t).fail_reason is not None
+    r = TrialRecord.from_trial(t)
+    return t.state == TrialState.FAIL and r.fail_reason is not None and not r.requeued
 
 
 def create_study(cfg: StudyConfig, seed: int | None = None,
                  storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
     """Create the study (or load it) and enqueue the trials still missing from the config."""
-    storage = storage or open_storage(cfg.storage_url, cfg.heartbeat_seconds)
+    storage = storage or open_storage(cfg.storage_url)
     directions: list[Literal["maximize", "minimize"]] = (
         ["maximize", "minimize"] if cfg.multi_objective else ["maximize"])
     study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
@@ -78,19 +80,40 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
                                 sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
                                 pruner=make_pruner(cfg))
     if [d.name.lower() for d in study.directions] != directions:
-        raise UserError(f"study {cfg.name!r} in {cfg.storage_url} has directions "
+        raise UserError(f"study {cfg.name!r} in {mask_url(cfg.storage_url)} has directions "
                         f"{[d.name.lower() for d in study.directions]}, "
                         f"the config asks {directions}")
-    summary = config_summary(cfg, cfg.search_space.build())
-    stored = stored_config(study)
-    if stored is None:
-        study.set_user_attr(CONFIG_ATTR, summary)
-    elif stored["search_space"] != summary["search_space"]:
-        raise UserError(f"study {cfg.name!r} in {cfg.storage_url} was made with search space "
-                        f"{stored['search_space']}; this config asks "
-                        f"{summary['search_space']}. Use another name.")
+    if stored_config(study) is None:
+        study.set_user_attr(CONFIG_ATTR, config_summary(cfg, cfg.search_space.build()))
+    check_config(study, cfg)
     _enqueue_missing(study, cfg)
     return study
+
+
+# Settings that may differ between the machines that share a study.
+PER_MACHINE = ("training.device", "data.root")
+
+
+def check_config(study: optuna.Study, cfg: StudyConfig) -> None:
+    """Refuse a config whose settings differ from those the study was made with, naming
+    every differing key (a worker with other settings would fill the study with other
+    trials)."""
+    stored = stored_config(study) or {}
+    wanted = config_summary(cfg, cfg.search_space.build())
+
+    def flat(summary: dict[str, Any]) -> dict[str, Any]:
+        return {f"{section}.{key}": value for section, table in summary.items()
+                for key, value in table.items()}
+
+    a, b = flat(stored), flat(wanted)
+    differ = [k for k in sorted(set(a) | set(b))
+              if k not in PER_MACHINE and a.get(k) != b.get(k)]
+    if differ:
+        shown = "; ".join(f"{k} is {a.get(k)!r} in the study, {b.get(k)!r} here"
+                          for k in differ[:4])
+        more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
+        raise UserError(f"study {cfg.name!r} in {mask_url(cfg.storage_url)} was made with other "
+                        f"settings: {shown}{more}. Use its config, or another study name.")
 
 
 def _enqueue_missing(study: optuna.Study, cfg: StudyConfig) -> None:
@@ -145,6 +168,6 @@ def study_status(name: str, storage_url: str) -> dict[str, Any]:
         r = TrialRecord.from_trial(top)
         best = {"number": top.number, "accuracy": top.values[0], "hash": r.hash,
                 "connections": r.connections, "mbd": r.mbd}
-    return {"study": name, "storage": storage_url, "counts": counts, "best": best,
+    return {"study": name, "storage": mask_url(storage_url), "counts": counts, "best": best,
             "seconds_per_trial": per_trial, "eta_seconds": eta,
             "reused": sum(1 for t in complete if TrialRecord.from_trial(t).is_reused)}

@@ -1,21 +1,20 @@
 """Workers: claim queued trials, train the pattern each proposes, store its record.
 
-A killed worker's trial goes stale (no heartbeat), is marked FAIL, and Optuna's retry callback
-enqueues it again for the surviving workers, so the study still ends with exactly the
-configured number of finished trials.
+A killed worker's trial goes stale (no heartbeat), is failed by another worker and its slot
+queued again (`liveness`), so the study still ends with exactly the configured number of
+finished trials; a worker that was paused past that point drops its result quietly.
 """
 from __future__ import annotations
 
 import math
 import os
 import socket
-import threading
+import sys
 import time
 from dataclasses import dataclass, replace
-from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import Pattern, PatternError
@@ -23,11 +22,12 @@ from search_spaces import Pattern, PatternError
 from ..engine.spec import PatternSpec, make_spec
 from ..engine.train import TrainResult, resolve_device, train
 from .config import StudyConfig
-from .optuna_api import claim_waiting, experimental_ok, storage_of
+from .liveness import Heartbeat, can_requeue, fail_stale, requeue
+from .optuna_api import claim_waiting, storage_of
 from .record import TrialRecord, record
 from .samplers import make_pruner, make_sampler
 from .storage import load_study
-from .study import FINISHED, baseline_pattern, counts_as_slot
+from .study import FINISHED, baseline_pattern, check_config, counts_as_slot
 
 Values = float | tuple[float, float]
 
@@ -114,33 +114,6 @@ def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int) -> Frozen
     return None
 
 
-class _Heartbeat:
-    """Records the trial's heartbeat every interval while the trial runs."""
-
-    def __init__(self, storage: BaseStorage, trial_id: int):
-        self.storage, self.trial_id = storage, trial_id
-        self.interval = storage.get_heartbeat_interval() if hasattr(
-            storage, "get_heartbeat_interval") else None
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True)
-
-    def _beat(self) -> None:
-        while True:
-            self.storage.record_heartbeat(self.trial_id)  # type: ignore[attr-defined]
-            if self.stop.wait(self.interval):
-                return
-
-    def __enter__(self) -> "_Heartbeat":
-        if self.interval:
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        if self.interval:
-            self.thread.join()
-
-
 @dataclass
 class WorkerReport:
     trials: int = 0
@@ -156,17 +129,19 @@ def worker_seed(cfg: StudyConfig) -> int:
 def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = True,
                study: optuna.Study | None = None, poll_seconds: float = 1.0) -> WorkerReport:
     """Claim and run WAITING trials until none is waiting and none is running elsewhere
-    (a running one may still fail and be retried here)."""
+    (a running one may still fail and be queued again here). Each pass first fails the trials
+    of workers silent for 3 heartbeats and queues their slots again."""
     if study is None:
-        study = load_study(cfg.name, cfg.storage_url, cfg.heartbeat_seconds,
+        study = load_study(cfg.name, cfg.storage_url,
                            sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
                            pruner=make_pruner(cfg))
+        check_config(study, cfg)
+    storage = storage_of(study)
     objective = Objective(cfg)
     report = WorkerReport()
     bar = _StudyBar(study, disable=not progress)
     while True:
-        with experimental_ok():
-            optuna.storages.fail_stale_trials(study)  # dead workers' trials: FAIL, re-queued
+        fail_stale(study, storage, grace_seconds=3 * cfg.heartbeat_seconds)
         trial_id = claim_waiting(study)
         if trial_id is None:
             if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -174,7 +149,11 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
             time.sleep(poll_seconds)
             continue
         start = time.perf_counter()
-        frozen = _run_one(study, trial_id, objective)
+        frozen = _run_one(study, trial_id, objective, cfg.heartbeat_seconds)
+        if frozen is None:
+            bar.note(f"trial {storage.get_trial(trial_id).number} was failed and queued again "
+                     f"while this worker was silent; its result is dropped")
+            continue
         report.trials += 1
         report.seconds += time.perf_counter() - start
         report.train_seconds += TrialRecord.from_trial(frozen).train_seconds or 0.0
@@ -183,23 +162,46 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
     return report
 
 
-def _run_one(study: optuna.Study, trial_id: int, objective: Objective) -> FrozenTrial:
-    trial = optuna.Trial(study, trial_id)
-    record(trial, worker=f"{socket.gethostname()}:{os.getpid()}")
-    with _Heartbeat(storage_of(study), trial_id):
+def _run_one(study: optuna.Study, trial_id: int, objective: Objective,
+             heartbeat_seconds: float) -> FrozenTrial | None:
+    """Run one claimed trial and tell its outcome; None when another worker failed it as stale
+    meanwhile (this one was paused or cut off). Interrupted (Ctrl-C, SIGTERM): the trial is
+    failed with reason "interrupted", its slot queued again, and the interrupt goes on."""
+    heartbeat = Heartbeat(storage_of(study), trial_id, heartbeat_seconds)
+    try:
+        trial = optuna.Trial(study, trial_id)
         try:
+            record(trial, worker=f"{socket.gethostname()}:{os.getpid()}")
             values = objective(trial)
+        except UpdateFinishedTrialError:
+            raise
         except optuna.TrialPruned:
-            return study.tell(trial, state=TrialState.PRUNED)
+            return _tell(study, trial, TrialState.PRUNED)
         except (_Diverged, RuntimeError, FloatingPointError, PatternError) as e:
             # One bad trial (diverged, out of memory, ...) never stops the study.
             if TrialRecord.from_trial(trial).fail_reason is None:
                 record(trial, fail_reason=f"{type(e).__name__}: {e}")
-            return study.tell(trial, state=TrialState.FAIL)
-        except BaseException:
-            study.tell(trial, state=TrialState.FAIL)  # interrupted: re-enqueued on resume
+            return _tell(study, trial, TrialState.FAIL)
+        except KeyboardInterrupt:
+            again = can_requeue(storage_of(study).get_trial(trial_id))
+            record(trial, fail_reason="interrupted", requeued=again or None)
+            failed = _tell(study, trial, TrialState.FAIL)
+            if failed is not None and again:
+                requeue(study, failed)
             raise
-    return study.tell(trial, values)
+        return _tell(study, trial, TrialState.COMPLETE, values)
+    except UpdateFinishedTrialError:
+        return None
+    finally:
+        heartbeat.close()
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState,
+          values: Values | None = None) -> FrozenTrial | None:
+    """Tell the outcome; None when the trial was already finished by another worker."""
+    frozen = study.tell(trial, values if state == TrialState.COMPLETE else None,
+                        state=state, skip_if_finished=True)
+    return frozen if frozen.state == state else None
 
 
 class _StudyBar:
@@ -218,6 +220,9 @@ class _StudyBar:
         self.bar.set_postfix(best=f"{self.best:.4f}" if self.best > -math.inf else "-",
                              last=trial.state.name)
         self.bar.update()
+
+    def note(self, message: str) -> None:
+        self.bar.write(f"skipnas: {message}", file=sys.stderr)
 
     def close(self) -> None:
         self.bar.close()

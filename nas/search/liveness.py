@@ -1,0 +1,104 @@
+"""Worker liveness on every storage (SQLite, PostgreSQL, journal files): heartbeats, stale
+trials failed and queued again.
+
+A worker writes a heartbeat (a trial system attr holding its clock's time) as soon as it
+claims a trial and then every interval. Any worker that sees a RUNNING trial silent for longer
+than the grace period (3 heartbeats) fails it and queues its slot again. Failing is
+compare-and-set (RUNNING -> FAIL succeeds for one process only: the storages serialise it, see
+`storage`), so a slot is queued again once. Heartbeat times come from the workers' clocks:
+machines sharing a study need clocks within a few seconds of each other (NTP).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from .optuna_api import trial_id
+from .record import TrialRecord
+
+HEARTBEAT = "skipnas:heartbeat"  # trial system attr: the worker's clock at its last heartbeat
+MAX_RETRIES = 3                   # a slot whose trial died this often is not queued again
+
+
+def last_alive(trial: FrozenTrial) -> float:
+    """The latest sign of life of a running trial: its heartbeat, or its claim."""
+    start = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+    return max(float(trial.system_attrs.get(HEARTBEAT, 0.0)), start)
+
+
+def can_requeue(trial: FrozenTrial) -> bool:
+    """Whether the slot of ``trial`` may be queued again (fewer than :data:`MAX_RETRIES`)."""
+    return len(trial.system_attrs.get("retry_history", [])) < MAX_RETRIES
+
+
+def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
+    """Queue the slot of a trial that died or was interrupted again: same params, the slot's
+    fields of its record, and Optuna's `failed_trial` / `retry_history` system attrs. False
+    when the slot has been retried :data:`MAX_RETRIES` times already."""
+    if not can_requeue(failed):
+        return False
+    history = [*failed.system_attrs.get("retry_history", []), failed.number]
+    r = TrialRecord.from_trial(failed)
+    slot = TrialRecord(slot=r.slot, baseline=r.baseline, seed=r.seed if r.baseline else None,
+                       budget_mode=r.budget_mode, style=r.style if r.baseline else None)
+    study.add_trial(create_trial(
+        state=TrialState.WAITING, params=failed.params, distributions=failed.distributions,
+        user_attrs=slot.to_user_attrs(),
+        system_attrs={"failed_trial": failed.system_attrs.get("failed_trial", failed.number),
+                      "retry_history": history}))
+    return True
+
+
+def fail_stale(study: optuna.Study, storage: BaseStorage, grace_seconds: float) -> list[int]:
+    """Fail the RUNNING trials silent for longer than ``grace_seconds`` and queue their slots
+    again; returns the numbers of the trials this process failed."""
+    now, failed = time.time(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if now - last_alive(t) <= grace_seconds:
+            continue
+        try:
+            if not storage.set_trial_state_values(trial_id(t), state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:  # another process failed it first, or it finished
+            continue
+        requeue(study, storage.get_trial(trial_id(t)))
+        failed.append(t.number)
+    return failed
+
+
+class Heartbeat:
+    """Beats for one trial from a background thread while the trial runs; the first beat is
+    written before the constructor returns. Stops by itself once the trial is finished (for
+    instance failed as stale by another worker while this one was paused)."""
+
+    def __init__(self, storage: BaseStorage, trial_id: int, interval: float):
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self.stop = threading.Event()
+        self.beat()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def beat(self) -> bool:
+        try:
+            self.storage.set_trial_system_attr(self.trial_id, HEARTBEAT, time.time())
+            return True
+        except UpdateFinishedTrialError:
+            return False
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            try:
+                if not self.beat():
+                    return
+            except Exception:  # a passing storage error: the next beat may go through
+                continue
+
+    def close(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()

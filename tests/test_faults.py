@@ -1,0 +1,261 @@
+"""Studies never hang and never double-run: workers killed, paused, interrupted or terminated on
+every storage (journal file, SQLite, PostgreSQL), atomic claims, a worker with another config.
+Each test is bounded in time and asserts exactly N COMPLETE, none trained twice, every process
+exited."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from optuna.trial import TrialState
+
+from nas.search.config import load_config
+from nas.search.record import TrialRecord
+from nas.search.storage import load_study
+from nas.search.study import create_study
+
+POSTGRES = os.environ.get("SKIPNAS_TEST_POSTGRES")
+ENV = {**os.environ, "SKIPNAS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+N = 6
+
+
+
+STORAGES = ["journal", "sqlite"] + (["postgres"] if POSTGRES else [])
+
+
+@pytest.fixture(params=STORAGES)
+def storage_url(request, tmp_path):
+    return {"journal": f"journal:///{tmp_path}/s.log", "sqlite": f"sqlite:///{tmp_path}/s.db",
+            "postgres": POSTGRES}[request.param]
+
+
+def write_config(path, storage, name=None, lr=0.1, trials=N):
+    name = name or f"fault-{os.getpid()}-{time.monotonic_ns()}"
+    path.write_text(f'''name = "{name}"
+trials = {trials}
+storage = "{storage}"
+heartbeat_seconds = 1
+[search_space]
+name = "free"
+layers = [6]
+[data]
+name = "synthetic"
+train_size = 1024
+val_size = 256
+[architecture]
+growth = 6
+bottleneck = false
+[training]
+epochs = 2
+batch_size = 32
+lr = {lr}
+[sampler]
+name = "random"
+''')
+    return path
+
+
+def skipnas(*argv):
+    return subprocess.Popen([sys.executable, "-m", "nas.cli", *argv, "-q"], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_mid_trial(study, procs, timeout=120):
+    """(trial number, process) of a trial that one of ``procs`` is training right now."""
+    pids = {str(p.pid): p for p in procs}
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            r = TrialRecord.from_trial(t)
+            pid = (r.worker or ":").split(":")[1]
+            if pid in pids and r.hash:  # its pattern is built: it is training
+                return t.number, pids[pid]
+        time.sleep(0.1)
+    raise AssertionError("no trial started")
+
+
+def finish(procs, timeout=240):
+    """Wait for every process; returns their (returncode, stderr)."""
+    out = []
+    for p in procs:
+        _, err = p.communicate(timeout=timeout)
+        out.append((p.returncode, err))
+    return out
+
+
+def check_exactly_n(study, n=N):
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == n, Counter(t.state.name for t in trials)
+    assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
+    records = [TrialRecord.from_trial(t) for t in complete]
+    trained = [(r.hash, r.seed) for r in records if not r.is_reused]
+    assert len(trained) == len(set(trained))  # no (pattern, seed) trained twice
+    return trials
+
+
+def test_a_killed_worker_is_retried_and_every_process_exits(storage_url, tmp_path):
+    config = write_config(tmp_path / "c.toml", storage_url)
+    study = create_study(load_config(config))
+    workers = [skipnas("worker", str(config)) for _ in range(2)]
+    number, victim = wait_mid_trial(study, workers)
+    victim.send_signal(signal.SIGKILL)
+    results = finish(workers)
+    assert all(rc == 0 for (rc, _), w in zip(results, workers) if w is not victim), results
+    trials = check_exactly_n(study)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [number]
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].params == failed[0].params
+    # A restart finds nothing to do and exits.
+    restart = skipnas("study", "start", str(config))
+    out, err = restart.communicate(timeout=120)
+    assert restart.returncode == 0 and "ran 0 trials" in out, err
+
+
+def test_sigint_and_sigterm_fail_the_trial_requeue_it_and_exit_cleanly(storage_url, tmp_path):
+    config = write_config(tmp_path / "c.toml", storage_url)
+    study = create_study(load_config(config))
+    starter, worker, other = (skipnas("study", "start", str(config)),
+                              skipnas("worker", str(config)), skipnas("worker", str(config)))
+    first, proc = wait_mid_trial(study, [starter])
+    starter.send_signal(signal.SIGINT)
+    second, _ = wait_mid_trial(study, [worker])
+    worker.send_signal(signal.SIGTERM)
+    (rc_int, err_int), (rc_term, err_term), (rc_other, _) = finish([starter, worker, other])
+    assert (rc_int, rc_term, rc_other) == (130, 143, 0)
+    assert err_int.strip().splitlines()[-1] == "skipnas: interrupted"
+    assert err_term.strip().splitlines()[-1] == "skipnas: terminated"
+    assert "Traceback" not in err_int + err_term
+    trials = check_exactly_n(study)
+    for number in (first, second):
+        r = TrialRecord.from_trial(trials[number])
+        assert trials[number].state == TrialState.FAIL
+        assert r.fail_reason == "interrupted" and r.requeued
+        assert [t.state for t in trials if t.system_attrs.get("failed_trial") == number] == \
+            [TrialState.COMPLETE]
+
+
+def test_a_paused_worker_drops_its_taken_over_trial_quietly(storage_url, tmp_path):
+    config = write_config(tmp_path / "c.toml", storage_url)
+    study = create_study(load_config(config))
+    workers = [skipnas("worker", str(config)) for _ in range(2)]
+    number, paused = wait_mid_trial(study, workers)
+    paused.send_signal(signal.SIGSTOP)
+    deadline = time.time() + 120  # the other worker fails it after 3 silent heartbeats
+    while study.get_trials(deepcopy=False)[number].state == TrialState.RUNNING:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    paused.send_signal(signal.SIGCONT)
+    results = finish(workers)
+    assert [rc for rc, _ in results] == [0, 0], results
+    err = dict(zip(workers, [e for _, e in results]))[paused]
+    assert "Traceback" not in err and f"trial {number} was failed and queued again" in err
+    check_exactly_n(study)
+
+
+@pytest.mark.parametrize("kind", [k for k in STORAGES if k != "journal"])
+def test_death_between_claim_and_first_heartbeat_is_recovered(kind, tmp_path):
+    url = {"sqlite": f"sqlite:///{tmp_path}/s.db", "postgres": POSTGRES}[kind]
+    config = write_config(tmp_path / "c.toml", url)
+    cfg = load_config(config)
+    create_study(cfg)
+    code = ("import os, sys; from nas.search.storage import load_study;"
+            "from nas.search.optuna_api import claim_waiting;"
+            f"s = load_study({cfg.name!r}, {url!r}); print(claim_waiting(s)); os._exit(0)")
+    claimed = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True,
+                             text=True, check=True, timeout=60).stdout.strip()
+    assert claimed != "None"
+    (rc, err), = finish([skipnas("worker", str(config))], timeout=240)
+    assert rc == 0, err
+    check_exactly_n(load_study(cfg.name, url))
+
+
+def test_claims_are_atomic_across_processes(storage_url, tmp_path):
+    config = write_config(tmp_path / "c.toml", storage_url, trials=120)
+    cfg = load_config(config)
+    create_study(cfg)
+    code = ("from nas.search.storage import load_study;"
+            "from nas.search.optuna_api import claim_waiting;"
+            f"s = load_study({cfg.name!r}, {storage_url!r}); got = [];\n"
+            "while (t := claim_waiting(s)) is not None: got.append(t)\n"
+            "print(*got)")
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    claims = []
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+        claims += out.split()
+    assert len(claims) == 120 and len(set(claims)) == 120
+
+
+def test_a_worker_with_another_config_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    a = write_config(tmp_path / "a.toml", url, name="same")
+    b = write_config(tmp_path / "b.toml", url, name="same", lr=0.5)
+    study = create_study(load_config(a))
+    (rc, err), = finish([skipnas("worker", str(b))], timeout=120)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "training.lr is 0.1 in the study, 0.5 here" in err
+    assert all(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
+
+
+def test_passwords_never_reach_output():
+    url = "postgresql+psycopg://alice:s3cretPW@127.0.0.1:1/db"
+    for argv in (["study", "status", "x", "--storage", url],
+                 ["analyze", "x", "--storage", url],
+                 ["study", "status", "x", "--storage", "mongodb://bob:hunter2@h/db"]):
+        out = subprocess.run([sys.executable, "-m", "nas.cli", *argv], env=ENV,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and "***" in out.stderr
+        assert "s3cretPW" not in out.stdout + out.stderr
+        assert "hunter2" not in out.stdout + out.stderr
+
+
+def test_a_study_name_cannot_reach_other_files(tmp_path):
+    import sqlite3
+
+    victim = tmp_path / "victim.db"
+    with sqlite3.connect(victim) as db:
+        db.execute("CREATE TABLE mine (x)")
+    before = victim.read_bytes()
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    for argv in (["study", "status", "../../victim"], ["export", "../victim"],
+                 ["study", "status", "victim", "--storage", f"sqlite:///{victim}"]):
+        out = subprocess.run([sys.executable, "-m", "nas.cli", *argv], env=ENV, cwd=work,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert victim.read_bytes() == before
+
+
+@pytest.mark.skipif(not POSTGRES, reason="scripts/test.sh starts PostgreSQL")
+def test_a_worker_stopped_inside_a_transaction_does_not_block_the_study(tmp_path):
+    """A process stopped while it holds the row lock of its trial (inside a transaction) is cut
+    off by PostgreSQL after IDLE_IN_TRANSACTION_SECONDS; the study then recovers its trial."""
+    from sqlalchemy import text
+
+    from nas.search.optuna_api import claim_waiting, storage_of
+    from nas.search.storage import IDLE_IN_TRANSACTION_SECONDS, open_storage
+
+    config = write_config(tmp_path / "c.toml", POSTGRES, trials=2)
+    cfg = load_config(config)
+    study = create_study(cfg)
+    claimed = claim_waiting(study)  # this process is the stuck worker: its trial is RUNNING...
+    engine = open_storage(POSTGRES).engine
+    stuck = engine.connect()
+    stuck.begin()
+    stuck.execute(text("SELECT trial_id FROM trials WHERE trial_id = :t FOR UPDATE"),
+                  {"t": claimed})  # ... and it holds the trial's row lock, never committing
+    clock = time.time()
+    (rc, err), = finish([skipnas("worker", str(config))], timeout=IDLE_IN_TRANSACTION_SECONDS + 120)
+    assert rc == 0, err
+    check_exactly_n(study, 2)
+    assert storage_of(study).get_trial(claimed).state == TrialState.FAIL
+    assert time.time() - clock >= IDLE_IN_TRANSACTION_SECONDS - 5  # it waited for the cut-off
+    stuck.invalidate()
