@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import USER_ERRORS, UserError
 from .tables import format_table
@@ -74,9 +74,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     summary = {"pattern": spec.hash, "dataset": args.dataset, **spec.metrics, **vars(result)}
     if args.json:
         print(json.dumps(summary, indent=1))
-        return
-    print(format_table(["", "value"], [[k, v] for k, v in summary.items()
-                                       if not isinstance(v, list)]))
+    else:
+        print(format_table(["", "value"], [[k, v] for k, v in summary.items()
+                                           if not isinstance(v, list)]))
     if result.status != "ok":
         raise UserError(f"training stopped: {result.message}")
 
@@ -85,8 +85,8 @@ def _study_config(args: argparse.Namespace) -> Any:
     from .search.config import load_config
 
     cfg = load_config(args.config)
-    changes = {k: v for k, v in (("storage", args.storage), ("trials", args.trials))
-               if v is not None}
+    changes = {k: v for k, v in (("storage", args.storage),
+                                 ("trials", getattr(args, "trials", None))) if v is not None}
     return replace(cfg, **changes) if changes else cfg
 
 
@@ -106,6 +106,22 @@ def cmd_study_start(args: argparse.Namespace) -> None:
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
 
+def cmd_study_check(args: argparse.Namespace) -> None:
+    """Validate a config and show what it would run; writes nothing."""
+    from .engine.memory import GIB, estimate_bytes
+
+    cfg = _study_config(args)
+    space = cfg.search_space.build()
+    activations, weights = estimate_bytes(space.layers, space.budget, cfg.architecture,
+                                          cfg.training.batch_size)
+    baselines = len(cfg.baselines.templates) * len(cfg.baselines.seeds) * \
+        len(cfg.baselines.styles or (space.style,)) * len(cfg.baselines.budgets)
+    print(f"{args.config}: study {cfg.name!r}, {space.name} space ({space.style}), layers "
+          f"{list(space.layers)}, budget {space.budget} connections; {cfg.trials} search "
+          f"trials + {baselines} baselines; about {activations / GIB:.2f} GiB of activations "
+          f"per batch of {cfg.training.batch_size}, {weights / GIB:.3f} GiB of weights")
+
+
 def cmd_worker(args: argparse.Namespace) -> None:
     from .search.worker import run_worker, worker_seed
 
@@ -121,7 +137,11 @@ def _print_worker_report(cfg: Any, report: Any, wall: float) -> None:
     overhead = (report.seconds - report.train_seconds) / report.trials if report.trials else 0.0
     print(f"ran {report.trials} trials in {wall:.1f} s (orchestration outside training: "
           f"{overhead:.2f} s per trial)")
-    _print_status(study_status(cfg.name, cfg.storage_url))
+    status = study_status(cfg.name, cfg.storage_url)
+    _print_status(status)
+    if status["counts"]["FAIL"] and not status["counts"]["COMPLETE"]:
+        raise UserError("no trial completed, every finished one failed: see their fail_reason "
+                        "(`skipnas study status`, the report)")
 
 
 def _print_status(status: dict[str, Any]) -> None:
@@ -216,11 +236,25 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--split-seed", type=int, default=0)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like every other skipnas error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"skipnas: error: {self.prog}: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="skipnas", description="Architecture search over the skip-connection patterns of "
         "DenseNet-style networks, at an exact connection budget (Log-DenseNet's principle).")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     from search_spaces import STYLES
 
@@ -271,10 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("study", help="start, resume or inspect an Optuna study")
-    study_sub = p.add_subparsers(dest="study_command", required=True)
+    study_sub = p.add_subparsers(dest="study_command", required=True, parser_class=_Parser)
     q = study_sub.add_parser("start", help="create or resume a study and work on it")
     _add_study_run_args(q)
     q.set_defaults(func=cmd_study_start)
+    q = study_sub.add_parser("check", help="validate a config, show what it would run "
+                                           "(writes nothing)")
+    q.add_argument("config", help="study config TOML")
+    q.add_argument("--storage", help=argparse.SUPPRESS)
+    q.add_argument("--trials", type=int, help=argparse.SUPPRESS)
+    q.set_defaults(func=cmd_study_check)
     q = study_sub.add_parser("status", help="trial counts, best trial, ETA")
     _add_study_ref_args(q)
     q.add_argument("--json", action="store_true")
@@ -282,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="accuracy vs. backprop distance: rank correlations")
     _add_study_ref_args(p)
     p.add_argument("--budget", type=int, help="connection budget to analyze (default: study's)")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap/permutation draws")
+    p.add_argument("--resamples", type=_positive_int, default=2000,
+                   help="bootstrap/permutation draws")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_analyze)
     p = sub.add_parser("report", help="self-contained HTML report of a study")
@@ -300,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="best.json")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("worker", help="one more worker on an existing study's storage")
-    _add_study_run_args(p)
+    _add_study_run_args(p, trials=False)
     p.set_defaults(func=cmd_worker)
     return parser
 
@@ -310,10 +351,12 @@ def _add_study_ref_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="storage URL (default sqlite:///studies/NAME.db)")
 
 
-def _add_study_run_args(p: argparse.ArgumentParser) -> None:
+def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True) -> None:
     p.add_argument("config", help="study config TOML (see studies/)")
     p.add_argument("--storage", help="override the config's storage URL")
-    p.add_argument("--trials", type=int, help="override the config's number of search trials")
+    if trials:  # workers run what is queued; only `study start` sets the count
+        p.add_argument("--trials", type=int,
+                       help="override the config's number of search trials")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -336,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except USER_ERRORS as e:
         print(f"skipnas: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an output path that cannot be written, a port in use, ...
+        where = f" {e.filename}" if e.filename else ""
+        print(f"skipnas: error: {e.strerror or e}{':' if where else ''}{where}", file=sys.stderr)
         return 2
     except Terminated:
         print("skipnas: terminated", file=sys.stderr)

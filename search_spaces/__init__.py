@@ -3,7 +3,7 @@
 Pure Python + numpy: never imports torch or optuna.
 """
 from .distances import DistanceStats, distance_matrix, distance_stats, global_inputs
-from .pattern import STYLES, Block, Pattern, PatternError, single_block
+from .pattern import MAX_LAYERS, STYLES, Block, Pattern, PatternError, single_block
 from .registry import Registry
 from .spaces import SEARCH_SPACES, SearchSpace, make_space
 from .templates import (
@@ -18,7 +18,7 @@ from .templates import (
 )
 
 __all__ = [
-    "STYLES", "Block", "Pattern", "PatternError", "single_block",
+    "MAX_LAYERS", "STYLES", "Block", "Pattern", "PatternError", "single_block",
     "DistanceStats", "distance_matrix", "distance_stats", "global_inputs",
     "TEMPLATES", "Template", "TemplateRow", "budgeted_block", "budgeted_pattern", "default_k",
     "template_pattern", "template_table", "SEARCH_SPACES", "SearchSpace", "make_space",

@@ -33,6 +33,13 @@ class PatternError(ValueError):
 
 
 STYLES = ("per_block", "v1", "v2")
+MAX_LAYERS = 2000  # per network: distances are an N x N matrix, search spaces grow as N^2
+
+
+def check_size(total_layers: int) -> None:
+    if total_layers > MAX_LAYERS:
+        raise PatternError(f"{total_layers} layers: skipnas handles at most {MAX_LAYERS} per "
+                           f"network")
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ class Pattern:
         if style not in STYLES:
             raise PatternError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
         own = tuple(b.num_layers for b in blocks)
+        check_size(sum(own))
         stages = own if stages is None else tuple(int(s) for s in stages)
         object.__setattr__(self, "blocks", blocks)
         object.__setattr__(self, "style", style)

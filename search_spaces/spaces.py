@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
 
-from .pattern import STYLES, Block, Pattern, PatternError
+from .pattern import STYLES, Block, Pattern, PatternError, check_size
 from .registry import Registry
 from .templates import (
     TEMPLATES,
@@ -54,6 +54,7 @@ class SearchSpace:
         if not self.layers or min(self.layers) < 1:
             raise PatternError(f"search space {self.name!r}: layers must be positive, "
                                f"got {list(layers)}")
+        check_size(sum(self.layers))
         if style not in STYLES:
             raise PatternError(f"search space {self.name!r}: unknown style {style!r}; "
                                f"known: {', '.join(STYLES)}")

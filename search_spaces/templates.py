@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .distances import distance_stats
-from .pattern import STYLES, Block, Pattern, PatternError
+from .pattern import STYLES, Block, Pattern, PatternError, check_size
 from .registry import Registry
 
 Rule = Callable[[int, int, int], tuple[int, ...]]  # (i, K, n) -> sorted inputs of node i
@@ -256,6 +256,7 @@ def _depths(num_layers: int | Sequence[int]) -> list[int]:
     for L in depths:
         if not isinstance(L, (int, np.integer)) or L <= 0:
             raise PatternError(f"number of layers must be a positive integer, got {L!r}")
+    check_size(sum(depths))
     return [int(L) for L in depths]
 
 
@@ -339,6 +340,7 @@ def _budgeted_block(name: str, num_layers: int, budget: int) -> Fitted:
             raise PatternError(f"template {name!r} has {block.connections} connections at "
                                f"L={num_layers}, not the budget {budget}")
         return Pattern([block]), "-"
+    check_size(num_layers)
     low, high = num_layers + 1, (num_layers + 1) * (num_layers + 2) // 2
     if not low <= budget <= high:
         raise PatternError(f"budget {budget} impossible for L={num_layers}: a block has "

@@ -1,5 +1,6 @@
 """Dataset loaders on small files written here in the official formats."""
 import gzip
+import os
 import pickle
 from pathlib import Path
 
@@ -92,6 +93,41 @@ def test_cifar_loader(tmp_path, hundred):
     assert labels[:3].tolist() == [0, 1, 2]
     test_images, _ = DATASETS[name].load(tmp_path, "test")
     assert len(test_images) == 20
+
+
+class _Payload:
+    """A pickle that runs code when loaded by a plain pickle.load."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_tampered_cifar_batch_cannot_run_code(tmp_path):
+    import pickle
+
+    write_cifar(tmp_path)
+    marker = tmp_path / "pwned"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    batch.write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [0]}))
+    with pytest.raises(DataError, match="posix.system is not allowed in a CIFAR batch"):
+        DATASETS["cifar10"].load(tmp_path, "train")
+    assert not marker.exists()
+    batch.write_bytes(pickle.dumps([1, 2]))  # well-formed pickle, wrong contents
+    with pytest.raises(DataError, match="corrupt CIFAR batch"):
+        DATASETS["cifar10"].load(tmp_path, "train")
+
+
+def test_a_corrupt_gzip_body_is_a_clear_error(tmp_path):
+    make_idx_dir(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 64] = b"\x00" * 64  # damage the deflate stream
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="cannot read"):
+        DATASETS["mnist"].load(tmp_path, "train")
 
 
 def test_cifar_corrupt_batch(tmp_path):

@@ -1,6 +1,6 @@
 """Studies never hang and never double-run: workers killed, paused, interrupted or terminated on
 every storage (journal file, SQLite, PostgreSQL), atomic claims, a worker with another config.
-Each test is bounded in time and asserts exactly N COMPLETE, none trained twice, every process
+Each test is bounded in time and asserts exactly N COMPLETE, no slot run twice, every process
 exited."""
 import os
 import signal
@@ -91,9 +91,12 @@ def check_exactly_n(study, n=N):
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == n, Counter(t.state.name for t in trials)
     assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
-    records = [TrialRecord.from_trial(t) for t in complete]
-    trained = [(r.hash, r.seed) for r in records if not r.is_reused]
-    assert len(trained) == len(set(trained))  # no (pattern, seed) trained twice
+    # No slot ran twice: every COMPLETE trial descends from a different original slot (a
+    # retried trial names the one it replaces in `failed_trial`).
+    origins = [t.system_attrs.get("failed_trial", t.number) for t in complete]
+    assert len(origins) == len(set(origins))
+    failed = [t.number for t in trials if t.state == TrialState.FAIL]
+    assert not set(failed) & {t.number for t in complete}
     return trials
 
 
@@ -118,7 +121,7 @@ def test_a_killed_worker_is_retried_and_every_process_exits(storage_url, tmp_pat
 
 
 def test_sigint_and_sigterm_fail_the_trial_requeue_it_and_exit_cleanly(storage_url, tmp_path):
-    config = write_config(tmp_path / "c.toml", storage_url)
+    config = write_config(tmp_path / "c.toml", storage_url, trials=10)
     study = create_study(load_config(config))
     starter, worker, other = (skipnas("study", "start", str(config)),
                               skipnas("worker", str(config)), skipnas("worker", str(config)))
@@ -131,7 +134,7 @@ def test_sigint_and_sigterm_fail_the_trial_requeue_it_and_exit_cleanly(storage_u
     assert err_int.strip().splitlines()[-1] == "skipnas: interrupted"
     assert err_term.strip().splitlines()[-1] == "skipnas: terminated"
     assert "Traceback" not in err_int + err_term
-    trials = check_exactly_n(study)
+    trials = check_exactly_n(study, 10)
     for number in (first, second):
         r = TrialRecord.from_trial(trials[number])
         assert trials[number].state == TrialState.FAIL
@@ -259,3 +262,36 @@ def test_a_worker_stopped_inside_a_transaction_does_not_block_the_study(tmp_path
     assert storage_of(study).get_trial(claimed).state == TrialState.FAIL
     assert time.time() - clock >= IDLE_IN_TRANSACTION_SECONDS - 5  # it waited for the cut-off
     stuck.invalidate()
+
+
+def test_three_sqlite_workers_one_killed_the_starter_interrupted_and_restarted(tmp_path):
+    n = 10
+    url = f"sqlite:///{tmp_path}/s.db"
+    config = write_config(tmp_path / "c.toml", url, trials=n)
+    cfg = load_config(config)
+    starter = skipnas("study", "start", str(config))
+    deadline = time.time() + 120
+    while True:  # the starter creates the study
+        try:
+            study = load_study(cfg.name, url)
+            break
+        except Exception:
+            assert time.time() < deadline and starter.poll() is None
+            time.sleep(0.2)
+    workers = [skipnas("worker", str(config)) for _ in range(2)]
+    killed, victim = wait_mid_trial(study, workers)
+    victim.send_signal(signal.SIGKILL)
+    interrupted, _ = wait_mid_trial(study, [starter])
+    starter.send_signal(signal.SIGINT)
+    (rc, err), = finish([starter])
+    assert rc == 130 and "Traceback" not in err
+    restart = skipnas("study", "start", str(config))
+    survivor = next(w for w in workers if w is not victim)
+    results = finish([restart, survivor])
+    assert [rc for rc, _ in results] == [0, 0], results
+    trials = check_exactly_n(study, n)
+    assert TrialRecord.from_trial(trials[interrupted]).fail_reason == "interrupted"
+    for number in (killed, interrupted):
+        assert trials[number].state == TrialState.FAIL
+        assert [t.state for t in trials if t.system_attrs.get("failed_trial") == number] == \
+            [TrialState.COMPLETE]

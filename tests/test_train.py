@@ -9,6 +9,7 @@ import pytest
 from nas.engine.configs import ArchConfig, DataConfig, TrainConfig
 from nas.engine.spec import make_spec
 from nas.engine.train import train
+from nas.errors import UserError
 from search_spaces import template_pattern
 
 SYNTH = DataConfig(name="synthetic", val_size=512)
@@ -155,3 +156,81 @@ def test_cli_train_a_template_in_a_style_and_its_exported_spec(tmp_path, style):
     assert json.loads(out.stdout)["pattern"] == pattern.hash
     out = run_cli("train", str(tmp_path / "s.json"), "--style", "v1", "--dataset", "synthetic")
     assert out.returncode == 2 and "not both" in out.stderr
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(scope="module")
+def finished_checkpoint(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("ck") / "run.pt"
+    spec = make_spec(template_pattern("log", 4), arch_for(data))
+    train(spec, data, TrainConfig(epochs=2, batch_size=64), progress=False, checkpoint=path)
+    return spec, path
+
+
+def damaged(src, tmp_path, change):
+    path = tmp_path / "bad.pt"
+    raw = bytearray(src.read_bytes())
+    path.write_bytes(change(raw))
+    return path
+
+
+def flip_middle(raw):
+    middle = len(raw) // 2
+    raw[middle:middle + 256] = bytes(b ^ 0x3F for b in raw[middle:middle + 256])
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda raw: bytes(raw[: len(raw) // 2]), "cannot resume from this checkpoint"),
+    (lambda raw: b"", "cannot resume from this checkpoint"),
+    (lambda raw: os.urandom(4096), "cannot resume from this checkpoint"),
+    (flip_middle, "checksum does not match|cannot resume"),
+])
+def test_a_damaged_checkpoint_is_refused(finished_checkpoint, data, tmp_path, change, message):
+    spec, path = finished_checkpoint
+    bad = damaged(path, tmp_path, change)
+    with pytest.raises(UserError, match=message):
+        train(spec, data, TrainConfig(epochs=2, batch_size=64), progress=False, checkpoint=bad,
+              resume=True)
+
+
+@pytest.mark.parametrize("other, message", [
+    ({"template": "nearest"}, "pattern"),
+    ({"epochs": 3}, "epochs 2 there, 3 here"),
+    ({"lr": 0.05}, "lr 0.1 there, 0.05 here"),
+])
+def test_a_checkpoint_of_another_run_is_refused(finished_checkpoint, data, other, message):
+    spec, path = finished_checkpoint
+    if "template" in other:
+        spec = make_spec(template_pattern(other.pop("template"), 4, 2), spec.arch)
+    cfg = TrainConfig(**{"epochs": 2, "batch_size": 64, **other})
+    with pytest.raises(UserError, match=message):
+        train(spec, data, cfg, progress=False, checkpoint=path, resume=True)
+
+
+def test_a_crafted_checkpoint_cannot_run_code(tmp_path, data):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"format": 1, "state": _Payload(marker)}))
+    spec = make_spec(template_pattern("log", 4), arch_for(data))
+    with pytest.raises(UserError, match="cannot resume from this checkpoint"):
+        train(spec, data, TrainConfig(epochs=1), progress=False, checkpoint=evil, resume=True)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 7])
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_any_step_budget_trains(data, steps, schedule):
+    _, result = fit(template_pattern("log", 4), arch_for(data),
+                    data, TrainConfig(steps=steps, batch_size=32, schedule=schedule),
+                    progress=False)
+    assert result.status == "ok" and result.steps == steps

@@ -2,7 +2,10 @@
 (TrainConfig). Frozen, validated where they are made; torch-free, so configs load fast."""
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..settings import require
@@ -56,8 +59,14 @@ class DataConfig:
     def __post_init__(self):
         require(self.name in DATASETS, "name", DATASETS.unknown(self.name))
         require(self.train_size is None or self.train_size >= 1, "train_size", "must be >= 1")
-        require(self.val_size > 0, "val_size", "must be > 0")
+        require(math.isfinite(self.val_size) and self.val_size > 0, "val_size",
+                "must be a count >= 1 or a fraction in (0, 1)")
+        require(self.val_size < 1 or float(self.val_size).is_integer(), "val_size",
+                f"{self.val_size!r} is neither a fraction below 1 nor a whole count")
         require(self.test_size is None or self.test_size >= 1, "test_size", "must be >= 1")
+        require(0 <= self.split_seed < 2 ** 32, "split_seed", "must be in 0..2**32-1")
+        require(not self.root or Path(self.root).is_dir(), "root",
+                f"{self.root!r} is not a directory")
 
     @property
     def info(self) -> DatasetInfo:
@@ -94,3 +103,8 @@ class TrainConfig:
         require(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
         require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         require(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
+        require(math.isfinite(self.lr) and math.isfinite(self.weight_decay), "lr",
+                "lr and weight_decay must be finite")
+        require(0 <= self.seed < 2 ** 32, "seed", "must be in 0..2**32-1")
+        require(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None, "device",
+                f"{self.device!r}: use auto, cpu, cuda or cuda:N")

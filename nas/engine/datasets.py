@@ -8,9 +8,11 @@ import pickle
 import shutil
 import tarfile
 import urllib.request
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +87,7 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e}); delete it and fetch it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
@@ -137,6 +139,35 @@ register("mnist", (1, 28, 28), 10, "none",
 
 # --- CIFAR (python pickle batches) ----------------------------------------------------------
 
+class CifarUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR batch and nothing else: the only globals allowed are numpy's array
+    reconstruction and bytes decoding, so a tampered file cannot run code (a plain
+    `pickle.load` would call whatever the file names)."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch "
+                                         f"(the file may have been tampered with)")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: Path, label_key: str) -> Arrays:
+    """Images (N, 3, 32, 32) and labels of one CIFAR batch file."""
+    with open(path, "rb") as fh:
+        batch = CifarUnpickler(fh, encoding="bytes").load()
+    if not isinstance(batch, dict):
+        raise TypeError(f"expected a dict, found {type(batch).__name__}")
+    data, labels = batch[b"data"], batch[label_key.encode()]
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "uib":
+        raise TypeError("data is not a numeric array")
+    x = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
+    y = np.asarray(labels, dtype=np.int64)
+    return x, y
+
 def _cifar_loader(name: str, folder: str, url: str, files: dict[str, list[str]], label_key: str):
     def load(root: Path | None, split: str) -> Arrays:
         looked = _candidates(name, root)
@@ -152,12 +183,9 @@ def _cifar_loader(name: str, folder: str, url: str, files: dict[str, list[str]],
         xs, ys = [], []
         for f in files[split]:
             try:
-                with open(base / f, "rb") as fh:
-                    batch = pickle.load(fh, encoding="bytes")
-                x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-                y = np.asarray(batch[label_key.encode()], dtype=np.int64)
+                x, y = read_cifar_batch(base / f, label_key)
             except (OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError,
-                    TypeError) as e:
+                    TypeError, AttributeError, IndexError) as e:
                 raise DataError(f"{base / f}: corrupt CIFAR batch ({type(e).__name__}: {e}); "
                                 f"delete it and fetch it again") from None
             if len(x) != len(y):

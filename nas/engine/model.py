@@ -13,6 +13,7 @@ from search_spaces import Block, Pattern, Registry
 
 from ..errors import UserError
 from .configs import ArchConfig
+from .memory import check_fits
 
 if TYPE_CHECKING:
     from .spec import PatternSpec
@@ -212,6 +213,7 @@ class PatternNet(nn.Module):
 
     def __init__(self, pattern: Pattern, arch: ArchConfig):
         super().__init__()
+        check_fits(pattern.stages, pattern.connections, arch, 1)
         self.pattern, self.arch = pattern, arch
         c_in, height, width = arch.input_shape
         side = min(height, width) // arch.stem_stride

@@ -68,13 +68,17 @@ class PatternSpec:
     def load(cls, path: str | Path) -> "PatternSpec":
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as e:
             raise SpecError(f"{path}: cannot read spec ({e.strerror})") from None
+        except UnicodeDecodeError:
+            raise SpecError(f"{path}: not UTF-8 text") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise SpecError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        except RecursionError:
+            raise SpecError(f"{path}: JSON nested too deeply") from None
         return cls.from_dict(data, str(path))
 
 

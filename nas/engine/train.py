@@ -8,10 +8,14 @@ whole.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import io
 import math
 import os
 import resource
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +27,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..settings import to_dict
 from .configs import DataConfig, TrainConfig
 from .data import DataBundle, augment, batches
+from .memory import check_fits
 from .model import PatternNet, build_model
 
 if TYPE_CHECKING:
@@ -89,15 +95,20 @@ def train(spec: "PatternSpec", data: DataBundle | DataConfig, cfg: TrainConfig, 
     ``resume`` continues from it."""
     if resume and (checkpoint is None or not checkpoint.is_file()):
         raise UserError(f"resume: no checkpoint at {checkpoint or '(none given)'}")
+    if checkpoint is not None:  # an unwritable path fails now, not after the first epoch
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, DataConfig):
         data = data.load(resolve_device(cfg.device), with_test=eval_test)
     info = data.info
     if (spec.arch.input_shape, spec.arch.num_classes) != (info.input_shape, info.num_classes):
         spec = spec.with_data(info.input_shape, info.num_classes)
+    check_fits(spec.pattern.stages, spec.pattern.connections, spec.arch, cfg.batch_size,
+               f"pattern {spec.hash}")
     seed_everything(cfg.seed, data.train.labels.device)
     model = build_model(spec)
     trainer = Trainer(model, data, cfg, on_epoch=on_epoch, progress=progress,
-                      checkpoint=checkpoint)
+                      checkpoint=checkpoint, identity={"pattern": spec.hash,
+                                                       "architecture": to_dict(spec.arch)})
     if resume:
         trainer.restore()
     return Trained(spec, model, trainer.run(eval_test=eval_test))
@@ -137,14 +148,37 @@ def evaluate(model: nn.Module, data: DataBundle, split: str = "val", batch_size:
     return correct.item() / max(1, len(part))
 
 
+CHECKPOINT_FORMAT = 1
+
+
+def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """The state in a checkpoint file, its checksum verified. Loaded with ``weights_only``, so
+    a crafted file cannot run code."""
+    try:
+        with warnings.catch_warnings():  # torch warns about protocols of foreign pickles
+            warnings.simplefilter("ignore", UserWarning)
+            outer = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(outer, dict) or outer.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("not a skipnas checkpoint")
+        payload = outer["state"]
+        if hashlib.sha256(payload).hexdigest() != outer["sha256"]:
+            raise ValueError("its checksum does not match: the file was damaged or edited")
+        state = torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
+    except Exception as e:  # torch and pickle raise many types for a bad file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: cannot resume from this checkpoint ({reason})") from None
+    return state
+
+
 class Trainer:
     """One training run of a built ``model``: its optimizer, schedule, batch order and result.
     :meth:`run` calls the steps below in order."""
 
     def __init__(self, model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
                  on_epoch: EpochCallback | None = None, progress: bool = True,
-                 checkpoint: Path | None = None):
+                 checkpoint: Path | None = None, identity: dict[str, Any] | None = None):
         self.model, self.data, self.cfg = model, data, cfg
+        self.identity = identity or {}
         self.on_epoch, self.progress, self.checkpoint = on_epoch, progress, checkpoint
         self.device = data.train.labels.device
         self.memory_format = _memory_format(self.device, cfg.amp)
@@ -159,6 +193,9 @@ class Trainer:
         self.optimizer, self.scheduler = self.make_optimizer()
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.result = TrainResult(device=str(self.device))
+        # What a checkpoint must match to be resumed by this run.
+        self.identity = {**self.identity, "total_steps": self.total_steps,
+                         **{k: v for k, v in to_dict(cfg).items() if k != "device"}}
 
     def make_optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
         """SGD (Nesterov when there is momentum) and a per-step schedule."""
@@ -166,37 +203,56 @@ class Trainer:
         optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                     nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
         scheduler: torch.optim.lr_scheduler.LRScheduler
-        if cfg.schedule == "onecycle":
+        if cfg.schedule == "onecycle" and self.total_steps < 4:  # no room for two phases
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        elif cfg.schedule == "onecycle":
+            # Warm up over a quarter of the steps, but at least 2, so both phases have >= 1.
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, cfg.lr, total_steps=self.total_steps, pct_start=0.25)
+                optimizer, cfg.lr, total_steps=self.total_steps,
+                pct_start=max(0.25, 2 / self.total_steps))
         else:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.total_steps)
         return optimizer, scheduler
 
     def state(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        """Plain dicts, tensors and numbers only: loadable with ``weights_only=True``."""
+        return {"identity": self.identity, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "result": self.result}
+                "torch_rng": torch.get_rng_state(), "result": dataclasses.asdict(self.result)}
 
     def save(self) -> None:
-        """Write the state atomically to the checkpoint path (if any)."""
+        """Write the state and its sha256 atomically to the checkpoint path (if any)."""
         if self.checkpoint is None:
             return
+        buffer = io.BytesIO()
+        torch.save(self.state(), buffer)
+        payload = buffer.getvalue()
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
+        torch.save({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
+                    "state": payload}, tmp)
         tmp.replace(self.checkpoint)
 
     def restore(self) -> None:
-        """Continue from the checkpoint written by :meth:`save`."""
+        """Continue from the checkpoint written by :meth:`save`; a damaged, foreign or
+        mismatched checkpoint is one clear error, never loaded."""
         assert self.checkpoint is not None
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        state = read_checkpoint(self.checkpoint, self.device)
+        theirs = state["identity"]
+        differ = [k for k in sorted(set(theirs) | set(self.identity))
+                  if theirs.get(k) != self.identity.get(k)]
+        if differ:
+            shown = "; ".join(f"{k} {theirs.get(k)!r} there, {self.identity.get(k)!r} here"
+                              for k in differ[:3])
+            raise UserError(f"{self.checkpoint}: written by another run ({shown}); resume with "
+                            f"the same pattern and training settings, or start afresh")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        self.result = state["result"]
+        self.result = TrainResult(**state["result"])
 
     def run_epoch(self, bar: tqdm) -> tuple[float, int]:
         """One pass over the shuffled training split (or what is left of the step budget);

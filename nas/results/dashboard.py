@@ -1,6 +1,8 @@
 """Live dashboard: optuna-dashboard on the study storage, with skipnas' principle plots."""
 from __future__ import annotations
 
+import socket
+
 from ..errors import UserError
 from ..search.storage import load_study, open_storage
 from .report import figures
@@ -29,6 +31,11 @@ def serve(name: str, storage_url: str, host: str = "127.0.0.1", port: int = 8080
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UserError(f"dashboard host {host!r}: only loopback is served; use an SSH tunnel")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise UserError(f"dashboard port {port} on {host}: {e.strerror}") from None
     attach_plots(name, storage_url)
     print(f"optuna-dashboard for {name!r} on http://{host}:{port}/dashboard/ (Ctrl-C stops)")
     run_server(open_storage(storage_url), host=host, port=port)

@@ -9,10 +9,13 @@ from typing import Any, Literal
 from search_spaces import SEARCH_SPACES, STYLES, TEMPLATES, PatternError, SearchSpace, make_space
 
 from ..engine.configs import ArchConfig, DataConfig, TrainConfig
+from ..engine.memory import check_fits, log_connections
 from ..errors import ConfigError, UserError
 from ..settings import from_dict, require
 from .samplers import PRUNERS, SAMPLERS
 from .storage import NAME_RULE, default_storage_url, is_valid_name
+
+MAX_TRIALS = 10_000  # search trials per study: more is a mistake, or several studies
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ class StudyConfig:
 
     def __post_init__(self):
         require(is_valid_name(self.name), "name", NAME_RULE)
-        require(self.trials >= 0, "trials", "must be >= 0")
+        require(0 <= self.trials <= MAX_TRIALS, "trials", f"must be in 0..{MAX_TRIALS}")
+        require(0 <= self.seed < 2 ** 32, "seed", "must be in 0..2**32-1")
         require(self.heartbeat_seconds >= 1, "heartbeat_seconds", "must be >= 1")
         require(not (self.multi_objective and self.pruner.name != "none"), "pruner.name",
                 "pruning needs one objective; use pruner 'none' with nsga2")
@@ -110,6 +114,11 @@ class StudyConfig:
         info = self.data.info
         object.__setattr__(self, "architecture", replace(
             self.architecture, input_shape=info.input_shape, num_classes=info.num_classes))
+        space = self.search_space
+        dense = sum((L + 1) * (L + 2) // 2 for L in space.layers)
+        budget = space.budget or sum(log_connections(L) for L in space.layers)
+        check_fits(space.layers, min(budget, dense), self.architecture,
+                   self.training.batch_size, "search_space.layers with architecture")
 
     @property
     def storage_url(self) -> str:
@@ -137,9 +146,11 @@ def load_config(path: str | Path) -> StudyConfig:
     """Read and validate a study TOML file."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     return config_from_dict(raw, str(path))

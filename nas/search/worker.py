@@ -123,7 +123,7 @@ class WorkerReport:
 
 def worker_seed(cfg: StudyConfig) -> int:
     """Extra workers draw different proposals from the first one."""
-    return cfg.seed + os.getpid()
+    return (cfg.seed + os.getpid()) % 2 ** 32
 
 
 def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = True,
