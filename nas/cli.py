@@ -47,6 +47,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     data_cfg = DataConfig(name=args.dataset, root=args.data_dir or "",
                           train_size=args.train_size, val_size=args.val_size,
                           test_size=args.test_size, split_seed=args.split_seed)
+    cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
+                      lr=args.lr, schedule=args.schedule, label_smoothing=args.label_smoothing,
+                      amp=not args.no_amp, seed=args.seed, device=args.device)
     if args.spec:
         if args.template or arch_flags or args.style:
             raise UserError("give either a spec file or --template with --style and "
@@ -61,9 +64,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         pattern = template_pattern(args.template, args.layers, args.k,
                                    args.style or "per_block")
         spec = make_spec(pattern, arch, {"template": args.template, "k": args.k})
-    cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
-                      lr=args.lr, schedule=args.schedule, label_smoothing=args.label_smoothing,
-                      amp=not args.no_amp, seed=args.seed, device=args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if checkpoint is None and args.spec:  # full training of an exported pattern: checkpointed
         checkpoint = default_checkpoint(spec, args.dataset, args.seed)

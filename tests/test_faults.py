@@ -100,11 +100,16 @@ def check_exactly_n(study, n=N):
     return trials
 
 
-def test_a_killed_worker_is_retried_and_every_process_exits(storage_url, tmp_path):
+def two_workers_mid_trial(storage_url, tmp_path):
+    """A study of N trials, two workers on it, and (trial number, worker) of one mid-trial."""
     config = write_config(tmp_path / "c.toml", storage_url)
     study = create_study(load_config(config))
     workers = [skipnas("worker", str(config)) for _ in range(2)]
-    number, victim = wait_mid_trial(study, workers)
+    return config, study, workers, *wait_mid_trial(study, workers)
+
+
+def test_a_killed_worker_is_retried_and_every_process_exits(storage_url, tmp_path):
+    config, study, workers, number, victim = two_workers_mid_trial(storage_url, tmp_path)
     victim.send_signal(signal.SIGKILL)
     results = finish(workers)
     assert all(rc == 0 for (rc, _), w in zip(results, workers) if w is not victim), results
@@ -144,10 +149,7 @@ def test_sigint_and_sigterm_fail_the_trial_requeue_it_and_exit_cleanly(storage_u
 
 
 def test_a_paused_worker_drops_its_taken_over_trial_quietly(storage_url, tmp_path):
-    config = write_config(tmp_path / "c.toml", storage_url)
-    study = create_study(load_config(config))
-    workers = [skipnas("worker", str(config)) for _ in range(2)]
-    number, paused = wait_mid_trial(study, workers)
+    _, study, workers, number, paused = two_workers_mid_trial(storage_url, tmp_path)
     paused.send_signal(signal.SIGSTOP)
     deadline = time.time() + 120  # the other worker fails it after 3 silent heartbeats
     while study.get_trials(deepcopy=False)[number].state == TrialState.RUNNING:

@@ -1,10 +1,9 @@
-"""Studies: config errors, end to end on SQLite, resume, dedup, baselines, status; and many
-workers on a real PostgreSQL server with one killed mid-trial."""
+"""Studies: config errors, end to end on SQLite, resume, dedup, baselines in every style and
+budget mode, status, two journal workers. Faults (kills, pauses, signals) on every storage:
+tests/test_faults.py."""
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -259,71 +258,6 @@ name = "random"
     # Both workers claimed trials (a trial claimed twice would have crashed a worker).
     claimed_by = [TrialRecord.from_trial(t).worker.split(":")[1] for t in trials]
     assert set(claimed_by) == {str(w.pid) for w in workers}
-
-
-POSTGRES = os.environ.get("SKIPNAS_TEST_POSTGRES")
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not POSTGRES, reason="scripts/test.sh starts PostgreSQL and sets "
-                                         "SKIPNAS_TEST_POSTGRES")
-def test_postgres_four_workers_one_killed(tmp_path):
-    n = 8
-    config = tmp_path / "pg.toml"
-    config.write_text(f'''name = "pg-{os.getpid()}"
-trials = {n}
-storage = "{POSTGRES}"
-heartbeat_seconds = 1
-[search_space]
-name = "free"
-layers = [8]
-[data]
-name = "synthetic"
-val_size = 256
-[architecture]
-growth = 6
-bottleneck = false
-[training]
-epochs = 2
-batch_size = 32
-[sampler]
-name = "random"
-''')
-    cfg = load_config(config)
-    study = create_study(cfg)
-    workers = start_workers(config, 4)
-    pids = {str(w.pid): w for w in workers}
-    victim = None
-    deadline = time.time() + 120
-    while victim is None and time.time() < deadline:
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            r = TrialRecord.from_trial(t)
-            pid = (r.worker or ":").split(":")[1]
-            if pid in pids and r.hash:  # its pattern is built: mid-trial
-                victim = (t.number, pids[pid])
-                break
-        time.sleep(0.2)
-    assert victim is not None, "no trial started"
-    number, proc = victim
-    os.kill(proc.pid, signal.SIGKILL)
-    for w in workers:
-        w.wait(timeout=300)
-    survivors = [w for w in workers if w is not proc]
-    assert all(w.returncode == 0 for w in survivors), [w.stderr.read() for w in survivors]
-
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    failed = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(complete) == n
-    assert [t.number for t in failed] == [number]
-    assert len(trials) == n + 1
-    retried = [t for t in complete if t.system_attrs.get("failed_trial") == number]
-    assert len(retried) == 1 and retried[0].params == failed[0].params
-    # No duplicate: every complete trial is its own slot, and trained patterns are distinct.
-    assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
-    records = [TrialRecord.from_trial(t) for t in complete]
-    trained = [r.hash for r in records if not r.is_reused]
-    assert len(trained) == len(set(trained))
 
 
 def test_baselines_in_every_style_and_budget_mode(tmp_path):
