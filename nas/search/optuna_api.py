@@ -1,4 +1,4 @@
-"""Every use of Optuna's private API, in one place. tests/test_optuna_api.py pins these calls
+"""Every use of Optuna's private API, in one place. tests/test_structure.py pins these calls
 to the installed Optuna, so an upgrade that moves them fails there and not in a worker."""
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def serialize_sqlite(storage: RDBStorage) -> None:
 
 @contextlib.contextmanager
 def experimental_ok() -> Iterator[None]:
-    """Silence Optuna's ExperimentalWarning for the heartbeat calls inside (heartbeats and their
-    retry callback are marked experimental; they are the design here), and only there."""
+    """Silence Optuna's ExperimentalWarning for the calls inside (TPE's multivariate and
+    constant-liar options are marked experimental; they are the design here), and only there."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
