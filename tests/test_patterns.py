@@ -173,7 +173,7 @@ def random_patterns(draw):
     return Pattern(blocks)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(random_patterns())
 def test_distances_are_shortest_paths(p):
     d = distance_matrix(p)
