@@ -27,12 +27,17 @@ from typing import Any
 
 import numpy as np
 
+from .registry import Registry
+
 
 class PatternError(ValueError):
     """A pattern (or its dict form) is not valid."""
 
 
-STYLES = ("per_block", "v1", "v2")
+STYLES: Registry[str] = Registry("style", PatternError)  # name -> what its nodes are
+STYLES.add("per_block", "each block's output node is a DenseNet transition into the next")
+STYLES.add("v1", "one global block over the network's layers, per-source transitions")
+STYLES.add("v2", "each block reads a compressed context, the next context reads the block")
 MAX_LAYERS = 2000  # per network: distances are an N x N matrix, search spaces grow as N^2
 
 
@@ -117,8 +122,7 @@ class Pattern:
             raise PatternError("a pattern needs at least one block")
         if not all(isinstance(b, Block) for b in blocks):
             raise PatternError("blocks must be Block instances")
-        if style not in STYLES:
-            raise PatternError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
+        STYLES[style]  # unknown: PatternError naming the known styles
         own = tuple(b.num_layers for b in blocks)
         check_size(sum(own))
         stages = own if stages is None else tuple(int(s) for s in stages)
@@ -183,7 +187,7 @@ class Pattern:
             raise PatternError(f"pattern: unknown field {unknown[0]!r}")
         style, stages = data.get("style", "per_block"), data.get("stages")
         if style not in STYLES:
-            raise PatternError(f"style: {style!r} is not one of {', '.join(STYLES)}")
+            raise PatternError(f"style: {STYLES.unknown(style)}")
         if stages is not None and not (isinstance(stages, list) and all(
                 isinstance(s, int) and not isinstance(s, bool) for s in stages)):
             raise PatternError(f"stages: expected a list of integers, got {stages!r}")

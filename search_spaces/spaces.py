@@ -55,9 +55,7 @@ class SearchSpace:
             raise PatternError(f"search space {self.name!r}: layers must be positive, "
                                f"got {list(layers)}")
         check_size(sum(self.layers))
-        if style not in STYLES:
-            raise PatternError(f"search space {self.name!r}: unknown style {style!r}; "
-                               f"known: {', '.join(STYLES)}")
+        STYLES[style]  # unknown: PatternError naming the known styles
         self.style = style
         log = template_pattern("log", self.layers, style=style)
         self.budget = log.connections if budget is None else int(budget)

@@ -264,8 +264,7 @@ def template_pattern(name: str, num_layers: int | Sequence[int], k: int | None =
                      style: str = "per_block") -> Pattern:
     """The network of template ``name`` (its own connection count) in ``style``;
     ``num_layers`` is one depth or one per block."""
-    if style not in STYLES:
-        raise PatternError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
+    STYLES[style]  # unknown: PatternError naming the known styles
     return TEMPLATES[name].pattern(_depths(num_layers), k, style)
 
 

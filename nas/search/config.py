@@ -28,8 +28,7 @@ class SpaceConfig:
 
     def __post_init__(self):
         require(self.name in SEARCH_SPACES, "name", SEARCH_SPACES.unknown(self.name))
-        require(self.style in STYLES, "style",
-                f"unknown style {self.style!r}; known: {', '.join(STYLES)}")
+        require(self.style in STYLES, "style", STYLES.unknown(self.style))
         require(len(self.layers) >= 1 and min(self.layers) >= 1, "layers",
                 "must be a non-empty list of positive integers")
         require(self.templates is None or self.name == "templates", "templates",
@@ -61,7 +60,7 @@ class BaselinesConfig:
             require(t in TEMPLATES, "templates", TEMPLATES.unknown(t))
         require(len(self.seeds) >= 1, "seeds", "needs at least one seed")
         for s in self.styles or ():
-            require(s in STYLES, "styles", f"unknown style {s!r}; known: {', '.join(STYLES)}")
+            require(s in STYLES, "styles", STYLES.unknown(s))
         require(len(self.budgets) >= 1 and set(self.budgets) <= {"exact", "authors"},
                 "budgets", "use a non-empty list of 'exact' and 'authors'")
 
