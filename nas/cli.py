@@ -109,13 +109,13 @@ def cmd_study_start(args: argparse.Namespace) -> None:
 def cmd_study_check(args: argparse.Namespace) -> None:
     """Validate a config and show what it would run; writes nothing."""
     from .engine.memory import GIB, estimate_bytes
+    from .search.study import baseline_slots
 
     cfg = _study_config(args)
     space = cfg.search_space.build()
     activations, weights = estimate_bytes(space.layers, space.budget, cfg.architecture,
                                           cfg.training.batch_size)
-    baselines = len(cfg.baselines.templates) * len(cfg.baselines.seeds) * \
-        len(cfg.baselines.styles or (space.style,)) * len(cfg.baselines.budgets)
+    baselines = len(baseline_slots(cfg))
     print(f"{args.config}: study {cfg.name!r}, {space.name} space ({space.style}), layers "
           f"{list(space.layers)}, budget {space.budget} connections; {cfg.trials} search "
           f"trials + {baselines} baselines; about {activations / GIB:.2f} GiB of activations "

@@ -1,6 +1,7 @@
 """Study configs: TOML files in studies/ -> frozen dataclasses, validated here."""
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,11 @@ class SpaceConfig:
             require(t in TEMPLATES, "templates", TEMPLATES.unknown(t))
 
     def build(self) -> SearchSpace:
+        """The search space; built once per config (v1/v2 offsets spaces cost N patterns)."""
+        return self._space
+
+    @functools.cached_property
+    def _space(self) -> SearchSpace:
         extra = {"templates": self.templates} if self.templates is not None else {}
         try:
             return make_space(self.name, self.layers, self.budget, self.style, **extra)
