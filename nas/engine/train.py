@@ -178,7 +178,6 @@ class Trainer:
                  on_epoch: EpochCallback | None = None, progress: bool = True,
                  checkpoint: Path | None = None, identity: dict[str, Any] | None = None):
         self.model, self.data, self.cfg = model, data, cfg
-        self.identity = identity or {}
         self.on_epoch, self.progress, self.checkpoint = on_epoch, progress, checkpoint
         self.device = data.train.labels.device
         self.memory_format = _memory_format(self.device, cfg.amp)
@@ -194,7 +193,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.result = TrainResult(device=str(self.device))
         # What a checkpoint must match to be resumed by this run.
-        self.identity = {**self.identity, "total_steps": self.total_steps,
+        self.identity = {**(identity or {}), "total_steps": self.total_steps,
                          **{k: v for k, v in to_dict(cfg).items() if k != "device"}}
 
     def make_optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:

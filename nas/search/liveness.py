@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -99,6 +98,6 @@ class Heartbeat:
             except Exception:  # a passing storage error: the next beat may go through
                 continue
 
-    def close(self, *exc: Any) -> None:
+    def close(self) -> None:
         self.stop.set()
         self.thread.join()
