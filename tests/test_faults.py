@@ -135,7 +135,7 @@ def test_sigint_and_sigterm_fail_the_trial_requeue_it_and_exit_cleanly(storage_u
     second, _ = wait_mid_trial(study, [worker])
     worker.send_signal(signal.SIGTERM)
     (rc_int, err_int), (rc_term, err_term), (rc_other, _) = finish([starter, worker, other])
-    assert (rc_int, rc_term, rc_other) == (130, 143, 0)
+    assert (rc_int, rc_term, rc_other) == (130, 143, 0), (err_int, err_term)
     assert err_int.strip().splitlines()[-1] == "skipnas: interrupted"
     assert err_term.strip().splitlines()[-1] == "skipnas: terminated"
     assert "Traceback" not in err_int + err_term

@@ -183,17 +183,33 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Objective,
                 record(trial, fail_reason=f"{type(e).__name__}: {e}")
             return _tell(study, trial, TrialState.FAIL)
         except KeyboardInterrupt:
-            again = can_requeue(storage_of(study).get_trial(trial_id))
-            record(trial, fail_reason="interrupted", requeued=again or None)
-            failed = _tell(study, trial, TrialState.FAIL)
-            if failed is not None and again:
-                requeue(study, failed)
+            _give_back(study, trial, trial_id)
             raise
         return _tell(study, trial, TrialState.COMPLETE, values)
     except UpdateFinishedTrialError:
         return None
     finally:
         heartbeat.close()
+
+
+def _give_back(study: optuna.Study, trial: optuna.Trial, trial_id: int) -> None:
+    """Fail an interrupted trial with reason "interrupted" and queue its slot again. The
+    interrupt may have cut a storage call short, leaving a session that Optuna rolls back on
+    the next error: so two attempts, and a trial still not written is left to the other
+    workers' stale sweep. The interrupt itself always goes on."""
+    for attempt in range(2):
+        try:
+            again = can_requeue(storage_of(study).get_trial(trial_id))
+            record(trial, fail_reason="interrupted", requeued=again or None)
+            failed = _tell(study, trial, TrialState.FAIL)
+            if failed is not None and again:
+                requeue(study, failed)
+            return
+        except UpdateFinishedTrialError:  # failed meanwhile (stale sweep, or our 1st attempt)
+            return
+        except Exception:
+            if attempt == 1:
+                return
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState,
