@@ -28,15 +28,22 @@ def activation_mb(model: nn.Module, x: torch.Tensor) -> float:
 
 
 def step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, iters: int,
-                 warmup: int = 2) -> float:
-    """Median seconds of one SGD training step (forward, backward, update)."""
+                 warmup: int = 2, amp: bool = False) -> float:
+    """Median seconds of one SGD training step (forward, backward, update); ``amp``: in the
+    precision and memory format skipnas' trainer uses."""
+    from nas.engine.train import amp_context, best_memory_format
+
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    if amp:
+        fmt = best_memory_format(x.device, amp)
+        model, x = model.to(memory_format=fmt), x.contiguous(memory_format=fmt)
     times = []
     for i in range(warmup + iters):
         if x.is_cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        loss = F.cross_entropy(model(x), y)
+        with amp_context(x.device, amp):
+            loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

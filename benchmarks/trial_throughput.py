@@ -7,10 +7,17 @@ optimiser step (data, augmentation, evaluation, building, bookkeeping), for two 
 
     python benchmarks/trial_throughput.py                      # both, on the default device
     python benchmarks/trial_throughput.py --shapes cifar --images 512 --trials 2
+    python benchmarks/trial_throughput.py --workers 2           # 2 trials at once (processes)
+    python benchmarks/trial_throughput.py --no-amp --compile default   # the other settings
+
+With --workers N, N processes train at once (each on cores/N threads, or sharing the GPU), as
+`skipnas study start --workers N` does; trials/h is their sum.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +32,7 @@ from nas.engine.configs import ArchConfig, DataConfig, TrainConfig  # noqa: E402
 from nas.engine.datasets import DATASETS, DatasetInfo  # noqa: E402
 from nas.engine.model import build_model  # noqa: E402
 from nas.engine.spec import make_spec  # noqa: E402
-from nas.engine.train import resolve_device, train  # noqa: E402
+from nas.engine.train import cpu_has_bf16, resolve_device, train  # noqa: E402
 from search_spaces import template_pattern  # noqa: E402
 
 
@@ -48,13 +55,15 @@ SHAPES = {
 }
 
 
-def measure(shape: dict, trials: int, device: torch.device) -> dict[str, float]:
+def measure(shape: dict, trials: int, device: torch.device, amp: bool = True,
+            compile: str = "none") -> dict[str, float]:
     data_cfg = DataConfig(shape["dataset"], train_size=shape["images"], val_size=shape["val"])
     data = data_cfg.load(device)
     info = data_cfg.info
     arch = ArchConfig(**shape["arch"], input_shape=info.input_shape,
                       num_classes=info.num_classes)
-    cfg = TrainConfig(epochs=shape["epochs"], batch_size=shape["batch"], device=str(device))
+    cfg = TrainConfig(epochs=shape["epochs"], batch_size=shape["batch"], device=str(device),
+                      amp=amp, compile=compile)
     walls, rates = [], []
     for seed in range(trials):
         clock = time.perf_counter()
@@ -66,11 +75,31 @@ def measure(shape: dict, trials: int, device: torch.device) -> dict[str, float]:
     model = build_model(spec).to(device)
     x = data.normalise(data.train.images[: shape["batch"]])
     y = data.train.labels[: shape["batch"]]
-    step = step_seconds(model, x, y, iters=5)
+    step = step_seconds(model, x, y, iters=5, amp=amp)
     wall = float(np.median(walls))
     return {"seconds": wall, "trials_per_hour": 3600 / wall,
             "images_per_second": float(np.median(rates)),
             "outside_step": 1 - result.steps * step / wall, "steps": result.steps}
+
+
+def _in_worker(args: tuple) -> dict[str, float]:
+    shape, trials, device, amp, compile, threads = args
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # train() sets the thread count from it
+    return measure(shape, trials, torch.device(device), amp, compile)
+
+
+def measure_parallel(shape: dict, trials: int, device: torch.device, workers: int, amp: bool,
+                     compile: str) -> dict[str, float]:
+    """``workers`` processes measuring at once; rates summed, times and fractions medians."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        runs = pool.map(_in_worker, [(shape, trials, str(device), amp, compile, threads)] * workers)
+    return {"seconds": float(np.median([r["seconds"] for r in runs])),
+            "trials_per_hour": sum(r["trials_per_hour"] for r in runs),
+            "images_per_second": sum(r["images_per_second"] for r in runs),
+            "outside_step": float(np.median([r["outside_step"] for r in runs])),
+            "steps": runs[0]["steps"]}
 
 
 def main() -> None:
@@ -80,15 +109,23 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=3, help="trials per shape (median reported)")
     ap.add_argument("--images", type=int, help="training images per epoch (default: the shape's)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--workers", type=int, default=1, help="trials trained at once (processes)")
+    ap.add_argument("--no-amp", action="store_true", help="fp32 (default: bf16 where native)")
+    ap.add_argument("--compile", default="none", help="torch.compile mode (default: none)")
     args = ap.parse_args()
     device = resolve_device(args.device)
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}"
-          f"{torch.get_num_threads()} threads)")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"{os.cpu_count()} cores, bf16 {'native' if cpu_has_bf16() else 'not native'}"
+    print(f"device {device} ({where}); workers {args.workers}, amp {not args.no_amp}, "
+          f"compile {args.compile}")
     print(f"{'shape':11s} {'steps':>5s} {'s/trial':>8s} {'trials/h':>9s} {'images/s':>9s} "
           f"{'outside step':>12s}")
     for name in args.shapes:
         shape = {**SHAPES[name], **({"images": args.images} if args.images else {})}
-        r = measure(shape, args.trials, device)
+        r = (measure(shape, args.trials, device, not args.no_amp, args.compile)
+             if args.workers == 1 else
+             measure_parallel(shape, args.trials, device, args.workers, not args.no_amp,
+                              args.compile))
         print(f"{name:11s} {r['steps']:5d} {r['seconds']:8.2f} {r['trials_per_hour']:9.0f} "
               f"{r['images_per_second']:9.0f} {100 * r['outside_step']:11.1f}%")
 

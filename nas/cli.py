@@ -10,11 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .engine.configs import COMPILE_MODES
 from .errors import USER_ERRORS, UserError
 from .tables import format_table
 
 # Commands import what they need when they run: the read-only ones (templates, study status,
 # analyze, export) never load torch.
+
+# `bench replay` compares these by default.
+STRATEGIES = ("random", "tpe", "cmaes", "screen", "prior", "tpe_features", "cmaes_features")
 
 
 def cmd_templates(args: argparse.Namespace) -> None:
@@ -49,7 +53,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                           test_size=args.test_size, split_seed=args.split_seed)
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
                       lr=args.lr, schedule=args.schedule, label_smoothing=args.label_smoothing,
-                      amp=not args.no_amp, seed=args.seed, device=args.device)
+                      amp=not args.no_amp, compile=args.compile, seed=args.seed,
+                      device=args.device)
     if args.spec:
         if args.template or arch_flags or args.style:
             raise UserError("give either a spec file or --template with --style and "
@@ -86,14 +91,15 @@ def _study_config(args: argparse.Namespace) -> Any:
 
     cfg = load_config(args.config)
     changes = {k: v for k, v in (("storage", args.storage),
-                                 ("trials", getattr(args, "trials", None))) if v is not None}
+                                 ("trials", getattr(args, "trials", None)),
+                                 ("workers", getattr(args, "workers", None))) if v is not None}
     return replace(cfg, **changes) if changes else cfg
 
 
 def cmd_study_start(args: argparse.Namespace) -> None:
     from .search.storage import mask_url
     from .search.study import create_study
-    from .search.worker import run_worker
+    from .search.worker import run_workers
 
     cfg = _study_config(args)
     clock = time.perf_counter()
@@ -102,32 +108,37 @@ def cmd_study_start(args: argparse.Namespace) -> None:
     print(f"study {cfg.name!r} in {mask_url(cfg.storage_url)}: {space.name} space "
           f"({space.style}), layers {list(space.layers)}, budget {space.build().budget} "
           f"connections")
-    report = run_worker(cfg, study=study, progress=not args.quiet)
+    report = run_workers(cfg, cfg.workers, study=study, progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
 
 def cmd_study_check(args: argparse.Namespace) -> None:
     """Validate a config and show what it would run; writes nothing."""
     from .engine.memory import GIB, estimate_bytes
-    from .search.study import baseline_slots
+    from .search.study import baseline_slots, bench_slots
 
     cfg = _study_config(args)
     space = cfg.search_space.build()
     activations, weights = estimate_bytes(space.layers, space.budget, cfg.architecture,
                                           cfg.training.batch_size)
     baselines = len(baseline_slots(cfg))
+    bench = f" + {len(bench_slots(cfg))} benchmark trainings" if cfg.bench.enabled else ""
     print(f"{args.config}: study {cfg.name!r}, {space.name} space ({space.style}), layers "
           f"{list(space.layers)}, budget {space.budget} connections; {cfg.trials} search "
-          f"trials + {baselines} baselines; about {activations / GIB:.2f} GiB of activations "
+          f"trials + {baselines} baselines{bench}; about {activations / GIB:.2f} GiB of activations "
           f"per batch of {cfg.training.batch_size}, {weights / GIB:.3f} GiB of weights")
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from .search.worker import run_worker, worker_seed
+    from .search.worker import run_worker, run_workers, worker_seed
 
     cfg = _study_config(args)
     clock = time.perf_counter()
-    report = run_worker(cfg, seed=worker_seed(cfg), progress=not args.quiet)
+    if cfg.workers == 1:
+        report = run_worker(cfg, seed=worker_seed(cfg), progress=not args.quiet)
+    else:
+        report = run_workers(replace(cfg, seed=worker_seed(cfg)), cfg.workers,
+                             progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
 
@@ -223,6 +234,36 @@ def cmd_export(args: argparse.Namespace) -> None:
           f"{spec.metrics['params']} params")
 
 
+def cmd_bench_build(args: argparse.Namespace) -> None:
+    from .search.bench import build_bench
+
+    clock = time.perf_counter()
+    cfg = _study_config(args)
+    out, report = build_bench(args.config, args.out, cfg=cfg, progress=not args.quiet)
+    _print_worker_report(cfg, report, time.perf_counter() - clock)
+    print(f"wrote {out}/table.csv and {out}/bench.toml")
+
+
+def cmd_bench_replay(args: argparse.Namespace) -> None:
+    from .results.bench_report import replay_bench, strategy_table, write_replay, zero_cost_table
+    from .search.bench import load_bench
+    from .search.samplers import SAMPLERS
+
+    for name in args.sampler:
+        SAMPLERS[name]  # an unknown name: one error before any replay
+    bench = load_bench(args.bench)
+    result = replay_bench(bench, tuple(args.sampler), args.repeats, args.trials,
+                          progress=not args.quiet, resamples=args.resamples)
+    print(f"{result['bench']}: {result['patterns']} patterns, top 5% = {result['top5_count']}, "
+          f"top 1% = {result['top1_count']}; {result['repeats']} repeats of "
+          f"{result['trials']} patterns\n")
+    print(format_table(*strategy_table(result)))
+    print("\nzero-cost scores against mean accuracy")
+    print(format_table(*zero_cost_table(result)))
+    paths = write_replay(result, args.out or args.bench)
+    print(f"\nwrote {', '.join(str(p) for p in paths)}")
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     from .engine.datasets import DATASETS
@@ -241,6 +282,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"skipnas: error: {self.prog}: {message} (see --help)\n")
+
+
+def _natural(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -296,7 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label-smoothing", type=float, default=0.0)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    g.add_argument("--no-amp", action="store_true", help="no bf16 autocast/channels_last on CUDA")
+    g.add_argument("--no-amp", action="store_true",
+                   help="fp32: no bf16 autocast (used on CUDA and on CPUs with native bf16)")
+    g.add_argument("--compile", choices=COMPILE_MODES, default="none",
+                   help="torch.compile mode for the training step (default: none, measured)")
     g.add_argument("--test", action="store_true", help="also report test-set accuracy")
     g.add_argument("--checkpoint", help="save state here after every epoch "
                    "(spec files default to runs/HASH-DATASET-seedN.pt)")
@@ -340,6 +391,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trial", type=int, help="trial number (default: the best)")
     p.add_argument("--out", default="best.json")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("bench", help="tabular benchmarks: build one, replay searches on it")
+    bench_sub = p.add_subparsers(dest="bench_command", required=True, metavar="{build,replay}")
+    q = bench_sub.add_parser("build", help="train every pattern of a benchmark config per seed "
+                             "(resumable, many workers) and export its table")
+    _add_study_run_args(q, trials=False)
+    q.add_argument("--out", help="directory for table.csv and bench.toml "
+                   "(default: studies/results/NAME)")
+    q.set_defaults(func=cmd_bench_build)
+    q = bench_sub.add_parser("replay", help="replay search strategies on a built benchmark "
+                             "(no training): trials to the top 5%%/1%%, regret curves")
+    q.add_argument("bench", help="benchmark directory (bench.toml and table.csv)")
+    q.add_argument("--sampler", nargs="+", default=list(STRATEGIES),
+                   help="strategies to compare, any sampler name (default: %(default)s)")
+    q.add_argument("--repeats", type=_positive_int, default=30)
+    q.add_argument("--trials", type=_positive_int, default=60,
+                   help="distinct patterns each search trains")
+    q.add_argument("--resamples", type=_positive_int, default=2000,
+                   help="bootstrap resamples and permutations for the score correlations")
+    q.add_argument("--out", help="where replay.json/.md/.html go (default: the bench directory)")
+    q.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_bench_replay)
     p = sub.add_parser("worker", help="one more worker on an existing study's storage")
     _add_study_run_args(p, trials=False)
     p.set_defaults(func=cmd_worker)
@@ -357,6 +429,9 @@ def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True) -> None
     if trials:  # workers run what is queued; only `study start` sets the count
         p.add_argument("--trials", type=int,
                        help="override the config's number of search trials")
+    p.add_argument("--workers", type=_natural,
+                   help="worker processes on this machine, sharing its cores or GPUs "
+                        "(default: the config's workers; 0: one per CPU core or GPU)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 

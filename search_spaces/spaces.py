@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
 
+import numpy as np
+
 from .pattern import STYLES, Block, Pattern, PatternError, check_size
 from .registry import Registry
 from .templates import (
@@ -71,6 +73,10 @@ class SearchSpace:
     def suggest(self, trial: Trial) -> Pattern:
         raise NotImplementedError
 
+    def all_patterns(self) -> list[Pattern] | None:
+        """Every pattern of the space, where it is small enough to list (else None)."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         out = {"space": self.name, "layers": list(self.layers), "budget": self.budget}
         # per_block studies made before styles existed keep their stored description.
@@ -118,6 +124,9 @@ class TemplatesSpace(SearchSpace):
 
     def suggest(self, trial: Trial) -> Pattern:
         return self.pattern(trial.suggest_categorical("template", self.templates))
+
+    def all_patterns(self) -> list[Pattern]:
+        return list({p.hash: p for p in map(self.pattern, self.templates)}.values())
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "templates": self.templates}
@@ -187,6 +196,23 @@ class OffsetsSpace(SearchSpace):
                                f"connections in {style} at layers {list(self.layers)} (nearest: "
                                f"{below} and {above})")
 
+    def all_patterns(self) -> list[Pattern] | None:
+        """One block, per_block: every offset set with exactly the budget (296 at L=16)."""
+        if self.style != "per_block" or len(self.layers) != 1:
+            return None
+        L, target = self.layers[0], self.budget - (self.layers[0] + 1)
+        found: list[Pattern] = []
+
+        def extend(chosen: list[int], start: int, remaining: int) -> None:
+            if remaining == 0:
+                found.append(Pattern([offsets_pattern_block(L, [1, *chosen])]))
+            for o in range(start, L + 1):
+                if L + 2 - o <= remaining:
+                    extend([*chosen, o], o + 1, remaining - (L + 2 - o))
+
+        extend([], 2, target)
+        return found
+
     def network(self, offsets: set[int]) -> Pattern:
         """The v1 or v2 network of an offset set."""
         return assemble(self.layers, self.style,
@@ -208,7 +234,11 @@ def offsets_block(num_layers: int, budget: int, keys: dict[int, float]) -> Block
     candidates = list(range(2, num_layers + 1))
     picked = decode_subset([num_layers + 2 - o for o in candidates],
                            [keys[o] for o in candidates], budget - (num_layers + 1))
-    offsets = [1] + [candidates[t] for t in picked]
+    return offsets_pattern_block(num_layers, [1] + [candidates[t] for t in picked])
+
+
+def offsets_pattern_block(num_layers: int, offsets: Sequence[int]) -> Block:
+    """The block in which node i reads i - o for every offset o <= i."""
     return Block(tuple(sorted(i - o for o in offsets if o <= i))
                  for i in range(1, num_layers + 2))
 
@@ -289,3 +319,31 @@ def free_block(num_layers: int, budget: int, key: Callable[[Edge], float],
                 chosen.add(e)
                 need_in, need_out, remaining = ins, outs, remaining - 1
     return Block(tuple(sorted(j for j, t in chosen if t == i)) for i in range(1, last + 1))
+
+
+class RandomKeys:
+    """A trial double that answers every suggestion at random (numpy), remembering the
+    answers: the params that make :meth:`SearchSpace.suggest` give the same pattern again."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.params: dict[str, Any] = {}
+
+    def suggest_float(self, name: str, low: float, high: float) -> float:
+        return self.params.setdefault(name, float(self.rng.uniform(low, high)))
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self.params.setdefault(name, choices[int(self.rng.integers(len(choices)))])
+
+
+def sample_patterns(space: SearchSpace, count: int, seed: int = 0) -> list[Pattern]:
+    """``count`` distinct patterns drawn uniformly over the space's params (seeded)."""
+    rng = np.random.default_rng(seed)
+    found: dict[str, Pattern] = {}
+    for _ in range(50 * count):
+        pattern = space.suggest(RandomKeys(rng))
+        found.setdefault(pattern.hash, pattern)
+        if len(found) == count:
+            return list(found.values())
+    raise PatternError(f"search space {space.name!r}: only {len(found)} distinct patterns in "
+                       f"{50 * count} draws, fewer than the {count} asked for")

@@ -297,3 +297,33 @@ def test_three_sqlite_workers_one_killed_the_starter_interrupted_and_restarted(t
         assert trials[number].state == TrialState.FAIL
         assert [t.state for t in trials if t.system_attrs.get("failed_trial") == number] == \
             [TrialState.COMPLETE]
+
+
+def test_study_start_with_workers_runs_them_all_and_a_sigterm_stops_every_one(tmp_path):
+    """`--workers 2`: the starter and one spawned process share the study. SIGTERM to the
+    starter gives back both running trials (failed "interrupted", queued again); a restart with
+    two workers finishes exactly N, and the report counts both processes' trials."""
+    config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", trials=8)
+    study = create_study(load_config(config))
+    starter = skipnas("study", "start", str(config), "--workers", "2")
+    deadline = time.time() + 120
+    while len({TrialRecord.from_trial(t).worker for t in study.get_trials(
+            deepcopy=False, states=(TrialState.RUNNING,)) if TrialRecord.from_trial(t).hash}) < 2:
+        assert time.time() < deadline, "two workers never trained at once"
+        time.sleep(0.1)
+    starter.send_signal(signal.SIGTERM)
+    (rc, err), = finish([starter])
+    assert rc == 143, err
+    trials = study.get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    interrupted = [t for t in trials if TrialRecord.from_trial(t).fail_reason == "interrupted"]
+    assert len(interrupted) >= 2 and all(TrialRecord.from_trial(t).requeued for t in interrupted)
+    restart = skipnas("study", "start", str(config), "--workers", "2")
+    out, err = restart.communicate(timeout=240)
+    assert restart.returncode == 0, err
+    trials = check_exactly_n(study, 8)
+    done_after = [t for t in trials if t.state == TrialState.COMPLETE
+                  and t.datetime_start > max(i.datetime_complete for i in interrupted)]
+    assert f"ran {len(done_after)} trials" in out
+    pids = {TrialRecord.from_trial(t).worker for t in done_after}
+    assert len(pids) == 2, pids

@@ -172,3 +172,24 @@ def test_readme_style_table_matches_the_builder():
         assert float(mean) == pytest.approx(stats.mean, abs=5e-4)
         assert int(params.replace(",", "")) == count_params(model)
         assert float(mflops) == pytest.approx(count_flops(model, (3, 32, 32)) / 1e6, abs=0.05)
+
+
+@pytest.mark.parametrize("template", ["dense", "log", "nearest_half", "chain"])
+def test_a_block_extending_the_previous_concatenation_computes_the_same_nodes(template):
+    """A layer that reads its predecessor's inputs and output reuses that concatenation; the
+    nodes equal those of concatenating every read node afresh (values and gradients)."""
+    pattern = template_pattern(template, [9])
+    torch.manual_seed(0)
+    block = PatternNet(pattern, ArchConfig(growth=3, input_shape=(2, 6, 6))).body.stages[0]
+    x = torch.randn(2, block.layers[0].norm1.num_features, 6, 6, requires_grad=True)
+    fresh = [x]
+    for layer, reads in zip(block.layers, block.reads):
+        fresh.append(layer([fresh[j] for j in reads]))
+    (grad_fresh,) = torch.autograd.grad(sum(n.square().sum() for n in fresh[1:]), x)
+    reused = block.nodes(x)
+    (grad_reused,) = torch.autograd.grad(sum(n.square().sum() for n in reused[1:]), x)
+    extends = sum(block.reads[i] == block.reads[i - 1] + (i,) for i in range(1, 9))
+    assert extends >= (8 if template == "dense" else 0)
+    for a, b in zip(fresh, reused):
+        assert torch.equal(a, b)
+    assert torch.allclose(grad_fresh, grad_reused, rtol=1e-4, atol=1e-4)

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from nas.engine.configs import ArchConfig, DataConfig, TrainConfig
+from nas.engine.model import PatternNet
 from nas.engine.spec import make_spec
 from nas.engine.train import train
 from nas.errors import UserError
@@ -234,3 +235,34 @@ def test_any_step_budget_trains(data, steps, schedule):
                     data, TrainConfig(steps=steps, batch_size=32, schedule=schedule),
                     progress=False)
     assert result.status == "ok" and result.steps == steps
+
+
+def test_a_compiled_step_trains_like_the_eager_one(data):
+    """torch.compile (the GPU engine's knob; compile time counts against the trial) changes
+    speed, not the run: same seed, same losses up to float rounding."""
+    cfg = TrainConfig(steps=3, batch_size=32, amp=False)
+    eager = fit(template_pattern("log", 3), arch_for(data), data, cfg, progress=False)[1]
+    compiled = fit(template_pattern("log", 3), arch_for(data), data,
+                   TrainConfig(**{**cfg.__dict__, "compile": "default"}), progress=False)[1]
+    assert compiled.status == "ok" and compiled.steps == 3
+    assert compiled.loss_curve == pytest.approx(eager.loss_curve, rel=1e-4)
+
+
+def test_amp_trains_in_bf16_exactly_where_the_cpu_has_it(data):
+    import torch
+
+    from nas.engine.train import amp_context, cpu_has_bf16
+
+    model = PatternNet(template_pattern("log", 3), arch_for(data))
+    x = data.normalise(data.train.images[:4])
+    with amp_context(torch.device("cpu"), amp=True):
+        on = model(x).dtype
+    with amp_context(torch.device("cpu"), amp=False):
+        off = model(x).dtype
+    assert off == torch.float32
+    assert on == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+
+
+def test_compile_mode_is_checked():
+    with pytest.raises(UserError, match="compile: 'fast': use one of none, default"):
+        TrainConfig(compile="fast")

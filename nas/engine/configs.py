@@ -79,6 +79,11 @@ class DataConfig:
                          seed=self.split_seed, device=device)
 
 
+# "none" is the default: on 2 CPU cores compiling the quickstart network took 57 s and its step
+# ran no faster (benchmarks/trial_throughput.py --compile); "reduce-overhead" adds CUDA graphs.
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int | None = 2           # training budget: epochs, or ...
@@ -89,7 +94,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     schedule: Literal["onecycle", "cosine"] = "onecycle"
     label_smoothing: float = 0.0
-    amp: bool = True                 # bf16 autocast + channels_last, CUDA only
+    amp: bool = True                 # bf16 autocast on CUDA and on CPUs with native bf16
+    compile: str = "none"            # torch.compile mode for the training step, or "none"
     seed: int = 0
     device: str = "auto"             # "auto", "cpu", "cuda", "cuda:1", ...
 
@@ -106,5 +112,7 @@ class TrainConfig:
         require(math.isfinite(self.lr) and math.isfinite(self.weight_decay), "lr",
                 "lr and weight_decay must be finite")
         require(0 <= self.seed < 2 ** 32, "seed", "must be in 0..2**32-1")
+        require(self.compile in COMPILE_MODES, "compile",
+                f"{self.compile!r}: use one of {', '.join(COMPILE_MODES)}")
         require(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None, "device",
                 f"{self.device!r}: use auto, cpu, cuda or cuda:N")

@@ -91,16 +91,16 @@ def augment(images: torch.Tensor, mode: str, generator: torch.Generator,
         return images
     n, _, h, w = images.shape
     padded = F.pad(images, (pad, pad, pad, pad))
-    dev = images.device
-    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
-    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
+    dev, rng = images.device, generator.device
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=rng).to(dev)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=rng).to(dev)
     rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
     cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]
     batch = torch.arange(n, device=dev)[:, None, None, None]
     chan = torch.arange(images.shape[1], device=dev)[None, :, None, None]
     out = padded[batch, chan, rows, cols]
     if mode == "crop_flip":
-        flip = (torch.rand(n, generator=generator) < 0.5).to(dev)[:, None, None, None]
+        flip = (torch.rand(n, generator=generator, device=rng) < 0.5).to(dev)[:, None, None, None]
         out = torch.where(flip, out.flip(3), out)
     return out
 
@@ -110,8 +110,10 @@ def batches(split: Split, batch_size: int, *, shuffle: bool,
             drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(uint8 images, labels) batches of ``split``, drawn on its device."""
     n = len(split)
-    order = (torch.randperm(n, generator=generator).to(split.labels.device) if shuffle
-             else torch.arange(n, device=split.labels.device))
+    device = split.labels.device
+    drawn_on = generator.device if generator is not None else device
+    order = (torch.randperm(n, generator=generator, device=drawn_on).to(device) if shuffle
+             else torch.arange(n, device=device))
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size]

@@ -26,7 +26,7 @@ class DenseLayer(nn.Module):
 
     def __init__(self, in_channels: int, arch: ArchConfig):
         super().__init__()
-        self.memory_efficient = arch.memory_efficient
+        self.checkpointed = arch.memory_efficient and arch.bottleneck
         width = arch.bn_size * arch.growth if arch.bottleneck else in_channels
         self.norm1 = nn.BatchNorm2d(in_channels)
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False) if arch.bottleneck else None
@@ -34,17 +34,18 @@ class DenseLayer(nn.Module):
         self.conv2 = nn.Conv2d(width, arch.growth, 3, padding=1, bias=False)
 
     def _front(self, *inputs: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.norm1(torch.cat(inputs, 1) if len(inputs) > 1 else inputs[0]))
+        # In place: a batch norm's output is its own fresh tensor, needed by nothing else.
+        x = F.relu(self.norm1(torch.cat(inputs, 1) if len(inputs) > 1 else inputs[0]),
+                   inplace=True)
         return self.conv1(x) if self.conv1 is not None else x
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        checkpointed = self.memory_efficient and self.conv1 is not None
-        if checkpointed and any(t.requires_grad for t in inputs):
+        if self.checkpointed and any(t.requires_grad for t in inputs):
             x = cp.checkpoint(self._front, *inputs, use_reentrant=False)
         else:
             x = self._front(*inputs)
         if self.norm2 is not None:
-            x = F.relu(self.norm2(x))
+            x = F.relu(self.norm2(x), inplace=True)
         return self.conv2(x)
 
 
@@ -67,8 +68,18 @@ class DenseBlock(nn.Module):
     def nodes(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The block input and every layer's output: nodes 0..L."""
         nodes = [x]
+        joined = x
+        joined_reads: tuple[int, ...] = (0,)
         for layer, reads in zip(self.layers, self.reads):
-            nodes.append(layer([nodes[j] for j in reads]))
+            if layer.checkpointed:  # the concatenation stays inside the checkpoint
+                nodes.append(layer([nodes[j] for j in reads]))
+                continue
+            # A layer reading the previous layer's inputs and output extends that concatenation
+            # (DenseNet's running feature map): one copy and one gradient sum, not one per node.
+            extends = reads == joined_reads + (len(nodes) - 1,)
+            joined = _cat([joined, nodes[-1]] if extends else [nodes[j] for j in reads])
+            joined_reads = reads
+            nodes.append(layer([joined]))
         return nodes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

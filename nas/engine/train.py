@@ -114,14 +114,25 @@ def train(spec: "PatternSpec", data: DataBundle | DataConfig, cfg: TrainConfig, 
     return Trained(spec, model, trainer.run(eval_test=eval_test))
 
 
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
-    if device.type == "cuda" and amp:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def amp_context(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
+    if amp and (device.type == "cuda" or device.type == "cpu" and cpu_has_bf16()):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def _memory_format(device: torch.device, amp: bool) -> torch.memory_format:
-    return torch.channels_last if device.type == "cuda" and amp else torch.contiguous_format
+def cpu_has_bf16() -> bool:
+    """Native bf16 (AVX512-BF16 or AMX): there, bf16 autocast trained the quickstart network
+    1.35x faster on 2 cores; elsewhere it is emulated and slower, so fp32 is kept."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def best_memory_format(device: torch.device, amp: bool) -> torch.memory_format:
+    # Measured on 2 CPU cores (quickstart network): channels_last steps 1.12x faster.
+    return torch.contiguous_format if device.type == "cuda" and not amp else torch.channels_last
+
+
+def _eval_batch(device: torch.device) -> int:
+    return 2048 if device.type == "cuda" else 512  # a big GPU is launch-bound at small batches
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -131,17 +142,17 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DataBundle, split: str = "val", batch_size: int = 512,
-             amp: bool = True) -> float:
+def evaluate(model: nn.Module, data: DataBundle, split: str = "val",
+             batch_size: int | None = None, amp: bool = True) -> float:
     """Top-1 accuracy of ``model`` on a split of ``data``."""
     part = getattr(data, split)
     device = part.labels.device
     was_training = model.training
     model.eval()
     correct = torch.zeros((), device=device, dtype=torch.long)
-    memory_format = _memory_format(device, amp)
-    with _autocast(device, amp):
-        for x, y in batches(part, batch_size, shuffle=False):
+    memory_format = best_memory_format(device, amp)
+    with amp_context(device, amp):
+        for x, y in batches(part, batch_size or _eval_batch(device), shuffle=False):
             logits = model(data.normalise(x).contiguous(memory_format=memory_format))
             correct += (logits.argmax(1) == y).sum()
     model.train(was_training)
@@ -180,7 +191,7 @@ class Trainer:
         self.model, self.data, self.cfg = model, data, cfg
         self.on_epoch, self.progress, self.checkpoint = on_epoch, progress, checkpoint
         self.device = data.train.labels.device
-        self.memory_format = _memory_format(self.device, cfg.amp)
+        self.memory_format = best_memory_format(self.device, cfg.amp)
         model.to(device=self.device, memory_format=self.memory_format)  # type: ignore[call-overload]
         steps_per_epoch = max(1, len(data.train) // cfg.batch_size)
         if cfg.steps is not None:
@@ -190,7 +201,10 @@ class Trainer:
             self.total_steps = cfg.epochs * steps_per_epoch
         self.epochs = math.ceil(self.total_steps / steps_per_epoch)
         self.optimizer, self.scheduler = self.make_optimizer()
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        # Batch order and augmentation are drawn where the data lives: no host round trips.
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = (
+            model if cfg.compile == "none" else torch.compile(model, mode=cfg.compile))
         self.result = TrainResult(device=str(self.device))
         # What a checkpoint must match to be resumed by this run.
         self.identity = {**(identity or {}), "total_steps": self.total_steps,
@@ -265,8 +279,8 @@ class Trainer:
             if result.steps >= self.total_steps:
                 break
             x = data.normalise(augment(x, data.info.augment, self.generator))
-            with _autocast(self.device, cfg.amp):
-                loss = F.cross_entropy(self.model(x.contiguous(memory_format=self.memory_format)),
+            with amp_context(self.device, cfg.amp):
+                loss = F.cross_entropy(self.forward(x.contiguous(memory_format=self.memory_format)),
                                        y, label_smoothing=cfg.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -277,8 +291,10 @@ class Trainer:
             images += len(y)
             result.steps += 1
             bar.update()
-            # Syncing every step would stall the GPU; a diverged run is caught within 20 steps.
-            if result.steps % 20 == 0 and not torch.isfinite(losses):
+            # A diverged CPU run is caught within 20 steps; on a GPU this check would stall the
+            # launch queue, so there it waits for the end of the epoch.
+            if self.device.type == "cpu" and result.steps % 20 == 0 and \
+                    not torch.isfinite(losses):
                 break
         return (losses / max(1, seen)).item(), images
 

@@ -72,6 +72,24 @@ class BaselinesConfig:
 
 
 @dataclass(frozen=True)
+class BenchConfig:
+    """A tabular benchmark (`skipnas bench build`): patterns of the search space, each trained
+    once per seed. Empty ``seeds``: the config is not a benchmark."""
+    seeds: tuple[int, ...] = ()
+    patterns: int | None = None        # None: every pattern (listable spaces); N: a sample
+    sample_seed: int = 0
+
+    def __post_init__(self):
+        require(len(set(self.seeds)) == len(self.seeds), "seeds", "must be distinct")
+        require(self.patterns is None or 1 <= self.patterns <= MAX_TRIALS, "patterns",
+                f"must be in 1..{MAX_TRIALS} (leave it out for every pattern)")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.seeds)
+
+
+@dataclass(frozen=True)
 class SamplerConfig:
     name: str = "tpe"
     # nsga2: the second objective, minimised alongside maximised accuracy
@@ -98,8 +116,10 @@ class StudyConfig:
     seed: int = 0
     storage: str = ""                 # "": sqlite:///studies/<name>.db
     heartbeat_seconds: int = 10       # a worker silent for 3x this is dead: its trial is retried
+    workers: int = 1                  # worker processes per machine (0: per CPU core / GPU)
     search_space: SpaceConfig = field(default_factory=SpaceConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
     architecture: ArchConfig = field(default_factory=ArchConfig)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
@@ -111,6 +131,8 @@ class StudyConfig:
         require(0 <= self.trials <= MAX_TRIALS, "trials", f"must be in 0..{MAX_TRIALS}")
         require(0 <= self.seed < 2 ** 32, "seed", "must be in 0..2**32-1")
         require(self.heartbeat_seconds >= 1, "heartbeat_seconds", "must be >= 1")
+        require(0 <= self.workers <= 256, "workers", "must be in 0..256 (0: one per CPU core "
+                "or GPU)")
         require(not (self.multi_objective and self.pruner.name != "none"), "pruner.name",
                 "pruning needs one objective; use pruner 'none' with nsga2")
         require(not (self.sampler.name == "cmaes" and self.search_space.name == "templates"),

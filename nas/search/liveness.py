@@ -44,7 +44,10 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
         return False
     history = [*failed.system_attrs.get("retry_history", []), failed.number]
     r = TrialRecord.from_trial(failed)
-    slot = TrialRecord(slot=r.slot, baseline=r.baseline, seed=r.seed if r.baseline else None,
+    bench = r.pattern is not None
+    slot = TrialRecord(slot=r.slot, baseline=r.baseline, pattern=r.pattern,
+                       hash=r.hash if bench else None,
+                       seed=r.seed if r.baseline or bench else None,
                        budget_mode=r.budget_mode, style=r.style if r.baseline else None)
     study.add_trial(create_trial(
         state=TrialState.WAITING, params=failed.params, distributions=failed.distributions,

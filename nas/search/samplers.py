@@ -27,6 +27,21 @@ SAMPLERS.add("nsga2", lambda cfg, seed: optuna.samplers.NSGAIISampler(seed=seed)
 SAMPLERS.add("cmaes", lambda cfg, seed: optuna.samplers.CmaEsSampler(
     seed=seed, warn_independent_sampling=False))
 
+
+def _guided(kind: str) -> SamplerFactory:
+    def make(cfg: "StudyConfig", seed: int) -> optuna.samplers.BaseSampler:
+        from .guided import EmbeddedSampler, PriorSampler, ScreenSampler
+        space = cfg.search_space.build()
+        if kind.endswith("_features"):
+            return EmbeddedSampler(space, seed, inner=kind.removesuffix("_features"))
+        return {"screen": ScreenSampler, "prior": PriorSampler}[kind](space, seed)
+    return make
+
+
+# Principle-guided samplers over whole patterns (nas/search/guided.py).
+for _name in ("screen", "prior", "tpe_features", "cmaes_features"):
+    SAMPLERS.add(_name, _guided(_name))
+
 PRUNERS.add("none", lambda cfg: optuna.pruners.NopPruner())
 PRUNERS.add("median", lambda cfg: optuna.pruners.MedianPruner(
     n_warmup_steps=cfg.pruner.warmup_epochs))

@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import Pattern, PatternError, SearchSpace, budgeted_pattern, template_pattern
+from search_spaces.spaces import sample_patterns
 
 from ..errors import UserError
 from ..settings import to_dict
@@ -36,6 +37,31 @@ def baseline_slots(cfg: StudyConfig) -> list[TrialRecord]:
     return [TrialRecord(baseline=t, seed=s, style=st, budget_mode=m)
             for t in b.templates for st in b.styles or (cfg.search_space.style,)
             for m in b.budgets for s in b.seeds]
+
+
+def bench_patterns(cfg: StudyConfig) -> list[Pattern]:
+    """The patterns a benchmark config trains: all of the space's, or its seeded sample."""
+    space, bench = cfg.search_space.build(), cfg.bench
+    if bench.patterns is None:
+        patterns = space.all_patterns()
+        if patterns is None:
+            raise UserError(f"bench: the {space.name} space at layers {list(space.layers)} "
+                            f"({space.style}) is too large to list; set bench.patterns = N to "
+                            f"train a seeded sample of N patterns")
+        return patterns
+    try:
+        return sample_patterns(space, bench.patterns, bench.sample_seed)
+    except PatternError as e:
+        raise UserError(f"bench.patterns: {e}") from None
+
+
+def bench_slots(cfg: StudyConfig) -> list[TrialRecord]:
+    """The benchmark trials a config asks for: each pattern once per seed (none unless
+    ``[bench]`` names seeds)."""
+    if not cfg.bench.enabled:
+        return []
+    return [TrialRecord(slot="bench", pattern=p.to_dict(), hash=p.hash, seed=s)
+            for p in bench_patterns(cfg) for s in cfg.bench.seeds]
 
 
 def baseline_key(r: TrialRecord, space_style: str) -> BaselineKey:
@@ -91,7 +117,7 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
 
 
 # Settings that may differ between the machines that share a study.
-PER_MACHINE = ("training.device", "data.root")
+PER_MACHINE = ("training.device", "training.compile", "data.root")
 
 
 def check_config(study: optuna.Study, cfg: StudyConfig) -> None:
@@ -126,16 +152,21 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig) -> None:
             have_baselines.remove(baseline_key(wanted, style))
         else:
             study.enqueue_trial({}, user_attrs=wanted.to_user_attrs())
-    search = sum(1 for r in slots if not r.is_baseline)
+    have_bench = {(r.hash, r.seed) for r in slots if r.pattern is not None}
+    for wanted in bench_slots(cfg):
+        if (wanted.hash, wanted.seed) not in have_bench:
+            study.enqueue_trial({}, user_attrs=wanted.to_user_attrs())
+    search = sum(1 for r in slots if not r.is_baseline and r.pattern is None)
     for _ in range(max(0, cfg.trials - search)):
         study.enqueue_trial({}, user_attrs=TrialRecord(slot="search").to_user_attrs())
 
 
 def config_summary(cfg: StudyConfig, space: SearchSpace) -> dict[str, Any]:
     """What a study stores of its config (its `config` study attr)."""
+    bench = {"bench": to_dict(cfg.bench)} if cfg.bench.enabled else {}
     return {"search_space": space.describe(), "architecture": to_dict(cfg.architecture),
             "data": to_dict(cfg.data), "training": to_dict(cfg.training),
-            "sampler": to_dict(cfg.sampler), "pruner": to_dict(cfg.pruner)}
+            "sampler": to_dict(cfg.sampler), "pruner": to_dict(cfg.pruner), **bench}
 
 
 def stored_config(study: optuna.Study) -> dict[str, Any] | None:

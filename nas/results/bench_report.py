@@ -1,0 +1,148 @@
+"""Search strategies replayed on a tabular benchmark, and how well each zero-cost score ranks
+it: the summary (JSON), its tables, the regret figure and the HTML page."""
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from search_spaces.features import SCORES
+
+from ..search.bench import Bench, Replay, replay
+from ..tables import html_table, markdown_table
+from .analysis import Table, correlate
+
+
+def _median_hit(hits: list[int | None]) -> float:
+    """Median trials to a hit; a repeat that never hit counts as infinitely many."""
+    return float(np.median([h if h is not None else math.inf for h in hits]))
+
+
+def summarize(name: str, runs: list[Replay], best: float, trials: int) -> dict[str, Any]:
+    """Trials to the top 5% / 1% (median, share of repeats that got there) and the mean regret
+    curve with its 95% band (normal approximation over repeats)."""
+    regret = best - np.array([r.curve for r in runs])
+    half = 1.96 * regret.std(axis=0, ddof=1) / math.sqrt(len(runs)) if len(runs) > 1 else \
+        np.zeros(trials)
+    return {"strategy": name, "repeats": len(runs),
+            "top5_median": _median_hit([r.top5 for r in runs]),
+            "top5_reached": sum(r.top5 is not None for r in runs) / len(runs),
+            "top1_median": _median_hit([r.top1 for r in runs]),
+            "top1_reached": sum(r.top1 is not None for r in runs) / len(runs),
+            "top5_trials": [r.top5 for r in runs], "top1_trials": [r.top1 for r in runs],
+            "distinct_mean": float(np.mean([r.distinct for r in runs])),
+            "regret_mean": regret.mean(axis=0).tolist(),
+            "regret_low": (regret.mean(axis=0) - half).tolist(),
+            "regret_high": (regret.mean(axis=0) + half).tolist()}
+
+
+def zero_cost_ranking(bench: Bench, resamples: int = 2000) -> list[dict[str, Any]]:
+    """Spearman and Kendall of each zero-cost score against the patterns' mean accuracy, with
+    bootstrap 95% CIs and permutation p-values."""
+    entries = list(bench.entries.values())
+    accuracy = np.array([e.accuracy for e in entries])
+    rows = []
+    for score_name, score in SCORES.items():
+        values = np.array([score(e.pattern) for e in entries])
+        for method in ("spearman", "kendall"):
+            r, low, high, p = correlate(values, accuracy, method, resamples=resamples)
+            rows.append({"score": score_name, "method": method, "r": r, "ci_low": low,
+                         "ci_high": high, "p_value": p, "n": len(entries)})
+    return rows
+
+
+def replay_bench(bench: Bench, strategies: tuple[str, ...], repeats: int = 30,
+                 trials: int = 40, progress: bool = True,
+                 resamples: int = 2000) -> dict[str, Any]:
+    """Replay every strategy ``repeats`` times for ``trials`` distinct patterns; the summary."""
+    from tqdm.auto import tqdm
+
+    best = bench.ranked()[0].accuracy
+    results = []
+    with tqdm(total=len(strategies) * repeats, disable=not progress, unit="run") as bar:
+        for name in strategies:
+            runs = []
+            for r in range(repeats):
+                runs.append(replay(bench, name, trials, r))
+                bar.set_postfix(strategy=name)
+                bar.update()
+            results.append(summarize(name, runs, best, trials))
+    accuracies = [e.accuracy for e in bench.ranked()]
+    return {"bench": bench.cfg.name, "patterns": len(bench.entries),
+            "seeds": list(bench.cfg.bench.seeds), "trials": trials, "repeats": repeats,
+            "best_accuracy": best, "top5_count": len(bench.top(0.05)),
+            "top1_count": len(bench.top(0.01)),
+            "accuracy_range": [accuracies[-1], accuracies[0]],
+            "seed_spread": float(np.mean([np.std(e.accuracies) for e in bench.entries.values()])),
+            "strategies": results, "zero_cost": zero_cost_ranking(bench, resamples)}
+
+
+def _trials(value: float, trials: int) -> str:
+    return f"> {trials}" if math.isinf(value) else f"{value:g}"
+
+
+def strategy_table(result: dict[str, Any]) -> Table:
+    rows = [[s["strategy"], _trials(s["top5_median"], result["trials"]),
+             f"{s['top5_reached']:.0%}", _trials(s["top1_median"], result["trials"]),
+             f"{s['top1_reached']:.0%}", f"{s['regret_mean'][9]:.4f}"
+             if len(s["regret_mean"]) > 9 else "-", f"{s['regret_mean'][-1]:.4f}",
+             f"{s['distinct_mean']:.1f}"]
+            for s in result["strategies"]]
+    return (["strategy", "trials to top 5% (median)", "reached top 5%",
+             "trials to top 1% (median)", "reached top 1%", "regret after 10",
+             f"regret after {result['trials']}", "patterns trained (mean)"], rows)
+
+
+def zero_cost_table(result: dict[str, Any]) -> Table:
+    rows = [[z["score"], z["method"], f"{z['r']:.3f}", f"[{z['ci_low']:.3f}, {z['ci_high']:.3f}]",
+             f"{z['p_value']:.4f}", str(z["n"])] for z in result["zero_cost"]]
+    return ["score (higher: predicted better)", "method", "r", "95% CI", "p (permutation)",
+            "n"], rows
+
+
+def regret_figure(result: dict[str, Any]) -> go.Figure:
+    fig = go.Figure()
+    colors = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
+    for s, color in zip(result["strategies"], colors * 4):
+        x = list(range(1, len(s["regret_mean"]) + 1))
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=s["regret_high"] + s["regret_low"][::-1],
+                                 fill="toself", fillcolor=color, opacity=0.15,
+                                 line={"width": 0}, hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=x, y=s["regret_mean"], name=s["strategy"],
+                                 line={"color": color}))
+    fig.update_layout(title=f"Mean regret on {result['bench']} ({result['patterns']} patterns, "
+                            f"{result['repeats']} repeats, 95% band)",
+                      xaxis_title="trials",
+                      yaxis_title="regret: best accuracy in the table - best found")
+    return fig
+
+
+def write_replay(result: dict[str, Any], out: str | Path) -> list[Path]:
+    """replay.json, replay.md (the tables) and replay.html (tables and figure) in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "replay.json").write_text(json.dumps(result, indent=1))
+    head = (f"{result['patterns']} patterns x {len(result['seeds'])} seeds; accuracy "
+            f"{result['accuracy_range'][0]:.4f}..{result['accuracy_range'][1]:.4f}; top 5% = "
+            f"{result['top5_count']} patterns, top 1% = {result['top1_count']}; "
+            f"{result['repeats']} repeats of {result['trials']} patterns each")
+    (out / "replay.md").write_text(
+        f"{head}\n\n{markdown_table(*strategy_table(result))}\n\n"
+        f"{markdown_table(*zero_cost_table(result))}\n")
+    figure = regret_figure(result).to_html(full_html=False, include_plotlyjs=True,
+                                           config={"displaylogo": False})
+    (out / "replay.html").write_text(f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>skipnas replay: {html.escape(result['bench'])}
+</title><style>body{{font-family:sans-serif;margin:24px;}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
+<h1>Search strategies on {html.escape(result['bench'])}</h1><p>{html.escape(head)}</p>
+<h2>Trials to the top of the table</h2>{html_table(*strategy_table(result))}
+<h2>Zero-cost scores against accuracy</h2>{html_table(*zero_cost_table(result))}
+<h2>Regret</h2>{figure}</body></html>
+""")
+    return [out / "replay.json", out / "replay.md", out / "replay.html"]

@@ -1,0 +1,180 @@
+"""Tabular benchmarks of skip patterns: every pattern of a small space (or a seeded sample of a
+large one) trained once per seed by the study engine, then exported as a table that search
+strategies are replayed against without training (`replay`)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from search_spaces import Pattern
+
+from ..errors import UserError
+from .config import StudyConfig, load_config
+from .record import TrialRecord
+from .study import bench_slots, create_study
+from .worker import WorkerReport, run_workers
+
+TABLE = "table.csv"
+CONFIG = "bench.toml"
+COLUMNS = ("hash", "seed", "accuracy", "connections", "mbd", "mean_distance", "params", "flops",
+           "train_seconds", "pattern")
+
+
+def build_bench(config: str | Path, out: str | Path | None = None, *,
+                cfg: StudyConfig | None = None, workers: int | None = None,
+                progress: bool = True) -> tuple[Path, WorkerReport]:
+    """Train every (pattern, seed) of the benchmark config that is not trained yet (resumable,
+    any number of workers on the same storage), then write ``out``/table.csv and a copy of the
+    config as ``out``/bench.toml (default ``out``: studies/results/NAME)."""
+    cfg = cfg or load_config(config)
+    if not cfg.bench.enabled:
+        raise UserError(f"{config}: no [bench] seeds: not a benchmark config")
+    if cfg.trials:
+        raise UserError(f"{config}: trials: a benchmark trains its patterns only; set trials = 0")
+    out = Path(out) if out else Path("studies/results") / cfg.name
+    out.mkdir(parents=True, exist_ok=True)  # an unwritable place fails before training
+    study = create_study(cfg)
+    report = run_workers(cfg, cfg.workers if workers is None else workers, study=study,
+                         progress=progress)
+    rows = bench_rows(study)
+    missing = len(bench_slots(cfg)) - len(rows)
+    if missing:
+        raise UserError(f"benchmark {cfg.name!r}: {missing} (pattern, seed) pairs did not "
+                        f"complete (see `skipnas study status {cfg.name}`); run it again")
+    write_table(rows, out / TABLE)
+    if Path(config).resolve() != (out / CONFIG).resolve():
+        shutil.copyfile(config, out / CONFIG)
+    return out, report
+
+
+def bench_rows(study: optuna.Study) -> list[dict[str, object]]:
+    """One row per completed benchmark trial (pattern, seed), in slot order."""
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        r = TrialRecord.from_trial(t)
+        if r.pattern is None:
+            continue
+        rows.append({"hash": r.hash, "seed": r.seed, "accuracy": t.values[0],
+                     "connections": r.connections, "mbd": r.mbd,
+                     "mean_distance": r.mean_distance, "params": r.params, "flops": r.flops,
+                     "train_seconds": r.train_seconds,
+                     "pattern": json.dumps(r.pattern, separators=(",", ":"))})
+    return rows
+
+
+def write_table(rows: list[dict[str, object]], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One pattern of a benchmark: its accuracy per seed and its mean."""
+    pattern: Pattern
+    accuracies: tuple[float, ...]
+
+    @property
+    def accuracy(self) -> float:
+        return sum(self.accuracies) / len(self.accuracies)
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A built benchmark: its config and its patterns by hash."""
+    cfg: StudyConfig
+    entries: dict[str, Entry]
+
+    def ranked(self) -> list[Entry]:
+        """Entries by mean accuracy, best first."""
+        return sorted(self.entries.values(), key=lambda e: -e.accuracy)
+
+    def top(self, fraction: float) -> set[str]:
+        """Hashes of the best ``fraction`` of patterns (at least one)."""
+        count = max(1, math.ceil(fraction * len(self.entries)))
+        return {e.pattern.hash for e in self.ranked()[:count]}
+
+
+def load_bench(directory: str | Path) -> Bench:
+    """Read ``directory``/bench.toml and ``directory``/table.csv; a table that does not match
+    its config (hash, seeds, columns) is one clear error."""
+    directory = Path(directory)
+    cfg = load_config(directory / CONFIG)
+    path = directory / TABLE
+    by_hash: dict[str, tuple[Pattern, dict[int, float]]] = {}
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or set(COLUMNS) - set(reader.fieldnames):
+                raise ValueError(f"columns must include {', '.join(COLUMNS)}")
+            for line, row in enumerate(reader, start=2):
+                pattern = Pattern.from_dict(json.loads(row["pattern"]))
+                if pattern.hash != row["hash"]:
+                    raise ValueError(f"line {line}: the pattern does not have hash {row['hash']}")
+                accuracy = float(row["accuracy"])
+                if not 0 <= accuracy <= 1:
+                    raise ValueError(f"line {line}: accuracy {accuracy} outside 0..1")
+                by_hash.setdefault(pattern.hash, (pattern, {}))[1][int(row["seed"])] = accuracy
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    except (ValueError, KeyError, TypeError) as e:  # bad CSV, JSON, pattern or number
+        raise UserError(f"{path}: not a benchmark table ({e})") from None
+    seeds = set(cfg.bench.seeds)
+    partial = [h for h, (_, accs) in by_hash.items() if set(accs) != seeds]
+    if partial or not by_hash:
+        raise UserError(f"{path}: {len(partial)} of {len(by_hash)} patterns lack seeds of "
+                        f"{sorted(seeds)}" if partial else f"{path}: no rows")
+    return Bench(cfg, {h: Entry(p, tuple(accs[s] for s in cfg.bench.seeds))
+                       for h, (p, accs) in by_hash.items()})
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One replayed search: the best mean accuracy among the patterns tried after each trial,
+    and the trial at which the top 5% and top 1% were first reached (None: not within the
+    trials)."""
+    curve: tuple[float, ...]
+    top5: int | None
+    top1: int | None
+    distinct: int                          # patterns trained (a repeated proposal reuses one)
+
+
+def replay(bench: Bench, sampler: str, trials: int, repeat: int) -> Replay:
+    """Run ``sampler`` (any name in SAMPLERS) against the table for ``trials`` trials, no
+    training. A pattern's first proposal is told the accuracy of one of its seeds (drawn per
+    repeat: a real trial trains one seed); proposing it again is told the same value, as a
+    study reuses a trained twin, and still takes a trial. Seeded by ``repeat``."""
+    from .samplers import make_sampler
+
+    cfg = replace(bench.cfg, sampler=replace(bench.cfg.sampler, name=sampler))
+    space = cfg.search_space.build()
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(cfg, repeat))
+    rng = np.random.default_rng(repeat)
+    tops = {"top5": bench.top(0.05), "top1": bench.top(0.01)}
+    told: dict[str, float] = {}
+    curve: list[float] = []
+    hits: dict[str, int | None] = {"top5": None, "top1": None}
+    for number in range(1, trials + 1):
+        trial = study.ask()
+        pattern = space.suggest(trial)
+        entry = bench.entries.get(pattern.hash)
+        if entry is None:
+            raise UserError(f"benchmark {bench.cfg.name!r}: sampler {sampler!r} proposed "
+                            f"pattern {pattern.hash}, which the table lacks")
+        if pattern.hash not in told:
+            told[pattern.hash] = entry.accuracies[int(rng.integers(len(entry.accuracies)))]
+        curve.append(max(curve[-1] if curve else -math.inf, entry.accuracy))
+        for name, top in tops.items():
+            if hits[name] is None and pattern.hash in top:
+                hits[name] = number
+        study.tell(trial, told[pattern.hash])
+    return Replay(tuple(curve), hits["top5"], hits["top1"], len(told))

@@ -1,0 +1,237 @@
+"""Principle-guided samplers: Optuna samplers that choose whole patterns, not keys.
+
+Each trial, a sampler draws candidate patterns from the search space (random params decoded by
+the space, so every candidate is valid at the budget), leaves out patterns already tried, picks
+one, and answers the space's ``suggest_*`` calls with that candidate's params. So they run in
+any study (``[sampler] name = "screen"`` or ``"prior"``), on any storage, with any workers.
+
+- ``screen``: the candidate with the best zero-cost score (default: the shortest mean backprop
+  distance, ties broken by MBD). No training is spent on scoring.
+- ``prior``: a Gaussian process on graph features (`search_spaces.features`) whose prior mean
+  favours short distances, fit to the accuracies trained so far; the candidate with the highest
+  expected improvement.
+- ``tpe_features``, ``cmaes_features``: TPE or CMA-ES over the graph features instead of the
+  space's keys (a pattern-level encoding: patterns with similar distances are neighbours).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from search_spaces import Pattern, SearchSpace
+from search_spaces.features import SCORES, features
+from search_spaces.spaces import RandomKeys
+
+
+class _Params:
+    """A trial double answering a space's suggestions from stored params."""
+
+    def __init__(self, params: dict[str, Any]):
+        self.params = params
+
+    def suggest_float(self, name: str, low: float, high: float) -> float:
+        return float(self.params[name])
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self.params[name]
+
+
+class PatternSampler(optuna.samplers.BaseSampler):
+    """Plans one pattern per trial from ``candidates`` random draws of ``space``."""
+
+    def __init__(self, space: SearchSpace, seed: int | None = None, candidates: int = 256):
+        self.space, self.candidates = space, candidates
+        self.rng = np.random.default_rng(seed)
+        self._plans: dict[int, dict[str, Any]] = {}
+        self._decoded: dict[int, Pattern] = {}
+        self._fallback = optuna.samplers.RandomSampler(seed=seed)
+
+    def infer_relative_search_space(self, study: optuna.Study,
+                                    trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        if trial.number not in self._plans:
+            self._plans[trial.number] = self._plan(study)
+        plan = self._plans[trial.number]
+        if param_name in plan:
+            return plan[param_name]
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def pattern_of(self, trial: FrozenTrial) -> Pattern | None:
+        """The pattern a finished trial's params decode to (None: params of another space)."""
+        if trial.number not in self._decoded:
+            try:
+                self._decoded[trial.number] = self.space.suggest(_Params(trial.params))
+            except (KeyError, ValueError):
+                return None
+        return self._decoded[trial.number]
+
+    def _plan(self, study: optuna.Study) -> dict[str, Any]:
+        trials = study.get_trials(deepcopy=False)
+        tried = {p.hash for t in trials if t.params and (p := self.pattern_of(t)) is not None}
+        pool: dict[str, tuple[Pattern, dict[str, Any]]] = {}
+        for _ in range(self.candidates):
+            keys = RandomKeys(self.rng)
+            pattern = self.space.suggest(keys)
+            if pattern.hash not in tried:
+                pool.setdefault(pattern.hash, (pattern, keys.params))
+        if not pool:  # every candidate tried already: a random draw
+            return {}
+        done = [(p, t.values[0]) for t in trials
+                if t.state == TrialState.COMPLETE and t.values and
+                (p := self.pattern_of(t)) is not None]
+        patterns = [p for p, _ in pool.values()]
+        best = int(np.argmax(self.scores(patterns, done)))
+        return pool[patterns[best].hash][1]
+
+    def scores(self, candidates: list[Pattern], done: list[tuple[Pattern, float]]) -> np.ndarray:
+        """Higher is better; ``done``: (pattern, accuracy) of the completed trials."""
+        raise NotImplementedError
+
+
+class ScreenSampler(PatternSampler):
+    """Zero-cost screen: the untried candidate with the best score, no learning."""
+
+    def __init__(self, space: SearchSpace, seed: int | None = None, candidates: int = 256,
+                 score: str = "mean_distance"):
+        super().__init__(space, seed, candidates)
+        self.score = SCORES[score]
+
+    def scores(self, candidates: list[Pattern], done: list[tuple[Pattern, float]]) -> np.ndarray:
+        mbd = SCORES["mbd"]
+        return np.array([self.score(p) + 1e-6 * mbd(p) for p in candidates])
+
+
+class PriorSampler(PatternSampler):
+    """Expected improvement under a GP on graph features, its prior mean linear in the mean
+    backprop distance (slope fit to the data, never rewarding longer distances)."""
+
+    def __init__(self, space: SearchSpace, seed: int | None = None, candidates: int = 256,
+                 startup: int = 3):
+        super().__init__(space, seed, candidates)
+        self.startup = startup
+        self._features: dict[str, np.ndarray] = {}
+
+    def _x(self, patterns: list[Pattern]) -> np.ndarray:
+        for p in patterns:
+            if p.hash not in self._features:
+                self._features[p.hash] = features(p)
+        return np.array([self._features[p.hash] for p in patterns])
+
+    def scores(self, candidates: list[Pattern], done: list[tuple[Pattern, float]]) -> np.ndarray:
+        xc = self._x(candidates)
+        if len(done) < self.startup:  # the prior alone: shortest mean distance first
+            return -xc[:, 0]
+        xd = self._x([p for p, _ in done])
+        y = np.array([a for _, a in done])
+        mu, sigma = gp_posterior(xd, y, xc)
+        return expected_improvement(mu, sigma, y.max())
+
+
+class EmbeddedSampler(PatternSampler):
+    """TPE or CMA-ES over an embedding of the patterns' graph features, not their keys: the
+    inner sampler proposes a point in it and the nearest untried candidate is trained, so
+    patterns with similar distances are neighbours to it. CMA-ES is told the results of the
+    points it proposed; TPE learns where every trained pattern lies, other workers' too."""
+
+    def __init__(self, space: SearchSpace, seed: int | None = None, candidates: int = 256,
+                 inner: str = "tpe", dims: int = 3):
+        super().__init__(space, seed, candidates)
+        self.inner_name = inner
+        make = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
+                "cmaes": lambda: optuna.samplers.CmaEsSampler(
+                    seed=seed, n_startup_trials=5, warn_independent_sampling=False)}[inner]
+        self.inner = optuna.create_study(direction="maximize", sampler=make())
+        self._asked: dict[str, optuna.Trial] = {}       # pattern hash -> inner trial
+        self._told: set[str] = set()
+        # The embedding: the top principal components of the standardised features of a
+        # sample of the space. Few dimensions keep the inner sampler's box mostly filled by
+        # real patterns (in all ten, most of it is empty and the nearest pattern to a proposal
+        # is an outlier).
+        pool = [self.space.suggest(RandomKeys(self.rng)) for _ in range(4 * candidates)]
+        x = np.array([features(p) for p in pool])
+        self.center, self.scale = x.mean(axis=0), x.std(axis=0)
+        self.scale[self.scale == 0] = 1.0
+        _, _, vt = np.linalg.svd((x - self.center) / self.scale, full_matrices=False)
+        self.axes = vt[:dims].T
+        z = self._z(pool)
+        self.dists: dict[str, BaseDistribution] = {
+            f"pc{k}": FloatDistribution(float(lo) - 1e-9, float(hi) + 1e-9)
+            for k, (lo, hi) in enumerate(zip(z.min(axis=0), z.max(axis=0)))}
+
+    def _z(self, patterns: list[Pattern]) -> np.ndarray:
+        return ((np.array([features(p) for p in patterns]) - self.center) / self.scale) @ self.axes
+
+    def scores(self, candidates: list[Pattern], done: list[tuple[Pattern, float]]) -> np.ndarray:
+        for pattern, accuracy in done:
+            if pattern.hash in self._told:
+                continue
+            self._told.add(pattern.hash)
+            if self.inner_name == "cmaes":  # CMA-ES learns from the points it asked for
+                if pattern.hash in self._asked:
+                    self.inner.tell(self._asked[pattern.hash], accuracy)
+                continue
+            # TPE learns where the trained pattern really lies, whoever proposed it.
+            box = [(d.low, d.high) for d in self.dists.values()
+                   if isinstance(d, FloatDistribution)]
+            z = np.clip(self._z([pattern])[0], *np.array(box).T)
+            self.inner.add_trial(optuna.trial.create_trial(
+                params={k: float(v) for k, v in zip(self.dists, z)},
+                distributions=self.dists, value=accuracy))
+        trial = self.inner.ask(self.dists)
+        point = np.array([trial.params[k] for k in self.dists])
+        score = -np.linalg.norm(self._z(candidates) - point, axis=1)
+        if self.inner_name == "cmaes":
+            self._asked[candidates[int(np.argmax(score))].hash] = trial
+        else:
+            self.inner.tell(trial, state=TrialState.FAIL)  # its point is replaced by the pattern's
+        return score
+
+
+def gp_posterior(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and std at ``xq`` of a GP fit to (x, y). Features are standardised over
+    all points; the prior mean is a + b * (-mean distance) with b >= 0 fit by least squares; an
+    RBF kernel (median-distance length scale) with noise models the rest."""
+    everything = np.vstack([x, xq])
+    scale = everything.std(axis=0)
+    scale[scale == 0] = 1.0
+    z, zq = (x - everything.mean(axis=0)) / scale, (xq - everything.mean(axis=0)) / scale
+    s, sq = -z[:, 0], -zq[:, 0]
+    slope = max(0.0, float(np.polyfit(s, y, 1)[0])) if np.ptp(s) > 0 else 0.0
+    offset = float(np.mean(y - slope * s))
+    residual = y - (offset + slope * s)
+    variance = max(float(residual.var()), 1e-6)
+
+    def sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.maximum(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1), 0.0)
+
+    d = sq_dists(z, z)
+    length = float(np.sqrt(np.median(d[d > 0]))) if np.any(d > 0) else 1.0
+    k = variance * np.exp(-d / (2 * length ** 2))
+    kq = variance * np.exp(-sq_dists(zq, z) / (2 * length ** 2))
+    noise = 0.5 * variance  # two seeds of one pattern differ by about this much
+    chol = np.linalg.cholesky(k + noise * np.eye(len(y)))
+    alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, residual))
+    mu = offset + slope * sq + kq @ alpha
+    v = np.linalg.solve(chol, kq.T)
+    sigma = np.sqrt(np.maximum(variance - (v ** 2).sum(axis=0), 1e-12))
+    return mu, sigma
+
+
+def expected_improvement(mu: np.ndarray, sigma: np.ndarray, best: float) -> np.ndarray:
+    from math import erf, sqrt
+
+    z = (mu - best) / sigma
+    cdf = 0.5 * (1 + np.vectorize(erf)(z / sqrt(2)))
+    pdf = np.exp(-0.5 * z ** 2) / np.sqrt(2 * np.pi)
+    return (mu - best) * cdf + sigma * pdf

@@ -1,0 +1,40 @@
+"""Zero-cost graph statistics of a pattern: what guided search scores and learns from, with no
+training. Each is oriented so that a higher score is the principle's prediction of a better
+network (shorter backprop distances)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .distances import distance_stats
+from .pattern import Pattern, PatternError
+from .registry import Registry
+
+
+def features(pattern: Pattern) -> np.ndarray:
+    """The feature vector a learned sampler sees: mean distance, MBD, the share of pairs at
+    distance 1, 2, 3 and >= 4, how many nodes read each block's input (node 0), and the mean
+    in-degree of the first, middle and last third of the layers."""
+    stats = distance_stats(pattern)
+    hist = np.asarray(stats.histogram[1:], dtype=float) / max(1, stats.pairs)
+    shares = [*hist[:3], hist[3:].sum()] + [0.0] * max(0, 3 - len(hist[:3]))
+    reads_input = sum(sum(0 in block.reads(i) for i in range(1, block.num_layers + 2))
+                      for block in pattern.blocks)
+    degrees = np.concatenate([[len(block.reads(i)) for i in range(1, block.num_layers + 1)]
+                              for block in pattern.blocks]).astype(float)
+    thirds = [part.mean() if part.size else 0.0 for part in np.array_split(degrees, 3)]
+    return np.array([stats.mean, stats.mbd, *shares[:4], reads_input, *thirds])
+
+
+FEATURE_NAMES = ("mean_distance", "mbd", "share_d1", "share_d2", "share_d3", "share_d4plus",
+                 "reads_of_node0", "indegree_first", "indegree_middle", "indegree_last")
+
+Score = Callable[[Pattern], float]
+
+# Zero-cost scores, higher is predicted better.
+SCORES: Registry[Score] = Registry("zero-cost score", PatternError)
+SCORES.add("mean_distance", lambda p: -distance_stats(p).mean)
+SCORES.add("mbd", lambda p: -float(distance_stats(p).mbd))
+SCORES.add("short_pairs", lambda p: float(features(p)[2] + features(p)[3]))  # share at d <= 2
+SCORES.add("reads_of_node0", lambda p: float(features(p)[6]))

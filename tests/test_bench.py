@@ -1,0 +1,234 @@
+"""Tabular benchmarks: listing and sampling a space, `bench build` (real training, resumable),
+the table's round trip and its refusal of damaged files, replays, and the guided samplers."""
+import json
+
+import numpy as np
+import pytest
+
+from nas.errors import UserError
+from nas.results.bench_report import replay_bench, write_replay
+from nas.search.bench import CONFIG, TABLE, build_bench, load_bench, replay, write_table
+from nas.search.config import load_config
+from nas.search.guided import gp_posterior
+from nas.search.study import create_study
+from nas.search.worker import run_worker
+from search_spaces import Pattern, distance_stats, make_space
+from search_spaces.spaces import RandomKeys, sample_patterns
+
+BENCH_TOML = '''name = "{name}"
+trials = 0
+storage = "sqlite:///{tmp}/{name}.db"
+[bench]
+seeds = [0, 1]
+[search_space]
+name = "offsets"
+layers = [{layers}]
+[data]
+name = "synthetic"
+train_size = 256
+val_size = 128
+[architecture]
+growth = 4
+bottleneck = false
+[training]
+epochs = 1
+batch_size = 32
+[sampler]
+name = "{sampler}"
+'''
+
+
+def bench_config(tmp_path, name="tiny", layers=7, sampler="random"):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(BENCH_TOML.format(name=name, tmp=tmp_path, layers=layers, sampler=sampler))
+    return path
+
+
+def subset_count(L: int, target: int) -> int:
+    """Offset sets {1} + S, S of 2..L, whose edges (L + 2 - o each) sum to target: a DP."""
+    ways = [1] + [0] * target
+    for o in range(2, L + 1):
+        w = L + 2 - o
+        for t in range(target, w - 1, -1):
+            ways[t] += ways[t - w]
+    return ways[target]
+
+
+@pytest.mark.parametrize("L", [6, 9, 12, 15])
+def test_every_offset_set_at_the_budget_is_listed_once_and_reachable(L):
+    space = make_space("offsets", [L])
+    patterns = space.all_patterns()
+    assert len(patterns) == subset_count(L, space.budget - (L + 1))
+    assert len({p.hash for p in patterns}) == len(patterns)
+    assert all(p.connections == space.budget for p in patterns)
+    for p in patterns[:20]:  # keys 1 for the set's offsets, 0 for the others give it back
+        offsets = {i - j for i, j in [(L + 1, j) for j in p.blocks[0].reads(L + 1)]}
+        keys = {f"offset_{o}": float(o in offsets) for o in range(2, L + 1)}
+        assert space.suggest(_Fixed(keys)).hash == p.hash
+
+
+class _Fixed:
+    def __init__(self, params):
+        self.params = params
+
+    def suggest_float(self, name, low, high):
+        return self.params[name]
+
+
+def test_sampled_patterns_are_distinct_seeded_and_refuse_too_many():
+    space = make_space("free", [6])
+    a, b = sample_patterns(space, 30, seed=3), sample_patterns(space, 30, seed=3)
+    assert [p.hash for p in a] == [p.hash for p in b] and len({p.hash for p in a}) == 30
+    assert all(p.connections == space.budget for p in a)
+    with pytest.raises(ValueError, match="only 2 distinct patterns"):
+        sample_patterns(make_space("offsets", [6]), 5)
+
+
+def test_bench_build_trains_every_pattern_per_seed_resumes_and_round_trips(tmp_path):
+    config = bench_config(tmp_path)
+    out, report = build_bench(config, tmp_path / "out", progress=False)
+    assert report.trials == 4 * 2
+    bench = load_bench(out)
+    space = load_config(config).search_space.build()
+    assert set(bench.entries) == {p.hash for p in space.all_patterns()}
+    study = create_study(load_config(config))
+    stored = {(t.user_attrs["hash"], t.user_attrs["seed"]): t.values[0] for t in study.trials}
+    for h, entry in bench.entries.items():
+        assert entry.accuracies == (stored[h, 0], stored[h, 1])
+        assert entry.accuracy == pytest.approx(sum(entry.accuracies) / 2)
+        assert entry.pattern.hash == h
+    # Resumed: nothing left to train, the same table.
+    table = (out / TABLE).read_text()
+    _, again = build_bench(config, tmp_path / "out", progress=False)
+    assert again.trials == 0 and (out / TABLE).read_text() == table
+
+
+def test_bench_build_refuses_a_config_that_is_not_a_benchmark(tmp_path):
+    config = bench_config(tmp_path)
+    config.write_text(config.read_text().replace("seeds = [0, 1]\n", ""))
+    with pytest.raises(UserError, match="not a benchmark config"):
+        build_bench(config, tmp_path / "out", progress=False)
+    config.write_text(config.read_text().replace("trials = 0", "trials = 3")
+                      .replace("[bench]", "[bench]\nseeds = [0]"))
+    with pytest.raises(UserError, match="set trials = 0"):
+        build_bench(config, tmp_path / "out", progress=False)
+    big = bench_config(tmp_path, "big", layers=30)
+    big.write_text(big.read_text().replace('name = "offsets"', 'name = "free"'))
+    with pytest.raises(UserError, match="too large to list; set bench.patterns"):
+        build_bench(big, tmp_path / "out", progress=False)
+
+
+def fake_bench(tmp_path, L=12, noise=0.0):
+    """A benchmark directory whose accuracy is a known function of the mean distance."""
+    (tmp_path / CONFIG).write_text(BENCH_TOML.format(name="fake", tmp=tmp_path, layers=L,
+                                                     sampler="random"))
+    rng = np.random.default_rng(0)
+    rows = []
+    for p in make_space("offsets", [L]).all_patterns():
+        stats = distance_stats(p)
+        for seed in (0, 1):
+            rows.append({"hash": p.hash, "seed": seed,
+                         "accuracy": 0.9 - 0.1 * stats.mean + noise * rng.normal(),
+                         "connections": p.connections, "mbd": stats.mbd,
+                         "mean_distance": stats.mean, "params": 0, "flops": 0,
+                         "train_seconds": 0.0, "pattern": json.dumps(p.to_dict())})
+    write_table(rows, tmp_path / TABLE)
+    return load_bench(tmp_path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace(",0,", ",7,", 1), r"lack seeds of \[0, 1\]"),
+    (lambda t: t.replace("\n", "\nffffffffffffffff,0,0.5,1,1,1,1,1,1,{}\n", 1), "not a benchmark"),
+    (lambda t: "a,b\n1,2\n", "columns must include"),
+    (lambda t: t.split("\n")[0] + "\n", "no rows"),
+])
+def test_a_damaged_table_is_refused_with_its_path(tmp_path, edit, message):
+    fake_bench(tmp_path, L=8)
+    path = tmp_path / TABLE
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(UserError, match=message) as e:
+        load_bench(tmp_path)
+    assert str(path) in str(e.value)
+
+
+def test_a_table_with_a_foreign_pattern_hash_is_refused(tmp_path):
+    fake_bench(tmp_path, L=8)
+    path = tmp_path / TABLE
+    lines = path.read_text().split("\n")
+    other = lines[1].split(",")[0]
+    lines[3] = other + lines[3][len(other):]  # row 3 now claims row 1's hash
+    path.write_text("\n".join(lines))
+    with pytest.raises(UserError, match="does not have hash"):
+        load_bench(tmp_path)
+
+
+def test_replays_measure_what_they_claim(tmp_path):
+    bench = fake_bench(tmp_path)
+    ranked = bench.ranked()
+    top5, top1 = bench.top(0.05), bench.top(0.01)
+    assert len(top5) == -(-len(ranked) * 5 // 100) and len(top1) >= 1
+    for name in ("random", "tpe"):
+        runs = [replay(bench, name, trials=20, repeat=r) for r in range(3)]
+        assert replay(bench, name, 20, 0) == runs[0]  # seeded by the repeat
+        for run in runs:
+            assert len(run.curve) == 20 and list(run.curve) == sorted(run.curve)
+            assert 1 <= run.distinct <= 20
+            assert run.curve[-1] <= ranked[0].accuracy
+            threshold = min(bench.entries[h].accuracy for h in top5)
+            first = next((k + 1 for k, v in enumerate(run.curve) if v >= threshold), None)
+            assert run.top5 == first
+    # Accuracy falls with mean distance exactly here, so the distance screen's first pick is
+    # the best pattern.
+    screened = replay(bench, "screen", trials=5, repeat=0)
+    assert screened.top1 == 1 and screened.curve[0] == ranked[0].accuracy
+
+
+def test_every_strategy_replays_and_the_report_is_written(tmp_path):
+    bench = fake_bench(tmp_path, noise=0.002)
+    strategies = ("random", "cmaes", "prior", "tpe_features", "cmaes_features")
+    result = replay_bench(bench, strategies, repeats=2, trials=12, progress=False,
+                          resamples=50)
+    assert [s["strategy"] for s in result["strategies"]] == list(strategies)
+    for s in result["strategies"]:
+        assert len(s["regret_mean"]) == 12 and min(s["regret_mean"]) >= 0
+        assert all(a >= b - 1e-12 for a, b in zip(s["regret_mean"], s["regret_mean"][1:]))
+    spearman = {z["score"]: z["r"] for z in result["zero_cost"] if z["method"] == "spearman"}
+    assert spearman["mean_distance"] > 0.95  # accuracy is a falling function of it here
+    paths = write_replay(result, tmp_path / "out")
+    assert json.loads(paths[0].read_text())["trials"] == 12
+    assert "screen" not in paths[1].read_text() and "prior" in paths[2].read_text()
+
+
+def test_a_guided_sampler_runs_a_real_study_and_screens_by_distance(tmp_path):
+    from nas.search.config import config_from_dict
+
+    cfg = config_from_dict({
+        "name": "guided", "trials": 3, "storage": f"sqlite:///{tmp_path}/g.db",
+        "search_space": {"name": "offsets", "layers": [10]},
+        "data": {"name": "synthetic", "train_size": 128, "val_size": 64},
+        "architecture": {"growth": 4, "bottleneck": False},
+        "training": {"steps": 2, "batch_size": 32}, "sampler": {"name": "screen"}})
+    study = create_study(cfg)
+    run_worker(cfg, study=study, progress=False)
+    hashes = [t.user_attrs["hash"] for t in study.trials]
+    assert len(set(hashes)) == 3
+    means = sorted(distance_stats(p).mean for p in cfg.search_space.build().all_patterns())
+    assert [t.user_attrs["mean_distance"] for t in study.trials] == pytest.approx(means[:3])
+
+
+def test_gp_posterior_is_surest_where_it_has_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 4))
+    y = 0.5 - 0.1 * x[:, 0] + 0.01 * rng.normal(size=12)
+    far = x[:2] + 10.0
+    mu, sigma = gp_posterior(x, y, np.vstack([x, far]))
+    assert np.all(sigma[:12] < sigma[12:].min())
+    assert np.corrcoef(mu[:12], y)[0, 1] > 0.9
+
+
+def test_random_keys_remember_their_answers():
+    keys = RandomKeys(np.random.default_rng(0))
+    space = make_space("offsets", [9])
+    pattern = space.suggest(keys)
+    assert space.suggest(_Fixed(keys.params)).hash == pattern.hash
+    assert Pattern.from_dict(pattern.to_dict()).hash == pattern.hash
