@@ -125,8 +125,9 @@ def cmd_study_check(args: argparse.Namespace) -> None:
     bench = f" + {len(bench_slots(cfg))} benchmark trainings" if cfg.bench.enabled else ""
     print(f"{args.config}: study {cfg.name!r}, {space.name} space ({space.style}), layers "
           f"{list(space.layers)}, budget {space.budget} connections; {cfg.trials} search "
-          f"trials + {baselines} baselines{bench}; about {activations / GIB:.2f} GiB of activations "
-          f"per batch of {cfg.training.batch_size}, {weights / GIB:.3f} GiB of weights")
+          f"trials + {baselines} baselines{bench}; about {activations / GIB:.2f} GiB of "
+          f"activations per batch of {cfg.training.batch_size}, {weights / GIB:.3f} GiB of "
+          f"weights")
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -245,7 +246,15 @@ def cmd_bench_build(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_replay(args: argparse.Namespace) -> None:
-    from .results.bench_report import replay_bench, strategy_table, write_replay, zero_cost_table
+    from .results.bench_report import (
+        regret_figure,
+        replay_bench,
+        strategy_table,
+        table_figure,
+        write_replay,
+        zero_cost_table,
+    )
+    from .results.report import write_png
     from .search.bench import load_bench
     from .search.samplers import SAMPLERS
 
@@ -260,7 +269,13 @@ def cmd_bench_replay(args: argparse.Namespace) -> None:
     print(format_table(*strategy_table(result)))
     print("\nzero-cost scores against mean accuracy")
     print(format_table(*zero_cost_table(result)))
-    paths = write_replay(result, args.out or args.bench)
+    out = Path(args.out or args.bench)
+    paths = write_replay(result, out, bench)
+    try:  # PNGs for READMEs, where headless Chromium is installed
+        paths += [write_png(regret_figure(result), out / "regret.png"),
+                  write_png(table_figure(bench), out / "accuracy_vs_mean_distance.png")]
+    except UserError as e:
+        print(f"note: no PNGs ({e})", file=sys.stderr)
     print(f"\nwrote {', '.join(str(p) for p in paths)}")
 
 

@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nas.search.config import load_config
@@ -72,3 +73,72 @@ def test_correlation_table_matches_json(published):
         assert low == pytest.approx(c["ci_low"], abs=5e-4)
         assert high == pytest.approx(c["ci_high"], abs=5e-4)
         assert float(row[5]) == pytest.approx(c["p_value"], abs=5e-5) and int(row[6]) == c["n"]
+
+
+BENCH = ROOT / "studies" / "results" / "bench_fashion_mnist"
+SEARCH = ROOT / "studies" / "results" / "search_fashion_mnist"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    from nas.search.bench import load_bench
+    return load_bench(BENCH)
+
+
+def test_the_benchmark_holds_every_pattern_of_its_config_per_seed(bench):
+    from nas.search.bench import bench_rows
+    from nas.search.storage import load_study
+
+    cfg = load_config(ROOT / "studies" / "bench_fashion_mnist.toml")
+    assert (BENCH / "bench.toml").read_text() == \
+        (ROOT / "studies" / "bench_fashion_mnist.toml").read_text()
+    assert set(bench.entries) == {p.hash for p in cfg.search_space.build().all_patterns()}
+    study = load_study(cfg.name, f"sqlite:///{BENCH / 'study.db'}")
+    stored = {(r["hash"], r["seed"]): r["accuracy"] for r in bench_rows(study)}
+    assert len(stored) == len(bench.entries) * len(cfg.bench.seeds)
+    for h, entry in bench.entries.items():
+        assert entry.accuracies == tuple(stored[h, s] for s in cfg.bench.seeds)
+    assert "skipnas bench build studies/bench_fashion_mnist.toml" in \
+        (BENCH / "README.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def replayed():
+    return json.loads((SEARCH / "replay.json").read_text()), (SEARCH / "README.md").read_text()
+
+
+def test_the_replay_summary_is_that_of_the_benchmark(bench, replayed):
+    result, readme = replayed
+    assert result["bench"] == bench.cfg.name and result["patterns"] == len(bench.entries)
+    assert result["best_accuracy"] == pytest.approx(bench.ranked()[0].accuracy)
+    assert result["top5_count"] == len(bench.top(0.05))
+    for s in result["strategies"]:
+        assert len(s["top5_trials"]) == result["repeats"] == 30
+        median = float(np.median([h if h is not None else np.inf for h in s["top5_trials"]]))
+        assert s["top5_median"] == (None if np.isinf(median) else pytest.approx(median))
+    from nas.results.analysis import spearman
+    from search_spaces.features import SCORES
+
+    entries = list(bench.entries.values())
+    r = spearman(np.array([SCORES["mean_distance"](e.pattern) for e in entries]),
+                 np.array([e.accuracy for e in entries]))
+    published = next(z for z in result["zero_cost"]
+                     if (z["score"], z["method"]) == ("mean_distance", "spearman"))
+    assert published["r"] == pytest.approx(r)
+    assert "skipnas bench replay studies/results/bench_fashion_mnist" in readme
+
+
+def test_the_replay_tables_in_the_readme_match_the_json(replayed):
+    result, readme = replayed
+    rows = markdown_rows(readme, "| strategy |")
+    assert [r[0] for r in rows] == [s["strategy"] for s in result["strategies"]]
+    for row, s in zip(rows, result["strategies"]):
+        for cell, key in ((row[1], "top5_median"), (row[3], "top1_median")):
+            value = s[key]
+            assert cell == (f"> {result['trials']}" if value is None else f"{value:g}")
+        assert float(row[6]) == pytest.approx(s["regret_mean"][-1], abs=5e-5)
+    rows = markdown_rows(readme, "| score")
+    assert len(rows) == len(result["zero_cost"])
+    for row, z in zip(rows, result["zero_cost"]):
+        assert (row[0], row[1]) == (z["score"], z["method"])
+        assert float(row[2]) == pytest.approx(z["r"], abs=5e-4)

@@ -18,9 +18,11 @@ from ..tables import html_table, markdown_table
 from .analysis import Table, correlate
 
 
-def _median_hit(hits: list[int | None]) -> float:
-    """Median trials to a hit; a repeat that never hit counts as infinitely many."""
-    return float(np.median([h if h is not None else math.inf for h in hits]))
+def _median_hit(hits: list[int | None]) -> float | None:
+    """Median trials to a hit; a repeat that never hit counts as infinitely many (None: the
+    median did not hit)."""
+    median = float(np.median([h if h is not None else math.inf for h in hits]))
+    return None if math.isinf(median) else median
 
 
 def summarize(name: str, runs: list[Replay], best: float, trials: int) -> dict[str, Any]:
@@ -82,8 +84,8 @@ def replay_bench(bench: Bench, strategies: tuple[str, ...], repeats: int = 30,
             "strategies": results, "zero_cost": zero_cost_ranking(bench, resamples)}
 
 
-def _trials(value: float, trials: int) -> str:
-    return f"> {trials}" if math.isinf(value) else f"{value:g}"
+def _trials(value: float | None, trials: int) -> str:
+    return f"> {trials}" if value is None else f"{value:g}"
 
 
 def strategy_table(result: dict[str, Any]) -> Table:
@@ -122,8 +124,25 @@ def regret_figure(result: dict[str, Any]) -> go.Figure:
     return fig
 
 
-def write_replay(result: dict[str, Any], out: str | Path) -> list[Path]:
-    """replay.json, replay.md (the tables) and replay.html (tables and figure) in ``out``."""
+def table_figure(bench: Bench) -> go.Figure:
+    """Each pattern's mean accuracy (over seeds) against its mean backprop distance."""
+    entries = list(bench.entries.values())
+    mean = np.array([-SCORES["mean_distance"](e.pattern) for e in entries])
+    fig = go.Figure(go.Scatter(
+        x=mean, y=[e.accuracy for e in entries], mode="markers",
+        error_y={"type": "data", "array": [float(np.std(e.accuracies)) for e in entries],
+                 "thickness": 0.6},
+        text=[e.pattern.hash for e in entries], hovertemplate="%{text}<br>%{x:.3f}, %{y:.4f}"))
+    return fig.update_layout(
+        title=f"{bench.cfg.name}: {len(entries)} patterns, accuracy (mean and std over "
+              f"{len(bench.cfg.bench.seeds)} seeds) against mean backprop distance",
+        xaxis_title="mean backprop distance", yaxis_title="validation accuracy")
+
+
+def write_replay(result: dict[str, Any], out: str | Path,
+                 bench: Bench | None = None) -> list[Path]:
+    """replay.json, replay.md (the tables) and replay.html (tables, the regret figure, and
+    with ``bench`` its accuracy-distance figure) in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "replay.json").write_text(json.dumps(result, indent=1))
@@ -136,6 +155,9 @@ def write_replay(result: dict[str, Any], out: str | Path) -> list[Path]:
         f"{markdown_table(*zero_cost_table(result))}\n")
     figure = regret_figure(result).to_html(full_html=False, include_plotlyjs=True,
                                            config={"displaylogo": False})
+    if bench is not None:
+        figure += table_figure(bench).to_html(full_html=False, include_plotlyjs=False,
+                                              config={"displaylogo": False})
     (out / "replay.html").write_text(f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>skipnas replay: {html.escape(result['bench'])}
 </title><style>body{{font-family:sans-serif;margin:24px;}} table{{border-collapse:collapse}}
@@ -143,6 +165,6 @@ td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
 <h1>Search strategies on {html.escape(result['bench'])}</h1><p>{html.escape(head)}</p>
 <h2>Trials to the top of the table</h2>{html_table(*strategy_table(result))}
 <h2>Zero-cost scores against accuracy</h2>{html_table(*zero_cost_table(result))}
-<h2>Regret</h2>{figure}</body></html>
+<h2>Regret and the table</h2>{figure}</body></html>
 """)
     return [out / "replay.json", out / "replay.md", out / "replay.html"]

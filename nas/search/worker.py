@@ -24,6 +24,7 @@ from search_spaces import Pattern, PatternError
 
 from ..engine.spec import PatternSpec, make_spec
 from ..engine.train import TrainResult, resolve_device, train
+from ..errors import UserError
 from .config import StudyConfig
 from .liveness import Heartbeat, can_requeue, fail_stale, requeue
 from .optuna_api import claim_waiting, storage_of
@@ -217,8 +218,8 @@ def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
                 child.join()
     failed = [c.exitcode for c in children if c.exitcode]
     if failed:
-        raise RuntimeError(f"{len(failed)} of {workers - 1} spawned workers exited with "
-                           f"status {failed[0]}: see their messages above")
+        raise UserError(f"{len(failed)} of {workers - 1} spawned workers exited with status "
+                        f"{failed[0]} (see their messages above); the study is resumable")
     return report
 
 
