@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the default real data: installs what it needs (Fashion-MNIST from Debian's
-# dataset-fashion-mnist, the skipnas package), runs the quickstart study (~4 min on 2 CPU cores;
+# dataset-fashion-mnist, the skipnas package), runs the quickstart study (~2 min on 2 CPU cores;
 # running it again resumes), then prints the principle analysis and writes the HTML report.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -48,7 +48,8 @@ def test_trial_record_round_trips_through_optuna_storage():
     study = optuna.create_study()
     full = TrialRecord(**{name: None for name in FIELDS})
     values = {"slot": "search", "baseline": "log", "seed": 3, "budget_mode": "authors",
-              "style": "v2", "spec": {"blocks": [[0]]},
+              "style": "v2", "pattern": {"blocks": [{"num_layers": 1, "inputs": [[0], [1]]}]},
+              "spec": {"blocks": [[0]]},
               "hash": "ab12", "connections": 17, "mbd": 3, "mean_distance": 1.5, "params": 10,
               "flops": 20, "device": "cpu", "worker": "h:1", "reused_from": 2,
               "train_seconds": 1.25, "val_curve": [0.5, 0.6], "loss_curve": [2.0, 1.0],

@@ -109,7 +109,7 @@ def zero_cost_table(result: dict[str, Any]) -> Table:
 
 def regret_figure(result: dict[str, Any]) -> go.Figure:
     fig = go.Figure()
-    colors = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
+    colors = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#8c564b"]
     for s, color in zip(result["strategies"], colors * 4):
         x = list(range(1, len(s["regret_mean"]) + 1))
         fig.add_trace(go.Scatter(x=x + x[::-1], y=s["regret_high"] + s["regret_low"][::-1],

@@ -191,6 +191,7 @@ def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
     workers = workers or auto_workers(cfg.training.device)
     if workers == 1:
         return run_worker(cfg, progress=progress, study=study)
+    threads = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
     devices = [cfg.training.device] * workers
     if resolve_device(cfg.training.device).type == "cuda" and \
@@ -209,13 +210,17 @@ def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
         report = run_worker(_on_device(cfg, devices[0]), progress=progress, study=study)
         for child in children:
             child.join()
-        while not reports.empty():
-            report += WorkerReport(**reports.get())
+            if child.exitcode == 0:
+                report += WorkerReport(**reports.get(timeout=60))
     finally:
         for child in children:  # interrupted: the others give their trials back too
             if child.is_alive():
                 child.terminate()
                 child.join()
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads
     failed = [c.exitcode for c in children if c.exitcode]
     if failed:
         raise UserError(f"{len(failed)} of {workers - 1} spawned workers exited with status "
