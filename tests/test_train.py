@@ -1,6 +1,7 @@
 """Brief training on synthetic data: learns, reproducible, NaN guard, callbacks, resume."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -237,6 +238,8 @@ def test_any_step_budget_trains(data, steps, schedule):
     assert result.status == "ok" and result.steps == steps
 
 
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
 def test_a_compiled_step_trains_like_the_eager_one(data):
     """torch.compile (the GPU engine's knob; compile time counts against the trial) changes
     speed, not the run: same seed, same losses up to float rounding."""
