@@ -131,15 +131,12 @@ def cmd_study_check(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from .search.worker import run_worker, run_workers, worker_seed
+    from .search.worker import run_workers, worker_seed
 
     cfg = _study_config(args)
     clock = time.perf_counter()
-    if cfg.workers == 1:
-        report = run_worker(cfg, seed=worker_seed(cfg), progress=not args.quiet)
-    else:
-        report = run_workers(replace(cfg, seed=worker_seed(cfg)), cfg.workers,
-                             progress=not args.quiet)
+    report = run_workers(replace(cfg, seed=worker_seed(cfg)), cfg.workers,
+                         progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
 

@@ -12,23 +12,31 @@ from .pattern import Pattern, PatternError
 from .registry import Registry
 
 
+def _distance_shares(pattern: Pattern) -> list[float]:
+    """Shares of the connected pairs at distance 1, 2, 3 and >= 4."""
+    stats = distance_stats(pattern)
+    hist = np.asarray(stats.histogram[1:], dtype=float) / max(1, stats.pairs)
+    hist = np.pad(hist, (0, max(0, 3 - len(hist))))
+    return [*hist[:3], float(hist[3:].sum())]
+
+
+def _reads_of_input(pattern: Pattern) -> int:
+    """How many nodes read their block's input (node 0)."""
+    return sum(sum(0 in block.reads(i) for i in range(1, block.num_layers + 2))
+               for block in pattern.blocks)
+
+
 def features(pattern: Pattern) -> np.ndarray:
     """The feature vector a learned sampler sees: mean distance, MBD, the share of pairs at
     distance 1, 2, 3 and >= 4, how many nodes read each block's input (node 0), and the mean
     in-degree of the first, middle and last third of the layers."""
     stats = distance_stats(pattern)
-    hist = np.asarray(stats.histogram[1:], dtype=float) / max(1, stats.pairs)
-    shares = [*hist[:3], hist[3:].sum()] + [0.0] * max(0, 3 - len(hist[:3]))
-    reads_input = sum(sum(0 in block.reads(i) for i in range(1, block.num_layers + 2))
-                      for block in pattern.blocks)
     degrees = np.concatenate([[len(block.reads(i)) for i in range(1, block.num_layers + 1)]
                               for block in pattern.blocks]).astype(float)
     thirds = [part.mean() if part.size else 0.0 for part in np.array_split(degrees, 3)]
-    return np.array([stats.mean, stats.mbd, *shares[:4], reads_input, *thirds])
+    return np.array([stats.mean, stats.mbd, *_distance_shares(pattern),
+                     _reads_of_input(pattern), *thirds])
 
-
-FEATURE_NAMES = ("mean_distance", "mbd", "share_d1", "share_d2", "share_d3", "share_d4plus",
-                 "reads_of_node0", "indegree_first", "indegree_middle", "indegree_last")
 
 Score = Callable[[Pattern], float]
 
@@ -36,5 +44,5 @@ Score = Callable[[Pattern], float]
 SCORES: Registry[Score] = Registry("zero-cost score", PatternError)
 SCORES.add("mean_distance", lambda p: -distance_stats(p).mean)
 SCORES.add("mbd", lambda p: -float(distance_stats(p).mbd))
-SCORES.add("short_pairs", lambda p: float(features(p)[2] + features(p)[3]))  # share at d <= 2
-SCORES.add("reads_of_node0", lambda p: float(features(p)[6]))
+SCORES.add("short_pairs", lambda p: float(sum(_distance_shares(p)[:2])))  # share at d <= 2
+SCORES.add("reads_of_node0", lambda p: float(_reads_of_input(p)))

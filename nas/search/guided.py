@@ -48,7 +48,15 @@ class PatternSampler(optuna.samplers.BaseSampler):
         self.rng = np.random.default_rng(seed)
         self._plans: dict[int, dict[str, Any]] = {}
         self._decoded: dict[int, Pattern] = {}
+        self._features: dict[str, np.ndarray] = {}
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
+
+    def features_of(self, patterns: list[Pattern]) -> np.ndarray:
+        """The patterns' graph features, one row each (computed once per pattern)."""
+        for p in patterns:
+            if p.hash not in self._features:
+                self._features[p.hash] = features(p)
+        return np.array([self._features[p.hash] for p in patterns])
 
     def infer_relative_search_space(self, study: optuna.Study,
                                     trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -106,10 +114,14 @@ class ScreenSampler(PatternSampler):
                  score: str = "mean_distance"):
         super().__init__(space, seed, candidates)
         self.score = SCORES[score]
+        self._scored: dict[str, float] = {}
 
     def scores(self, candidates: list[Pattern], done: list[tuple[Pattern, float]]) -> np.ndarray:
         mbd = SCORES["mbd"]
-        return np.array([self.score(p) + 1e-6 * mbd(p) for p in candidates])
+        for p in candidates:  # most candidates come back trial after trial: score them once
+            if p.hash not in self._scored:
+                self._scored[p.hash] = self.score(p) + 1e-6 * mbd(p)
+        return np.array([self._scored[p.hash] for p in candidates])
 
 
 class PriorSampler(PatternSampler):
@@ -120,19 +132,12 @@ class PriorSampler(PatternSampler):
                  startup: int = 3):
         super().__init__(space, seed, candidates)
         self.startup = startup
-        self._features: dict[str, np.ndarray] = {}
-
-    def _x(self, patterns: list[Pattern]) -> np.ndarray:
-        for p in patterns:
-            if p.hash not in self._features:
-                self._features[p.hash] = features(p)
-        return np.array([self._features[p.hash] for p in patterns])
 
     def scores(self, candidates: list[Pattern], done: list[tuple[Pattern, float]]) -> np.ndarray:
-        xc = self._x(candidates)
+        xc = self.features_of(candidates)
         if len(done) < self.startup:  # the prior alone: shortest mean distance first
             return -xc[:, 0]
-        xd = self._x([p for p, _ in done])
+        xd = self.features_of([p for p, _ in done])
         y = np.array([a for _, a in done])
         mu, sigma = gp_posterior(xd, y, xc)
         return expected_improvement(mu, sigma, y.max())
@@ -159,7 +164,7 @@ class EmbeddedSampler(PatternSampler):
         # real patterns (in all ten, most of it is empty and the nearest pattern to a proposal
         # is an outlier).
         pool = [self.space.suggest(RandomKeys(self.rng)) for _ in range(4 * candidates)]
-        x = np.array([features(p) for p in pool])
+        x = self.features_of(pool)
         self.center, self.scale = x.mean(axis=0), x.std(axis=0)
         self.scale[self.scale == 0] = 1.0
         _, _, vt = np.linalg.svd((x - self.center) / self.scale, full_matrices=False)
@@ -170,7 +175,7 @@ class EmbeddedSampler(PatternSampler):
             for k, (lo, hi) in enumerate(zip(z.min(axis=0), z.max(axis=0)))}
 
     def _z(self, patterns: list[Pattern]) -> np.ndarray:
-        return ((np.array([features(p) for p in patterns]) - self.center) / self.scale) @ self.axes
+        return ((self.features_of(patterns) - self.center) / self.scale) @ self.axes
 
     def scores(self, candidates: list[Pattern], done: list[tuple[Pattern, float]]) -> np.ndarray:
         for pattern, accuracy in done:
