@@ -24,12 +24,14 @@ STRATEGIES = ("random", "tpe", "cmaes", "screen", "prior", "tpe_features", "cmae
 def cmd_templates(args: argparse.Namespace) -> None:
     from search_spaces import template_pattern, template_table
 
-    rows = template_table(args.layers, args.k, args.names or None, args.style, args.budget)
+    rows = template_table(args.layers, args.k, args.names or None, args.style, args.budget,
+                          args.block_output)
     layers = " ".join(map(str, args.layers))
+    log = template_pattern("log", args.layers, style=args.style, output=args.block_output)
     budget = "each at its own count" if args.budget == "authors" else \
-        f"at log's {template_pattern('log', args.layers, style=args.style).connections} " \
-        f"connections (fractional K)"
-    print(f"templates for layers {layers}, style {args.style}, {budget}")
+        f"at log's {log.connections} connections (fractional K)"
+    print(f"templates for layers {layers}, style {args.style}, block output "
+          f"{args.block_output}, {budget}")
     print(format_table(["template", "K", "connections", "MBD", "mean_distance"],
                        [[r.template + ("" if r.on_budget else " *"), r.k, r.connections, r.mbd,
                          r.mean_distance] for r in rows]))
@@ -316,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         "DenseNet-style networks, at an exact connection budget (Log-DenseNet's principle).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    from search_spaces import STYLES
+    from search_spaces import BLOCK_OUTPUTS, STYLES
 
     p = sub.add_parser("templates", help="connections, MBD and mean distance of every template")
     p.add_argument("names", nargs="*", help="templates to show (default: all)")
@@ -327,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", choices=["authors", "exact"], default="authors",
                    help="authors: each template at its own count; exact: at log's count, "
                         "K-templates with a fractional K")
+    p.add_argument("--block-output", choices=BLOCK_OUTPUTS, default="template",
+                   help="what each block's output node reads: template (the rule's inputs) or "
+                        "all (every node of the block, as DenseNet's transition)")
     p.add_argument("--k", "-k", type=int, default=None,
                    help="K for templates that take one (default: floor(log2(L+1)) + 1, L the "
                         "layers the rule sees)")

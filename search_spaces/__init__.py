@@ -7,6 +7,7 @@ from .pattern import MAX_LAYERS, STYLES, Block, Pattern, PatternError, single_bl
 from .registry import Registry
 from .spaces import SEARCH_SPACES, SearchSpace, make_space
 from .templates import (
+    BLOCK_OUTPUTS,
     TEMPLATES,
     Template,
     TemplateRow,
@@ -15,12 +16,13 @@ from .templates import (
     default_k,
     template_pattern,
     template_table,
+    with_block_output,
 )
 
 __all__ = [
     "MAX_LAYERS", "STYLES", "Block", "Pattern", "PatternError", "single_block",
     "DistanceStats", "distance_matrix", "distance_stats", "global_inputs",
-    "TEMPLATES", "Template", "TemplateRow", "budgeted_block", "budgeted_pattern", "default_k",
-    "template_pattern", "template_table", "SEARCH_SPACES", "SearchSpace", "make_space",
-    "Registry",
+    "BLOCK_OUTPUTS", "TEMPLATES", "Template", "TemplateRow", "budgeted_block", "budgeted_pattern",
+    "default_k", "template_pattern", "template_table", "with_block_output",
+    "SEARCH_SPACES", "SearchSpace", "make_space", "Registry",
 ]

@@ -8,7 +8,7 @@ resampled, and continuous samplers (TPE, CMA-ES) apply.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -23,6 +23,8 @@ from .templates import (
     split_budget,
     template_pattern,
 )
+
+MAX_LISTED = 10_000  # patterns all_patterns lists; more is a sample's job (bench.patterns)
 
 
 class Trial(Protocol):
@@ -140,6 +142,15 @@ def _reachable_sums(weights: Sequence[int]) -> list[int]:
     return suffix
 
 
+def count_subsets(weights: Iterable[int], target: int) -> int:
+    """How many subsets of ``weights`` (distinct items) sum exactly to ``target``."""
+    ways = [1] + [0] * target
+    for w in weights:
+        for t in range(target, w - 1, -1):
+            ways[t] += ways[t - w]
+    return ways[target]
+
+
 def decode_subset(weights: Sequence[int], keys: Sequence[float], target: int) -> list[int]:
     """Indices of a subset of ``weights`` summing exactly to ``target``, following ``keys``
     (key >= 0.5: wanted), most confident keys decided first."""
@@ -197,10 +208,13 @@ class OffsetsSpace(SearchSpace):
                                f"{below} and {above})")
 
     def all_patterns(self) -> list[Pattern] | None:
-        """One block, per_block: every offset set with exactly the budget (296 at L=16)."""
+        """One block, per_block: every offset set with exactly the budget (296 at L=16), where
+        there are at most :data:`MAX_LISTED` (205,163 at L=32)."""
         if self.style != "per_block" or len(self.layers) != 1:
             return None
         L, target = self.layers[0], self.budget - (self.layers[0] + 1)
+        if count_subsets(range(2, L + 1), target) > MAX_LISTED:  # offset o adds L+2-o
+            return None
         found: list[Pattern] = []
 
         def extend(chosen: list[int], start: int, remaining: int) -> None:

@@ -22,6 +22,10 @@ How a style applies a rule (:func:`template_pattern`):
 
 K-templates meet an exact budget with a fractional K (:func:`budgeted_pattern`): the largest K
 that fits, and the deepest layers take K+1 inputs until the budget is met.
+
+The block output convention (:data:`BLOCK_OUTPUTS`) is a separate choice: ``template`` keeps the
+rows above for each block's output node, ``all`` makes it read every node of its block, as
+DenseNet's transition and classifier read the whole block (:func:`with_block_output`).
 """
 from __future__ import annotations
 
@@ -63,6 +67,18 @@ class Template:
 
 
 TEMPLATES: Registry[Template] = Registry("template", PatternError)
+BLOCK_OUTPUTS: Registry[str] = Registry("block output", PatternError)
+BLOCK_OUTPUTS.add("template", "each block's output node reads what the template's rule gives it")
+BLOCK_OUTPUTS.add("all", "each block's output node reads every node of its block (DenseNet)")
+
+
+def with_block_output(pattern: Pattern, output: str) -> Pattern:
+    """``pattern`` under the block output convention ``output`` (see :data:`BLOCK_OUTPUTS`)."""
+    BLOCK_OUTPUTS[output]  # unknown: PatternError naming the known conventions
+    if output == "template":
+        return pattern
+    return Pattern((Block([*b.inputs[:-1], range(b.num_layers + 1)]) for b in pattern.blocks),
+                   pattern.style, pattern.stages)
 
 
 def register(name: str, uses_k: bool) -> Callable[[Rule], Rule]:
@@ -261,11 +277,11 @@ def _depths(num_layers: int | Sequence[int]) -> list[int]:
 
 
 def template_pattern(name: str, num_layers: int | Sequence[int], k: int | None = None,
-                     style: str = "per_block") -> Pattern:
-    """The network of template ``name`` (its own connection count) in ``style``;
-    ``num_layers`` is one depth or one per block."""
+                     style: str = "per_block", output: str = "template") -> Pattern:
+    """The network of template ``name`` (its own connection count) in ``style`` under the block
+    output convention ``output``; ``num_layers`` is one depth or one per block."""
     STYLES[style]  # unknown: PatternError naming the known styles
-    return TEMPLATES[name].pattern(_depths(num_layers), k, style)
+    return with_block_output(TEMPLATES[name].pattern(_depths(num_layers), k, style), output)
 
 
 def per_block_ranges(layers: Sequence[int]) -> list[tuple[int, int]]:
@@ -328,13 +344,13 @@ def budgeted_block(name: str, num_layers: int, budget: int) -> Block:
 
     Templates with K take the largest K that fits, and the deepest nodes take K+1 inputs until
     the budget is met (a K between two integers); the others fit only their own count."""
-    return _budgeted_block(name, num_layers, budget)[0].blocks[0]
+    return _budgeted_block(name, num_layers, budget, "template")[0].blocks[0]
 
 
-def _budgeted_block(name: str, num_layers: int, budget: int) -> Fitted:
+def _budgeted_block(name: str, num_layers: int, budget: int, output: str) -> Fitted:
     template = TEMPLATES[name]
     if not template.uses_k:
-        block = template.block(num_layers)
+        block = with_block_output(Pattern([template.block(num_layers)]), output).blocks[0]
         if block.connections != budget:
             raise PatternError(f"template {name!r} has {block.connections} connections at "
                                f"L={num_layers}, not the budget {budget}")
@@ -347,34 +363,38 @@ def _budgeted_block(name: str, num_layers: int, budget: int) -> Fitted:
     last = num_layers + 1
 
     def build(k_of: KOf) -> Pattern:
-        return Pattern([Block(template.rule(i, k_of(i), last) for i in range(1, last + 1))])
+        block = Block(template.rule(i, k_of(i), last) for i in range(1, last + 1))
+        return with_block_output(Pattern([block]), output)
 
     return _fit_k(build, list(range(last, 0, -1)), num_layers, budget,
                   f"template {name!r} at L={num_layers}")
 
 
 def budgeted_pattern(name: str, layers: Sequence[int], budget: int,
-                     style: str = "per_block") -> Pattern:
-    """Template ``name`` in ``style`` at exactly ``budget`` connections over the network (per
-    block, the budget is split as the search spaces split it: in proportion to log's counts)."""
-    return _budgeted(name, layers, budget, style)[0]
+                     style: str = "per_block", output: str = "template") -> Pattern:
+    """Template ``name`` in ``style`` under the block output convention ``output``, at exactly
+    ``budget`` connections over the network (per block, the budget is split as the search
+    spaces split it: in proportion to log's counts)."""
+    return _budgeted(name, layers, budget, style, output)[0]
 
 
-def _budgeted(name: str, layers: Sequence[int], budget: int, style: str) -> Fitted:
+def _budgeted(name: str, layers: Sequence[int], budget: int, style: str,
+              output: str = "template") -> Fitted:
     template = TEMPLATES[name]
     layers = _depths(layers)
+    BLOCK_OUTPUTS[output]
     if style == "per_block":
-        log_counts = [b.connections for b in template_pattern("log", layers).blocks]
+        log_counts = [b.connections for b in template_pattern("log", layers, output=output).blocks]
         if not sum(layers) + len(layers) <= budget <= sum(
                 (L + 1) * (L + 2) // 2 for L in layers):
             raise PatternError(f"budget {budget} impossible for layers {layers}")
-        fitted = [_budgeted_block(name, L, b)
+        fitted = [_budgeted_block(name, L, b, output)
                   for L, b in zip(layers, split_budget(budget, log_counts,
                                                        per_block_ranges(layers)))]
         labels = list(dict.fromkeys(label for _, label in fitted))
         return Pattern(p.blocks[0] for p, _ in fitted), "/".join(labels)
     if not template.uses_k:
-        pattern = template.pattern(layers, style=style)
+        pattern = with_block_output(template.pattern(layers, style=style), output)
         if pattern.connections != budget:
             raise PatternError(f"template {name!r} has {pattern.connections} connections in "
                                f"{style} at layers {layers}, not the budget {budget}")
@@ -382,7 +402,8 @@ def _budgeted(name: str, layers: Sequence[int], budget: int, style: str) -> Fitt
     n = sum(layers)
     # Deepest layers first, the last one last: its K also widens the head's reads.
     order = list(range(n - 1, 0, -1)) + [n]
-    return _fit_k(lambda k_of: assemble(layers, style, lambda i: template.rule(i, k_of(i), n)),
+    return _fit_k(lambda k_of: with_block_output(
+                      assemble(layers, style, lambda i: template.rule(i, k_of(i), n)), output),
                   order, n, budget,
                   f"template {name!r} in {style} at layers {layers}")
 
@@ -411,8 +432,9 @@ def _k_label(template: Template, k: int | None, layers: Sequence[int], style: st
 
 def template_table(layers: int | Sequence[int], k: int | None = None,
                    names: Sequence[str] | None = None, style: str = "per_block",
-                   budget: str = "authors") -> list[TemplateRow]:
-    """Connections, MBD and mean distance of each template (default: all) in ``style``.
+                   budget: str = "authors", output: str = "template") -> list[TemplateRow]:
+    """Connections, MBD and mean distance of each template (default: all) in ``style``, under
+    the block output convention ``output``.
 
     ``budget="authors"``: each template at its own count, K-templates at ``k`` (default: the
     authors' K). ``budget="exact"``: every template that can, at log's count in the same style
@@ -420,15 +442,15 @@ def template_table(layers: int | Sequence[int], k: int | None = None,
     if budget not in ("authors", "exact"):
         raise PatternError(f"budget {budget!r}: use 'authors' or 'exact'")
     depths = _depths(layers)
-    target = template_pattern("log", depths, style=style).connections
+    target = template_pattern("log", depths, style=style, output=output).connections
     rows = []
     for name in names or list(TEMPLATES):
         template = TEMPLATES[name]
-        pattern = template_pattern(name, depths, k, style)
+        pattern = template_pattern(name, depths, k, style, output)
         label, on_budget = _k_label(template, k, depths, style), True
         if budget == "exact":
             try:
-                pattern, label = _budgeted(name, depths, target, style)
+                pattern, label = _budgeted(name, depths, target, style, output)
             except PatternError:
                 on_budget = False
         stats = distance_stats(pattern)

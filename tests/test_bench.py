@@ -13,7 +13,7 @@ from nas.search.guided import gp_posterior
 from nas.search.study import create_study
 from nas.search.worker import run_worker
 from search_spaces import Pattern, distance_stats, make_space
-from search_spaces.spaces import RandomKeys, sample_patterns
+from search_spaces.spaces import MAX_LISTED, RandomKeys, count_subsets, sample_patterns
 
 BENCH_TOML = '''name = "{name}"
 trials = 0
@@ -65,6 +65,15 @@ def test_every_offset_set_at_the_budget_is_listed_once_and_reachable(L):
         offsets = {i - j for i, j in [(L + 1, j) for j in p.blocks[0].reads(L + 1)]}
         keys = {f"offset_{o}": float(o in offsets) for o in range(2, L + 1)}
         assert space.suggest(_Fixed(keys)).hash == p.hash
+
+
+def test_spaces_too_large_to_list_say_so_instead_of_listing():
+    # L=32 has 205,163 offset sets at log's budget (counted by listing them once); L=64 has
+    # astronomically many and listing them ran out of memory before the cap existed.
+    assert count_subsets(range(2, 33), 141 - 33) == 205_163 > MAX_LISTED
+    assert make_space("offsets", [32]).all_patterns() is None
+    assert make_space("offsets", [64]).all_patterns() is None
+    assert count_subsets([2, 3, 5], 5) == 2 and count_subsets([2, 3], 4) == 0
 
 
 class _Fixed:

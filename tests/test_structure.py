@@ -48,7 +48,8 @@ def test_trial_record_round_trips_through_optuna_storage():
     study = optuna.create_study()
     full = TrialRecord(**{name: None for name in FIELDS})
     values = {"slot": "search", "baseline": "log", "seed": 3, "budget_mode": "authors",
-              "style": "v2", "pattern": {"blocks": [{"num_layers": 1, "inputs": [[0], [1]]}]},
+              "style": "v2", "block_output": "all",
+              "pattern": {"blocks": [{"num_layers": 1, "inputs": [[0], [1]]}]},
               "spec": {"blocks": [[0]]},
               "hash": "ab12", "connections": 17, "mbd": 3, "mean_distance": 1.5, "params": 10,
               "flops": 20, "device": "cpu", "worker": "h:1", "reused_from": 2,

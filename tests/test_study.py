@@ -20,7 +20,7 @@ from nas.search.record import FIELDS, TrialRecord
 from nas.search.storage import open_storage
 from nas.search.study import baseline_pattern, create_study, study_status
 from nas.search.worker import run_worker
-from search_spaces import PatternError, template_pattern
+from search_spaces import TEMPLATES, PatternError, template_pattern
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -54,9 +54,10 @@ def test_shipped_configs_load_sample_and_build(path):
     patterns += [baseline_pattern(space, t) for t in cfg.baselines.templates]
     for pattern in patterns:
         assert pattern.num_layers == space.layers
-    searched = patterns[:3] + [p for p, t in zip(patterns[3:], cfg.baselines.templates)
-                               if t not in ("dense", "chain")]
-    assert all(p.connections == space.budget for p in searched)
+    assert all(p.connections == space.budget for p in patterns[:3])
+    for p, t in zip(patterns[3:], cfg.baselines.templates):  # off budget: a K-free one's own
+        assert p.connections == space.budget or (
+            not TEMPLATES[t].uses_k and p == template_pattern(t, space.layers))
     # The network the study trains fits the dataset's images and classes.
     model = PatternNet(patterns[0], cfg.architecture).eval()
     with torch.no_grad():
@@ -301,10 +302,42 @@ def test_baselines_in_every_style_and_budget_mode(tmp_path):
                       for m in ("exact", "authors")}
 
 
+def test_baselines_under_both_block_output_conventions(tmp_path):
+    """Each template once per block output convention: "all" makes the block output read every
+    node, at log's count under that convention; a restart queues nothing; analyze tells the two
+    apart."""
+    from nas.results.analysis import analyze, template_table
+
+    cfg = synthetic_config(tmp_path, trials=4, search_space={"name": "free", "layers": [6]},
+                           baselines={"templates": ["log", "nearest"], "seeds": [0],
+                                      "block_outputs": ["template", "all"]})
+    study = create_study(cfg)
+    run_worker(cfg, study=study, progress=False)
+    assert len(finished(study)) == 8
+    space = cfg.search_space.build()
+    full = template_pattern("log", space.layers, output="all").connections
+    assert full == space.budget - len(template_pattern("log", [6]).blocks[0].reads(7)) + 7
+    for t in finished(study):
+        r = TrialRecord.from_trial(t)
+        if r.is_baseline:
+            pattern = PatternSpec.from_dict(r.spec).pattern
+            assert r.connections == (full if r.block_output == "all" else space.budget)
+            assert (pattern.blocks[0].reads(7) == tuple(range(7))) == (r.block_output == "all")
+    assert run_worker(cfg, study=create_study(cfg), progress=False).trials == 0
+    result = analyze(study, resamples=20)
+    assert {(t["template"], t["block_output"], t["connections"]) for t in result["templates"]} \
+        == {(name, o, full if o == "all" else space.budget) for name in ("log", "nearest")
+            for o in ("template", "all")}
+    headers, rows = template_table(result)
+    assert headers[-1] == "block output" and {r[-1] for r in rows} == {"template", "all"}
+
+
 @pytest.mark.parametrize("section, message", [
     ('[search_space]\nstyle = "v3"', "search_space.style: unknown style 'v3'"),
     ('[baselines]\ntemplates = ["log"]\nstyles = ["v1", "x"]', "baselines.styles: unknown style"),
     ('[baselines]\ntemplates = ["log"]\nbudgets = ["equal"]', "baselines.budgets"),
+    ('[baselines]\ntemplates = ["log"]\nblock_outputs = ["dense"]',
+     "baselines.block_outputs: unknown block output 'dense'"),
 ])
 def test_style_config_errors(tmp_path, section, message):
     path = tmp_path / "bad.toml"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from search_spaces import (
+    BLOCK_OUTPUTS,
     STYLES,
     TEMPLATES,
     Block,
@@ -16,6 +17,7 @@ from search_spaces import (
     distance_stats,
     template_pattern,
     template_table,
+    with_block_output,
 )
 from search_spaces.distances import UNREACHABLE
 
@@ -241,6 +243,42 @@ def test_table_budget_modes():
     own = template_table([5, 6, 7], k=3, style="v1")
     assert all(r.on_budget for r in own)
     assert {r.k for r in own if TEMPLATES[r.template].uses_k} == {"3"}
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_block_output_all_reads_every_node_and_changes_nothing_else(style):
+    layers = [5, 6, 7]
+    for name in ("log", "nearest", "nearest_half_hubs"):
+        own = template_pattern(name, layers, style=style)
+        assert with_block_output(own, "template") == own
+        full = template_pattern(name, layers, style=style, output="all")
+        assert (full.style, full.stages) == (own.style, own.stages)
+        for a, b in zip(own.blocks, full.blocks):
+            assert a.inputs[:-1] == b.inputs[:-1]
+            assert b.reads(b.num_layers + 1) == tuple(range(b.num_layers + 1))
+        # Closed form: each block output trades its rule's reads for all L+1 nodes.
+        assert full.connections == own.connections + sum(
+            b.num_layers + 1 - len(b.reads(b.num_layers + 1)) for b in own.blocks)
+    with pytest.raises(PatternError, match="unknown block output 'some'"):
+        template_pattern("log", layers, output="some")
+    assert list(BLOCK_OUTPUTS) == ["template", "all"]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_k_templates_meet_logs_count_under_the_all_output(style):
+    layers = [6, 9]
+    target = template_pattern("log", layers, style=style, output="all").connections
+    for name in ("nearest", "evenly_spaced", "half_nearest_half_log"):
+        p = budgeted_pattern(name, layers, target, style, "all")
+        assert p.connections == target
+        assert all(b.reads(b.num_layers + 1) == tuple(range(b.num_layers + 1)) for b in p.blocks)
+    rows = template_table(layers, style=style, budget="exact", output="all")
+    assert all(r.connections == target for r in rows if r.on_budget)
+    # Reading every node shortens distances to the output, never lengthens one.
+    for name in ("log", "nearest"):
+        own = distance_matrix(template_pattern(name, layers, style=style))
+        full = distance_matrix(template_pattern(name, layers, style=style, output="all"))
+        assert (full <= own).all()
 
 
 @pytest.mark.parametrize("style", STYLES)

@@ -107,6 +107,7 @@ def study_rows(study: optuna.Study, reused: bool = False) -> list[dict[str, Any]
         rows.append({"trial": t.number, "accuracy": t.values[0], "template": r.baseline or "",
                      "style": r.style or style,
                      "budget_mode": (r.budget_mode or "exact") if r.baseline else "",
+                     "block_output": (r.block_output or "template") if r.baseline else "",
                      "hash": r.hash, "seed": r.seed, "connections": r.connections, "mbd": r.mbd,
                      "mean_distance": r.mean_distance, "params": r.params, "flops": r.flops,
                      "train_seconds": r.train_seconds})
@@ -161,17 +162,19 @@ def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 200
 
 
 def template_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation of accuracy over seeds for each baseline template, style and
-    budget mode."""
+    """Mean and standard deviation of accuracy over seeds for each baseline template, style,
+    budget mode and block output convention."""
+    def key(r: dict[str, Any]) -> tuple[str, str, str, str]:
+        return r["template"], r["style"], r["budget_mode"], r["block_output"]
+
     out = []
-    groups = dict.fromkeys((r["template"], r["style"], r["budget_mode"])
-                           for r in rows if r["template"])
-    for name, style, mode in groups:
-        runs = [r for r in rows
-                if (r["template"], r["style"], r["budget_mode"]) == (name, style, mode)]
+    for group in dict.fromkeys(key(r) for r in rows if r["template"]):
+        runs = [r for r in rows if key(r) == group]
         acc = np.array([r["accuracy"] for r in runs])
         first = runs[0]
-        out.append({"template": name, "style": style, "budget_mode": mode, "seeds": len(runs),
+        name, style, mode, output = group
+        out.append({"template": name, "style": style, "budget_mode": mode,
+                    "block_output": output, "seeds": len(runs),
                     "accuracy_mean": float(acc.mean()),
                     "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                     **{k: first[k] for k in ("connections", "mbd", "mean_distance", "params")}})
@@ -194,9 +197,10 @@ def correlation_table(result: dict[str, Any]) -> Table:
 def template_table(result: dict[str, Any]) -> Table:
     """The per-template summary of an :func:`analyze` result, formatted once."""
     headers = ["template", "seeds", "accuracy (mean ± std)", "connections", "MBD",
-               "mean distance", "params", "style", "budget"]
+               "mean distance", "params", "style", "budget", "block output"]
     rows = [[t["template"], str(t["seeds"]), f"{t['accuracy_mean']:.4f} ± {t['accuracy_std']:.4f}",
              str(t["connections"]), str(t["mbd"]), f"{t['mean_distance']:.3f}", str(t["params"]),
-             t.get("style", "per_block"), t.get("budget_mode", "exact")]
+             t.get("style", "per_block"), t.get("budget_mode", "exact"),
+             t.get("block_output", "template")]
             for t in result["templates"]]
     return headers, rows

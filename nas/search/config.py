@@ -7,7 +7,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from search_spaces import SEARCH_SPACES, STYLES, TEMPLATES, PatternError, SearchSpace, make_space
+from search_spaces import (
+    BLOCK_OUTPUTS,
+    SEARCH_SPACES,
+    STYLES,
+    TEMPLATES,
+    PatternError,
+    SearchSpace,
+    make_space,
+)
 
 from ..engine.configs import ArchConfig, DataConfig, TrainConfig
 from ..engine.memory import check_fits, log_connections
@@ -53,13 +61,15 @@ class SpaceConfig:
 @dataclass(frozen=True)
 class BaselinesConfig:
     """Fixed template trials trained alongside the search, once per template, style, budget
-    mode and seed. Budget "exact": at the study budget (in another style than the search's: at
-    log's count in that style) where the template can meet it, else at its own count;
-    "authors": at its own count with the authors' K."""
+    mode, block output convention and seed. Budget "exact": at the study budget (in another
+    style, or with another block output: at log's count in that style and convention) where the
+    template can meet it, else at its own count; "authors": at its own count with the authors'
+    K."""
     templates: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
     styles: tuple[str, ...] | None = None      # None: the search space's style
     budgets: tuple[str, ...] = ("exact",)
+    block_outputs: tuple[str, ...] = ("template",)  # "all": block outputs read every node
 
     def __post_init__(self):
         for t in self.templates:
@@ -69,6 +79,9 @@ class BaselinesConfig:
             require(s in STYLES, "styles", STYLES.unknown(s))
         require(len(self.budgets) >= 1 and set(self.budgets) <= {"exact", "authors"},
                 "budgets", "use a non-empty list of 'exact' and 'authors'")
+        require(len(self.block_outputs) >= 1, "block_outputs", "needs at least one convention")
+        for o in self.block_outputs:
+            require(o in BLOCK_OUTPUTS, "block_outputs", BLOCK_OUTPUTS.unknown(o))
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,8 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
     slot = TrialRecord(slot=r.slot, baseline=r.baseline, pattern=r.pattern,
                        hash=r.hash if bench else None,
                        seed=r.seed if r.baseline or bench else None,
-                       budget_mode=r.budget_mode, style=r.style if r.baseline else None)
+                       budget_mode=r.budget_mode, style=r.style if r.baseline else None,
+                       block_output=r.block_output)
     study.add_trial(create_trial(
         state=TrialState.WAITING, params=failed.params, distributions=failed.distributions,
         user_attrs=slot.to_user_attrs(),

@@ -29,6 +29,7 @@ class TrialRecord:
     seed: int | None = None                # training seed (baselines: set when queued)
     budget_mode: str | None = None         # baselines: "exact" or "authors" (None: exact)
     style: str | None = None               # network style (baselines: set when queued)
+    block_output: str | None = None        # baselines: "template" or "all" (None: template)
     pattern: dict[str, Any] | None = None  # benchmark slots: the pattern to train (to_dict)
     # The pattern, set before training.
     spec: dict[str, Any] | None = None     # the pattern spec JSON (see PatternSpec)

@@ -27,16 +27,16 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CONFIG_ATTR = "config"  # the study user attr that holds config_summary()
 
 
-BaselineKey = tuple[str, int, str, str]  # (template, seed, style, budget mode)
+BaselineKey = tuple[str, int, str, str, str]  # (template, seed, style, budget mode, output)
 
 
 def baseline_slots(cfg: StudyConfig) -> list[TrialRecord]:
-    """The baseline trials a config asks for: each template once per style, budget mode and
-    seed."""
+    """The baseline trials a config asks for: each template once per style, budget mode, block
+    output convention and seed."""
     b = cfg.baselines
-    return [TrialRecord(baseline=t, seed=s, style=st, budget_mode=m)
+    return [TrialRecord(baseline=t, seed=s, style=st, budget_mode=m, block_output=o)
             for t in b.templates for st in b.styles or (cfg.search_space.style,)
-            for m in b.budgets for s in b.seeds]
+            for m in b.budgets for o in b.block_outputs for s in b.seeds]
 
 
 def bench_patterns(cfg: StudyConfig) -> list[Pattern]:
@@ -65,25 +65,29 @@ def bench_slots(cfg: StudyConfig) -> list[TrialRecord]:
 
 
 def baseline_key(r: TrialRecord, space_style: str) -> BaselineKey:
-    """A baseline slot's identity; slots queued before styles existed were per_block, exact."""
+    """A baseline slot's identity; slots queued before styles (or block output conventions)
+    existed were per_block (the space's style), exact, with the template's block output."""
     assert r.baseline is not None and r.seed is not None
-    return r.baseline, r.seed, r.style or space_style, r.budget_mode or "exact"
+    return (r.baseline, r.seed, r.style or space_style, r.budget_mode or "exact",
+            r.block_output or "template")
 
 
 def baseline_pattern(space: SearchSpace, template: str, style: str | None = None,
-                     budget_mode: str | None = None) -> Pattern:
-    """A baseline template in ``style`` (default: the space's). Exact budget mode: at the study
-    budget (in another style: at log's count in that style) where the template can meet it, else
-    at its own count (dense and chain as references). Authors' mode: at its own count."""
-    style = style or space.style
+                     budget_mode: str | None = None, block_output: str | None = None) -> Pattern:
+    """A baseline template in ``style`` (default: the space's) under the block output
+    convention (default: the template's own). Exact budget mode: at the study budget (in
+    another style or convention: at log's count in that style and convention) where the template
+    can meet it, else at its own count (dense and chain as references). Authors' mode: at its
+    own count."""
+    style, output = style or space.style, block_output or "template"
     if budget_mode == "authors":
-        return template_pattern(template, space.layers, style=style)
-    budget = space.budget if style == space.style else \
-        template_pattern("log", space.layers, style=style).connections
+        return template_pattern(template, space.layers, style=style, output=output)
+    budget = space.budget if (style, output) == (space.style, "template") else \
+        template_pattern("log", space.layers, style=style, output=output).connections
     try:
-        return budgeted_pattern(template, space.layers, budget, style)
+        return budgeted_pattern(template, space.layers, budget, style, output)
     except PatternError:
-        return template_pattern(template, space.layers, style=style)
+        return template_pattern(template, space.layers, style=style, output=output)
 
 
 def counts_as_slot(t: FrozenTrial) -> bool:
