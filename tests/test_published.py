@@ -142,3 +142,61 @@ def test_the_replay_tables_in_the_readme_match_the_json(replayed):
     for row, z in zip(rows, result["zero_cost"]):
         assert (row[0], row[1]) == (z["score"], z["method"])
         assert float(row[2]) == pytest.approx(z["r"], abs=5e-4)
+
+
+DEPTH = ROOT / "studies" / "results" / "principle_depth"
+DEPTH_STUDIES = ("principle_depth_L8", "principle_depth_L16", "principle_depth_L32",
+                 "principle_depth_L64", "principle_styles_3x12")
+
+
+@pytest.fixture(scope="module")
+def depth():
+    results = {name: json.loads((DEPTH / name / "analyze.json").read_text())
+               for name in DEPTH_STUDIES}
+    return results, json.loads((DEPTH / "depth.json").read_text()), \
+        (DEPTH / "README.md").read_text()
+
+
+def test_each_depth_study_is_its_config_and_its_storage(depth):
+    from nas.results.analysis import analyze
+    from nas.search.storage import load_study
+    from nas.search.study import baseline_slots
+
+    results, _, readme = depth
+    for name, result in results.items():
+        for file in ("analyze.json", "report.html", "accuracy_vs_mean_distance.png"):
+            assert (DEPTH / name / file).is_file(), (name, file)
+        cfg = load_config(ROOT / "studies" / f"{name}.toml")
+        assert f"skipnas study start studies/{name}.toml" in readme
+        assert result["study"] == name and result["layers"] == list(cfg.search_space.layers)
+        assert result["budget"] == cfg.search_space.build().budget
+        # Every slot ran: the templates in each style, budget and block output, per seed.
+        slots = baseline_slots(cfg)
+        assert sum(t["seeds"] for t in result["templates"]) == len(slots)
+        assert len(result["templates"]) == len(slots) // len(cfg.baselines.seeds)
+        assert result["trials_total"] >= cfg.trials
+    # The committed storage gives back the committed analysis.
+    name = "principle_depth_L16"
+    again = analyze(load_study(name, f"sqlite:///{DEPTH / 'study.db'}"))
+    assert again == results[name]
+
+
+def test_the_depth_summary_is_that_of_the_analyses(depth):
+    from nas.results.depth import depth_summary, depth_table
+    from nas.tables import markdown_table
+
+    results, summary, readme = depth
+    one_block = [r for r in results.values() if len(r["layers"]) == 1]
+    assert depth_summary(one_block, resamples=summary["resamples"]) == summary
+    assert [d["layers"] for d in summary["depths"]] == [8, 16, 32, 64]
+    assert markdown_table(*depth_table(summary)) in readme
+    assert (DEPTH / "depth.png").is_file()
+
+
+def test_the_readme_template_tables_are_the_analyses(depth):
+    from nas.results.analysis import template_table
+    from nas.tables import markdown_table
+
+    results, _, readme = depth
+    for result in results.values():
+        assert markdown_table(*template_table(result)) in readme, result["study"]

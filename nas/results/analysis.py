@@ -153,7 +153,9 @@ def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 200
                 r, lo, hi, p = correlate(dist, acc, method, z, resamples=resamples, seed=seed)
                 correlations.append(Correlation(method, against, control, r, lo, hi, p,
                                                 len(acc)))
-    return {"study": study.study_name, "style": study_style(study), "budget": budget,
+    layers = (stored_config(study) or {}).get("search_space", {}).get("layers")
+    return {"study": study.study_name, "style": study_style(study), "layers": layers,
+            "budget": budget,
             "trials_at_budget": len(at_budget),
             "trials_total": len(rows), "resamples": resamples,
             "correlations": [asdict(c) for c in correlations],
@@ -175,6 +177,7 @@ def template_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         name, style, mode, output = group
         out.append({"template": name, "style": style, "budget_mode": mode,
                     "block_output": output, "seeds": len(runs),
+                    "accuracies": [float(a) for a in acc],
                     "accuracy_mean": float(acc.mean()),
                     "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                     **{k: first[k] for k in ("connections", "mbd", "mean_distance", "params")}})

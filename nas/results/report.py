@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,7 +17,14 @@ from ..engine.spec import PatternSpec
 from ..errors import UserError
 from ..search.record import TrialRecord
 from ..tables import html_table
-from .analysis import correlation_table, principle_rows, spearman, study_rows, template_table
+from .analysis import (
+    analyze,
+    correlation_table,
+    principle_rows,
+    spearman,
+    study_rows,
+    template_table,
+)
 
 
 class Figure(NamedTuple):
@@ -174,9 +182,10 @@ def write_png(fig: go.Figure, out: str | Path, width: int = 900, height: int = 5
     fig = go.Figure(fig).update_layout(width=width, height=height, margin={"t": 60})
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "figure.html"
-        page.write_text("<html><body style='margin:0'>" + fig.to_html(
-            full_html=False, include_plotlyjs=True, config={"displayModeBar": False})
-            + "</body></html>")
+        body = fig.to_html(full_html=False, include_plotlyjs=True,
+                           config={"displayModeBar": False})
+        page.write_text(f"<html><head><meta charset='utf-8'></head><body style='margin:0'>{body}"
+                        f"</body></html>", encoding="utf-8")
         subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
                         "--no-first-run", "--disable-background-networking",
                         "--disable-component-update", "--disable-sync",
@@ -185,3 +194,16 @@ def write_png(fig: go.Figure, out: str | Path, width: int = 900, height: int = 5
                         f"--screenshot={out}", page.as_uri()],
                        check=True, capture_output=True, timeout=120)
     return out
+
+
+def publish_study(study: optuna.Study, out: str | Path) -> dict[str, Any]:
+    """A study's published results in ``out``: analyze.json, report.html and
+    accuracy_vs_mean_distance.png (needs Chromium); returns the analysis."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = analyze(study)
+    (out / "analyze.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_report(study, out / "report.html", result)
+    fig = next(f.figure for f in figures(study) if f.id == "accuracy-vs-mean-distance")
+    write_png(fig, out / "accuracy_vs_mean_distance.png")
+    return result

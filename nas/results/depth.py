@@ -1,0 +1,119 @@
+"""The principle across depths: one study per depth L (one block at log's count), read back from
+their :func:`~nas.results.analysis.analyze` results. Per depth, the rank correlation of accuracy
+with backprop distance and log's lead over nearest; across depths, whether that lead grows."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..errors import UserError
+from .analysis import Table
+
+GAP = ("log", "nearest")  # the lead the paper predicts to widen with depth: log minus nearest
+
+
+def _accuracies(result: dict[str, Any], template: str) -> np.ndarray:
+    """Per-seed accuracies of ``template`` at the study budget in its style, as the template
+    gives its block output."""
+    for t in result["templates"]:
+        if (t["template"], t.get("style"), t.get("budget_mode"), t.get("block_output")) == (
+                template, result["style"], "exact", "template") \
+                and t["connections"] == result["budget"]:
+            return np.array(t["accuracies"], dtype=float)
+    raise UserError(f"study {result['study']!r}: no {template} runs at its budget of "
+                    f"{result['budget']} connections")
+
+
+def _spearman(result: dict[str, Any], against: str) -> dict[str, float]:
+    c = next(c for c in result["correlations"]
+             if (c["method"], c["against"], c["controlled_for"]) == ("spearman", against, ""))
+    return {"r": c["r"], "ci_low": c["ci_low"], "ci_high": c["ci_high"], "p_value": c["p_value"]}
+
+
+def _slope(depths: np.ndarray, gaps: np.ndarray) -> float:
+    """Least-squares change of the gap per doubling of L."""
+    return float(np.polyfit(np.log2(depths), gaps, 1)[0])
+
+
+def depth_summary(results: Sequence[dict[str, Any]], resamples: int = 2000,
+                  seed: int = 0) -> dict[str, Any]:
+    """Per depth: Spearman of accuracy with mean distance and with MBD (their CIs), and the
+    accuracy gap log - nearest (its standard error over seeds). Across depths: the gap's
+    least-squares slope per doubling of L, with a 95% bootstrap CI over each template's seeds."""
+    if len(results) < 2:
+        raise UserError("a depth summary needs studies at two depths or more")
+    for r in results:
+        if not r.get("layers") or len(r["layers"]) != 1:
+            raise UserError(f"study {r['study']!r}: a depth summary needs one-block studies, "
+                            f"this one has layers {r.get('layers')}")
+    results = sorted(results, key=lambda r: r["layers"][0])
+    depths = np.array([r["layers"][0] for r in results], dtype=float)
+    if len(set(depths)) != len(depths):
+        raise UserError(f"two studies at the same depth: {[int(d) for d in depths]}")
+    runs = [[_accuracies(r, name) for name in GAP] for r in results]
+    rows = []
+    for r, (lead, base) in zip(results, runs):
+        se = np.sqrt(lead.var(ddof=1) / len(lead) + base.var(ddof=1) / len(base)) \
+            if min(len(lead), len(base)) > 1 else float("nan")
+        rows.append({"study": r["study"], "layers": r["layers"][0], "budget": r["budget"],
+                     "n": r["trials_at_budget"],
+                     "spearman_mean_distance": _spearman(r, "mean_distance"),
+                     "spearman_mbd": _spearman(r, "mbd"),
+                     GAP[0]: float(lead.mean()), GAP[1]: float(base.mean()),
+                     "gap": float(lead.mean() - base.mean()), "gap_se": float(se)})
+    gaps = np.array([row["gap"] for row in rows])
+    rng = np.random.default_rng(seed)
+    boots = [_slope(depths, np.array([rng.choice(a, len(a)).mean() - rng.choice(b, len(b)).mean()
+                                      for a, b in runs]))
+             for _ in range(resamples)]
+    low, high = np.percentile(boots, [2.5, 97.5])
+    return {"gap": f"{GAP[0]} - {GAP[1]}", "depths": rows,
+            "gap_slope_per_doubling": _slope(depths, gaps),
+            "gap_slope_ci": [float(low), float(high)], "resamples": resamples}
+
+
+def depth_table(summary: dict[str, Any]) -> Table:
+    """The per-depth rows of a :func:`depth_summary`, formatted once."""
+    def corr(c: dict[str, float]) -> str:
+        return f"{c['r']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+
+    headers = ["L", "budget", "n", "Spearman: mean distance [95% CI]", "Spearman: MBD [95% CI]",
+               GAP[0], GAP[1], f"{summary['gap']} (± SE)"]
+    rows = [[str(d["layers"]), str(d["budget"]), str(d["n"]), corr(d["spearman_mean_distance"]),
+             corr(d["spearman_mbd"]), f"{d[GAP[0]]:.4f}", f"{d[GAP[1]]:.4f}",
+             f"{d['gap']:+.4f} ± {d['gap_se']:.4f}"] for d in summary["depths"]]
+    return headers, rows
+
+
+def depth_figure(summary: dict[str, Any]) -> go.Figure:
+    """Left: the gap log - nearest against L (± one SE). Right: Spearman of accuracy with mean
+    distance and with MBD against L (95% CIs)."""
+    rows = summary["depths"]
+    depths = [d["layers"] for d in rows]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        f"accuracy gap {summary['gap']} (± 1 SE)", "Spearman of accuracy with distance (95% CI)"))
+    fig.add_trace(go.Scatter(x=depths, y=[d["gap"] for d in rows], mode="lines+markers",
+                             name=summary["gap"],
+                             error_y={"type": "data", "array": [d["gap_se"] for d in rows]}),
+                  row=1, col=1)
+    for key, name in (("spearman_mean_distance", "mean distance"), ("spearman_mbd", "MBD")):
+        r = [d[key]["r"] for d in rows]
+        fig.add_trace(go.Scatter(
+            x=depths, y=r, mode="lines+markers", name=f"Spearman vs {name}",
+            error_y={"type": "data", "symmetric": False,
+                     "array": [d[key]["ci_high"] - v for d, v in zip(rows, r)],
+                     "arrayminus": [v - d[key]["ci_low"] for d, v in zip(rows, r)]}),
+            row=1, col=2)
+    for col in (1, 2):
+        fig.add_hline(y=0, line={"color": "#888", "dash": "dot"}, row=1, col=col)
+        fig.update_xaxes(type="log", tickvals=depths, title_text="layers L (log scale)",
+                         row=1, col=col)
+    low, high = summary["gap_slope_ci"]
+    slope = summary["gap_slope_per_doubling"]
+    fig.update_layout(title=f"The principle at depth: the gap changes {slope:+.4f} per doubling "
+                            f"of L, 95% CI [{low:+.4f}, {high:+.4f}]")
+    return fig
