@@ -382,7 +382,7 @@ def _budgeted(name: str, layers: Sequence[int], budget: int, style: str,
               output: str = "template") -> Fitted:
     template = TEMPLATES[name]
     layers = _depths(layers)
-    BLOCK_OUTPUTS[output]
+    BLOCK_OUTPUTS[output]  # unknown: PatternError naming the known conventions
     if style == "per_block":
         log_counts = [b.connections for b in template_pattern("log", layers, output=output).blocks]
         if not sum(layers) + len(layers) <= budget <= sum(

@@ -71,6 +71,9 @@ def test_the_gap_uses_the_exact_budget_runs_only():
     ([result(8, [0.8], [0.7]), {**result(16, [0.8], [0.7]), "layers": [8, 8]}], "one-block"),
     ([result(8, [0.8], [0.7]), {**result(16, [0.8], [0.7]), "templates": []}],
      "no log runs at its budget"),
+    ([result(8, [0.8], [0.7]), {**result(16, [0.8], [0.7]), "templates": [
+        {k: v for k, v in t.items() if k != "accuracies"}
+        for t in result(16, [0.8], [0.7])["templates"]]}], "predates per-seed accuracies"),
 ])
 def test_refusals(results, message):
     with pytest.raises(UserError, match=message):

@@ -17,12 +17,15 @@ GAP = ("log", "nearest")  # the lead the paper predicts to widen with depth: log
 
 
 def _accuracies(result: dict[str, Any], template: str) -> np.ndarray:
-    """Per-seed accuracies of ``template`` at the study budget in its style, as the template
-    gives its block output."""
+    """Per-seed accuracies of ``template`` at the study budget, in the study's style, with the
+    block output its rule gives."""
     for t in result["templates"]:
         if (t["template"], t.get("style"), t.get("budget_mode"), t.get("block_output")) == (
                 template, result["style"], "exact", "template") \
                 and t["connections"] == result["budget"]:
+            if "accuracies" not in t:
+                raise UserError(f"study {result['study']!r}: its analysis predates per-seed "
+                                f"accuracies; analyze the study again")
             return np.array(t["accuracies"], dtype=float)
     raise UserError(f"study {result['study']!r}: no {template} runs at its budget of "
                     f"{result['budget']} connections")
