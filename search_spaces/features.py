@@ -7,14 +7,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .distances import distance_stats
+from .distances import DistanceStats, distance_stats
 from .pattern import Pattern, PatternError
 from .registry import Registry
 
 
-def _distance_shares(pattern: Pattern) -> list[float]:
+def _distance_shares(stats: DistanceStats) -> list[float]:
     """Shares of the connected pairs at distance 1, 2, 3 and >= 4."""
-    stats = distance_stats(pattern)
     hist = np.asarray(stats.histogram[1:], dtype=float) / max(1, stats.pairs)
     hist = np.pad(hist, (0, max(0, 3 - len(hist))))
     return [*hist[:3], float(hist[3:].sum())]
@@ -34,7 +33,7 @@ def features(pattern: Pattern) -> np.ndarray:
     degrees = np.concatenate([[len(block.reads(i)) for i in range(1, block.num_layers + 1)]
                               for block in pattern.blocks]).astype(float)
     thirds = [part.mean() if part.size else 0.0 for part in np.array_split(degrees, 3)]
-    return np.array([stats.mean, stats.mbd, *_distance_shares(pattern),
+    return np.array([stats.mean, stats.mbd, *_distance_shares(stats),
                      _reads_of_input(pattern), *thirds])
 
 
@@ -44,5 +43,6 @@ Score = Callable[[Pattern], float]
 SCORES: Registry[Score] = Registry("zero-cost score", PatternError)
 SCORES.add("mean_distance", lambda p: -distance_stats(p).mean)
 SCORES.add("mbd", lambda p: -float(distance_stats(p).mbd))
-SCORES.add("short_pairs", lambda p: float(sum(_distance_shares(p)[:2])))  # share at d <= 2
+# The share of pairs at distance <= 2.
+SCORES.add("short_pairs", lambda p: float(sum(_distance_shares(distance_stats(p))[:2])))
 SCORES.add("reads_of_node0", lambda p: float(_reads_of_input(p)))

@@ -44,21 +44,13 @@ def bench_config(tmp_path, name="tiny", layers=7, sampler="random"):
     return path
 
 
-def subset_count(L: int, target: int) -> int:
-    """Offset sets {1} + S, S of 2..L, whose edges (L + 2 - o each) sum to target: a DP."""
-    ways = [1] + [0] * target
-    for o in range(2, L + 1):
-        w = L + 2 - o
-        for t in range(target, w - 1, -1):
-            ways[t] += ways[t - w]
-    return ways[target]
-
-
 @pytest.mark.parametrize("L", [6, 9, 12, 15])
 def test_every_offset_set_at_the_budget_is_listed_once_and_reachable(L):
     space = make_space("offsets", [L])
     patterns = space.all_patterns()
-    assert len(patterns) == subset_count(L, space.budget - (L + 1))
+    # The listing (a search) agrees with the count (a DP over the offsets' L + 2 - o edges).
+    assert len(patterns) == count_subsets([L + 2 - o for o in range(2, L + 1)],
+                                          space.budget - (L + 1))
     assert len({p.hash for p in patterns}) == len(patterns)
     assert all(p.connections == space.budget for p in patterns)
     for p in patterns[:20]:  # keys 1 for the set's offsets, 0 for the others give it back

@@ -68,6 +68,29 @@ def test_trial_record_round_trips_through_optuna_storage():
     assert empty == TrialRecord() and not empty.is_baseline and not empty.is_reused
 
 
+def test_a_finished_record_gives_back_the_slot_it_was_queued_as():
+    from dataclasses import replace
+
+    from nas.search.config import config_from_dict
+    from nas.search.study import baseline_slots, bench_slots
+
+    cfg = config_from_dict({
+        "name": "q", "trials": 1, "search_space": {"layers": [6]},
+        "baselines": {"templates": ["log"], "styles": ["per_block", "v1"],
+                      "budgets": ["exact", "authors"], "block_outputs": ["template", "all"]},
+        "bench": {"seeds": [0, 1]}, "data": {"name": "synthetic"}})
+    slots = [*baseline_slots(cfg), *bench_slots(cfg), TrialRecord(slot="search")]
+    assert len(slots) == 8 + 2 * len(cfg.search_space.build().all_patterns()) + 1
+    for slot in slots:
+        # Everything a worker writes later, over what the slot had.
+        done = replace(slot, spec={"blocks": []}, hash=slot.hash or "ab12",
+                       seed=3 if slot.seed is None else slot.seed, style=slot.style or "per_block",
+                       connections=17, mbd=3, mean_distance=1.5, params=10, flops=20,
+                       device="cpu", worker="h:1", train_seconds=1.0, val_curve=[0.5],
+                       loss_curve=[1.0], status="ok", fail_reason="interrupted", requeued=True)
+        assert done.queued() == slot
+
+
 def test_record_refuses_a_misspelt_field():
     trial = optuna.create_study().ask()
     with pytest.raises(TypeError, match="fail_reasn"):

@@ -170,9 +170,10 @@ class EmbeddedSampler(PatternSampler):
         _, _, vt = np.linalg.svd((x - self.center) / self.scale, full_matrices=False)
         self.axes = vt[:dims].T
         z = self._z(pool)
+        self.low, self.high = z.min(axis=0) - 1e-9, z.max(axis=0) + 1e-9  # the inner's box
         self.dists: dict[str, BaseDistribution] = {
-            f"pc{k}": FloatDistribution(float(lo) - 1e-9, float(hi) + 1e-9)
-            for k, (lo, hi) in enumerate(zip(z.min(axis=0), z.max(axis=0)))}
+            f"pc{k}": FloatDistribution(float(lo), float(hi))
+            for k, (lo, hi) in enumerate(zip(self.low, self.high))}
 
     def _z(self, patterns: list[Pattern]) -> np.ndarray:
         return ((self.features_of(patterns) - self.center) / self.scale) @ self.axes
@@ -187,9 +188,7 @@ class EmbeddedSampler(PatternSampler):
                     self.inner.tell(self._asked[pattern.hash], accuracy)
                 continue
             # TPE learns where the trained pattern really lies, whoever proposed it.
-            box = [(d.low, d.high) for d in self.dists.values()
-                   if isinstance(d, FloatDistribution)]
-            z = np.clip(self._z([pattern])[0], *np.array(box).T)
+            z = np.clip(self._z([pattern])[0], self.low, self.high)
             self.inner.add_trial(optuna.trial.create_trial(
                 params={k: float(v) for k, v in zip(self.dists, z)},
                 distributions=self.dists, value=accuracy))

@@ -43,16 +43,9 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
     if not can_requeue(failed):
         return False
     history = [*failed.system_attrs.get("retry_history", []), failed.number]
-    r = TrialRecord.from_trial(failed)
-    bench = r.pattern is not None
-    slot = TrialRecord(slot=r.slot, baseline=r.baseline, pattern=r.pattern,
-                       hash=r.hash if bench else None,
-                       seed=r.seed if r.baseline or bench else None,
-                       budget_mode=r.budget_mode, style=r.style if r.baseline else None,
-                       block_output=r.block_output)
     study.add_trial(create_trial(
         state=TrialState.WAITING, params=failed.params, distributions=failed.distributions,
-        user_attrs=slot.to_user_attrs(),
+        user_attrs=TrialRecord.from_trial(failed).queued().to_user_attrs(),
         system_attrs={"failed_trial": failed.system_attrs.get("failed_trial", failed.number),
                       "retry_history": history}))
     return True

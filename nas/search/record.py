@@ -61,6 +61,19 @@ class TrialRecord:
         """The fields that are set, as Optuna user attrs."""
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
+    def queued(self) -> "TrialRecord":
+        """The record as its slot was queued: a search slot's kind only; a baseline's template,
+        seed, style, budget mode and block output; a benchmark slot's pattern, hash and seed.
+        A slot queued again (requeue) starts from this."""
+        if self.is_baseline:
+            return TrialRecord(slot=self.slot, baseline=self.baseline, seed=self.seed,
+                               budget_mode=self.budget_mode, style=self.style,
+                               block_output=self.block_output)
+        if self.pattern is not None:
+            return TrialRecord(slot=self.slot, pattern=self.pattern, hash=self.hash,
+                               seed=self.seed)
+        return TrialRecord(slot=self.slot)
+
     @property
     def is_baseline(self) -> bool:
         return self.baseline is not None
