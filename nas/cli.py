@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from .engine.configs import COMPILE_MODES
 from .errors import USER_ERRORS, UserError
+from .interrupts import Terminated
 from .tables import format_table
 
 # Commands import what they need when they run: the read-only ones (templates, study status,
@@ -450,11 +451,6 @@ def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True) -> None
                    help="worker processes on this machine, sharing its cores or GPUs "
                         "(default: the config's workers; 0: one per CPU core or GPU)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (timeout, SLURM, systemd) handled as Ctrl-C: the running trial is failed with
-    reason "interrupted" and queued again."""
 
 
 def _terminate(signum: int, frame: Any) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import interrupts
 from ..errors import DataError
 from .datasets import DATASETS, DatasetInfo
 
@@ -116,5 +117,6 @@ def batches(split: Split, batch_size: int, *, shuffle: bool,
              else torch.arange(n, device=device))
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for start in range(0, stop, batch_size):
+        interrupts.check()  # a study's Ctrl-C or SIGTERM lands here, never inside a storage call
         idx = order[start:start + batch_size]
         yield split.images[idx], split.labels[idx]

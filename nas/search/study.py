@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search_spaces import Pattern, PatternError, SearchSpace, budgeted_pattern, template_pattern
 from search_spaces.spaces import sample_patterns
 
+from .. import interrupts
 from ..errors import UserError
 from ..settings import to_dict
 from .config import StudyConfig
@@ -150,19 +151,21 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig) -> None:
     slots = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)
              if counts_as_slot(t)]
     style = cfg.search_space.style
+    missing = []
     have_baselines = [baseline_key(r, style) for r in slots if r.is_baseline]
     for wanted in baseline_slots(cfg):
         if baseline_key(wanted, style) in have_baselines:
             have_baselines.remove(baseline_key(wanted, style))
         else:
-            study.enqueue_trial({}, user_attrs=wanted.to_user_attrs())
+            missing.append(wanted)
     have_bench = {(r.hash, r.seed) for r in slots if r.pattern is not None}
-    for wanted in bench_slots(cfg):
-        if (wanted.hash, wanted.seed) not in have_bench:
-            study.enqueue_trial({}, user_attrs=wanted.to_user_attrs())
+    missing += [w for w in bench_slots(cfg) if (w.hash, w.seed) not in have_bench]
     search = sum(1 for r in slots if not r.is_baseline and r.pattern is None)
-    for _ in range(max(0, cfg.trials - search)):
-        study.enqueue_trial({}, user_attrs=TrialRecord(slot="search").to_user_attrs())
+    missing += [TrialRecord(slot="search")] * max(0, cfg.trials - search)
+    with interrupts.deferred():  # Ctrl-C between two slots, never inside one's commit
+        for wanted in missing:
+            interrupts.check()
+            study.enqueue_trial({}, user_attrs=wanted.to_user_attrs())
 
 
 def config_summary(cfg: StudyConfig, space: SearchSpace) -> dict[str, Any]:

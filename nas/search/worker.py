@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import Pattern, PatternError
 
+from .. import interrupts
 from ..engine.spec import PatternSpec, make_spec
 from ..engine.train import TrainResult, resolve_device, train
 from ..errors import UserError
@@ -141,35 +142,38 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
                study: optuna.Study | None = None, poll_seconds: float = 1.0) -> WorkerReport:
     """Claim and run WAITING trials until none is waiting and none is running elsewhere
     (a running one may still fail and be queued again here). Each pass first fails the trials
-    of workers silent for 3 heartbeats and queues their slots again."""
-    if study is None:
-        study = load_study(cfg.name, cfg.storage_url,
-                           sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
-                           pruner=make_pruner(cfg))
-        check_config(study, cfg)
-    storage = storage_of(study)
-    objective = Objective(cfg)
-    report = WorkerReport()
-    bar = _StudyBar(study, disable=not progress)
-    while True:
-        fail_stale(study, storage, grace_seconds=3 * cfg.heartbeat_seconds)
-        trial_id = claim_waiting(study)
-        if trial_id is None:
-            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                break
-            time.sleep(poll_seconds)
-            continue
-        start = time.perf_counter()
-        frozen = _run_one(study, trial_id, objective, cfg.heartbeat_seconds)
-        if frozen is None:
-            bar.note(f"trial {storage.get_trial(trial_id).number} was failed and queued again "
-                     f"while this worker was silent; its result is dropped")
-            continue
-        report.trials += 1
-        report.seconds += time.perf_counter() - start
-        report.train_seconds += TrialRecord.from_trial(frozen).train_seconds or 0.0
-        bar.update(frozen)
-    bar.close()
+    of workers silent for 3 heartbeats and queues their slots again. Ctrl-C and SIGTERM take
+    effect between batches or trials (:mod:`nas.interrupts`)."""
+    with interrupts.deferred():
+        if study is None:
+            study = load_study(cfg.name, cfg.storage_url,
+                               sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
+                               pruner=make_pruner(cfg))
+            check_config(study, cfg)
+        storage = storage_of(study)
+        objective = Objective(cfg)
+        report = WorkerReport()
+        bar = _StudyBar(study, disable=not progress)
+        while True:
+            interrupts.check()
+            fail_stale(study, storage, grace_seconds=3 * cfg.heartbeat_seconds)
+            trial_id = claim_waiting(study)
+            if trial_id is None:
+                if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                    break
+                time.sleep(poll_seconds)
+                continue
+            start = time.perf_counter()
+            frozen = _run_one(study, trial_id, objective, cfg.heartbeat_seconds)
+            if frozen is None:
+                bar.note(f"trial {storage.get_trial(trial_id).number} was failed and queued "
+                         f"again while this worker was silent; its result is dropped")
+                continue
+            report.trials += 1
+            report.seconds += time.perf_counter() - start
+            report.train_seconds += TrialRecord.from_trial(frozen).train_seconds or 0.0
+            bar.update(frozen)
+        bar.close()
     return report
 
 
@@ -276,10 +280,10 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Objective,
 
 
 def _give_back(study: optuna.Study, trial: optuna.Trial, trial_id: int) -> None:
-    """Fail an interrupted trial with reason "interrupted" and queue its slot again. The
-    interrupt may have cut a storage call short, leaving a session that Optuna rolls back on
-    the next error: so two attempts, and a trial still not written is left to the other
-    workers' stale sweep. The interrupt itself always goes on."""
+    """Fail an interrupted trial with reason "interrupted" and queue its slot again. A storage
+    error here (a forced second Ctrl-C, a lost connection) gets a second attempt, and a trial
+    still not written is left to the other workers' stale sweep. The interrupt itself always
+    goes on."""
     for attempt in range(2):
         try:
             again = can_requeue(storage_of(study).get_trial(trial_id))

@@ -1,0 +1,97 @@
+"""Ctrl-C and SIGTERM while a study runs are noted where they arrive and raised at safe points
+(nas.interrupts): between batches and between trials, never inside a storage call. The same
+signals sent to real worker processes: tests/test_faults.py."""
+import os
+import signal
+import traceback
+
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from nas import interrupts
+from nas.engine.data import Split, batches
+from nas.search.record import TrialRecord
+from nas.search.study import create_study
+from nas.search.worker import run_worker
+from tests.test_study import finished, synthetic_config
+
+
+def send(signum):
+    os.kill(os.getpid(), signum)
+
+
+def test_a_signal_is_raised_by_check_not_where_it_arrives():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with interrupts.deferred():
+        send(signal.SIGINT)
+        assert sum(range(10_000)) == 49_995_000  # code runs on; nothing is raised here
+        with pytest.raises(KeyboardInterrupt) as e:
+            interrupts.check()
+        assert type(e.value) is KeyboardInterrupt
+        interrupts.check()  # raised once
+        send(signal.SIGTERM)
+        with pytest.raises(interrupts.Terminated):
+            interrupts.check()
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_second_ctrl_c_raises_at_once_a_second_sigterm_does_not():
+    with interrupts.deferred():
+        send(signal.SIGTERM)
+        send(signal.SIGTERM)  # a parent relaying the terminal's Ctrl-C to its workers
+        with pytest.raises(interrupts.Terminated):
+            interrupts.check()
+        send(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt) as e:
+            send(signal.SIGINT)
+        assert "check" not in [f.name for f in traceback.extract_tb(e.tb)]
+        interrupts.check()  # the forced one took the noted one with it
+
+
+def test_an_interrupt_after_the_last_check_is_raised_when_the_outer_block_ends():
+    with pytest.raises(interrupts.Terminated), interrupts.deferred():
+        with interrupts.deferred():  # nested: the outer block owns the handlers
+            send(signal.SIGTERM)
+        reached = True
+    assert reached
+    interrupts.check()  # nothing left pending outside
+
+
+def test_batches_stop_at_the_next_batch():
+    split = Split(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10))
+    seen = []
+    with pytest.raises(KeyboardInterrupt), interrupts.deferred():
+        for _, y in batches(split, 3, shuffle=False):
+            seen.append(y.tolist())
+            send(signal.SIGINT)
+    assert seen == [[0, 1, 2]]
+
+
+def test_ctrl_c_during_a_storage_write_lands_at_the_next_batch_and_the_trial_is_given_back(
+        tmp_path, monkeypatch):
+    cfg = synthetic_config(tmp_path, trials=3)
+    study = create_study(cfg)
+    storage = study._storage
+    write, writes = storage.set_trial_user_attr, []
+
+    def signal_mid_write(trial_id, key, value):
+        if key == "hash" and not writes:  # the pattern is built; training comes next
+            send(signal.SIGINT)
+            write(trial_id, key, value)
+            writes.append(key)  # the write went through
+        else:
+            write(trial_id, key, value)
+
+    monkeypatch.setattr(storage, "set_trial_user_attr", signal_mid_write)
+    with pytest.raises(KeyboardInterrupt) as e:
+        run_worker(cfg, study=study, progress=False)
+    frames = [f.name for f in traceback.extract_tb(e.tb)]
+    assert frames[-2:] == ["batches", "check"]  # raised by the first batch, not by the write
+    assert writes == ["hash"]
+    [given_back] = finished(study, TrialState.FAIL)
+    r = TrialRecord.from_trial(given_back)
+    assert (r.fail_reason, r.requeued, r.hash is not None) == ("interrupted", True, True)
+    monkeypatch.undo()
+    assert run_worker(cfg, study=study, progress=False).trials == 3
+    assert len(finished(study)) == 3
