@@ -47,13 +47,14 @@ def _note(signum: int, frame: FrameType | None) -> None:
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Within, SIGINT and SIGTERM are raised by :func:`check` (or at the end of the block),
-    not where they arrive. Nests; outside the main thread, where Python delivers no signals,
-    it does nothing."""
+    not where they arrive. A signal set to be ignored stays ignored. Nests; outside the main
+    thread, where Python delivers no signals, it does nothing."""
     global _depth, _pending
     if _depth or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, _note) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, _note) for s in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(s) is not signal.SIG_IGN}  # a background job's stays ignored
     _depth += 1
     try:
         yield

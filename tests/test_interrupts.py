@@ -95,3 +95,15 @@ def test_ctrl_c_during_a_storage_write_lands_at_the_next_batch_and_the_trial_is_
     monkeypatch.undo()
     assert run_worker(cfg, study=study, progress=False).trials == 3
     assert len(finished(study)) == 3
+
+
+def test_an_ignored_signal_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a shell's background job
+    try:
+        with interrupts.deferred():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            send(signal.SIGINT)
+            interrupts.check()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
