@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from .engine.configs import COMPILE_MODES
 from .errors import USER_ERRORS, UserError
-from .interrupts import Terminated
+from .interrupts import Terminated, terminate
 from .tables import format_table
 
 # Commands import what they need when they run: the read-only ones (templates, study status,
@@ -453,16 +453,12 @@ def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True) -> None
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("templates", "train"):
         import optuna
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         args.func(args)
     except USER_ERRORS as e:

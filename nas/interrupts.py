@@ -23,6 +23,12 @@ class Terminated(KeyboardInterrupt):
     reason "interrupted" and queued again."""
 
 
+def terminate(signum: int, frame: FrameType | None) -> None:
+    """A SIGTERM handler that raises :class:`Terminated` where the signal arrives (outside
+    :func:`deferred`)."""
+    raise Terminated
+
+
 _pending: type[KeyboardInterrupt] | None = None
 _depth = 0
 

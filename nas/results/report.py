@@ -132,11 +132,13 @@ def _note(text: str) -> go.Figure:
     return fig
 
 
-def write_report(study: optuna.Study, out: str | Path, analysis: dict | None = None) -> Path:
-    """Write the report page; returns its path."""
+def write_report(study: optuna.Study, out: str | Path, analysis: dict | None = None,
+                 figs: list[Figure] | None = None) -> Path:
+    """Write the report page (``figs``: the study's :func:`figures`, when already built);
+    returns its path."""
     out = Path(out)
     parts = []
-    for k, fig in enumerate(figures(study)):
+    for k, fig in enumerate(figures(study) if figs is None else figs):
         body = fig.figure.to_html(full_html=False, include_plotlyjs=(k == 0), div_id=fig.id,
                                   config={"displaylogo": False})
         small = " small" if fig.id.endswith("pattern") else ""
@@ -203,7 +205,8 @@ def publish_study(study: optuna.Study, out: str | Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     result = analyze(study)
     (out / "analyze.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_report(study, out / "report.html", result)
-    fig = next(f.figure for f in figures(study) if f.id == "accuracy-vs-mean-distance")
+    figs = figures(study)
+    write_report(study, out / "report.html", result, figs)
+    fig = next(f.figure for f in figs if f.id == "accuracy-vs-mean-distance")
     write_png(fig, out / "accuracy_vs_mean_distance.png")
     return result

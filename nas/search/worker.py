@@ -238,10 +238,7 @@ def _on_device(cfg: StudyConfig, device: str) -> StudyConfig:
 
 
 def _child_worker(cfg: StudyConfig, seed: int, reports: Any) -> None:
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)  # like the CLI: give the running trial back
+    signal.signal(signal.SIGTERM, interrupts.terminate)  # like the CLI: give the trial back
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         reports.put(dataclasses.asdict(run_worker(cfg, seed=seed, progress=False)))
