@@ -115,6 +115,21 @@ def cmd_study_start(args: argparse.Namespace) -> None:
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
 
+def cmd_confirm(args: argparse.Namespace) -> None:
+    from .search.confirm import start_confirm
+    from .search.worker import run_workers
+
+    cfg = _study_config(args)
+    clock = time.perf_counter()
+    study, queued = start_confirm(cfg)
+    c = cfg.confirm
+    print(f"confirm {cfg.name!r}: top {c.top} search patterns and "
+          f"{', '.join(c.baselines) or 'no template'}, {c.seeds} seeds each, at "
+          f"{cfg.confirm_fidelity.describe()}; {queued} trials queued")
+    report = run_workers(cfg, cfg.workers, study=study, progress=not args.quiet)
+    _print_worker_report(cfg, report, time.perf_counter() - clock)
+
+
 def cmd_study_check(args: argparse.Namespace) -> None:
     """Validate a config and show what it would run; writes nothing."""
     from .engine.memory import GIB, estimate_bytes
@@ -126,11 +141,16 @@ def cmd_study_check(args: argparse.Namespace) -> None:
                                           cfg.training.batch_size)
     baselines = len(baseline_slots(cfg))
     bench = f" + {len(bench_slots(cfg))} benchmark trainings" if cfg.bench.enabled else ""
+    noise = f" + {cfg.noise.repeats} noise repeats" if cfg.noise.repeats else ""
+    c = cfg.confirm
     print(f"{args.config}: study {cfg.name!r}, {space.name} space ({space.style}), layers "
           f"{list(space.layers)}, budget {space.budget} connections; {cfg.trials} search "
-          f"trials + {baselines} baselines{bench}; about {activations / GIB:.2f} GiB of "
+          f"trials + {baselines} baselines{bench}{noise}; about {activations / GIB:.2f} GiB of "
           f"activations per batch of {cfg.training.batch_size}, {weights / GIB:.3f} GiB of "
           f"weights")
+    print(f"confirm (skipnas confirm): top {c.top} patterns and "
+          f"{', '.join(c.baselines) or 'no template'}, {c.seeds} seeds each, at "
+          f"{cfg.confirm_fidelity.describe()}")
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -157,13 +177,18 @@ def _print_worker_report(cfg: Any, report: Any, wall: float) -> None:
 
 
 def _print_status(status: dict[str, Any]) -> None:
+    from .search.evidence import describe_best, describe_noise, describe_winner
+
     counts = ", ".join(f"{k.lower()} {v}" for k, v in status["counts"].items() if v)
     print(f"{status['study']}: {counts or 'no trials'}"
           + (f"; {status['reused']} reused" if status["reused"] else ""))
-    best = status["best"]
+    best, ev = status["best"], status["evidence"]
     if best:
-        print(f"best: trial {best['number']} accuracy {best['accuracy']:.4f} (pattern "
-              f"{best['hash']}, {best['connections']} connections, MBD {best['mbd']})")
+        print(f"best: trial {best['number']}, pattern {best['hash']}, {best['connections']} "
+              f"connections, MBD {best['mbd']}")
+        print(describe_best(ev))
+        print(describe_noise(ev.noise))
+        print(describe_winner(ev))
     if status["eta_seconds"]:
         print(f"ETA: {status['eta_seconds'] / 60:.1f} min at {status['seconds_per_trial']:.1f} s "
               f"per trial")
@@ -174,7 +199,7 @@ def cmd_study_status(args: argparse.Namespace) -> None:
 
     status = study_status(args.name, _storage(args))
     if args.json:
-        print(json.dumps(status, indent=1))
+        print(json.dumps({**status, "evidence": status["evidence"].to_json()}, indent=1))
     else:
         _print_status(status)
 
@@ -187,7 +212,13 @@ def _storage(args: argparse.Namespace) -> str:
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from .results.analysis import analyze, correlation_table, template_table
+    from .results.analysis import (
+        analyze,
+        confirmed_table,
+        correlation_table,
+        evidence_lines,
+        template_table,
+    )
     from .search.storage import load_study
 
     result = analyze(load_study(args.name, _storage(args)), budget=args.budget,
@@ -203,6 +234,13 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     if result["templates"]:
         print("\ntemplates (accuracy over seeds)")
         print(format_table(*template_table(result)))
+    print()
+    for line in evidence_lines(result["evidence"]):
+        print(line)
+    if result["evidence"]["confirmed"]:
+        print("\nconfirmed patterns (mean over seeds, 95% t-interval; difference from log: "
+              "Welch)")
+        print(format_table(*confirmed_table(result["evidence"])))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -228,11 +266,12 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from .results.export import trial_spec
 
-    spec = trial_spec(args.name, _storage(args), args.trial)
+    exported = trial_spec(args.name, _storage(args), args.trial)
+    spec = exported.spec
     path = spec.save(args.out)
-    print(f"wrote {path}: trial {spec.origin['trial']}, accuracy {spec.origin['accuracy']:.4f}, "
-          f"{spec.metrics['connections']} connections, MBD {spec.metrics['mbd']}, "
-          f"{spec.metrics['params']} params")
+    print(f"wrote {path}: pattern {spec.hash}, {spec.metrics['connections']} connections, MBD "
+          f"{spec.metrics['mbd']}, {spec.metrics['params']} params")
+    print(exported.note)
 
 
 def cmd_bench_build(args: argparse.Namespace) -> None:
@@ -430,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="where replay.json/.md/.html go (default: the bench directory)")
     q.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_bench_replay)
+    p = sub.add_parser("confirm", help="re-train the study's top patterns and log with more "
+                       "seeds (the [confirm] section), as trials of the same study")
+    _add_study_run_args(p, trials=False)
+    p.set_defaults(func=cmd_confirm)
     p = sub.add_parser("worker", help="one more worker on an existing study's storage")
     _add_study_run_args(p, trials=False)
     p.set_defaults(func=cmd_worker)

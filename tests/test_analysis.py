@@ -5,7 +5,8 @@ import pytest
 from scipy import stats
 
 from nas.errors import UserError
-from nas.results.analysis import analyze, correlate, kendall, partial, rankdata, spearman
+from nas.results.analysis import analyze, correlate, kendall, partial
+from nas.stats import rankdata, spearman
 from search_spaces import make_space
 
 

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from nas.engine.datasets import DATASETS
 from nas.errors import ConfigError, DataError
 from nas.search.optuna_api import TESTED_WITH, claim_waiting, storage_of, trial_id
-from nas.search.record import FIELDS, TrialRecord, record
+from nas.search.record import FIELDS, SlotKind, TrialRecord, record
 from nas.search.samplers import PRUNERS, SAMPLERS
 from nas.tables import format_table, html_table, markdown_table
 from search_spaces import SEARCH_SPACES, TEMPLATES, PatternError, Registry
@@ -72,15 +72,19 @@ def test_a_finished_record_gives_back_the_slot_it_was_queued_as():
     from dataclasses import replace
 
     from nas.search.config import config_from_dict
-    from nas.search.study import baseline_slots, bench_slots
+    from nas.search.study import baseline_slots, bench_slots, noise_slot
 
     cfg = config_from_dict({
         "name": "q", "trials": 1, "search_space": {"layers": [6]},
         "baselines": {"templates": ["log"], "styles": ["per_block", "v1"],
                       "budgets": ["exact", "authors"], "block_outputs": ["template", "all"]},
         "bench": {"seeds": [0, 1]}, "data": {"name": "synthetic"}})
-    slots = [*baseline_slots(cfg), *bench_slots(cfg), TrialRecord(slot="search")]
-    assert len(slots) == 8 + 2 * len(cfg.search_space.build().all_patterns()) + 1
+    confirm = TrialRecord(slot="confirm", baseline="log", pattern={"blocks": []}, hash="cd34",
+                          seed=2, fidelity={"epochs": 4}, repeat_of=7)
+    slots = [*baseline_slots(cfg), *bench_slots(cfg), TrialRecord(slot="search"),
+             noise_slot(cfg), confirm]
+    assert len(slots) == 8 + 2 * len(cfg.search_space.build().all_patterns()) + 3
+    assert [s.kind for s in slots[-3:]] == [SlotKind.SEARCH, SlotKind.NOISE, SlotKind.CONFIRM]
     for slot in slots:
         # Everything a worker writes later, over what the slot had.
         done = replace(slot, spec={"blocks": []}, hash=slot.hash or "ab12",
@@ -194,9 +198,9 @@ def _nas_imports(path: Path) -> set[str]:
 @pytest.mark.parametrize("package, allowed", [
     ("engine", {"nas.engine", "nas.errors", "nas.interrupts", "nas.settings", "nas._lazy"}),
     ("search", {"nas.search", "nas.engine", "nas.errors", "nas.interrupts", "nas.settings",
-                "nas._lazy"}),
+                "nas.stats", "nas._lazy"}),
     ("results", {"nas.results", "nas.search", "nas.engine", "nas.errors", "nas.interrupts",
-                 "nas.settings", "nas.tables", "nas._lazy"}),
+                 "nas.settings", "nas.stats", "nas.tables", "nas._lazy"}),
 ])
 def test_dependencies_point_one_way(package, allowed):
     for path in sorted((ROOT / "nas" / package).glob("*.py")):

@@ -17,7 +17,7 @@ from .configs import ArchConfig
 FORMAT_VERSION = 1
 METRIC_KEYS = ("connections", "mbd", "mean_distance", "params", "flops")
 ORIGIN_TYPES = {"study": str, "trial": int, "accuracy": float, "template": str, "k": int,
-                "dataset": str, "seed": int, "budget": str}
+                "dataset": str, "seed": int, "budget": str, "confirmed": dict}
 PATTERN_KEYS = ("blocks", "style", "stages")  # the pattern's own fields, inline in the spec
 
 

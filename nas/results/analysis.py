@@ -12,31 +12,18 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import UserError
+from ..search.evidence import (
+    Evidence,
+    describe_best,
+    describe_curse,
+    describe_noise,
+    describe_winner,
+)
 from ..search.record import TrialRecord
-from ..search.study import stored_config
+from ..search.study import stored_config, study_evidence
+from ..stats import spearman
 
 DISTANCES = ("mbd", "mean_distance")
-
-
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n, ties given their average rank."""
-    x = np.asarray(x, dtype=float)
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(1, len(x) + 1)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return (sums / counts)[inverse]
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    denom = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denom) if denom > 0 else float("nan")
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    return _pearson(rankdata(x), rankdata(y))
 
 
 def kendall(x: np.ndarray, y: np.ndarray) -> float:
@@ -102,7 +89,7 @@ def study_rows(study: optuna.Study, reused: bool = False) -> list[dict[str, Any]
     rows, style = [], study_style(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         r = TrialRecord.from_trial(t)
-        if (r.is_reused and not reused) or r.hash is None:
+        if (r.is_reused and not reused) or r.hash is None or r.is_confirm:
             continue
         rows.append({"trial": t.number, "accuracy": t.values[0], "template": r.baseline or "",
                      "style": r.style or style,
@@ -160,7 +147,8 @@ def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 200
             "trials_total": len(rows), "resamples": resamples,
             "correlations": [asdict(c) for c in correlations],
             "templates": template_summary(study_rows(study, reused=True)),
-            "accuracy_range": [float(acc.min()), float(acc.max())]}
+            "accuracy_range": [float(acc.min()), float(acc.max())],
+            "evidence": study_evidence(study).to_json()}
 
 
 def template_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -206,4 +194,27 @@ def template_table(result: dict[str, Any]) -> Table:
              t.get("style", "per_block"), t.get("budget_mode", "exact"),
              t.get("block_output", "template")]
             for t in result["templates"]]
+    return headers, rows
+
+
+def evidence_lines(evidence: dict[str, Any]) -> list[str]:
+    """The noise, the best single run and the confirmed winner of an :func:`analyze` result's
+    evidence, a line each."""
+    ev = Evidence.from_json(evidence)
+    curse = describe_curse(ev)
+    return [describe_noise(ev.noise), describe_best(ev), describe_winner(ev),
+            *([curse] if curse else [])]
+
+
+def confirmed_table(evidence: dict[str, Any]) -> Table:
+    """The confirmed patterns of an :func:`analyze` result's evidence, best mean first."""
+    headers = ["pattern", "hash", "brief accuracy", "confirmed mean", "95% CI", "seeds",
+               "vs log", "95% CI (vs log)"]
+    rows = []
+    for c in Evidence.from_json(evidence).confirmed:
+        m, d = c.mean, c.vs_log
+        rows.append([c.name, c.hash, "-" if np.isnan(c.brief) else f"{c.brief:.4f}",
+                     f"{m.mean:.4f}", f"[{m.ci_low:.4f}, {m.ci_high:.4f}]", str(m.n),
+                     "-" if d is None else f"{d.diff:+.4f}",
+                     "-" if d is None else f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]"])
     return headers, rows

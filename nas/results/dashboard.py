@@ -9,7 +9,7 @@ from .report import figures
 
 # Our plots shown in optuna-dashboard's study page, by figure id (attached under
 # "skipnas-<id>", so restarting the dashboard overwrites them rather than adding copies).
-ATTACHED = ("accuracy-vs-mbd", "accuracy-vs-mean-distance", "accuracy-vs-params")
+ATTACHED = ("accuracy-vs-mbd", "accuracy-vs-mean-distance", "accuracy-vs-params", "confirmed")
 
 
 def attach_plots(name: str, storage_url: str) -> list[str]:

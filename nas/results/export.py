@@ -1,31 +1,81 @@
-"""Export: the pattern spec of a study's best (or a chosen) trial, ready for full training."""
+"""Export: the pattern spec to train fully, chosen by the strongest evidence the study holds:
+the confirmed pattern with the best mean over seeds, else (said so) the best single run, or a
+trial chosen by number."""
 from __future__ import annotations
 
-from dataclasses import replace
+import math
+from dataclasses import dataclass, replace
+from typing import Any
 
-from optuna.trial import TrialState
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from ..engine.spec import PatternSpec
 from ..errors import UserError
+from ..search.evidence import Confirmed, Evidence
 from ..search.record import TrialRecord
 from ..search.storage import load_study
-from ..search.study import best_trial
+from ..search.study import best_trial, study_evidence
 
 
-def trial_spec(name: str, storage_url: str, number: int | None = None) -> PatternSpec:
-    """The pattern spec of trial ``number``, or of the best completed trial."""
+@dataclass(frozen=True)
+class Exported:
+    spec: PatternSpec
+    note: str              # one line: what the choice rests on
+
+
+def trial_spec(name: str, storage_url: str, number: int | None = None) -> Exported:
+    """The pattern spec of trial ``number``; without one, of the confirmed pattern with the best
+    mean, or (when nothing is confirmed) of the best single run."""
     study = load_study(name, storage_url)
-    if number is None:
-        trial = best_trial(study)
-        if trial is None:
-            raise UserError(f"study {name!r} has no completed trial to export")
-    else:
-        trial = next((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                      if t.number == number and TrialRecord.from_trial(t).spec is not None), None)
-        if trial is None:
-            states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
-            raise UserError(f"trial {number} of {name!r} is "
-                            f"{states.get(number, 'not in the study')}, not a completed trial")
+    if number is not None:
+        trial = _completed(study, number)
+        spec = _spec(trial, {"study": name, "trial": number, "accuracy": trial.values[0]})
+        return Exported(spec, f"trial {number} as asked: one run, accuracy "
+                              f"{trial.values[0]:.4f}")
+    ev = study_evidence(study)
+    if ev.winner is not None:
+        return _confirmed(study, name, ev, ev.winner)
+    best = best_trial(study)
+    if best is None:
+        raise UserError(f"study {name!r} has no completed trial to export")
+    spec = _spec(best, {"study": name, "trial": best.number, "accuracy": best.values[0]})
+    se = "" if not ev.noise.measured else f", SE {ev.noise.seed_std:.4f}"
+    return Exported(spec, f"the pick is a single unconfirmed run (trial {best.number}, accuracy "
+                          f"{best.values[0]:.4f}{se}); `skipnas confirm CONFIG` re-trains the "
+                          f"top patterns and log with more seeds")
+
+
+def _confirmed(study: optuna.Study, name: str, ev: Evidence, w: Confirmed) -> Exported:
+    m = w.mean
+    confirmed: dict[str, Any] = {
+        "mean": m.mean, "ci_low": m.ci_low, "ci_high": m.ci_high, "std": m.std, "seeds": m.n,
+        "accuracies": list(w.accuracies), "fidelity": ev.confirm_fidelity,
+        "brief_accuracy": None if math.isnan(w.brief) else w.brief}
+    if w.vs_log is not None:
+        d = w.vs_log
+        confirmed["vs_log"] = {"diff": d.diff, "ci_low": d.ci_low, "ci_high": d.ci_high}
+    trial = _completed(study, w.trial)
+    origin = {"study": name, "trial": w.repeat_of if w.repeat_of is not None else w.trial,
+              "accuracy": m.mean, "confirmed": confirmed}
+    spec = _spec(trial, origin, drop=("seed",))
+    vs = "" if w.vs_log is None else \
+        f"; vs log {w.vs_log.diff:+.4f} [{w.vs_log.ci_low:+.4f}, {w.vs_log.ci_high:+.4f}]"
+    return Exported(spec, f"confirmed: {w.name}, mean {m.mean:.4f} [{m.ci_low:.4f}, "
+                          f"{m.ci_high:.4f}] over {m.n} seeds{vs}")
+
+
+def _completed(study: optuna.Study, number: int) -> FrozenTrial:
+    trial = next((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                  if t.number == number and TrialRecord.from_trial(t).spec is not None), None)
+    if trial is None:
+        states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+        raise UserError(f"trial {number} of {study.study_name!r} is "
+                        f"{states.get(number, 'not in the study')}, not a completed trial")
+    return trial
+
+
+def _spec(trial: FrozenTrial, origin: dict[str, Any], drop: tuple[str, ...] = ()) -> PatternSpec:
     spec = PatternSpec.from_dict(TrialRecord.from_trial(trial).spec, f"trial {trial.number}")
-    return replace(spec, origin={**spec.origin, "study": name, "trial": trial.number,
-                                 "accuracy": trial.values[0]})
+    kept = {k: v for k, v in spec.origin.items() if k not in drop}
+    return replace(spec, origin={**kept, **origin})

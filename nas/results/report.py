@@ -15,11 +15,16 @@ from search_spaces import Pattern, distance_stats, template_pattern
 
 from ..engine.spec import PatternSpec
 from ..errors import UserError
+from ..search.config import Fidelity
+from ..search.evidence import Evidence
 from ..search.record import TrialRecord
+from ..search.study import study_evidence
 from ..tables import html_table
 from .analysis import (
     analyze,
+    confirmed_table,
     correlation_table,
+    evidence_lines,
     principle_rows,
     spearman,
     study_rows,
@@ -73,18 +78,61 @@ def _heatmap(pattern: Pattern, title: str) -> go.Figure:
     return fig
 
 
-def figures(study: optuna.Study) -> list[Figure]:
-    """Every plot the report shows, in order."""
+def confirmed_figure(ev: Evidence) -> go.Figure:
+    """Each confirmed pattern's brief (one-run) accuracy against its confirmed mean, with the
+    mean's 95% interval: a pick that was lucky once falls below the diagonal."""
+    fig = go.Figure()
+    with_brief = [c for c in ev.confirmed if np.isfinite(c.brief)]
+    for label, group, color in (
+            ("searched patterns", [c for c in with_brief if c.label == "search"], "#1f77b4"),
+            ("templates", [c for c in with_brief if c.label != "search"], "#d62728")):
+        if group:
+            fig.add_trace(go.Scatter(
+                x=[c.brief for c in group], y=[c.mean.mean for c in group], mode="markers",
+                name=label, marker={"color": color, "size": 9},
+                error_y={"type": "data", "symmetric": False,
+                         "array": [c.mean.ci_high - c.mean.mean for c in group],
+                         "arrayminus": [c.mean.mean - c.mean.ci_low for c in group]},
+                text=[f"{c.name} ({c.hash}), {c.mean.n} seeds" for c in group]))
+    if with_brief:
+        lo = min(min(c.brief, c.mean.mean) for c in with_brief)
+        hi = max(max(c.brief, c.mean.mean) for c in with_brief)
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="confirmed = brief",
+                                 line={"dash": "dot", "color": "#888"}))
+    fig.update_layout(title="brief accuracy (one run) vs. confirmed mean (95% CI)",
+                      xaxis_title="brief accuracy: the run it was chosen by",
+                      yaxis_title="confirmed mean accuracy")
+    return fig
+
+
+def search_view(study: optuna.Study) -> optuna.Study:
+    """An in-memory copy of the study without its confirm trials, for Optuna's plots of the
+    search (their history would otherwise show the confirm stage's runs)."""
+    confirm = {t.number for t in study.get_trials(deepcopy=False)
+               if TrialRecord.from_trial(t).is_confirm}
+    if not confirm:
+        return study
+    view = optuna.create_study(directions=study.directions, study_name=study.study_name)
+    view.add_trials([t for t in study.get_trials(deepcopy=False) if t.number not in confirm])
+    return view
+
+
+def figures(study: optuna.Study, ev: Evidence | None = None) -> list[Figure]:
+    """Every plot the report shows, in order (``ev``: the study's evidence, when known)."""
     rows = study_rows(study)
+    ev = study_evidence(study) if ev is None else ev
     figs: list[Figure] = []
     multi = len(study.directions) > 1
     vis = optuna.visualization
     if multi:
         figs.append(Figure("pareto-front", "Pareto front", vis.plot_pareto_front(
-            study, target_names=["accuracy", "cost"])))
+            search_view(study), target_names=["accuracy", "cost"])))
     else:
         figs.append(Figure("optimization-history", "Optimization history",
-                           vis.plot_optimization_history(study)))
+                           vis.plot_optimization_history(search_view(study))))
+    if ev.confirmed:
+        figs.append(Figure("confirmed", "Confirmed: brief accuracy vs. confirmed mean",
+                           confirmed_figure(ev)))
     if rows:
         budget, at_budget = principle_rows(study, rows)
         figs.append(Figure("accuracy-vs-mbd", "Accuracy vs. MBD", _scatter(
@@ -137,19 +185,27 @@ def write_report(study: optuna.Study, out: str | Path, analysis: dict | None = N
     """Write the report page (``figs``: the study's :func:`figures`, when already built);
     returns its path."""
     out = Path(out)
+    ev = study_evidence(study)
     parts = []
-    for k, fig in enumerate(figures(study) if figs is None else figs):
+    for k, fig in enumerate(figures(study, ev) if figs is None else figs):
         body = fig.figure.to_html(full_html=False, include_plotlyjs=(k == 0), div_id=fig.id,
                                   config={"displaylogo": False})
         small = " small" if fig.id.endswith("pattern") else ""
         parts.append(f'<section class="fig{small}" id="section-{fig.id}">'
                      f'<h2>{html.escape(fig.title)}</h2>{body}</section>')
-    summary = ""
+    evidence = ev.to_json()
+    summary = ("<h2>How far the numbers can be trusted</h2><ul>"
+               + "".join(f"<li>{html.escape(line)}</li>" for line in evidence_lines(evidence))
+               + "</ul>")
+    if ev.confirmed:
+        summary += ("<h2>Confirmed (mean over seeds, 95% t-interval; difference from log: "
+                    f"Welch) at {html.escape(_fidelity_text(ev.confirm_fidelity))}</h2>"
+                    + html_table(*confirmed_table(evidence)))
     if analysis:
-        summary = ("<h2>Principle: accuracy vs. backprop distance at "
-                   f"{analysis['budget']} connections, {analysis.get('style', 'per_block')} "
-                   f"(n={analysis['trials_at_budget']})</h2>"
-                   + html_table(*correlation_table(analysis)))
+        summary += ("<h2>Principle: accuracy vs. backprop distance at "
+                    f"{analysis['budget']} connections, {analysis.get('style', 'per_block')} "
+                    f"(n={analysis['trials_at_budget']})</h2>"
+                    + html_table(*correlation_table(analysis)))
         if analysis["templates"]:
             summary += ("<h2>Templates by style and budget (accuracy over seeds)</h2>"
                         + html_table(*template_table(analysis)))
@@ -169,6 +225,10 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px}}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
     return out
+
+
+def _fidelity_text(fidelity: dict[str, Any] | None) -> str:
+    return Fidelity.from_dict(fidelity).describe() if fidelity else "the search's fidelity"
 
 
 def write_png(fig: go.Figure, out: str | Path, width: int = 900, height: int = 560) -> Path:

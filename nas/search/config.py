@@ -1,6 +1,7 @@
 """Study configs: TOML files in studies/ -> frozen dataclasses, validated here."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -103,6 +104,59 @@ class BenchConfig:
 
 
 @dataclass(frozen=True)
+class NoiseConfig:
+    """Search patterns trained again with the next seed (training.seed + 1), as ordinary slots
+    after the search's: the earliest completed search patterns not yet repeated. Their pairs
+    measure the noise of one trial (with any baseline or benchmark seeds)."""
+    repeats: int = 0
+
+    def __post_init__(self):
+        require(self.repeats >= 0, "repeats", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How much a trial trains: epochs (or steps), training images, validation images."""
+    epochs: int | None
+    steps: int | None
+    train_size: int | None
+    val_size: int | float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Fidelity":
+        return cls(**data)
+
+    def describe(self) -> str:
+        budget = f"{self.steps} steps" if self.steps is not None else f"{self.epochs} epochs"
+        images = "all" if self.train_size is None else str(self.train_size)
+        return f"{budget}, {images} training images, {self.val_size:g} validation images"
+
+
+@dataclass(frozen=True)
+class ConfirmConfig:
+    """`skipnas confirm`: the ``top`` distinct search patterns (best brief accuracy first) and
+    the ``baselines`` templates, each re-trained with ``seeds`` seeds (training.seed + 1 ..
+    + seeds), optionally at a higher fidelity (``epochs``, ``train_size``, ``val_size``;
+    unset: the study's own)."""
+    top: int = 5
+    seeds: int = 3
+    baselines: tuple[str, ...] = ("log",)
+    epochs: int | None = None
+    train_size: int | None = None
+    val_size: int | float | None = None
+
+    def __post_init__(self):
+        require(1 <= self.top <= 100, "top", "must be in 1..100")
+        require(2 <= self.seeds <= 100, "seeds", "must be in 2..100 (a mean's interval needs "
+                "two seeds)")
+        for t in self.baselines:
+            require(t in TEMPLATES, "baselines", TEMPLATES.unknown(t))
+
+
+@dataclass(frozen=True)
 class SamplerConfig:
     name: str = "tpe"
     # nsga2: the second objective, minimised alongside maximised accuracy
@@ -133,6 +187,8 @@ class StudyConfig:
     search_space: SpaceConfig = field(default_factory=SpaceConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
     architecture: ArchConfig = field(default_factory=ArchConfig)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
@@ -150,6 +206,12 @@ class StudyConfig:
                 "pruning needs one objective; use pruner 'none' with nsga2")
         require(not (self.sampler.name == "cmaes" and self.search_space.name == "templates"),
                 "sampler.name", "cmaes needs a continuous space (offsets or free), not templates")
+        require(self.noise.repeats <= self.trials, "noise.repeats",
+                f"must be <= trials ({self.trials}): it repeats search patterns")
+        try:
+            self.at_fidelity(self.confirm_fidelity)  # confirm's overrides are valid settings
+        except UserError as e:
+            raise UserError(f"confirm.{e}") from None
         # The network's input and classes always come from the dataset.
         info = self.data.info
         object.__setattr__(self, "architecture", replace(
@@ -167,6 +229,26 @@ class StudyConfig:
     @property
     def multi_objective(self) -> bool:
         return self.sampler.name == "nsga2"
+
+    @property
+    def fidelity(self) -> Fidelity:
+        """The search's fidelity (its data and training settings)."""
+        return Fidelity(self.training.epochs, self.training.steps, self.data.train_size,
+                        self.data.val_size)
+
+    @property
+    def confirm_fidelity(self) -> Fidelity:
+        """The confirm stage's fidelity: the search's, with ``[confirm]``'s overrides."""
+        c, f = self.confirm, self.fidelity
+        return Fidelity(c.epochs if c.epochs is not None else f.epochs,
+                        None if c.epochs is not None else f.steps,
+                        c.train_size if c.train_size is not None else f.train_size,
+                        c.val_size if c.val_size is not None else f.val_size)
+
+    def at_fidelity(self, fidelity: Fidelity) -> tuple[DataConfig, TrainConfig]:
+        """The data and training settings of a trial at ``fidelity``."""
+        return (replace(self.data, train_size=fidelity.train_size, val_size=fidelity.val_size),
+                replace(self.training, epochs=fidelity.epochs, steps=fidelity.steps))
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> StudyConfig:

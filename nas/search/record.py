@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 
@@ -21,16 +22,30 @@ class _Settable(Protocol):
     def set_user_attr(self, key: str, value: Any) -> None: ...
 
 
+class SlotKind(StrEnum):
+    """What a trial's slot is for. Search, noise and baseline trials run at the study's own
+    fidelity and make up the search's evidence; confirm trials re-train chosen patterns apart
+    from it (more seeds, maybe a higher fidelity) and never enter the search's analysis or
+    sampler."""
+    SEARCH = "search"        # the sampler proposes the pattern
+    BASELINE = "baseline"    # a template beside the search
+    BENCH = "bench"          # a benchmark's pattern and seed
+    NOISE = "noise"          # a completed search pattern trained again with another seed
+    CONFIRM = "confirm"      # a chosen pattern (or template) re-trained by `skipnas confirm`
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     # The slot, set when the trial is queued.
-    slot: str | None = None                # "search" for search-space trials
-    baseline: str | None = None            # template name of a baseline trial
+    slot: str | None = None                # a SlotKind; None on baselines (see `kind`)
+    baseline: str | None = None            # the template a baseline (or confirm) trial trains
     seed: int | None = None                # training seed (baselines: set when queued)
     budget_mode: str | None = None         # baselines: "exact" or "authors" (None: exact)
     style: str | None = None               # network style (baselines: set when queued)
     block_output: str | None = None        # baselines: "template" or "all" (None: template)
-    pattern: dict[str, Any] | None = None  # benchmark slots: the pattern to train (to_dict)
+    pattern: dict[str, Any] | None = None  # bench/noise/confirm slots: the pattern (to_dict)
+    fidelity: dict[str, Any] | None = None  # confirm slots: the Fidelity they train at
+    repeat_of: int | None = None           # noise/confirm: the search trial whose pattern it is
     # The pattern, set before training.
     spec: dict[str, Any] | None = None     # the pattern spec JSON (see PatternSpec)
     hash: str | None = None
@@ -62,21 +77,27 @@ class TrialRecord:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     def queued(self) -> "TrialRecord":
-        """The record as its slot was queued: a search slot's kind only; a baseline's template,
-        seed, style, budget mode and block output; a benchmark slot's pattern, hash and seed.
-        A slot queued again (requeue) starts from this."""
-        if self.is_baseline:
-            return TrialRecord(slot=self.slot, baseline=self.baseline, seed=self.seed,
-                               budget_mode=self.budget_mode, style=self.style,
-                               block_output=self.block_output)
-        if self.pattern is not None:
-            return TrialRecord(slot=self.slot, pattern=self.pattern, hash=self.hash,
-                               seed=self.seed)
-        return TrialRecord(slot=self.slot)
+        """The record as its slot was queued (:data:`QUEUED_FIELDS` of its kind). A slot queued
+        again (requeue) starts from this."""
+        return TrialRecord(**{k: getattr(self, k) for k in QUEUED_FIELDS[self.kind]})
+
+    @property
+    def kind(self) -> SlotKind:
+        """The slot's kind; records from before the kinds were stored are decoded here, once:
+        a baseline has no ``slot`` and a template name, anything else without one searched."""
+        if self.slot in (SlotKind.BENCH, SlotKind.NOISE, SlotKind.CONFIRM):
+            return SlotKind(self.slot)
+        if self.baseline is not None:
+            return SlotKind.BASELINE
+        return SlotKind.SEARCH
 
     @property
     def is_baseline(self) -> bool:
-        return self.baseline is not None
+        return self.kind == SlotKind.BASELINE
+
+    @property
+    def is_confirm(self) -> bool:
+        return self.kind == SlotKind.CONFIRM
 
     @property
     def is_reused(self) -> bool:
@@ -84,6 +105,15 @@ class TrialRecord:
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrialRecord))
+
+# What each kind of slot knows when it is queued (a noise slot learns its pattern when it runs).
+QUEUED_FIELDS: dict[SlotKind, tuple[str, ...]] = {
+    SlotKind.SEARCH: ("slot",),
+    SlotKind.BASELINE: ("slot", "baseline", "seed", "budget_mode", "style", "block_output"),
+    SlotKind.BENCH: ("slot", "pattern", "hash", "seed"),
+    SlotKind.NOISE: ("slot", "seed"),
+    SlotKind.CONFIRM: ("slot", "baseline", "pattern", "hash", "seed", "fidelity", "repeat_of"),
+}
 
 
 def record(trial: _Settable, **fields: Any) -> None:

@@ -19,8 +19,9 @@ from search_spaces.spaces import sample_patterns
 from .. import interrupts
 from ..errors import UserError
 from ..settings import to_dict
-from .config import StudyConfig
-from .record import TrialRecord
+from .config import Fidelity, StudyConfig
+from .evidence import Evidence, evidence
+from .record import SlotKind, TrialRecord
 from .samplers import make_pruner, make_sampler
 from .storage import load_study, mask_url, open_storage
 
@@ -63,6 +64,11 @@ def bench_slots(cfg: StudyConfig) -> list[TrialRecord]:
         return []
     return [TrialRecord(slot="bench", pattern=p.to_dict(), hash=p.hash, seed=s)
             for p in bench_patterns(cfg) for s in cfg.bench.seeds]
+
+
+def noise_slot(cfg: StudyConfig) -> TrialRecord:
+    """A noise slot: a completed search pattern (chosen when it runs) at the next seed."""
+    return TrialRecord(slot=SlotKind.NOISE, seed=(cfg.training.seed + 1) % 2 ** 32)
 
 
 def baseline_key(r: TrialRecord, space_style: str) -> BaselineKey:
@@ -158,10 +164,12 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig) -> None:
             have_baselines.remove(baseline_key(wanted, style))
         else:
             missing.append(wanted)
-    have_bench = {(r.hash, r.seed) for r in slots if r.pattern is not None}
+    have_bench = {(r.hash, r.seed) for r in slots if r.kind == SlotKind.BENCH}
     missing += [w for w in bench_slots(cfg) if (w.hash, w.seed) not in have_bench]
-    search = sum(1 for r in slots if not r.is_baseline and r.pattern is None)
-    missing += [TrialRecord(slot="search")] * max(0, cfg.trials - search)
+    search = sum(1 for r in slots if r.kind == SlotKind.SEARCH)
+    missing += [TrialRecord(slot=SlotKind.SEARCH)] * max(0, cfg.trials - search)
+    noise = sum(1 for r in slots if r.kind == SlotKind.NOISE)
+    missing += [noise_slot(cfg)] * max(0, cfg.noise.repeats - noise)
     with interrupts.deferred():  # Ctrl-C between two slots, never inside one's commit
         for wanted in missing:
             interrupts.check()
@@ -182,14 +190,31 @@ def stored_config(study: optuna.Study) -> dict[str, Any] | None:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The completed trial with the highest accuracy (the first objective), if any."""
+    """The search's best single run: the completed trial with the highest accuracy (the first
+    objective), confirm trials apart."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if TrialRecord.from_trial(t).spec is not None]
+                if (r := TrialRecord.from_trial(t)).spec is not None and not r.is_confirm]
     return max(complete, key=lambda t: t.values[0], default=None)
 
 
+def search_fidelity(study: optuna.Study) -> Fidelity | None:
+    """The fidelity the study searches at, from its stored config (None: not stored)."""
+    stored = stored_config(study)
+    if stored is None:
+        return None
+    data, training = stored["data"], stored["training"]
+    return Fidelity(training.get("epochs"), training.get("steps"), data.get("train_size"),
+                    data.get("val_size"))
+
+
+def study_evidence(study: optuna.Study) -> Evidence:
+    """The study's noise, best single run and confirmed patterns (:mod:`.evidence`)."""
+    return evidence(study, search_fidelity(study))
+
+
 def study_status(name: str, storage_url: str) -> dict[str, Any]:
-    """Counts by state, the best trial, and an ETA for the queued trials."""
+    """Counts by state, the best trial, an ETA for the queued trials, and the study's
+    :class:`Evidence` (under "evidence")."""
     study = load_study(name, storage_url)
     trials = study.get_trials(deepcopy=False)
     counts = {s.name: sum(1 for t in trials if t.state == s) for s in TrialState}
@@ -208,4 +233,5 @@ def study_status(name: str, storage_url: str) -> dict[str, Any]:
                 "connections": r.connections, "mbd": r.mbd}
     return {"study": name, "storage": mask_url(storage_url), "counts": counts, "best": best,
             "seconds_per_trial": per_trial, "eta_seconds": eta,
-            "reused": sum(1 for t in complete if TrialRecord.from_trial(t).is_reused)}
+            "reused": sum(1 for t in complete if TrialRecord.from_trial(t).is_reused),
+            "evidence": study_evidence(study)}

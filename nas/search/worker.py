@@ -23,13 +23,15 @@ from optuna.trial import FrozenTrial, TrialState
 from search_spaces import Pattern, PatternError
 
 from .. import interrupts
+from ..engine.configs import DataConfig
+from ..engine.data import DataBundle
 from ..engine.spec import PatternSpec, make_spec
 from ..engine.train import TrainResult, resolve_device, train
 from ..errors import UserError
-from .config import StudyConfig
+from .config import Fidelity, StudyConfig
 from .liveness import Heartbeat, can_requeue, fail_stale, requeue
 from .optuna_api import claim_waiting, storage_of
-from .record import TrialRecord, record
+from .record import SlotKind, TrialRecord, record
 from .samplers import make_pruner, make_sampler
 from .storage import load_study
 from .study import FINISHED, baseline_pattern, check_config, counts_as_slot
@@ -45,23 +47,38 @@ class Objective:
         self.cfg = cfg
         self.space = cfg.search_space.build()
         self.device = resolve_device(cfg.training.device)
-        self.data = cfg.data.load(self.device)
+        self._data = {cfg.data: cfg.data.load(self.device)}
         self.progress = progress
 
+    def data(self, data_cfg: DataConfig) -> DataBundle:
+        """The data of a fidelity, loaded once per worker."""
+        if data_cfg not in self._data:
+            self._data[data_cfg] = data_cfg.load(self.device)
+        return self._data[data_cfg]
+
     def __call__(self, trial: optuna.Trial) -> Values:
-        pattern, seed = self.pattern_for(trial)
+        slot = TrialRecord.from_trial(trial)
+        pattern, seed = self.pattern_for(trial, slot)
+        fidelity = Fidelity.from_dict(slot.fidelity) if slot.fidelity else self.cfg.fidelity
         spec = self.describe(trial, pattern, seed)
-        twin = _completed_twin(trial.study, pattern.hash, seed)
-        if twin is not None:  # same pattern and seed already trained: reuse, never retrain
+        twin = _completed_twin(trial.study, pattern.hash, seed, fidelity, self.cfg.fidelity)
+        if twin is not None:  # same pattern, seed and fidelity already trained: reuse it
             record(trial, reused_from=twin.number, train_seconds=0.0,
                    val_curve=TrialRecord.from_trial(twin).val_curve)
             return twin.values[0] if not self.cfg.multi_objective else tuple(twin.values)
-        result = self.train(trial, spec, seed)
+        # Noise and confirm runs measure a pattern: never pruned, which would cut them short.
+        prune = slot.kind not in (SlotKind.NOISE, SlotKind.CONFIRM)
+        result = self.train(trial, spec, seed, fidelity, prune)
         return self.values(spec, result)
 
-    def pattern_for(self, trial: optuna.Trial) -> tuple[Pattern, int]:
-        """The search space's proposal at the configured seed, or the baseline's template."""
-        slot = TrialRecord.from_trial(trial)
+    def pattern_for(self, trial: optuna.Trial, slot: TrialRecord) -> tuple[Pattern, int]:
+        """The pattern and seed of a slot: the search space's proposal at the configured seed,
+        the slot's own pattern, a search pattern to repeat (noise), or a baseline template."""
+        if slot.kind == SlotKind.NOISE and slot.pattern is None:
+            pattern, number = _pattern_to_repeat(trial.study)
+            record(trial, pattern=pattern.to_dict(), repeat_of=number)
+            assert slot.seed is not None
+            return pattern, slot.seed
         if slot.pattern is not None:
             assert slot.seed is not None
             return Pattern.from_dict(slot.pattern), slot.seed
@@ -83,18 +100,21 @@ class Objective:
                style=pattern.style, **spec.metrics)
         return spec
 
-    def train(self, trial: optuna.Trial, spec: PatternSpec, seed: int) -> TrainResult:
-        """Train, reporting each epoch to the pruner; record the outcome."""
+    def train(self, trial: optuna.Trial, spec: PatternSpec, seed: int, fidelity: Fidelity,
+              prune: bool = True) -> TrainResult:
+        """Train at ``fidelity``, reporting each epoch to the pruner (``prune``); record the
+        outcome."""
         cfg = self.cfg
 
         def report(epoch: int, accuracy: float) -> None:
-            if cfg.multi_objective:
+            if cfg.multi_objective or not prune:
                 return
             trial.report(accuracy, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch} at accuracy {accuracy:.4f}")
 
-        result = train(spec, self.data, replace(cfg.training, seed=seed), on_epoch=report,
+        data_cfg, train_cfg = cfg.at_fidelity(fidelity)
+        result = train(spec, self.data(data_cfg), replace(train_cfg, seed=seed), on_epoch=report,
                        progress=self.progress).result
         record(trial, train_seconds=result.train_seconds, val_curve=result.val_curve,
                loss_curve=result.loss_curve, images_per_second=result.images_per_second,
@@ -114,12 +134,36 @@ class _Diverged(Exception):
     pass
 
 
-def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int) -> FrozenTrial | None:
+class _NothingToRepeat(Exception):
+    pass
+
+
+def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int, fidelity: Fidelity,
+                    search: Fidelity) -> FrozenTrial | None:
+    """A completed trial that trained this pattern with this seed at this fidelity (a trial
+    without a recorded fidelity ran at the search's)."""
+    wanted = fidelity.to_dict()
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         r = TrialRecord.from_trial(t)
-        if r.hash == pattern_hash and r.seed == seed and not r.is_reused:
+        if r.hash == pattern_hash and r.seed == seed and not r.is_reused and \
+                (r.fidelity or search.to_dict()) == wanted:
             return t
     return None
+
+
+def _pattern_to_repeat(study: optuna.Study) -> tuple[Pattern, int]:
+    """The earliest completed search pattern that no noise slot repeats yet, and its trial
+    number (earliest: the choice does not depend on accuracy, so the measured spread is not
+    biased by the selection)."""
+    trials = study.get_trials(deepcopy=False)
+    records = [(t, TrialRecord.from_trial(t)) for t in trials]
+    taken = {r.hash for t, r in records if r.kind == SlotKind.NOISE and counts_as_slot(t)}
+    for t, r in records:
+        if t.state == TrialState.COMPLETE and r.kind == SlotKind.SEARCH and r.spec and \
+                not r.is_reused and r.hash not in taken:
+            return PatternSpec.from_dict(r.spec).pattern, t.number
+    raise _NothingToRepeat("no completed search pattern left to train again for the noise "
+                           "measurement")
 
 
 @dataclass
@@ -261,7 +305,8 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Objective,
             raise
         except optuna.TrialPruned:
             return _tell(study, trial, TrialState.PRUNED)
-        except (_Diverged, RuntimeError, FloatingPointError, PatternError) as e:
+        except (_Diverged, _NothingToRepeat, RuntimeError, FloatingPointError,
+                PatternError) as e:
             # One bad trial (diverged, out of memory, ...) never stops the study.
             if TrialRecord.from_trial(trial).fail_reason is None:
                 record(trial, fail_reason=f"{type(e).__name__}: {e}")

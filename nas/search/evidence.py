@@ -1,0 +1,291 @@
+"""How far a study's numbers can be trusted, read from its storage: the noise of one trial
+(from every pattern trained with more than one seed at the search's fidelity), the best single
+run with how many others lie within its noise, and the confirm stage's means, intervals and
+differences from log.
+
+Search, noise and baseline trials are the search's evidence; confirm trials (`skipnas
+confirm`) are kept apart: they re-train chosen patterns with fresh seeds, maybe longer, so a
+pattern picked for a lucky run is measured again rather than trusted."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from ..stats import Difference, MeanCI, mean_ci, pooled_std, spearman, welch_difference
+from .config import Fidelity
+from .record import SlotKind, TrialRecord
+
+MIN_RANK_PATTERNS = 5  # patterns with two seeds needed for a seed-to-seed rank correlation
+SEARCH_KINDS = (SlotKind.SEARCH, SlotKind.NOISE, SlotKind.BASELINE, SlotKind.BENCH)
+REFERENCE = "log"      # the confirmed template every pattern is compared with
+
+
+@dataclass(frozen=True)
+class Run:
+    """One completed trial as evidence: its pattern, seed, fidelity and accuracy."""
+    number: int
+    kind: SlotKind
+    label: str             # the template it trains, or "search"
+    hash: str
+    seed: int
+    fidelity: dict[str, Any] | None  # None: the study's own
+    accuracy: float
+    repeat_of: int | None
+
+
+def runs(study: optuna.Study) -> list[Run]:
+    """Every completed trial with a pattern (reused ones included: a twin's result is a real
+    run of that pattern, seed and fidelity)."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        r = TrialRecord.from_trial(t)
+        if r.hash is None or r.seed is None or not t.values:
+            continue
+        out.append(Run(t.number, r.kind, r.baseline or "search", r.hash, r.seed, r.fidelity,
+                       float(t.values[0]), r.repeat_of))
+    return out
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The spread of one trial's accuracy over seeds, at the search's fidelity."""
+    seed_std: float          # pooled within-pattern std over seeds = the SE of one trial
+    df: int                  # its degrees of freedom (runs - patterns, over repeated patterns)
+    patterns: int            # patterns trained with two or more seeds
+    seed_spearman: float     # rank agreement of two seeds over those patterns (NaN: < 5)
+
+    @property
+    def measured(self) -> bool:
+        return self.df > 0
+
+
+def noise_of(search_runs: Iterable[Run]) -> Noise:
+    """Pool the seeds of every (pattern, fidelity) trained more than once."""
+    groups: dict[tuple[str, str], dict[int, float]] = {}
+    for run in search_runs:
+        groups.setdefault((run.hash, repr(run.fidelity)), {})[run.seed] = run.accuracy
+    repeated = [g for g in groups.values() if len(g) >= 2]
+    std, df = pooled_std([list(g.values()) for g in repeated])
+    rho = math.nan
+    if len(repeated) >= MIN_RANK_PATTERNS:
+        pairs = np.array([[g[s] for s in sorted(g)[:2]] for g in repeated])
+        rho = spearman(pairs[:, 0], pairs[:, 1])
+    return Noise(std, df, len(repeated), rho)
+
+
+@dataclass(frozen=True)
+class BestRun:
+    """The best single run of the search, and how many other runs its noise cannot tell from
+    it (accuracy within one SE of one trial)."""
+    number: int
+    accuracy: float
+    hash: str
+    se: float                # NaN: noise not measured
+    within_se: int
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """A confirmed pattern: its confirm runs' mean and interval, its brief (search) accuracy,
+    and its difference from log's confirmed mean."""
+    label: str               # "search" or the template's name
+    hash: str
+    trial: int               # a confirm trial of it (its spec is what export writes)
+    repeat_of: int | None    # the search trial it was chosen from
+    brief: float             # the search-fidelity accuracy it was chosen by (NaN: none)
+    accuracies: tuple[float, ...]
+    mean: MeanCI
+    vs_log: Difference | None
+
+    @property
+    def name(self) -> str:
+        return self.label if self.label != "search" else f"trial {self.repeat_of}"
+
+
+@dataclass(frozen=True)
+class Curse:
+    """What a pick by one brief run loses when measured again: its brief accuracy minus its
+    confirmed mean (at a higher confirm fidelity this also holds the gain of longer training),
+    and its lead over log, brief (log's baseline runs) and confirmed."""
+    pick: str
+    brief: float
+    confirmed: float
+    drop: float
+    brief_lead: float        # NaN: log has no brief runs (no log baseline in the search)
+    confirmed_lead: float    # NaN: log not confirmed
+
+
+@dataclass(frozen=True)
+class Evidence:
+    noise: Noise
+    best: BestRun | None
+    confirmed: tuple[Confirmed, ...]        # best confirmed mean first
+    confirm_fidelity: dict[str, Any] | None
+    confirm_pending: int                    # confirm trials queued or running
+
+    @property
+    def winner(self) -> Confirmed | None:
+        return self.confirmed[0] if self.confirmed else None
+
+    @property
+    def curse(self) -> "Curse | None":
+        """The winner's curse of the pick a single run would have made (the confirmed search
+        pattern of best brief accuracy); None before a search pattern is confirmed."""
+        searched = [c for c in self.confirmed if c.repeat_of is not None]
+        if not searched:
+            return None
+        pick = max(searched, key=lambda c: c.brief)
+        log = next((c for c in self.confirmed if c.label == REFERENCE), None)
+        nan = math.nan
+        return Curse(pick.name, pick.brief, pick.mean.mean, pick.brief - pick.mean.mean,
+                     pick.brief - log.brief if log else nan,
+                     pick.mean.mean - log.mean.mean if log else nan)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (NaN as null); :meth:`from_json` reads it back."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Evidence":
+        def confirmed(c: dict[str, Any]) -> Confirmed:
+            return Confirmed(**{**_nan(c), "repeat_of": c["repeat_of"],
+                                "accuracies": tuple(c["accuracies"]),
+                                "mean": MeanCI(**_nan(c["mean"])),
+                                "vs_log": c["vs_log"] and Difference(**_nan(c["vs_log"]))})
+        best = data["best"] and BestRun(**_nan(data["best"]))
+        return cls(Noise(**_nan(data["noise"])), best,
+                   tuple(confirmed(c) for c in data["confirmed"]), data["confirm_fidelity"],
+                   data["confirm_pending"])
+
+
+def _nan(fields: dict[str, Any]) -> dict[str, Any]:
+    """JSON nulls of a flat record back to NaN."""
+    return {k: math.nan if v is None else v for k, v in fields.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def is_search_fidelity(run: Run, fidelity: Fidelity | None) -> bool:
+    return run.fidelity is None or (fidelity is not None and run.fidelity == fidelity.to_dict())
+
+
+def evidence(study: optuna.Study, fidelity: Fidelity | None = None) -> Evidence:
+    """The study's noise, best run and confirmed patterns. ``fidelity``: the search's (confirm
+    runs at it also measure the noise); None counts only the search's own trials."""
+    all_runs = runs(study)
+    search = [r for r in all_runs if r.kind in SEARCH_KINDS]
+    confirm = [r for r in all_runs if r.kind == SlotKind.CONFIRM]
+    noise = noise_of(search + [r for r in confirm if is_search_fidelity(r, fidelity)])
+    best = None
+    if search:
+        top = max(search, key=lambda r: r.accuracy)
+        within = sum(1 for r in search if r is not top and
+                     r.accuracy >= top.accuracy - noise.seed_std)
+        best = BestRun(top.number, top.accuracy, top.hash, noise.seed_std,
+                       within if noise.measured else 0)
+    pending = sum(1 for t in study.get_trials(deepcopy=False,
+                                              states=(TrialState.WAITING, TrialState.RUNNING))
+                  if TrialRecord.from_trial(t).is_confirm)
+    return Evidence(noise, best, confirmed_patterns(search, confirm),
+                    confirm[0].fidelity if confirm else None, pending)
+
+
+def confirmed_patterns(search: list[Run], confirm: list[Run]) -> tuple[Confirmed, ...]:
+    """One entry per confirmed pattern (seeds pooled), best mean first."""
+    groups: dict[str, list[Run]] = {}
+    for run in confirm:
+        groups.setdefault(run.hash, []).append(run)
+    brief = {r.number: r.accuracy for r in search}
+    template_brief: dict[str, list[float]] = {}
+    for r in search:
+        if r.kind == SlotKind.BASELINE:
+            template_brief.setdefault(r.hash, []).append(r.accuracy)
+    log = next((g for g in groups.values() if g[0].label == REFERENCE), None)
+    out = []
+    for hash_, group in groups.items():
+        by_seed = {r.seed: r.accuracy for r in group}  # a seed run twice counts once
+        accuracies = tuple(by_seed[s] for s in sorted(by_seed))
+        first = group[0]
+        if first.repeat_of is not None:
+            chosen_by = brief.get(first.repeat_of, math.nan)
+        else:
+            chosen_by = float(np.mean(template_brief[hash_])) if hash_ in template_brief \
+                else math.nan
+        vs_log = None
+        if log is not None and first.label != REFERENCE:
+            vs_log = welch_difference(accuracies, sorted({r.seed: r.accuracy
+                                                          for r in log}.values()))
+        out.append(Confirmed(first.label, hash_, first.number, first.repeat_of, chosen_by,
+                             accuracies, mean_ci(accuracies), vs_log))
+    return tuple(sorted(out, key=lambda c: -c.mean.mean))
+
+
+def describe_best(ev: Evidence) -> str:
+    """One line on the best single run and its noise, e.g. "best 0.650 (one run, SE 0.008);
+    9 trials are within 1 SE of it: unconfirmed"."""
+    best = ev.best
+    if best is None:
+        return "no completed trial"
+    head = f"best {best.accuracy:.4f} (trial {best.number}, one run"
+    if not ev.noise.measured:
+        return (head + "; noise not measured: set [noise] repeats or baseline seeds)"
+                + ("" if ev.winner else ": unconfirmed"))
+    line = f"{head}, SE {best.se:.4f}); {best.within_se} trials are within 1 SE of it"
+    return line + ("" if ev.winner else ": unconfirmed")
+
+
+def describe_noise(noise: Noise) -> str:
+    if not noise.measured:
+        return "noise: not measured (no pattern trained with two seeds at the search's fidelity)"
+    rho = "" if math.isnan(noise.seed_spearman) else \
+        f"; two seeds rank them with Spearman {noise.seed_spearman:+.2f}"
+    return (f"noise: seed std {noise.seed_std:.4f} per trial ({noise.patterns} patterns with "
+            f"repeated seeds, {noise.df} df){rho}")
+
+
+def describe_curse(ev: Evidence) -> str | None:
+    """One line on the winner's curse, when a search pattern is confirmed."""
+    c = ev.curse
+    if c is None:
+        return None
+    line = (f"winner's curse: the brief pick ({c.pick}) scored {c.brief:.4f} once and "
+            f"{c.confirmed:.4f} confirmed ({-c.drop:+.4f})")
+    if not (math.isnan(c.brief_lead) or math.isnan(c.confirmed_lead)):
+        line += (f"; its lead over log: {c.brief_lead:+.4f} brief, {c.confirmed_lead:+.4f} "
+                 f"confirmed")
+    return line
+
+
+def describe_winner(ev: Evidence) -> str:
+    """One line on the confirmed winner, or what is missing."""
+    w = ev.winner
+    if w is None:
+        if ev.confirm_pending:
+            return f"confirmed: none yet ({ev.confirm_pending} confirm trials queued or running)"
+        return "confirmed: none (run `skipnas confirm CONFIG`)"
+    m = w.mean
+    line = (f"confirmed best: {w.name} (pattern {w.hash}) {m.mean:.4f} "
+            f"[{m.ci_low:.4f}, {m.ci_high:.4f}] over {m.n} seeds")
+    if w.vs_log is not None:
+        d = w.vs_log
+        verdict = "beats log" if d.ci_low > 0 else "not separated from log" if d.ci_high >= 0 \
+            else "worse than log"
+        line += f"; vs log {d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]: {verdict}"
+    elif w.label == REFERENCE:
+        line += "; no searched pattern has a higher confirmed mean than log"
+    return line

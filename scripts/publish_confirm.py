@@ -1,0 +1,49 @@
+"""Publish a confirmed study (studies/confirm_fashion_mnist.toml by default): analyze.json
+(with its evidence), report.html, confirmed.png and accuracy_vs_mean_distance.png in the
+study's results folder; print the confirmed table and the numbers its README quotes.
+
+    python scripts/publish_confirm.py [CONFIG]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from nas.results.analysis import confirmed_table, evidence_lines
+from nas.results.report import confirmed_figure, publish_study, write_png
+from nas.search.config import load_config
+from nas.search.evidence import Evidence
+from nas.search.storage import load_study
+from nas.stats import spearman
+from nas.tables import markdown_table
+
+
+def top_overlap(ev: Evidence, k: int) -> int:
+    """How many of the brief top ``k`` confirmed search patterns stay in the confirmed top k."""
+    searched = [c for c in ev.confirmed if c.repeat_of is not None]
+    brief = {c.hash for c in sorted(searched, key=lambda c: -c.brief)[:k]}
+    confirmed = {c.hash for c in sorted(searched, key=lambda c: -c.mean.mean)[:k]}
+    return len(brief & confirmed)
+
+
+def main(config: str = "studies/confirm_fashion_mnist.toml") -> None:
+    cfg = load_config(config)
+    out = Path(cfg.storage_url.removeprefix("sqlite:///")).parent
+    study = load_study(cfg.name, cfg.storage_url)
+    result = publish_study(study, out)
+    ev = Evidence.from_json(result["evidence"])
+    write_png(confirmed_figure(ev), out / "confirmed.png")
+    searched = [c for c in ev.confirmed if c.repeat_of is not None]
+    print(f"wrote {out}/analyze.json, report.html, confirmed.png, "
+          f"accuracy_vs_mean_distance.png\n")
+    print(markdown_table(*confirmed_table(result["evidence"])) + "\n")
+    for line in evidence_lines(result["evidence"]):
+        print(f"- {line}")
+    print(f"- brief top 5 in the confirmed top 5: {top_overlap(ev, 5)} of 5 "
+          f"({len(searched)} search patterns confirmed)")
+    print(f"- Spearman of brief accuracy and confirmed mean over them: "
+          f"{spearman([c.brief for c in searched], [c.mean.mean for c in searched]):+.3f}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,255 @@
+"""Winners you can trust: the noise of one trial, the confirm stage and export by confirmed
+evidence. The statistics against closed forms and scipy; real tiny studies on SQLite and a
+journal file, with a worker killed mid-confirm; studies from before confirm still work."""
+import json
+import math
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+from scipy import stats
+from test_faults import finish, skipnas, wait_mid_trial
+
+from nas.cli import main
+from nas.errors import ConfigError, UserError
+from nas.results.analysis import analyze, study_rows
+from nas.results.export import trial_spec
+from nas.results.report import write_report
+from nas.search.config import config_from_dict, load_config
+from nas.search.confirm import confirm_slots, start_confirm
+from nas.search.evidence import Run, evidence, noise_of
+from nas.search.guided import ScreenSampler
+from nas.search.record import SlotKind, TrialRecord, record
+from nas.search.storage import load_study
+from nas.search.study import create_study, study_status
+from nas.search.worker import _completed_twin, run_worker
+from nas.stats import mean_ci, pooled_std, welch_difference
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- statistics --------------------------------------------------------------------------
+
+def test_mean_ci_is_the_student_t_interval():
+    m = mean_ci([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * s / sqrt(n), s = 1
+    assert (m.mean, m.std, m.n) == (2.0, 1.0, 3)
+    assert m.ci_low == pytest.approx(2 - half) and m.ci_high == pytest.approx(2 + half)
+    one = mean_ci([0.7])
+    assert one.mean == 0.7 and math.isnan(one.ci_low) and math.isnan(one.se)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_welch_difference_matches_scipy(seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0.70, 0.01, 4), rng.normal(0.68, 0.03, 5)
+    d = welch_difference(a, b)
+    t = stats.ttest_ind(a, b, equal_var=False)
+    ci = t.confidence_interval(0.95)
+    assert d.diff == pytest.approx(a.mean() - b.mean())
+    assert (d.ci_low, d.ci_high) == pytest.approx((ci.low, ci.high))
+    assert d.df == pytest.approx(t.df)
+    assert d.excludes_zero == (t.pvalue < 0.05)
+
+
+def test_pooled_std_by_hand():
+    # Squared deviations: (1, 1) -> 2 over 1 df; (2, 4, 6) -> 8 over 2 df; the single is skipped.
+    std, df = pooled_std([[1.0, 3.0], [2.0, 4.0, 6.0], [9.0]])
+    assert df == 3 and std == pytest.approx(math.sqrt(10 / 3))
+    assert math.isnan(pooled_std([[1.0], [2.0]])[0])
+
+
+def test_noise_pools_seeds_per_pattern_and_ranks_two_seeds():
+    rng = np.random.default_rng(0)
+    truth = np.linspace(0.6, 0.7, 8)
+    runs = [Run(10 * p + s, SlotKind.SEARCH, "search", f"p{p}", s, None,
+                float(truth[p] + rng.normal(0, 0.002)), None) for p in range(8) for s in (0, 1)]
+    runs.append(Run(999, SlotKind.SEARCH, "search", "alone", 0, None, 0.9, None))
+    noise = noise_of(runs)
+    groups = [[r.accuracy for r in runs if r.hash == f"p{p}"] for p in range(8)]
+    assert noise.patterns == 8 and noise.df == 8
+    assert noise.seed_std == pytest.approx(pooled_std(groups)[0])
+    pairs = np.array(groups)
+    assert noise.seed_spearman == pytest.approx(stats.spearmanr(pairs[:, 0],
+                                                                pairs[:, 1]).statistic)
+    assert noise.seed_spearman > 0.9  # the patterns differ far more than the seeds
+    few = noise_of(runs[:8])  # 4 patterns: too few for a rank correlation
+    assert few.patterns == 4 and math.isnan(few.seed_spearman)
+
+
+# --- configs --------------------------------------------------------------------------------
+
+def tiny(tmp_path, storage=None, **sections):
+    raw = {"name": "conf", "trials": 4, "storage": storage or f"sqlite:///{tmp_path}/c.db",
+           "heartbeat_seconds": 1,
+           "search_space": {"name": "free", "layers": [6]},
+           "data": {"name": "synthetic", "train_size": 1024, "val_size": 256},
+           "architecture": {"growth": 6, "bottleneck": False},
+           "training": {"epochs": 2, "batch_size": 32}, "sampler": {"name": "random"},
+           "noise": {"repeats": 1},
+           "confirm": {"top": 2, "seeds": 2, "epochs": 3}, **sections}
+    return config_from_dict(raw, "c.toml")
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"noise": {"repeats": 5}}, "noise.repeats: must be <= trials (4)"),
+    ({"confirm": {"seeds": 1}}, "confirm.seeds: must be in 2..100"),
+    ({"confirm": {"top": 0}}, "confirm.top: must be in 1..100"),
+    ({"confirm": {"baselines": ["logg"]}}, "confirm.baselines: unknown template 'logg'"),
+    ({"confirm": {"epochs": 0}}, "confirm.epochs: must be >= 1"),
+    ({"confirm": {"val_size": -3}}, "confirm.val_size: must be a count"),
+    ({"confirm": {"seed": 3}}, "confirm.seed: unknown key"),
+])
+def test_noise_and_confirm_settings_are_validated(tmp_path, section, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        tiny(tmp_path, **section)
+
+
+# --- a real tiny study ---------------------------------------------------------------------
+
+def write_toml(path, storage):
+    path.write_text(f'''name = "conf"
+trials = 4
+storage = "{storage}"
+heartbeat_seconds = 1
+[search_space]
+name = "free"
+layers = [6]
+[noise]
+repeats = 1
+[confirm]
+top = 2
+seeds = 2
+epochs = 3
+[data]
+name = "synthetic"
+train_size = 1024
+val_size = 256
+[architecture]
+growth = 6
+bottleneck = false
+[training]
+epochs = 2
+batch_size = 32
+[sampler]
+name = "random"
+''')
+    return path
+
+
+def records(study, kind=None, states=(TrialState.COMPLETE,)):
+    out = [(t, TrialRecord.from_trial(t)) for t in study.get_trials(deepcopy=False, states=states)]
+    return [(t, r) for t, r in out if kind is None or r.kind == kind]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_confirm_on_a_real_study_killed_and_resumed(tmp_path, kind):
+    storage = {"sqlite": f"sqlite:///{tmp_path}/c.db", "journal": f"journal:///{tmp_path}/c.log"}
+    config = write_toml(tmp_path / "c.toml", storage[kind])
+    cfg = load_config(config)
+    study = create_study(cfg)
+    run_worker(cfg, study=study, progress=False)
+    search = records(study)
+    assert [r.kind for _, r in search].count(SlotKind.SEARCH) == 4
+    noise = [(t, r) for t, r in search if r.kind == SlotKind.NOISE]
+    assert len(noise) == 1 and noise[0][1].seed == 1  # the earliest search pattern, next seed
+    first = study.trials[noise[0][1].repeat_of]
+    assert noise[0][1].hash == TrialRecord.from_trial(first).hash and first.number == 0
+    before = analyze(study, resamples=50)
+
+    # Confirm with a second worker that is killed mid-trial: its trial is retried elsewhere.
+    confirm = skipnas("confirm", str(config))
+    while not records(study, SlotKind.CONFIRM, (TrialState.WAITING, TrialState.RUNNING)):
+        assert confirm.poll() is None, confirm.communicate()
+    worker = skipnas("worker", str(config))
+    killed, victim = wait_mid_trial(study, [worker])
+    victim.send_signal(signal.SIGKILL)
+    (rc, err), _ = finish([confirm, worker])
+    assert rc == 0, err
+    again = skipnas("confirm", str(config))
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0 and "0 trials queued" in out and "ran 0 trials" in out, err
+
+    # Exactly one completed trial per confirm slot, none run twice, nothing left queued.
+    wanted = {(s.hash, s.seed) for s in confirm_slots(study, cfg)}
+    assert len(wanted) == 2 * 3  # top 2 and log, 2 seeds each
+    done = records(study, SlotKind.CONFIRM)
+    assert sorted((r.hash, r.seed) for _, r in done) == sorted(wanted)
+    assert not records(study, states=(TrialState.WAITING, TrialState.RUNNING))
+    assert study.trials[killed].state == TrialState.FAIL
+    fidelity = cfg.confirm_fidelity.to_dict()
+    assert all(r.fidelity == fidelity and len(r.val_curve) == 3 for _, r in done)  # 3 epochs
+    # Confirm trials stay apart from the search: same analysis, no params for any sampler.
+    after = analyze(study, resamples=50)
+    for key in ("trials_total", "trials_at_budget", "correlations", "templates"):
+        assert after[key] == before[key], key
+    confirm_numbers = {t.number for t, _ in done}
+    assert not confirm_numbers & {row["trial"] for row in study_rows(study, reused=True)}
+    assert all(not t.params and not t.distributions for t, _ in done)
+    sampler = ScreenSampler(cfg.search_space.build())
+    assert all(sampler.pattern_of(t) is None for t, _ in done)
+    # Export takes the best confirmed mean, and says so.
+    ev = evidence(study, cfg.fidelity)
+    winner = ev.winner
+    values = [t.values[0] for t, r in done if r.hash == winner.hash]
+    assert winner.mean.mean == pytest.approx(np.mean(values)) == max(
+        np.mean([t.values[0] for t, r in done if r.hash == h]) for h, _ in wanted)
+    exported = trial_spec("conf", storage[kind])
+    origin = exported.spec.origin
+    assert exported.spec.hash == winner.hash and origin["accuracy"] == winner.mean.mean
+    assert origin["confirmed"]["seeds"] == 2 and origin["confirmed"]["fidelity"] == fidelity
+    assert exported.note.startswith("confirmed: ")
+    status = study_status("conf", storage[kind])
+    assert status["evidence"].winner == winner and status["evidence"].confirm_pending == 0
+
+
+def test_confirm_refuses_an_unfinished_search_and_another_fidelity(tmp_path):
+    cfg = tiny(tmp_path)
+    study = create_study(cfg)
+    with pytest.raises(UserError, match="5 search trials are still queued or running"):
+        start_confirm(cfg)
+    run_worker(cfg, study=study, progress=False)
+    _, queued = start_confirm(cfg)
+    assert queued == len(confirm_slots(study, cfg))
+    assert start_confirm(cfg)[1] == 0  # a second call queues nothing
+    with pytest.raises(UserError, match="holds confirm trials at another fidelity"):
+        start_confirm(tiny(tmp_path, confirm={"top": 2, "seeds": 2, "epochs": 4}))
+
+
+def test_a_twin_is_reused_only_at_the_same_fidelity(tmp_path):
+    cfg = tiny(tmp_path)
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    record(trial, hash="abc", seed=1)
+    study.tell(trial, 0.5)
+    search, confirm = cfg.fidelity, cfg.confirm_fidelity
+    assert _completed_twin(study, "abc", 1, search, search).number == 0
+    assert _completed_twin(study, "abc", 1, confirm, search) is None
+    assert _completed_twin(study, "abc", 2, search, search) is None
+
+
+# --- studies from before confirm -----------------------------------------------------------
+
+def test_a_study_from_before_confirm_analyzes_reports_and_exports(tmp_path, capsys):
+    published = ROOT / "studies" / "results" / "principle_fashion_mnist" / "study.db"
+    shutil.copy(published, tmp_path / "old.db")
+    url = f"sqlite:///{tmp_path}/old.db"
+    study = load_study("principle_fashion_mnist", url)
+    result = analyze(study, resamples=20)
+    ev = result["evidence"]
+    # Its templates ran with 3 seeds: the noise is measured from them.
+    assert ev["noise"]["patterns"] >= 4 and ev["noise"]["seed_std"] > 0
+    assert ev["confirmed"] == [] and ev["best"]["within_se"] >= 1
+    write_report(study, tmp_path / "r.html", result)
+    assert "How far the numbers can be trusted" in (tmp_path / "r.html").read_text()
+    assert main(["export", "principle_fashion_mnist", "--storage", url,
+                 "--out", str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert "the pick is a single unconfirmed run" in out and "skipnas confirm" in out
+    spec = json.loads((tmp_path / "b.json").read_text())
+    assert "confirmed" not in spec["origin"]
