@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the default real data: installs what it needs (Fashion-MNIST from Debian's
 # dataset-fashion-mnist, the skipnas package), runs the quickstart study (~2 min on 2 CPU cores;
-# running it again resumes), then prints the principle analysis and writes the HTML report.
+# running it again resumes), confirms its top patterns and log with fresh seeds (~1 min), prints
+# the principle analysis, writes the HTML report and exports the confirmed winner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${SKIPNAS_DATA:-}" ]; then
@@ -16,5 +17,7 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${SKIPNAS_DATA:-}" ]; the
 fi
 python -m pip install -q -e .
 skipnas study start studies/quickstart.toml "$@"
+skipnas confirm studies/quickstart.toml
 skipnas analyze quickstart
 skipnas report quickstart --out studies/quickstart_report.html
+skipnas export quickstart --out studies/quickstart_best.json

@@ -66,11 +66,12 @@ class Noise:
         return self.df > 0
 
 
-def noise_of(search_runs: Iterable[Run]) -> Noise:
-    """Pool the seeds of every (pattern, fidelity) trained more than once."""
-    groups: dict[tuple[str, str], dict[int, float]] = {}
-    for run in search_runs:
-        groups.setdefault((run.hash, repr(run.fidelity)), {})[run.seed] = run.accuracy
+def noise_of(same_fidelity: Iterable[Run]) -> Noise:
+    """Pool the seeds of every pattern trained more than once (runs at one fidelity; a seed
+    run twice counts once)."""
+    groups: dict[str, dict[int, float]] = {}
+    for run in same_fidelity:
+        groups.setdefault(run.hash, {})[run.seed] = run.accuracy
     repeated = [g for g in groups.values() if len(g) >= 2]
     std, df = pooled_std([list(g.values()) for g in repeated])
     rho = math.nan
