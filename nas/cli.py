@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import time
@@ -498,6 +499,7 @@ def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True) -> None
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(format="skipnas: %(message)s", level=logging.WARNING)
     if args.command not in ("templates", "train"):
         import optuna
         optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -9,13 +9,16 @@ import sys
 import time
 from collections import Counter
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
+from nas.errors import UserError
 from nas.search.config import load_config
 from nas.search.record import TrialRecord
-from nas.search.storage import load_study
+from nas.search.storage import load_study, open_storage
 from nas.search.study import create_study
+from nas.search.worker import run_worker
 
 POSTGRES = os.environ.get("SKIPNAS_TEST_POSTGRES")
 ENV = {**os.environ, "SKIPNAS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -327,3 +330,35 @@ def test_study_start_with_workers_runs_them_all_and_a_sigterm_stops_every_one(tm
     assert f"ran {len(done_after)} trials" in out
     pids = {TrialRecord.from_trial(t).worker for t in done_after}
     assert len(pids) == 2, pids
+
+
+@pytest.mark.slow
+def test_a_torn_last_journal_record_is_repaired_at_every_byte(tmp_path, caplog):
+    """A crash or a full disk mid-append leaves the journal's last line without its end; the
+    next append used to be glued onto it and the study became unreadable."""
+    cfg = load_config(write_config(tmp_path / "c.toml", f"journal:///{tmp_path}/j.log",
+                                   trials=2))
+    study = create_study(cfg)
+    run_worker(cfg, study=study, progress=False)
+    data = (tmp_path / "j.log").read_bytes()
+    start = data.rstrip(b"\n").rfind(b"\n") + 1  # the last record: data[start:]
+    for cut in range(start + 1, len(data)):
+        journal = tmp_path / f"t{cut}.log"
+        journal.write_bytes(data[:cut])
+        storage = open_storage(f"journal:///{journal}")
+        whole = cut == len(data) - 1  # only the newline lost: the record is kept
+        assert journal.read_bytes() == (data if whole else data[:start])
+        backups = list(tmp_path.glob(f"t{cut}.log.torn-*"))
+        assert len(backups) == 1 and backups[0].read_bytes() == data[:cut]
+        optuna.load_study(study_name=cfg.name, storage=storage).enqueue_trial({})
+        again = optuna.load_study(study_name=cfg.name,
+                                  storage=open_storage(f"journal:///{journal}"))
+        assert len(again.trials) == len(study.trials) + 1
+    assert "its last record was torn" in caplog.text
+    # A clean journal is left alone; a file that is not a journal gives one clear error.
+    open_storage(f"journal:///{tmp_path}/j.log")
+    assert not list(tmp_path.glob("j.log.torn-*"))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list\n")
+    with pytest.raises(UserError, match="not a readable Optuna journal"):
+        open_storage(f"journal:///{notes}")

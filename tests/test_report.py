@@ -1,4 +1,5 @@
 """After a study: report page (checked in headless Chromium), dashboard, export -> train."""
+import http.client
 import json
 import os
 import shutil
@@ -156,13 +157,22 @@ def test_dashboard_serves_study_with_our_plots(study_cfg):
                 time.sleep(0.3)
         assert body is not None, proc.stderr.read1().decode() if proc.poll() else "no answer"
         assert "rep" in json.dumps(body)
+        # DNS rebinding (another Host) and cross-site writes are refused; the study stays.
+        study_id = body["study_summaries"][0]["study_id"]
+        for headers in ({"Host": f"attacker.example:{port}"},
+                        {"Host": f"127.0.0.1:{port}", "Origin": "http://attacker.example"}):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("DELETE", f"/api/studies/{study_id}", headers=headers)
+            assert conn.getresponse().status == 403, headers
+            conn.close()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     study = load_study("rep", study_cfg.storage_url)
     graphs = {k.split(":")[2] for k in study_system_attrs(study)
               if k.startswith("dashboard:plot_data:")}
-    assert graphs == {f"skipnas-{fig_id}" for fig_id in ATTACHED}
+    shown = {fig.id for fig in figures(study)}
+    assert graphs == {f"skipnas-{fig_id}" for fig_id in ATTACHED if fig_id in shown}
 
 
 def test_cli_analyze_table_and_json(study_cfg):

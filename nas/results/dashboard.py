@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..errors import UserError
 from ..search.storage import load_study, open_storage
 from .report import figures
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # Our plots shown in optuna-dashboard's study page, by figure id (attached under
 # "skipnas-<id>", so restarting the dashboard overwrites them rather than adding copies).
@@ -25,17 +29,51 @@ def attach_plots(name: str, storage_url: str) -> list[str]:
     return ids
 
 
-def serve(name: str, storage_url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve optuna-dashboard for the storage (blocks until interrupted)."""
-    from optuna_dashboard import run_server
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
+
+def loopback_only(app: WSGIApp, port: int) -> WSGIApp:
+    """Refuse (403) requests whose Host header is not this loopback server (a page on another
+    site reaching it through DNS rebinding) and writes whose Origin is another site."""
+    allowed = {f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")}
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        origin = environ.get("HTTP_ORIGIN")
+        foreign_write = environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS and \
+            origin is not None and origin.partition("://")[2] not in allowed
+        if environ.get("HTTP_HOST") not in allowed or foreign_write:
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [b"skipnas dashboard: only requests to this loopback address are served\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
+def serve(name: str, storage_url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve optuna-dashboard for the storage on loopback (blocks until interrupted)."""
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from optuna_dashboard import wsgi
+
+    if host not in LOOPBACK:
         raise UserError(f"dashboard host {host!r}: only loopback is served; use an SSH tunnel")
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            raise UserError(f"dashboard port {port} on {host}: {e.strerror}") from None
+
+    class Server(WSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (wsgiref's name)
+            pass
+
+    try:
+        server = make_server(host, port, loopback_only(wsgi(open_storage(storage_url)), port),
+                             server_class=Server, handler_class=QuietHandler)
+    except OSError as e:
+        raise UserError(f"dashboard port {port} on {host}: {e.strerror} (choose another with "
+                        f"--port)") from None
     attach_plots(name, storage_url)
-    print(f"optuna-dashboard for {name!r} on http://{host}:{port}/dashboard/ (Ctrl-C stops)")
-    run_server(open_storage(storage_url), host=host, port=port)
+    print(f"optuna-dashboard for {name!r} on http://{host}:{port}/dashboard/ (Ctrl-C stops)",
+          flush=True)
+    with server:
+        server.serve_forever()
