@@ -155,12 +155,11 @@ def cmd_study_check(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from .search.worker import run_workers, worker_seed
+    from .search.worker import run_workers
 
     cfg = _study_config(args)
     clock = time.perf_counter()
-    report = run_workers(replace(cfg, seed=worker_seed(cfg)), cfg.workers,
-                         progress=not args.quiet)
+    report = run_workers(cfg, cfg.workers, progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
 

@@ -4,6 +4,7 @@ tests/test_faults.py."""
 import os
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -344,3 +345,51 @@ def test_style_config_errors(tmp_path, section, message):
     path.write_text(f'name = "x"\n{section}')
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+def search_hashes(study):
+    return [TrialRecord.from_trial(t).hash for t in finished(study)
+            if TrialRecord.from_trial(t).kind == "search"]
+
+
+def test_a_restart_continues_the_search_and_a_fresh_one_replays(tmp_path):
+    """Extending a study (`--trials 6` after 3) re-seeded the sampler with the study seed, so
+    it drew the same 3 patterns again (all reused). Now the seed also counts the first trial
+    a worker claims: new patterns; one worker on a fresh study still replays exactly."""
+    cfg = synthetic_config(tmp_path, trials=3, search_space={"name": "free", "layers": [6]})
+    study = create_study(cfg)
+    run_worker(cfg, study=study, progress=False)
+    more = replace(cfg, trials=6)
+    run_worker(more, study=create_study(more), progress=False)
+    hashes = search_hashes(study)
+    assert len(hashes) == 6 and len(set(hashes)) == 6
+    assert not [t for t in finished(study) if TrialRecord.from_trial(t).is_reused]
+    again = replace(cfg, storage=f"sqlite:///{tmp_path}/again.db")
+    replay = create_study(again)
+    run_worker(again, study=replay, progress=False)
+    assert search_hashes(replay) == hashes[:3]
+
+
+def test_a_running_twin_is_waited_for_then_reused(tmp_path):
+    import threading
+
+    from nas.search.record import record
+    from nas.search.worker import _completed_twin
+
+    cfg = synthetic_config(tmp_path)
+    study = optuna.create_study(direction="maximize")
+    first, second = study.ask(), study.ask()
+    for trial in (first, second):
+        record(trial, hash="abc", seed=0)
+    f = cfg.fidelity
+    assert _completed_twin(study, "abc", 0, f, f) is None  # running only: not waited for
+    assert _completed_twin(study, "abc", 0, f, f, before=first.number) is None  # nothing lower
+    found = []
+    waiter = threading.Thread(target=lambda: found.append(_completed_twin(
+        study, "abc", 0, f, f, before=second.number, poll_seconds=0.05)))
+    waiter.start()
+    time.sleep(0.5)
+    assert waiter.is_alive()  # waits while the lower-numbered twin trains
+    study.tell(first, 0.75)
+    waiter.join(timeout=10)
+    assert found[0].number == first.number and found[0].value == 0.75

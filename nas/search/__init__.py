@@ -7,5 +7,5 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "SAMPLERS": ".samplers", "PRUNERS": ".samplers",
     "open_storage": ".storage", "load_study": ".storage", "default_storage_url": ".storage",
     "create_study": ".study", "best_trial": ".study", "study_status": ".study",
-    "run_worker": ".worker", "worker_seed": ".worker", "Objective": ".worker",
+    "run_worker": ".worker", "Objective": ".worker",
 })

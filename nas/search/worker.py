@@ -61,7 +61,8 @@ class Objective:
         pattern, seed = self.pattern_for(trial, slot)
         fidelity = Fidelity.from_dict(slot.fidelity) if slot.fidelity else self.cfg.fidelity
         spec = self.describe(trial, pattern, seed)
-        twin = _completed_twin(trial.study, pattern.hash, seed, fidelity, self.cfg.fidelity)
+        twin = _completed_twin(trial.study, pattern.hash, seed, fidelity, self.cfg.fidelity,
+                               before=trial.number, grace=3 * self.cfg.heartbeat_seconds)
         if twin is not None:  # same pattern, seed and fidelity already trained: reuse it
             record(trial, reused_from=twin.number, train_seconds=0.0,
                    val_curve=TrialRecord.from_trial(twin).val_curve)
@@ -139,16 +140,29 @@ class _NothingToRepeat(Exception):
 
 
 def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int, fidelity: Fidelity,
-                    search: Fidelity) -> FrozenTrial | None:
+                    search: Fidelity, before: int | None = None, grace: float = 30.0,
+                    poll_seconds: float = 1.0) -> FrozenTrial | None:
     """A completed trial that trained this pattern with this seed at this fidelity (a trial
-    without a recorded fidelity ran at the search's)."""
+    without a recorded fidelity ran at the search's). A running twin numbered below
+    ``before`` is waited for (two workers that drew the same pattern train it once; the lower
+    number trains, so they never wait for each other), while stale trials are failed as in
+    the worker loop; None when it fails or there is no twin."""
     wanted = fidelity.to_dict()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        r = TrialRecord.from_trial(t)
-        if r.hash == pattern_hash and r.seed == seed and not r.is_reused and \
-                (r.fidelity or search.to_dict()) == wanted:
-            return t
-    return None
+    while True:
+        running = False
+        for t in study.get_trials(deepcopy=False,
+                                  states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            r = TrialRecord.from_trial(t)
+            if r.hash == pattern_hash and r.seed == seed and not r.is_reused and \
+                    (r.fidelity or search.to_dict()) == wanted:
+                if t.state == TrialState.COMPLETE:
+                    return t
+                running |= before is not None and t.number < before
+        if not running:
+            return None
+        interrupts.check()
+        time.sleep(poll_seconds)
+        fail_stale(study, storage_of(study), grace_seconds=grace)
 
 
 def _pattern_to_repeat(study: optuna.Study) -> tuple[Pattern, int]:
@@ -177,17 +191,18 @@ class WorkerReport:
                             self.train_seconds + other.train_seconds)
 
 
-def worker_seed(cfg: StudyConfig) -> int:
-    """Extra workers draw different proposals from the first one."""
-    return (cfg.seed + os.getpid()) % 2 ** 32
-
-
 def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = True,
                study: optuna.Study | None = None, poll_seconds: float = 1.0) -> WorkerReport:
     """Claim and run WAITING trials until none is waiting and none is running elsewhere
     (a running one may still fail and be queued again here). Each pass first fails the trials
     of workers silent for 3 heartbeats and queues their slots again. Ctrl-C and SIGTERM take
-    effect between batches or trials (:mod:`nas.interrupts`)."""
+    effect between batches or trials (:mod:`nas.interrupts`).
+
+    The sampler is seeded with ``seed``, or else with the study's seed plus the number of the
+    first trial this worker claims: one worker on a fresh study replays exactly, while a
+    restart, an extension or another worker (each claims a later trial first) proposes new
+    patterns instead of drawing the same ones again."""
+    seeded = seed is not None
     with interrupts.deferred():
         if study is None:
             study = load_study(cfg.name, cfg.storage_url,
@@ -207,6 +222,10 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
                     break
                 time.sleep(poll_seconds)
                 continue
+            if not seeded:
+                first = storage.get_trial(trial_id).number
+                study.sampler = make_sampler(cfg, (cfg.seed + first) % 2 ** 32)
+                seeded = True
             start = time.perf_counter()
             frozen = _run_one(study, trial_id, objective, cfg.heartbeat_seconds)
             if frozen is None:
@@ -249,8 +268,7 @@ def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
     context = multiprocessing.get_context("spawn")  # no forked CUDA or storage state
     reports = context.Queue()
     children = [context.Process(target=_child_worker, daemon=True,
-                                args=(_on_device(cfg, devices[w]), (cfg.seed + w) % 2 ** 32,
-                                      reports))
+                                args=(_on_device(cfg, devices[w]), reports))
                 for w in range(1, workers)]
     for child in children:
         child.start()
@@ -281,11 +299,11 @@ def _on_device(cfg: StudyConfig, device: str) -> StudyConfig:
         replace(cfg, training=replace(cfg.training, device=device))
 
 
-def _child_worker(cfg: StudyConfig, seed: int, reports: Any) -> None:
+def _child_worker(cfg: StudyConfig, reports: Any) -> None:
     signal.signal(signal.SIGTERM, interrupts.terminate)  # like the CLI: give the trial back
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        reports.put(dataclasses.asdict(run_worker(cfg, seed=seed, progress=False)))
+        reports.put(dataclasses.asdict(run_worker(cfg, progress=False)))
     except KeyboardInterrupt:
         sys.exit(128 + signal.SIGINT)
 
