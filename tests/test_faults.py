@@ -362,3 +362,26 @@ def test_a_torn_last_journal_record_is_repaired_at_every_byte(tmp_path, caplog):
     notes.write_text("shopping list\n")
     with pytest.raises(UserError, match="not a readable Optuna journal"):
         open_storage(f"journal:///{notes}")
+
+
+START_ONLY = ("import sys; from nas.search.config import load_config; "
+              "from nas.search.study import create_study; create_study(load_config(sys.argv[1]))")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", STORAGES)
+def test_concurrent_starts_queue_every_slot_once(tmp_path, kind):
+    """Four `study start` of one config at once (their enqueue step) on a fresh storage used
+    to queue up to twice the slots (F1) and, on a fresh SQLite file, to race on creating the
+    schema (F14)."""
+    for rep in range(3):
+        url = {"journal": f"journal:///{tmp_path}/s{rep}.log",
+               "sqlite": f"sqlite:///{tmp_path}/s{rep}.db", "postgres": POSTGRES}[kind]
+        config = write_config(tmp_path / f"c{rep}.toml", url, trials=120)
+        procs = [subprocess.Popen([sys.executable, "-c", START_ONLY, str(config)], env=ENV,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+        for rc, err in finish(procs):
+            assert rc == 0, err
+        name = load_config(config).name
+        assert len(load_study(name, url).get_trials(deepcopy=False)) == 120

@@ -17,8 +17,9 @@ from .. import interrupts
 from ..engine.spec import PatternSpec
 from ..errors import UserError
 from .config import StudyConfig
+from .optuna_api import storage_of
 from .record import SlotKind, TrialRecord
-from .storage import load_study, mask_url
+from .storage import exclusive, load_study, mask_url
 from .study import baseline_pattern, check_config, counts_as_slot
 
 
@@ -63,6 +64,11 @@ def start_confirm(cfg: StudyConfig) -> tuple[optuna.Study, int]:
     queued. The search must be finished, and earlier confirm trials at the same fidelity."""
     study = load_study(cfg.name, cfg.storage_url)
     check_config(study, cfg)
+    with exclusive(cfg.storage_url, storage_of(study), cfg.name):  # concurrent calls: once
+        return study, _queue_confirm(study, cfg)
+
+
+def _queue_confirm(study: optuna.Study, cfg: StudyConfig) -> int:
     trials = study.get_trials(deepcopy=False)
     records = [(t, TrialRecord.from_trial(t)) for t in trials if counts_as_slot(t)]
     pending = [t.number for t, r in records
@@ -85,4 +91,4 @@ def start_confirm(cfg: StudyConfig) -> tuple[optuna.Study, int]:
         for slot in missing:
             interrupts.check()
             study.enqueue_trial({}, user_attrs=slot.to_user_attrs())
-    return study, len(missing)
+    return len(missing)

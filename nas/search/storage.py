@@ -7,12 +7,17 @@ one locked step. Passwords in URLs never reach output: :func:`mask_url`.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 import os
 import shutil
 import sqlite3
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +108,9 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             kwargs["engine_kwargs"]["connect_args"] = {
                 "options": f"-c idle_in_transaction_session_timeout={timeout_ms}"}
     try:
-        storage = RDBStorage(url, **kwargs)
+        # Two processes creating the schema of a fresh SQLite file at once collide.
+        with _file_lock(file) if scheme.startswith("sqlite") else contextlib.nullcontext():
+            storage = RDBStorage(url, **kwargs)
     except Exception as e:  # SQLAlchemy/driver errors vary by backend
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot open storage {mask_url(url)!r}: "
@@ -185,6 +192,46 @@ def _is_json(line: bytes) -> bool:
         return True
     except ValueError:  # also UnicodeDecodeError and JSONDecodeError
         return False
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between the processes of this machine on a storage file (kept in the
+    temporary directory, so study folders hold no lock files)."""
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"skipnas-{digest}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def exclusive(url: str, storage: optuna.storages.BaseStorage, key: str) -> Iterator[None]:
+    """One process at a time, across processes, for ``key`` on the storage at ``url``: a file
+    lock for SQLite and journal files (the processes of one machine), a PostgreSQL advisory
+    lock (every machine). Study creation and enqueueing run under it, so two `study start` of
+    one config never queue a slot twice. (MySQL: no lock.)"""
+    scheme = url.split(":", 1)[0]
+    if scheme == "journal":
+        with _file_lock(Path(url.removeprefix("journal:///"))):
+            yield
+    elif scheme.startswith("sqlite"):
+        with _file_lock(_sqlite_path(url)):
+            yield
+    elif scheme.startswith("postgresql") and isinstance(storage, RDBStorage):
+        number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        with storage.engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({number})")
+            conn.commit()  # the lock is the session's; no transaction stays open meanwhile
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({number})")
+                conn.commit()
+    else:
+        yield
 
 
 def _without_secrets(text: str, url: str) -> str:

@@ -23,7 +23,7 @@ from .config import Fidelity, StudyConfig
 from .evidence import Evidence, evidence
 from .record import SlotKind, TrialRecord
 from .samplers import make_pruner, make_sampler
-from .storage import load_study, mask_url, open_storage
+from .storage import exclusive, load_study, mask_url, open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CONFIG_ATTR = "config"  # the study user attr that holds config_summary()
@@ -112,18 +112,19 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
     storage = storage or open_storage(cfg.storage_url)
     directions: list[Literal["maximize", "minimize"]] = (
         ["maximize", "minimize"] if cfg.multi_objective else ["maximize"])
-    study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
-                                directions=directions,
-                                sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
-                                pruner=make_pruner(cfg))
-    if [d.name.lower() for d in study.directions] != directions:
-        raise UserError(f"study {cfg.name!r} in {mask_url(cfg.storage_url)} has directions "
-                        f"{[d.name.lower() for d in study.directions]}, "
-                        f"the config asks {directions}")
-    if stored_config(study) is None:
-        study.set_user_attr(CONFIG_ATTR, config_summary(cfg, cfg.search_space.build()))
-    check_config(study, cfg)
-    _enqueue_missing(study, cfg)
+    with exclusive(cfg.storage_url, storage, cfg.name):  # concurrent starts queue slots once
+        study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
+                                    directions=directions,
+                                    sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
+                                    pruner=make_pruner(cfg))
+        if [d.name.lower() for d in study.directions] != directions:
+            raise UserError(f"study {cfg.name!r} in {mask_url(cfg.storage_url)} has directions "
+                            f"{[d.name.lower() for d in study.directions]}, "
+                            f"the config asks {directions}")
+        if stored_config(study) is None:
+            study.set_user_attr(CONFIG_ATTR, config_summary(cfg, cfg.search_space.build()))
+        check_config(study, cfg)
+        _enqueue_missing(study, cfg)
     return study
 
 
