@@ -48,7 +48,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from search_spaces import template_pattern
 
     from .engine.configs import ArchConfig, DataConfig, TrainConfig
-    from .engine.spec import PatternSpec, make_spec
+    from .engine.spec import PatternSpec, check_measured, make_spec
     from .engine.train import default_checkpoint, train
 
     arch_flags = {k: getattr(args, k) for k in ARCH_FLAGS if getattr(args, k) is not None}
@@ -64,6 +64,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise UserError("give either a spec file or --template with --style and "
                             "architecture flags, not both")
         spec = PatternSpec.load(args.spec)
+        check_measured(spec, args.spec)
     else:
         if not args.template:
             raise UserError("give a spec file or --template NAME --layers L")

@@ -123,6 +123,12 @@ def test_fuzzed_study_configs(doc, tmp_path, capsys, monkeypatch):
     b'name = "x"\n[architecture]\ngrowth = 100000000', b'name = "x"\ntrials = 1000000',
     b'name = "../evil"', b'name = "x"\n[data]\nval_size = inf',
     b'name = "x"\n[data]\nsplit_seed = -1', b'name = "x"\n[training]\ndevice = "foo"',
+    # F9: nesting, a 5001-digit integer, an absurd heartbeat, uncapped baseline seeds
+    pytest.param(b'name = "x"\ny = ' + b"[" * 100000 + b"]" * 100000, id="nested-100000"),
+    pytest.param(b'name = "x"\nseed = 1' + b"0" * 5000, id="5001-digit-seed"),
+    b'name = "x"\nheartbeat_seconds = 100000000000000000000',
+    pytest.param(b'name = "x"\n[baselines]\ntemplates = ["log", "dense", "chain"]\nseeds = ['
+                 + ",".join(map(str, range(200000))).encode() + b"]", id="200000-seeds"),
 ])
 def test_bad_configs_never_start_a_study(text, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -184,6 +190,8 @@ def test_fuzzed_specs(data, spec_dict, tmp_path):
 @pytest.mark.parametrize("content, message", [
     (b"\xff\xfe{}", "not UTF-8"), (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
     (b"{", "not valid JSON"), (b"[]", "expected a JSON object"),
+    pytest.param(b'{"format_version": 1' + b"0" * 5000 + b"}", "not a readable spec",
+                 id="5001-digit-integer"),
 ])
 def test_unreadable_spec_files(tmp_path, capsys, content, message):
     path = tmp_path / "s.json"
@@ -258,3 +266,19 @@ def test_port_in_use_is_one_line(tmp_path, capsys):
         code, _, err = run(["dashboard", "fuzz", "--storage", url, "--port", str(port)], capsys)
     assert_one_clear_line(code, err)
     assert "in use" in err or "Address" in err
+
+
+@pytest.mark.parametrize("key, value", [("params", -5), ("params", 1e300), ("flops", 7)])
+def test_a_spec_with_edited_params_or_flops_is_refused_before_training(
+        spec_dict, tmp_path, capsys, monkeypatch, key, value):
+    """F10: the README promises edited metrics are refused; params and FLOPs were not checked
+    (they need the network built), so the spec trained and reported them."""
+    monkeypatch.chdir(tmp_path)
+    data = json.loads(json.dumps(spec_dict))
+    data["metrics"][key] = value
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(data))
+    code, _, err = run(["train", str(path), "--dataset", "synthetic", "--train-size", "64",
+                        "--val-size", "32", "--epochs", "1", "-q"], capsys)
+    assert_one_clear_line(code, err, str(path), f"metrics.{key}", "does not match the network")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]  # no checkpoint begun

@@ -79,6 +79,8 @@ class PatternSpec:
             raise SpecError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
         except RecursionError:
             raise SpecError(f"{path}: JSON nested too deeply") from None
+        except ValueError as e:  # an integer of more digits than Python converts
+            raise SpecError(f"{path}: not a readable spec ({e})") from None
         return cls.from_dict(data, str(path))
 
 
@@ -150,6 +152,16 @@ class _Checker:
                     isinstance(value, want) or (want is float and isinstance(value, int))):
                 raise self.fail(f"origin.{key}", f"expected {want.__name__}, got {value!r}")
         return dict(origin)
+
+
+def check_measured(spec: PatternSpec, source: str = "spec") -> None:
+    """Refuse a spec whose params or FLOPs differ from those of the network it describes (the
+    metrics were edited): builds the network, so it is checked where torch is loaded anyway."""
+    measured = make_spec(spec.pattern, spec.arch).metrics
+    for key in ("params", "flops"):
+        if not math.isclose(spec.metrics[key], measured[key], rel_tol=1e-9):
+            raise SpecError(f"{source}: metrics.{key}: {spec.metrics[key]!r} does not match the "
+                            f"network ({measured[key]!r})")
 
 
 def make_spec(pattern: Pattern, arch: ArchConfig,

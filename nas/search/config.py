@@ -84,6 +84,12 @@ class BaselinesConfig:
         for o in self.block_outputs:
             require(o in BLOCK_OUTPUTS, "block_outputs", BLOCK_OUTPUTS.unknown(o))
 
+    @property
+    def count(self) -> int:
+        """The baseline trials asked: templates x seeds x styles x budgets x block outputs."""
+        return len(self.templates) * len(self.seeds) * len(self.styles or (None,)) * \
+            len(self.budgets) * len(self.block_outputs)
+
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -199,7 +205,11 @@ class StudyConfig:
         require(is_valid_name(self.name), "name", NAME_RULE)
         require(0 <= self.trials <= MAX_TRIALS, "trials", f"must be in 0..{MAX_TRIALS}")
         require(0 <= self.seed < 2 ** 32, "seed", "must be in 0..2**32-1")
-        require(self.heartbeat_seconds >= 1, "heartbeat_seconds", "must be >= 1")
+        require(1 <= self.heartbeat_seconds <= 3600, "heartbeat_seconds",
+                "must be in 1..3600 (seconds)")
+        require(self.baselines.count <= MAX_TRIALS, "baselines.seeds",
+                f"{self.baselines.count} baseline trials (templates x seeds x styles x budgets x "
+                f"block outputs); at most {MAX_TRIALS}")
         require(0 <= self.workers <= 256, "workers", "must be in 0..256 (0: one per CPU core "
                 "or GPU)")
         require(not (self.multi_objective and self.pruner.name != "none"), "pruner.name",
@@ -274,5 +284,9 @@ def load_config(path: str | Path) -> StudyConfig:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from None
+    except ValueError as e:  # an integer of more digits than Python converts
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     return config_from_dict(raw, str(path))
