@@ -269,3 +269,33 @@ def test_amp_trains_in_bf16_exactly_where_the_cpu_has_it(data):
 def test_compile_mode_is_checked():
     with pytest.raises(UserError, match="compile: 'fast': use one of none, default"):
         TrainConfig(compile="fast")
+
+
+def test_checkpoint_temp_file_never_follows_a_planted_link(data, tmp_path):
+    """F12: the fixed `run.tmp` name followed a symlink planted there: its target was
+    overwritten and the checkpoint became the link."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "run.tmp").symlink_to(victim)
+    (tmp_path / ".run.pt.tmp").symlink_to(victim)
+    ckpt = tmp_path / "run.pt"
+    fit(template_pattern("log", 4), arch_for(data), data, TrainConfig(epochs=1, batch_size=64),
+        progress=False, checkpoint=ckpt)
+    assert victim.read_text() == "keep me"
+    assert ckpt.is_file() and not ckpt.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.pt.tmp", "run.pt", "run.tmp",
+                                                          "victim.txt"]  # no temp left
+
+
+def test_a_checkpoint_path_that_cannot_be_written_fails_before_training(data, tmp_path):
+    epochs = []
+    (tmp_path / "dir.pt").mkdir()
+    with pytest.raises(UserError, match="is a directory"):
+        fit(template_pattern("log", 4), arch_for(data), data, TrainConfig(epochs=1),
+            progress=False, checkpoint=tmp_path / "dir.pt", on_epoch=lambda *a: epochs.append(a))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="cannot write there"):
+        fit(template_pattern("log", 4), arch_for(data), data, TrainConfig(epochs=1),
+            progress=False, checkpoint=tmp_path / "file" / "c.pt",
+            on_epoch=lambda *a: epochs.append(a))
+    assert epochs == []

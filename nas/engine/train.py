@@ -14,12 +14,13 @@ import io
 import math
 import os
 import resource
+import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -96,7 +97,7 @@ def train(spec: "PatternSpec", data: DataBundle | DataConfig, cfg: TrainConfig, 
     if resume and (checkpoint is None or not checkpoint.is_file()):
         raise UserError(f"resume: no checkpoint at {checkpoint or '(none given)'}")
     if checkpoint is not None:  # an unwritable path fails now, not after the first epoch
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(checkpoint)
     if isinstance(data, DataConfig):
         data = data.load(resolve_device(cfg.device), with_test=eval_test)
     info = data.info
@@ -162,6 +163,37 @@ def evaluate(model: nn.Module, data: DataBundle, split: str = "val",
 
 
 CHECKPOINT_FORMAT = 1
+
+
+def check_writable(path: Path) -> None:
+    """Fail now, in one line, where a checkpoint could not be written later: a directory in
+    its place, or a folder that cannot hold a new file."""
+    if path.is_dir():
+        raise UserError(f"checkpoint {path}: is a directory; give a file path")
+    with _exclusive_temp(path):
+        pass
+
+
+@contextlib.contextmanager
+def _exclusive_temp(path: Path) -> Iterator[tuple[BinaryIO, Path]]:
+    """A new temporary file beside ``path``, created exclusively under a random name (never a
+    file or link planted there), removed unless it was moved into place; a write that fails
+    (disk full, no permission) is one clear error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UserError(f"checkpoint {path}: cannot write there ({e.strerror})") from None
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f, tmp
+    except OSError as e:
+        raise UserError(f"checkpoint {path}: cannot write ({e.strerror or e})") from None
+    except RuntimeError as e:  # torch.save reports a failed write as a RuntimeError
+        raise UserError(f"checkpoint {path}: cannot write ({e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
@@ -243,11 +275,13 @@ class Trainer:
         buffer = io.BytesIO()
         torch.save(self.state(), buffer)
         payload = buffer.getvalue()
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_suffix(".tmp")
-        torch.save({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
-                    "state": payload}, tmp)
-        tmp.replace(self.checkpoint)
+        with _exclusive_temp(self.checkpoint) as (f, tmp):
+            torch.save({"format": CHECKPOINT_FORMAT,
+                        "sha256": hashlib.sha256(payload).hexdigest(), "state": payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+            os.replace(tmp, self.checkpoint)
 
     def restore(self) -> None:
         """Continue from the checkpoint written by :meth:`save`; a damaged, foreign or
