@@ -295,7 +295,11 @@ def test_three_sqlite_workers_one_killed_the_starter_interrupted_and_restarted(t
     results = finish([restart, survivor])
     assert [rc for rc, _ in results] == [0, 0], results
     trials = check_exactly_n(study, n)
-    assert TrialRecord.from_trial(trials[interrupted]).fail_reason == "interrupted"
+    # Under load the starter can be silent for 3 heartbeats before its Ctrl-C; then another
+    # worker fails its trial as stale first, and the starter says so.
+    reason = TrialRecord.from_trial(trials[interrupted]).fail_reason
+    assert reason == "interrupted" or (
+        reason is None and f"trial {interrupted} had already been failed as stale" in err), err
     for number in (killed, interrupted):
         assert trials[number].state == TrialState.FAIL
         assert [t.state for t in trials if t.system_attrs.get("failed_trial") == number] == \

@@ -10,6 +10,7 @@ machines sharing a study need clocks within a few seconds of each other (NTP).
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -21,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from .optuna_api import trial_id
 from .record import TrialRecord
 
+_log = logging.getLogger(__name__)
 HEARTBEAT = "skipnas:heartbeat"  # trial system attr: the worker's clock at its last heartbeat
 MAX_RETRIES = 3                   # a slot whose trial died this often is not queued again
 
@@ -92,8 +94,9 @@ class Heartbeat:
             try:
                 if not self.beat():
                     return
-            except Exception:  # a passing storage error: the next beat may go through
-                continue
+            except Exception as e:  # a passing storage error: the next beat may go through
+                _log.warning("heartbeat of trial id %d not written (%s: %s); retrying",
+                             self.trial_id, type(e).__name__, e)
 
     def close(self) -> None:
         self.stop.set()

@@ -7,6 +7,7 @@ finished trials; a worker that was paused past that point drops its result quiet
 from __future__ import annotations
 
 import dataclasses
+import logging
 import multiprocessing
 import os
 import signal
@@ -37,6 +38,7 @@ from .storage import load_study
 from .study import FINISHED, baseline_pattern, check_config, counts_as_slot
 
 Values = float | tuple[float, float]
+_log = logging.getLogger(__name__)
 
 
 class Objective:
@@ -343,19 +345,27 @@ def _give_back(study: optuna.Study, trial: optuna.Trial, trial_id: int) -> None:
     """Fail an interrupted trial with reason "interrupted" and queue its slot again. A storage
     error here (a forced second Ctrl-C, a lost connection) gets a second attempt, and a trial
     still not written is left to the other workers' stale sweep. The interrupt itself always
-    goes on."""
+    goes on. Whatever it could not do is logged."""
+    taken = ("trial %d had already been failed as stale by another worker (this one was silent "
+             "for 3 heartbeats), which queued its slot again")
     for attempt in range(2):
         try:
             again = can_requeue(storage_of(study).get_trial(trial_id))
             record(trial, fail_reason="interrupted", requeued=again or None)
             failed = _tell(study, trial, TrialState.FAIL)
-            if failed is not None and again:
+            if failed is None:
+                _log.warning(taken, trial.number)
+            elif again:
                 requeue(study, failed)
             return
         except UpdateFinishedTrialError:  # failed meanwhile (stale sweep, or our 1st attempt)
+            _log.warning(taken, trial.number)
             return
-        except Exception:
+        except Exception as e:
             if attempt == 1:
+                _log.warning("trial %d could not be given back (%s: %s); the other workers' "
+                             "stale sweep will fail it and queue its slot again", trial.number,
+                             type(e).__name__, e)
                 return
 
 
