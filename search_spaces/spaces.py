@@ -258,6 +258,7 @@ def offsets_pattern_block(num_layers: int, offsets: Sequence[int]) -> Block:
 
 
 Edge = tuple[int, int]
+MAX_FREE_KEYS = 2500  # the free space's keys per trial: about a minute of SQLite writes
 
 
 @register_space
@@ -268,6 +269,16 @@ class FreeSpace(SearchSpace):
     next context's reads are fixed, the edges between layers (and the last block's head) free."""
 
     name = "free"
+
+    def __init__(self, layers: Sequence[int], budget: int | None = None,
+                 style: str = "per_block"):
+        super().__init__(layers, budget, style)
+        keys = sum(len(self.fixed_edges(b, L)[1]) for b, L in enumerate(self.block_layers))
+        if keys > MAX_FREE_KEYS:
+            raise PatternError(
+                f"search space 'free': {keys} keys at layers {list(self.layers)} ({style}), one "
+                f"per possible connection, each a storage write per trial (about 40 a second "
+                f"on SQLite); at most {MAX_FREE_KEYS}: use the 'offsets' space, or fewer layers")
 
     def suggest(self, trial: Trial) -> Pattern:
         blocks = []

@@ -12,7 +12,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from scipy import stats
-from test_faults import finish, skipnas, wait_mid_trial
 
 from nas.cli import main
 from nas.errors import ConfigError, UserError
@@ -28,6 +27,7 @@ from nas.search.storage import load_study
 from nas.search.study import create_study, study_status
 from nas.search.worker import _completed_twin, run_worker
 from nas.stats import mean_ci, pooled_std, welch_difference
+from tests.test_faults import finish, skipnas, wait_mid_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -107,3 +107,28 @@ def test_an_ignored_signal_stays_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_stops_sampling_at_the_next_key(tmp_path):
+    """F8: a space with thousands of keys sampled for minutes with no safe point (SIGTERM was
+    ignored for 11 minutes); now every suggestion is one."""
+    import optuna
+
+    from nas.search.worker import Objective
+
+    cfg = synthetic_config(tmp_path, search_space={"name": "free", "layers": [40]})
+    objective = Objective(cfg)
+    trial = optuna.create_study().ask()
+    with interrupts.deferred():
+        send(signal.SIGTERM)
+        with pytest.raises(interrupts.Terminated):
+            objective.pattern_for(trial, TrialRecord(slot="search"))
+    assert trial.params == {}  # stopped before its first key was written
+
+
+def test_the_free_space_refuses_more_keys_than_a_trial_can_write():
+    from search_spaces import PatternError, make_space
+
+    assert make_space("free", [60]).layers == (60,)
+    with pytest.raises(PatternError, match="11476 keys at layers \\[150\\].*at most 2500"):
+        make_space("free", [150])

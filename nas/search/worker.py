@@ -86,7 +86,7 @@ class Objective:
             assert slot.seed is not None
             return Pattern.from_dict(slot.pattern), slot.seed
         if slot.baseline is None:
-            return self.space.suggest(trial), self.cfg.training.seed
+            return self.space.suggest(_Interruptible(trial)), self.cfg.training.seed
         assert slot.seed is not None
         return baseline_pattern(self.space, slot.baseline, slot.style, slot.budget_mode,
                                 slot.block_output), slot.seed
@@ -131,6 +131,22 @@ class Objective:
         if self.cfg.multi_objective:
             return result.val_accuracy, float(spec.metrics[self.cfg.sampler.second_objective])
         return result.val_accuracy
+
+
+class _Interruptible:
+    """A trial whose every suggestion is a safe point for Ctrl-C and SIGTERM (a space with
+    thousands of keys samples for minutes)."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial = trial
+
+    def suggest_float(self, name: str, low: float, high: float) -> float:
+        interrupts.check()
+        return self.trial.suggest_float(name, low, high)
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        interrupts.check()
+        return self.trial.suggest_categorical(name, choices)
 
 
 class _Diverged(Exception):
