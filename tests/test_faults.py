@@ -389,3 +389,32 @@ def test_concurrent_starts_queue_every_slot_once(tmp_path, kind):
             assert rc == 0, err
         name = load_config(config).name
         assert len(load_study(name, url).get_trials(deepcopy=False)) == 120
+
+
+@pytest.mark.parametrize("skew", [10, 600])
+def test_liveness_compares_heartbeat_changes_never_clocks(monkeypatch, skew):
+    """F15: heartbeat ages were one worker's clock minus another's, so a worker 10 s off lost
+    healthy trials or failed others'. Now a trial is stale when its heartbeat has not changed
+    for the grace period of the watcher's own monotonic clock."""
+    import time as time_module
+
+    from nas.search.liveness import HEARTBEAT, StaleSweep
+    from nas.search.optuna_api import storage_of, trial_id
+
+    real = time_module.time
+    monkeypatch.setattr(time_module, "time", lambda: real() + skew)  # this process runs ahead
+    study = optuna.create_study()
+    for _ in range(3):
+        study.ask()
+    ahead, behind, dead = (trial_id(t) for t in study.get_trials())
+    storage, sweep = storage_of(study), StaleSweep(grace_seconds=1.0)
+    failed, start = [], time.monotonic()
+    while time.monotonic() - start < 3.0:
+        storage.set_trial_system_attr(ahead, HEARTBEAT, real() + skew)  # other workers' clocks
+        storage.set_trial_system_attr(behind, HEARTBEAT, real() - skew)
+        failed += sweep(study, storage)
+        time.sleep(0.1)
+    assert failed == [2]  # only the trial whose heartbeat stopped
+    states = [t.state for t in study.get_trials()]
+    assert states[:3] == [TrialState.RUNNING, TrialState.RUNNING, TrialState.FAIL]
+    assert states[3:] == [TrialState.WAITING]  # its slot queued again

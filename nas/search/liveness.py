@@ -1,12 +1,13 @@
 """Worker liveness on every storage (SQLite, PostgreSQL, journal files): heartbeats, stale
 trials failed and queued again.
 
-A worker writes a heartbeat (a trial system attr holding its clock's time) as soon as it
-claims a trial and then every interval. Any worker that sees a RUNNING trial silent for longer
-than the grace period (3 heartbeats) fails it and queues its slot again. Failing is
-compare-and-set (RUNNING -> FAIL succeeds for one process only: the storages serialise it, see
-`storage`), so a slot is queued again once. Heartbeat times come from the workers' clocks:
-machines sharing a study need clocks within a few seconds of each other (NTP).
+A worker writes a heartbeat (a trial system attr that changes at every beat) as soon as it
+claims a trial and then every interval. A worker that watches a RUNNING trial whose heartbeat
+has not changed for longer than the grace period (3 heartbeats) of its own monotonic clock
+fails it and queues its slot again. Only changes are compared, never one machine's time with
+another's, so a worker whose clock is off neither loses its trials nor fails others'. Failing
+is compare-and-set (RUNNING -> FAIL succeeds for one process only: the storages serialise it,
+see `storage`), so a slot is queued again once.
 """
 from __future__ import annotations
 
@@ -23,14 +24,8 @@ from .optuna_api import trial_id
 from .record import TrialRecord
 
 _log = logging.getLogger(__name__)
-HEARTBEAT = "skipnas:heartbeat"  # trial system attr: the worker's clock at its last heartbeat
+HEARTBEAT = "skipnas:heartbeat"  # trial system attr: changes at every beat (the worker's time)
 MAX_RETRIES = 3                   # a slot whose trial died this often is not queued again
-
-
-def last_alive(trial: FrozenTrial) -> float:
-    """The latest sign of life of a running trial: its heartbeat, or its claim."""
-    start = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
-    return max(float(trial.system_attrs.get(HEARTBEAT, 0.0)), start)
 
 
 def can_requeue(trial: FrozenTrial) -> bool:
@@ -53,21 +48,35 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
     return True
 
 
-def fail_stale(study: optuna.Study, storage: BaseStorage, grace_seconds: float) -> list[int]:
-    """Fail the RUNNING trials silent for longer than ``grace_seconds`` and queue their slots
-    again; returns the numbers of the trials this process failed."""
-    now, failed = time.time(), []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if now - last_alive(t) <= grace_seconds:
-            continue
-        try:
-            if not storage.set_trial_state_values(trial_id(t), state=TrialState.FAIL):
+class StaleSweep:
+    """Fails the RUNNING trials whose heartbeat this process has seen unchanged for longer than
+    ``grace_seconds`` of its monotonic clock, and queues their slots again. It remembers what it
+    saw between calls, so a trial is failed only after it has been watched that long."""
+
+    def __init__(self, grace_seconds: float):
+        self.grace = grace_seconds
+        self.seen: dict[int, tuple[object, float]] = {}  # trial id: (heartbeat, seen since)
+
+    def __call__(self, study: optuna.Study, storage: BaseStorage) -> list[int]:
+        """Returns the numbers of the trials this call failed."""
+        now, failed, running = time.monotonic(), [], set()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            tid, beat = trial_id(t), t.system_attrs.get(HEARTBEAT)
+            running.add(tid)
+            if tid not in self.seen or self.seen[tid][0] != beat:
+                self.seen[tid] = (beat, now)
                 continue
-        except UpdateFinishedTrialError:  # another process failed it first, or it finished
-            continue
-        requeue(study, storage.get_trial(trial_id(t)))
-        failed.append(t.number)
-    return failed
+            if now - self.seen[tid][1] <= self.grace:
+                continue
+            try:
+                if not storage.set_trial_state_values(tid, state=TrialState.FAIL):
+                    continue
+            except UpdateFinishedTrialError:  # another process failed it first, or it finished
+                continue
+            requeue(study, storage.get_trial(tid))
+            failed.append(t.number)
+        self.seen = {k: v for k, v in self.seen.items() if k in running}
+        return failed
 
 
 class Heartbeat:

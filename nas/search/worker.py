@@ -30,7 +30,7 @@ from ..engine.spec import PatternSpec, make_spec
 from ..engine.train import TrainResult, resolve_device, train
 from ..errors import UserError
 from .config import Fidelity, StudyConfig
-from .liveness import Heartbeat, can_requeue, fail_stale, requeue
+from .liveness import Heartbeat, StaleSweep, can_requeue, requeue
 from .optuna_api import claim_waiting, storage_of
 from .record import SlotKind, TrialRecord, record
 from .samplers import make_pruner, make_sampler
@@ -165,7 +165,7 @@ def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int, fidelity:
     ``before`` is waited for (two workers that drew the same pattern train it once; the lower
     number trains, so they never wait for each other), while stale trials are failed as in
     the worker loop; None when it fails or there is no twin."""
-    wanted = fidelity.to_dict()
+    wanted, sweep = fidelity.to_dict(), StaleSweep(grace)
     while True:
         running = False
         for t in study.get_trials(deepcopy=False,
@@ -180,7 +180,7 @@ def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int, fidelity:
             return None
         interrupts.check()
         time.sleep(poll_seconds)
-        fail_stale(study, storage_of(study), grace_seconds=grace)
+        sweep(study, storage_of(study))
 
 
 def _pattern_to_repeat(study: optuna.Study) -> tuple[Pattern, int]:
@@ -228,12 +228,13 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
                                pruner=make_pruner(cfg))
             check_config(study, cfg)
         storage = storage_of(study)
+        sweep = StaleSweep(grace_seconds=3 * cfg.heartbeat_seconds)
         objective = Objective(cfg)
         report = WorkerReport()
         bar = _StudyBar(study, disable=not progress)
         while True:
             interrupts.check()
-            fail_stale(study, storage, grace_seconds=3 * cfg.heartbeat_seconds)
+            sweep(study, storage)
             trial_id = claim_waiting(study)
             if trial_id is None:
                 if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
