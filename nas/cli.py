@@ -124,10 +124,7 @@ def cmd_confirm(args: argparse.Namespace) -> None:
     cfg = _study_config(args)
     clock = time.perf_counter()
     study, queued = start_confirm(cfg)
-    c = cfg.confirm
-    print(f"confirm {cfg.name!r}: top {c.top} search patterns and "
-          f"{', '.join(c.baselines) or 'no template'}, {c.seeds} seeds each, at "
-          f"{cfg.confirm_fidelity.describe()}; {queued} trials queued")
+    print(f"confirm {cfg.name!r}: {cfg.confirm_plan()}; {queued} trials queued")
     report = run_workers(cfg, cfg.workers, study=study, progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
@@ -144,15 +141,12 @@ def cmd_study_check(args: argparse.Namespace) -> None:
     baselines = len(baseline_slots(cfg))
     bench = f" + {len(bench_slots(cfg))} benchmark trainings" if cfg.bench.enabled else ""
     noise = f" + {cfg.noise.repeats} noise repeats" if cfg.noise.repeats else ""
-    c = cfg.confirm
     print(f"{args.config}: study {cfg.name!r}, {space.name} space ({space.style}), layers "
           f"{list(space.layers)}, budget {space.budget} connections; {cfg.trials} search "
           f"trials + {baselines} baselines{bench}{noise}; about {activations / GIB:.2f} GiB of "
           f"activations per batch of {cfg.training.batch_size}, {weights / GIB:.3f} GiB of "
           f"weights")
-    print(f"confirm (skipnas confirm): top {c.top} patterns and "
-          f"{', '.join(c.baselines) or 'no template'}, {c.seeds} seeds each, at "
-          f"{cfg.confirm_fidelity.describe()}")
+    print(f"confirm (skipnas confirm): {cfg.confirm_plan()}")
 
 
 def cmd_worker(args: argparse.Namespace) -> None:

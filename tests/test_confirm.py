@@ -27,7 +27,7 @@ from nas.search.storage import load_study
 from nas.search.study import create_study, study_status
 from nas.search.worker import _completed_twin, run_worker
 from nas.stats import mean_ci, pooled_std, welch_difference
-from tests.test_faults import finish, skipnas, wait_mid_trial
+from tests.test_faults import finish, skipnas, wait_mid_trial, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,32 +112,10 @@ def test_noise_and_confirm_settings_are_validated(tmp_path, section, message):
 # --- a real tiny study ---------------------------------------------------------------------
 
 def write_toml(path, storage):
-    path.write_text(f'''name = "conf"
-trials = 4
-storage = "{storage}"
-heartbeat_seconds = 1
-[search_space]
-name = "free"
-layers = [6]
-[noise]
-repeats = 1
-[confirm]
-top = 2
-seeds = 2
-epochs = 3
-[data]
-name = "synthetic"
-train_size = 1024
-val_size = 256
-[architecture]
-growth = 6
-bottleneck = false
-[training]
-epochs = 2
-batch_size = 32
-[sampler]
-name = "random"
-''')
+    """The fault tests' tiny config, with a noise repeat and a confirm stage."""
+    write_config(path, storage, name="conf", trials=4)
+    path.write_text(path.read_text() + "[noise]\nrepeats = 1\n[confirm]\ntop = 2\nseeds = 2\n"
+                    "epochs = 3\n")
     return path
 
 

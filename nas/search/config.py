@@ -255,6 +255,12 @@ class StudyConfig:
                         c.train_size if c.train_size is not None else f.train_size,
                         c.val_size if c.val_size is not None else f.val_size)
 
+    def confirm_plan(self) -> str:
+        """What `skipnas confirm` trains, in words."""
+        c = self.confirm
+        return (f"top {c.top} search patterns and {', '.join(c.baselines) or 'no template'}, "
+                f"{c.seeds} seeds each, at {self.confirm_fidelity.describe()}")
+
     def at_fidelity(self, fidelity: Fidelity) -> tuple[DataConfig, TrainConfig]:
         """The data and training settings of a trial at ``fidelity``."""
         return (replace(self.data, train_size=fidelity.train_size, val_size=fidelity.val_size),
