@@ -78,9 +78,10 @@ class Difference:
         return self.ci_low > 0 or self.ci_high < 0
 
 
-def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
-    """Mean of ``a`` minus mean of ``b`` with Welch's t-interval (unequal variances,
-    Welch-Satterthwaite degrees of freedom). NaN interval when either side has one run."""
+def welch_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Difference:
+    """Mean of ``a`` minus mean of ``b`` with Welch's t-interval at ``level`` (unequal
+    variances, Welch-Satterthwaite degrees of freedom). NaN interval when either side has one
+    run."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = float(x.mean() - y.mean())
     if len(x) < 2 or len(y) < 2:
@@ -90,7 +91,7 @@ def welch_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
     if se == 0:
         return Difference(diff, 0.0, diff, diff, math.inf)
     df = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1))
-    half = t_quantile(df) * se
+    half = t_quantile(df, level) * se
     return Difference(diff, se, diff - half, diff + half, float(df))
 
 

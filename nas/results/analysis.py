@@ -207,14 +207,16 @@ def evidence_lines(evidence: dict[str, Any]) -> list[str]:
 
 
 def confirmed_table(evidence: dict[str, Any]) -> Table:
-    """The confirmed patterns of an :func:`analyze` result's evidence, best mean first."""
+    """The confirmed patterns of an :func:`analyze` result's evidence, best mean first; the
+    Bonferroni interval corrects for comparing every confirmed pattern with log."""
     headers = ["pattern", "hash", "brief accuracy", "confirmed mean", "95% CI", "seeds",
-               "vs log", "95% CI (vs log)"]
+               "vs log", "95% CI (vs log)", "Bonferroni CI (vs log)"]
     rows = []
     for c in Evidence.from_json(evidence).confirmed:
-        m, d = c.mean, c.vs_log
+        m = c.mean
         rows.append([c.name, c.hash, "-" if np.isnan(c.brief) else f"{c.brief:.4f}",
                      f"{m.mean:.4f}", f"[{m.ci_low:.4f}, {m.ci_high:.4f}]", str(m.n),
-                     "-" if d is None else f"{d.diff:+.4f}",
-                     "-" if d is None else f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]"])
+                     "-" if c.vs_log is None else f"{c.vs_log.diff:+.4f}",
+                     *("-" if d is None else f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]"
+                       for d in (c.vs_log, c.vs_log_adjusted))])
     return headers, rows

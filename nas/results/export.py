@@ -52,9 +52,11 @@ def _confirmed(study: optuna.Study, name: str, ev: Evidence, w: Confirmed) -> Ex
         "mean": m.mean, "ci_low": m.ci_low, "ci_high": m.ci_high, "std": m.std, "seeds": m.n,
         "accuracies": list(w.accuracies), "fidelity": ev.confirm_fidelity,
         "brief_accuracy": None if math.isnan(w.brief) else w.brief}
-    if w.vs_log is not None:
-        d = w.vs_log
-        confirmed["vs_log"] = {"diff": d.diff, "ci_low": d.ci_low, "ci_high": d.ci_high}
+    if w.vs_log is not None and w.vs_log_adjusted is not None:
+        d, a = w.vs_log, w.vs_log_adjusted
+        confirmed["vs_log"] = {"diff": d.diff, "ci_low": d.ci_low, "ci_high": d.ci_high,
+                               "bonferroni_ci_low": a.ci_low, "bonferroni_ci_high": a.ci_high,
+                               "compared": len(ev.confirmed) - 1}
     trial = _completed(study, w.trial)
     origin = {"study": name, "trial": w.repeat_of if w.repeat_of is not None else w.trial,
               "accuracy": m.mean, "confirmed": confirmed}

@@ -103,7 +103,8 @@ class Confirmed:
     brief: float             # the search-fidelity accuracy it was chosen by (NaN: none)
     accuracies: tuple[float, ...]
     mean: MeanCI
-    vs_log: Difference | None
+    vs_log: Difference | None          # Welch's 95% interval
+    vs_log_adjusted: Difference | None  # the same, Bonferroni over every pattern compared
 
     @property
     def name(self) -> str:
@@ -130,6 +131,7 @@ class Evidence:
     confirmed: tuple[Confirmed, ...]        # best confirmed mean first
     confirm_fidelity: dict[str, Any] | None
     confirm_pending: int                    # confirm trials queued or running
+    same_fidelity: bool                     # confirmed at the search's fidelity
 
     @property
     def winner(self) -> Confirmed | None:
@@ -159,11 +161,12 @@ class Evidence:
             return Confirmed(**{**_nan(c), "repeat_of": c["repeat_of"],
                                 "accuracies": tuple(c["accuracies"]),
                                 "mean": MeanCI(**_nan(c["mean"])),
-                                "vs_log": c["vs_log"] and Difference(**_nan(c["vs_log"]))})
+                                **{k: c[k] and Difference(**_nan(c[k]))
+                                   for k in ("vs_log", "vs_log_adjusted")}})
         best = data["best"] and BestRun(**_nan(data["best"]))
         return cls(Noise(**_nan(data["noise"])), best,
                    tuple(confirmed(c) for c in data["confirmed"]), data["confirm_fidelity"],
-                   data["confirm_pending"])
+                   data["confirm_pending"], data["same_fidelity"])
 
 
 def _nan(fields: dict[str, Any]) -> dict[str, Any]:
@@ -203,7 +206,8 @@ def evidence(study: optuna.Study, fidelity: Fidelity | None = None) -> Evidence:
                                               states=(TrialState.WAITING, TrialState.RUNNING))
                   if TrialRecord.from_trial(t).is_confirm)
     return Evidence(noise, best, confirmed_patterns(search, confirm),
-                    confirm[0].fidelity if confirm else None, pending)
+                    confirm[0].fidelity if confirm else None, pending,
+                    bool(confirm) and is_search_fidelity(confirm[0], fidelity))
 
 
 def confirmed_patterns(search: list[Run], confirm: list[Run]) -> tuple[Confirmed, ...]:
@@ -217,6 +221,8 @@ def confirmed_patterns(search: list[Run], confirm: list[Run]) -> tuple[Confirmed
         if r.kind == SlotKind.BASELINE:
             template_brief.setdefault(r.hash, []).append(r.accuracy)
     log = next((g for g in groups.values() if g[0].label == REFERENCE), None)
+    log_runs = sorted({r.seed: r.accuracy for r in log}.values()) if log else []
+    compared = len(groups) - 1  # every confirmed pattern but log is compared with it
     out = []
     for hash_, group in groups.items():
         by_seed = {r.seed: r.accuracy for r in group}  # a seed run twice counts once
@@ -227,12 +233,12 @@ def confirmed_patterns(search: list[Run], confirm: list[Run]) -> tuple[Confirmed
         else:
             chosen_by = float(np.mean(template_brief[hash_])) if hash_ in template_brief \
                 else math.nan
-        vs_log = None
+        vs_log = adjusted = None
         if log is not None and first.label != REFERENCE:
-            vs_log = welch_difference(accuracies, sorted({r.seed: r.accuracy
-                                                          for r in log}.values()))
+            vs_log = welch_difference(accuracies, log_runs)
+            adjusted = welch_difference(accuracies, log_runs, 1 - 0.05 / compared)
         out.append(Confirmed(first.label, hash_, first.number, first.repeat_of, chosen_by,
-                             accuracies, mean_ci(accuracies), vs_log))
+                             accuracies, mean_ci(accuracies), vs_log, adjusted))
     return tuple(sorted(out, key=lambda c: -c.mean.mean))
 
 
@@ -264,8 +270,9 @@ def describe_curse(ev: Evidence) -> str | None:
     c = ev.curse
     if c is None:
         return None
-    line = (f"winner's curse: the brief pick ({c.pick}) scored {c.brief:.4f} once and "
-            f"{c.confirmed:.4f} confirmed ({-c.drop:+.4f})")
+    line = f"winner's curse: the brief pick ({c.pick}) scored {c.brief:.4f} once"
+    if ev.same_fidelity:
+        line += f" and {c.confirmed:.4f} confirmed ({-c.drop:+.4f})"
     if not (math.isnan(c.brief_lead) or math.isnan(c.confirmed_lead)):
         line += (f"; its lead over log: {c.brief_lead:+.4f} brief, {c.confirmed_lead:+.4f} "
                  f"confirmed")
@@ -282,11 +289,17 @@ def describe_winner(ev: Evidence) -> str:
     m = w.mean
     line = (f"confirmed best: {w.name} (pattern {w.hash}) {m.mean:.4f} "
             f"[{m.ci_low:.4f}, {m.ci_high:.4f}] over {m.n} seeds")
-    if w.vs_log is not None:
-        d = w.vs_log
-        verdict = "beats log" if d.ci_low > 0 else "not separated from log" if d.ci_high >= 0 \
-            else "worse than log"
-        line += f"; vs log {d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]: {verdict}"
+    if w.vs_log is not None and w.vs_log_adjusted is not None:
+        d, a = w.vs_log, w.vs_log_adjusted
+        line += f"; vs log {d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]"
+        if a.ci_low > 0:
+            line += f": beats log, also corrected for the comparisons [{a.ci_low:+.4f}, " \
+                    f"{a.ci_high:+.4f}]"
+        elif d.ci_low > 0:
+            line += f": ahead of log, but not once corrected for picking the best of the " \
+                    f"confirmed patterns (Bonferroni [{a.ci_low:+.4f}, {a.ci_high:+.4f}])"
+        else:
+            line += ": not separated from log"
     elif w.label == REFERENCE:
         line += "; no searched pattern has a higher confirmed mean than log"
     return line
