@@ -153,6 +153,9 @@ def test_sigint_and_sigterm_fail_the_trial_requeue_it_and_exit_cleanly(storage_u
 
 def test_a_paused_worker_drops_its_taken_over_trial_quietly(storage_url, tmp_path):
     _, study, workers, number, paused = two_workers_mid_trial(storage_url, tmp_path)
+    # Paused while training, not inside the storage calls that follow the pattern's record: a
+    # worker stopped while it holds SQLite's write lock freezes the others (F3, still open).
+    time.sleep(0.5)
     paused.send_signal(signal.SIGSTOP)
     deadline = time.time() + 120  # the other worker fails it after 3 silent heartbeats
     while study.get_trials(deepcopy=False)[number].state == TrialState.RUNNING:
