@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the default real data: installs what it needs (Fashion-MNIST from Debian's
 # dataset-fashion-mnist, the skipnas package), runs the quickstart study (~2 min on 2 CPU cores
-# with bf16, ~6 without; running it again resumes), confirms its top patterns and log with fresh
-# seeds (~1 min with bf16, ~3 without), prints
+# with bf16, ~5 without; running it again resumes), confirms its top patterns and log with fresh
+# seeds (~1 min with bf16, ~2.5 without), prints
 # the principle analysis, writes the HTML report and exports the confirmed winner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
