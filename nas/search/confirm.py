@@ -3,8 +3,8 @@ a higher fidelity, as trials of the same study.
 
 `start_confirm` queues one confirm slot per (pattern, seed) that the study does not hold yet,
 then workers run them like any other slot (heartbeats, requeue, resume, exact counts). The
-slots are keyed by pattern hash, seed and fidelity, so running it again never queues a slot
-twice, and a search extended later adds only its new top patterns.
+slots are keyed by pattern hash and seed at one fidelity (another is refused), so running it
+again never queues a slot twice, and a search extended later adds only its new top patterns.
 """
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ from optuna.trial import TrialState
 
 from search_spaces import Pattern
 
-from .. import interrupts
 from ..engine.spec import PatternSpec
 from ..errors import UserError
 from .config import StudyConfig
 from .optuna_api import storage_of
 from .record import SlotKind, TrialRecord
 from .storage import exclusive, load_study, mask_url
-from .study import baseline_pattern, check_config, counts_as_slot
+from .study import baseline_pattern, check_config, counts_as_slot, enqueue_slots
 
 
 def confirm_seeds(cfg: StudyConfig) -> list[int]:
@@ -87,8 +86,5 @@ def _queue_confirm(study: optuna.Study, cfg: StudyConfig) -> int:
         raise UserError(f"study {cfg.name!r} has no completed search trial to confirm")
     have = {(r.hash, r.seed) for _, r in records if r.is_confirm}
     missing = [s for s in confirm_slots(study, cfg) if (s.hash, s.seed) not in have]
-    with interrupts.deferred():  # Ctrl-C between two slots, never inside one's commit
-        for slot in missing:
-            interrupts.check()
-            study.enqueue_trial({}, user_attrs=slot.to_user_attrs())
+    enqueue_slots(study, missing)
     return len(missing)

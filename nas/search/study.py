@@ -171,10 +171,16 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig) -> None:
     missing += [TrialRecord(slot=SlotKind.SEARCH)] * max(0, cfg.trials - search)
     noise = sum(1 for r in slots if r.kind == SlotKind.NOISE)
     missing += [noise_slot(cfg)] * max(0, cfg.noise.repeats - noise)
-    with interrupts.deferred():  # Ctrl-C between two slots, never inside one's commit
-        for wanted in missing:
+    enqueue_slots(study, missing)
+
+
+def enqueue_slots(study: optuna.Study, slots: list[TrialRecord]) -> None:
+    """Queue one WAITING trial per slot; Ctrl-C takes effect between two slots, never inside
+    one's commit."""
+    with interrupts.deferred():
+        for slot in slots:
             interrupts.check()
-            study.enqueue_trial({}, user_attrs=wanted.to_user_attrs())
+            study.enqueue_trial({}, user_attrs=slot.to_user_attrs())
 
 
 def config_summary(cfg: StudyConfig, space: SearchSpace) -> dict[str, Any]:
