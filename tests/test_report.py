@@ -173,6 +173,8 @@ def test_dashboard_serves_study_with_our_plots(study_cfg):
               if k.startswith("dashboard:plot_data:")}
     shown = {fig.id for fig in figures(study)}
     assert graphs == {f"skipnas-{fig_id}" for fig_id in ATTACHED if fig_id in shown}
+    note = "".join(str(v) for k, v in study_system_attrs(study).items() if "note" in k)
+    assert "How far the numbers can be trusted" in note and "noise:" in note
 
 
 def test_cli_analyze_table_and_json(study_cfg):

@@ -7,6 +7,8 @@ from typing import Any
 
 from ..errors import UserError
 from ..search.storage import load_study, open_storage
+from ..search.study import study_evidence
+from .analysis import evidence_lines
 from .report import figures
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -17,12 +19,16 @@ ATTACHED = ("accuracy-vs-mbd", "accuracy-vs-mean-distance", "accuracy-vs-params"
 
 
 def attach_plots(name: str, storage_url: str) -> list[str]:
-    """Save our plots into the study for optuna-dashboard; returns their ids."""
-    from optuna_dashboard import save_plotly_graph_object
+    """Save our plots, and the study's noise and confirmed winner as its note, into the study
+    for optuna-dashboard; returns the plots' ids."""
+    from optuna_dashboard import save_note, save_plotly_graph_object
 
     study = load_study(name, storage_url)
+    ev = study_evidence(study)
+    save_note(study, "## How far the numbers can be trusted\n\n"
+              + "".join(f"- {line}\n" for line in evidence_lines(ev.to_json())))
     ids = []
-    for fig in figures(study):
+    for fig in figures(study, ev):
         if fig.id in ATTACHED:
             ids.append(save_plotly_graph_object(study, fig.figure,
                                                 graph_object_id=f"skipnas-{fig.id}"))
