@@ -507,6 +507,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f" {e.filename}" if e.filename else ""
         print(f"skipnas: error: {e.strerror or e}{':' if where else ''}{where}", file=sys.stderr)
         return 2
+    except Exception as e:
+        from .search.storage import storage_failure
+        if (failure := storage_failure(e)) is None:
+            raise
+        print(f"skipnas: error: {failure}", file=sys.stderr)
+        return 2
     except Terminated:
         print("skipnas: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM

@@ -3,6 +3,7 @@ every storage (journal file, SQLite, PostgreSQL), atomic claims, a worker with a
 Each test is bounded in time and asserts exactly N COMPLETE, no slot run twice, every process
 exited."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -421,3 +422,114 @@ def test_liveness_compares_heartbeat_changes_never_clocks(monkeypatch, skew):
     states = [t.state for t in study.get_trials()]
     assert states[:3] == [TrialState.RUNNING, TrialState.RUNNING, TrialState.FAIL]
     assert states[3:] == [TrialState.WAITING]  # its slot queued again
+
+
+@pytest.fixture
+def locked_sqlite(tmp_path, monkeypatch):
+    """An SQLite study storage, and ``hold(seconds)``: another process's write lock on it (as
+    a worker stopped inside a transaction holds it) for that long, from a background thread."""
+    import sqlite3
+    import threading
+
+    from nas.search import storage as storage_module
+
+    monkeypatch.setattr(storage_module, "LOCK_NOTICE_SECONDS", 1.0)
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db")
+    study = optuna.create_study(storage=storage)
+
+    def hold(seconds):
+        holder = sqlite3.connect(tmp_path / "s.db", isolation_level=None,
+                                 check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        threading.Timer(seconds, holder.rollback).start()
+
+    return study, hold
+
+
+def test_a_stopped_sqlite_lock_holder_is_waited_for_and_reported(locked_sqlite, caplog):
+    """F3: a worker stopped while it held SQLite's write lock froze the others, which died with
+    a StorageInternalError traceback after 120 s. Now they try again and again (here 4 tries
+    of LOCK_TRY_SECONDS) and say so in one line when the wait is long and one when it ends."""
+    study, hold = locked_sqlite
+    hold(4.0)
+    start = time.monotonic()
+    study.enqueue_trial({})
+    assert time.monotonic() - start >= 3.5
+    assert len(study.trials) == 1
+    waits = [r.getMessage() for r in caplog.records if "the write lock" in r.getMessage()]
+    assert len(waits) == 2, waits
+    assert re.search(r"has held the write lock for [12] s \(a stopped or hung process\?\)",
+                     waits[0])
+    assert "got the write lock after 4 s" in waits[1]
+
+
+def test_liveness_does_not_count_a_wait_for_the_sqlite_lock(locked_sqlite):
+    """While another process holds the write lock, no worker can write its heartbeat; a sweep
+    that waited for the lock used to fail healthy trials right after the wait."""
+    from nas.search.liveness import HEARTBEAT, StaleSweep
+    from nas.search.optuna_api import storage_of, trial_id
+    from nas.search.storage import liveness_clock
+
+    study, hold = locked_sqlite
+    storage = storage_of(study)
+    healthy = trial_id(study.ask())
+    storage.set_trial_system_attr(healthy, HEARTBEAT, 1.0)
+    sweep = StaleSweep(1.0, liveness_clock(storage))
+    assert sweep(study, storage) == []
+    hold(3.0)
+    assert sweep(study, storage) == []  # it waited 3 s for the lock: the trial is not stale
+    time.sleep(1.5)
+    assert sweep(study, storage) == [0]  # 1.5 s of a free storage without a heartbeat: stale
+
+
+def test_a_damaged_sqlite_file_is_one_line(tmp_path, capsys):
+    """F6: a damaged page of the study's file was a DatabaseError traceback."""
+    import sqlite3
+
+    from nas.cli import main
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    config = write_config(tmp_path / "c.toml", url, trials=2)
+    name = create_study(load_config(config)).study_name
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        root, = db.execute("SELECT rootpage FROM sqlite_master "
+                           "WHERE name = 'trial_user_attributes'").fetchone()
+        size, = db.execute("PRAGMA page_size").fetchone()
+    with open(tmp_path / "s.db", "r+b") as f:  # the table's page overwritten
+        f.seek((root - 1) * size)
+        f.write(b"\xa5" * size)
+    for argv in (["study", "status", name, "--storage", url], ["worker", str(config), "-q"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is a damaged SQLite file (database disk image is malformed)" \
+            in err[0], err
+
+
+def test_a_full_disk_stops_an_sqlite_worker_with_one_line_and_loses_nothing(tmp_path,
+                                                                             monkeypatch, capsys):
+    """F5: a worker whose disk filled up died with a StorageInternalError traceback ("exceeding
+    max length", misleading). Now: one line, exit 2, and the trial it was running is queued
+    again by the next worker."""
+    from sqlalchemy import event
+
+    from nas.cli import main
+    from nas.search.storage import SQLiteStorage
+
+    config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", trials=3)
+    study = create_study(load_config(config))
+    opened = SQLiteStorage.__init__
+
+    def on_a_full_disk(self, *args, **kwargs):
+        opened(self, *args, **kwargs)
+        # The file may not grow by a page (SQLite's "database or disk is full", as on a full
+        # disk): the first write that needs a new page fails.
+        event.listen(self.engine, "connect",
+                     lambda connection, _: connection.execute("PRAGMA max_page_count = 1"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SQLiteStorage, "__init__", on_a_full_disk)
+        assert main(["worker", str(config), "-q"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and "cannot grow: the disk is full" in err[0], err
+    assert main(["worker", str(config), "-q"]) == 0  # space freed: the study finishes
+    check_exactly_n(study, 3)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -50,17 +51,20 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
 
 class StaleSweep:
     """Fails the RUNNING trials whose heartbeat this process has seen unchanged for longer than
-    ``grace_seconds`` of its monotonic clock, and queues their slots again. It remembers what it
-    saw between calls, so a trial is failed only after it has been watched that long."""
+    ``grace_seconds`` of ``clock`` (monotonic; on SQLite it stands still while this process
+    waits for the write lock, since no heartbeat could be written then either), and queues
+    their slots again. It remembers what it saw between calls, so a trial is failed only after
+    it has been watched that long."""
 
-    def __init__(self, grace_seconds: float):
-        self.grace = grace_seconds
+    def __init__(self, grace_seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.grace, self.clock = grace_seconds, clock
         self.seen: dict[int, tuple[object, float]] = {}  # trial id: (heartbeat, seen since)
 
     def __call__(self, study: optuna.Study, storage: BaseStorage) -> list[int]:
         """Returns the numbers of the trials this call failed."""
-        now, failed, running = time.monotonic(), [], set()
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        now, failed, running = self.clock(), [], set()
+        for t in trials:
             tid, beat = trial_id(t), t.system_attrs.get(HEARTBEAT)
             running.add(tid)
             if tid not in self.seen or self.seen[tid][0] != beat:

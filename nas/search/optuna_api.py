@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
@@ -16,6 +16,11 @@ TESTED_WITH = "5.0"  # the Optuna release these calls were checked against (majo
 
 def storage_of(study: optuna.Study) -> BaseStorage:
     return study._storage
+
+
+def backend_of(storage: BaseStorage) -> BaseStorage:
+    """The storage itself under Optuna's cache (studies wrap an RDBStorage in one)."""
+    return getattr(storage, "_backend", storage)
 
 
 def trial_id(trial: FrozenTrial) -> int:
@@ -41,10 +46,11 @@ def claim_waiting(study: optuna.Study) -> int | None:
     return None
 
 
-def serialize_sqlite(storage: RDBStorage) -> None:
-    """Make every transaction on an SQLite storage `BEGIN IMMEDIATE`: SQLite ignores
-    `SELECT ... FOR UPDATE`, so Optuna's read-check-write in `set_trial_state_values` (claims,
-    failing stale trials) would otherwise let two processes both succeed."""
+def serialize_sqlite(storage: RDBStorage, begin: Callable[[Any], None]) -> None:
+    """Open every transaction on an SQLite storage with ``begin(sqlite3_connection)``, which
+    must run `BEGIN IMMEDIATE`: SQLite ignores `SELECT ... FOR UPDATE`, so Optuna's
+    read-check-write in `set_trial_state_values` (claims, failing stale trials) would
+    otherwise let two processes both succeed."""
     from sqlalchemy import event
 
     engine = storage.engine
@@ -55,7 +61,7 @@ def serialize_sqlite(storage: RDBStorage) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        begin(connection.connection.driver_connection)
 
     engine.dispose()  # connections opened before the listeners are dropped
 

@@ -16,20 +16,25 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
 
+from .. import interrupts
 from ..errors import UserError
-from .optuna_api import serialize_sqlite
+from .optuna_api import backend_of, serialize_sqlite
 
 _log = logging.getLogger(__name__)
 NAME_RULE = "use letters, digits, '-', '_' or '.' (not first)"
 IDLE_IN_TRANSACTION_SECONDS = 30  # PostgreSQL ends a session stuck this long inside a transaction
+LOCK_TRY_SECONDS = 1.0    # one try for SQLite's write lock; interrupts are checked between tries
+LOCK_NOTICE_SECONDS = 10.0  # a wait for a lock this long is reported
+COMMIT_WAIT_SECONDS = 120  # SQLite's wait, at commit, for processes still reading
 
 
 def is_valid_name(name: str) -> bool:
@@ -76,7 +81,7 @@ def _check_optuna_file(path: Path) -> None:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as e:
-        raise UserError(f"{path}: not an SQLite database ({e})") from None
+        raise UserError(storage_failure(e, str(path))) from None
     if tables and "version_info" not in tables:
         raise UserError(f"{path}: an SQLite file that is not an Optuna storage; refusing to "
                         f"write into it")
@@ -97,8 +102,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         file = _sqlite_path(url)
         file.parent.mkdir(parents=True, exist_ok=True)
         _check_optuna_file(file)
-        # Concurrent local workers wait for the file lock instead of "database is locked".
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 120}}
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": COMMIT_WAIT_SECONDS}}
     else:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
         if scheme.startswith("postgresql"):
@@ -109,15 +113,109 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 "options": f"-c idle_in_transaction_session_timeout={timeout_ms}"}
     try:
         # Two processes creating the schema of a fresh SQLite file at once collide.
-        with _file_lock(file) if scheme.startswith("sqlite") else contextlib.nullcontext():
-            storage = RDBStorage(url, **kwargs)
+        if scheme.startswith("sqlite"):
+            with _file_lock(file):
+                return SQLiteStorage(url, file, **kwargs)
+        return RDBStorage(url, **kwargs)
     except Exception as e:  # SQLAlchemy/driver errors vary by backend
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot open storage {mask_url(url)!r}: "
                         f"{_without_secrets(reason, url)}") from None
-    if scheme.startswith("sqlite"):
-        serialize_sqlite(storage)
-    return storage
+
+
+def liveness_clock(storage: optuna.storages.BaseStorage) -> Callable[[], float]:
+    """The clock heartbeats are watched by: monotonic, standing still on SQLite while this
+    process waits for the write lock (:class:`LockWait`)."""
+    backend = backend_of(storage)
+    return backend.lock_wait.clock if isinstance(backend, SQLiteStorage) else time.monotonic
+
+
+class SQLiteStorage(RDBStorage):
+    """An SQLite file as an Optuna storage, every transaction one locked step (`BEGIN
+    IMMEDIATE`), which waits for the write lock as long as another process holds it."""
+
+    def __init__(self, url: str, path: Path, **kwargs: Any):
+        super().__init__(url, **kwargs)
+        self.lock_wait = LockWait(f"storage {path}", "the write lock")
+        serialize_sqlite(self, self._begin_immediate)
+
+    def _begin_immediate(self, connection: sqlite3.Connection) -> None:
+        def take() -> bool:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                return True
+            except sqlite3.OperationalError as e:
+                if e.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+                return False
+
+        connection.execute(f"PRAGMA busy_timeout = {int(LOCK_TRY_SECONDS * 1000)}")
+        try:
+            self.lock_wait.until(take)
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {COMMIT_WAIT_SECONDS * 1000}")
+
+
+class LockWait:
+    """Waits for a lock that another process holds, as long as it takes (a stopped or hung
+    process holds it until it goes on or dies): tries again and again, the interrupt checked
+    between tries, one line when a wait passes LOCK_NOTICE_SECONDS and one when it ends.
+    Its :meth:`clock` stands still while a thread of this process waits: liveness measures
+    heartbeats by it, since no other worker could write its heartbeat meanwhile either."""
+
+    def __init__(self, what: str, lock: str):
+        self.what, self.lock = what, lock
+        self._guard = threading.Lock()
+        self._waiting = 0              # threads of this process waiting now
+        self._since = 0.0              # when the first of them began
+        self._blocked = 0.0            # seconds waited before, overlapping waits counted once
+        self._noticed = False
+
+    def until(self, take: Callable[[], bool]) -> None:
+        """Call ``take`` (one bounded try, True when it got the lock) until it succeeds."""
+        start = time.monotonic()
+        if take():
+            return
+        self._enter(start)
+        try:
+            while not take():
+                if threading.current_thread() is threading.main_thread():
+                    interrupts.check()
+                self._notice()
+        finally:
+            self._leave()
+
+    def clock(self) -> float:
+        """Monotonic seconds, less the time this process has waited for the lock."""
+        with self._guard:
+            now = time.monotonic()
+            return now - self._blocked - (now - self._since if self._waiting else 0.0)
+
+    def _enter(self, start: float) -> None:
+        with self._guard:
+            if not self._waiting:
+                self._since = start
+            self._waiting += 1
+
+    def _notice(self) -> None:
+        with self._guard:
+            waited = time.monotonic() - self._since
+            if self._noticed or waited < LOCK_NOTICE_SECONDS:
+                return
+            self._noticed = True
+        _log.warning("%s: another process has held %s for %.0f s (a stopped or hung "
+                     "process?); waiting for it", self.what, self.lock, waited)
+
+    def _leave(self) -> None:
+        with self._guard:
+            self._waiting -= 1
+            if self._waiting:
+                return
+            waited = time.monotonic() - self._since
+            self._blocked += waited
+            noticed, self._noticed = self._noticed, False
+        if noticed:
+            _log.warning("%s: got %s after %.0f s; going on", self.what, self.lock, waited)
 
 
 def _open_journal(url: str) -> optuna.storages.BaseStorage:
@@ -199,8 +297,20 @@ def _file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock between the processes of this machine on a storage file (kept in the
     temporary directory, so study folders hold no lock files)."""
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+
+    def take() -> bool:
+        deadline = time.monotonic() + LOCK_TRY_SECONDS
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+
     with open(Path(tempfile.gettempdir()) / f"skipnas-{digest}.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        LockWait(f"storage {path}", "its lock file").until(take)
         try:
             yield
         finally:
@@ -232,6 +342,30 @@ def exclusive(url: str, storage: optuna.storages.BaseStorage, key: str) -> Itera
                 conn.commit()
     else:
         yield
+
+
+def storage_failure(error: BaseException, where: str = "the study's storage") -> str | None:
+    """One line for a failure of the storage itself (a full disk, a damaged file, a lost
+    server), or None when ``error`` is something else."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not isinstance(error, (optuna.exceptions.StorageInternalError, SQLAlchemyError,
+                              sqlite3.Error)):
+        return None
+    root: BaseException = error
+    while (deeper := getattr(root, "orig", None) or root.__cause__) is not None:
+        root = deeper
+    why = (str(root).strip().splitlines() or [type(root).__name__])[0]
+    code = getattr(root, "sqlite_errorcode", 0) & 0xFF  # the primary of an extended code
+    if code == sqlite3.SQLITE_FULL:
+        return (f"{where} cannot grow: the disk is full ({why}); free some space and run the "
+                f"command again (a trial cut off is queued again by the next worker)")
+    if code == sqlite3.SQLITE_CORRUPT:
+        return (f"{where} is a damaged SQLite file ({why}); restore it from a backup "
+                f"(`sqlite3 FILE .recover` saves what is still readable)")
+    if code == sqlite3.SQLITE_NOTADB:
+        return f"{where} is not an SQLite database ({why})"
+    return f"{where} failed ({type(root).__name__}: {why})"
 
 
 def _without_secrets(text: str, url: str) -> str:

@@ -34,7 +34,7 @@ from .liveness import Heartbeat, StaleSweep, can_requeue, requeue
 from .optuna_api import claim_waiting, storage_of
 from .record import SlotKind, TrialRecord, record
 from .samplers import make_pruner, make_sampler
-from .storage import load_study
+from .storage import liveness_clock, load_study
 from .study import FINISHED, baseline_pattern, check_config, counts_as_slot
 
 Values = float | tuple[float, float]
@@ -165,7 +165,8 @@ def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int, fidelity:
     ``before`` is waited for (two workers that drew the same pattern train it once; the lower
     number trains, so they never wait for each other), while stale trials are failed as in
     the worker loop; None when it fails or there is no twin."""
-    wanted, sweep = fidelity.to_dict(), StaleSweep(grace)
+    wanted = fidelity.to_dict()
+    sweep = StaleSweep(grace, liveness_clock(storage_of(study)))
     while True:
         running = False
         for t in study.get_trials(deepcopy=False,
@@ -228,7 +229,7 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
                                pruner=make_pruner(cfg))
             check_config(study, cfg)
         storage = storage_of(study)
-        sweep = StaleSweep(grace_seconds=3 * cfg.heartbeat_seconds)
+        sweep = StaleSweep(3 * cfg.heartbeat_seconds, liveness_clock(storage))
         objective = Objective(cfg)
         report = WorkerReport()
         bar = _StudyBar(study, disable=not progress)
