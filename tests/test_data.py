@@ -198,3 +198,32 @@ def test_real_fashion_mnist_from_debian_package():
     assert data.train.images.shape == (1000, 1, 28, 28)
     assert len(data.test) == 10000
     assert set(data.val.labels.tolist()) == set(range(10))
+
+
+def test_a_cifar_batch_whose_labels_nest_one_shared_list_is_refused(tmp_path):
+    """F11: pickle shares one list by reference, so a few KB stand for 10^9 labels; numpy
+    used to walk them all (a hang, then out of memory)."""
+    write_cifar(tmp_path)
+    leaf = [0] * 1000
+    bomb = [[leaf] * 1000] * 20  # 20 "labels", each a million-item list of lists
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_4"
+    batch.write_bytes(pickle.dumps({b"data": np.zeros((20, 3072), np.uint8), b"labels": bomb}))
+    assert batch.stat().st_size < 100_000
+    with pytest.raises(DataError, match="data_batch_4: corrupt CIFAR batch .*the labels are "
+                                        "not 20 integers, one per image"):
+        DATASETS["cifar10"].load(tmp_path, "train")
+
+
+def test_an_idx_file_declaring_more_than_the_cap_is_refused_unread(tmp_path):
+    """F11: a small gzip that inflates to gigabytes was read whole (a MemoryError traceback);
+    now only what the header declares is read, and a header may declare at most 1 GiB."""
+    make_idx_dir(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 0x08, 3]) + b"".join(d.to_bytes(4, "big")
+                                                  for d in (65536, 256, 256)))
+        for _ in range(64):  # 64 MiB of zeros, 64 KiB compressed: only the header is read
+            f.write(bytes(1 << 20))
+    with pytest.raises(DataError, match=r"declares shape \(65536, 256, 256\), 4294967296 "
+                                        r"bytes; an IDX file may hold at most 1073741824"):
+        DATASETS["mnist"].load(tmp_path, "train")

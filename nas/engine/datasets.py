@@ -81,23 +81,31 @@ def _missing(info_name: str, looked: list[Path], files: list[str]) -> DataError:
 
 # --- IDX (MNIST, Fashion-MNIST) -------------------------------------------------------------
 
+MAX_IDX_BYTES = 1 << 30  # an IDX file may declare up to 1 GiB of data (EMNIST's largest: 0.55)
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """One IDX file (optionally gzipped) as a numpy array; clear error when corrupt."""
+    """One IDX file (optionally gzipped) as a numpy array; clear error when corrupt. Only the
+    data its header declares is read (at most MAX_IDX_BYTES), so a decompression bomb is
+    refused without being inflated."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
+            magic = f.read(4)
+            if len(magic) < 4 or magic[:3] != b"\0\0\x08":
+                raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
+            dims = tuple(int.from_bytes(f.read(4), "big") for _ in range(magic[3]))
+            size = int(np.prod(dims, dtype=object))
+            if size > MAX_IDX_BYTES:
+                raise DataError(f"{path}: its header declares shape {dims}, {size} bytes; an "
+                                f"IDX file may hold at most {MAX_IDX_BYTES} bytes")
+            raw, extra = f.read(size), f.read(1)
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e}); delete it and fetch it again") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    if len(raw) != header + int(np.prod(dims)):
-        raise DataError(f"{path}: corrupt IDX file ({len(raw) - header} data bytes for "
-                        f"shape {dims})")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    if len(raw) != size or extra:
+        raise DataError(f"{path}: corrupt IDX file ({len(raw)}{'+' if extra else ''} data "
+                        f"bytes for shape {dims})")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
 
 
 def _idx_loader(name: str, urls: list[str], system: tuple[str, ...] = ()):
@@ -165,8 +173,16 @@ def read_cifar_batch(path: Path, label_key: str) -> Arrays:
     if not isinstance(data, np.ndarray) or data.dtype.kind not in "uib":
         raise TypeError("data is not a numeric array")
     x = np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32)
-    y = np.asarray(labels, dtype=np.int64)
-    return x, y
+    # Labels are a list of ints or an integer array; checked item by item before numpy reads
+    # them, since a list that nests one shared list stands for billions of items in a few KB.
+    if isinstance(labels, list) and len(labels) == len(x) and \
+            all(type(v) is int for v in labels):
+        return x, np.asarray(labels, dtype=np.int64)
+    if isinstance(labels, np.ndarray) and labels.shape == (len(x),) and \
+            labels.dtype.kind in "ui":
+        return x, labels.astype(np.int64)
+    raise TypeError(f"the labels are not {len(x)} integers, one per image")
+
 
 def _cifar_loader(name: str, folder: str, url: str, files: dict[str, list[str]], label_key: str):
     def load(root: Path | None, split: str) -> Arrays:
@@ -188,8 +204,6 @@ def _cifar_loader(name: str, folder: str, url: str, files: dict[str, list[str]],
                     TypeError, AttributeError, IndexError) as e:
                 raise DataError(f"{base / f}: corrupt CIFAR batch ({type(e).__name__}: {e}); "
                                 f"delete it and fetch it again") from None
-            if len(x) != len(y):
-                raise DataError(f"{base / f}: {len(x)} images but {len(y)} labels")
             xs.append(x)
             ys.append(y)
         return np.concatenate(xs), np.concatenate(ys)
