@@ -9,18 +9,19 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .engine.configs import COMPILE_MODES
 from .errors import USER_ERRORS, UserError
 from .interrupts import Terminated, terminate
 from .tables import format_table
 
+if TYPE_CHECKING:
+    from .search.config import StudyConfig
+    from .search.worker import WorkerReport
+
 # Commands import what they need when they run: the read-only ones (templates, study status,
 # analyze, export) never load torch.
-
-# `bench replay` compares these by default.
-STRATEGIES = ("random", "tpe", "cmaes", "screen", "prior", "tpe_features", "cmaes_features")
 
 
 def cmd_templates(args: argparse.Namespace) -> None:
@@ -55,6 +56,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     data_cfg = DataConfig(name=args.dataset, root=args.data_dir or "",
                           train_size=args.train_size, val_size=args.val_size,
                           test_size=args.test_size, split_seed=args.split_seed)
+    data_cfg.check_root()
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
                       lr=args.lr, schedule=args.schedule, label_smoothing=args.label_smoothing,
                       amp=not args.no_amp, compile=args.compile, seed=args.seed,
@@ -91,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise UserError(f"training stopped: {result.message}")
 
 
-def _study_config(args: argparse.Namespace) -> Any:
+def _study_config(args: argparse.Namespace) -> StudyConfig:
     from .search.config import load_config
 
     cfg = load_config(args.config)
@@ -158,7 +160,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
 
-def _print_worker_report(cfg: Any, report: Any, wall: float) -> None:
+def _print_worker_report(cfg: StudyConfig, report: WorkerReport, wall: float) -> None:
     from .search.study import study_status
 
     overhead = (report.seconds - report.train_seconds) / report.trials if report.trials else 0.0
@@ -290,12 +292,13 @@ def cmd_bench_replay(args: argparse.Namespace) -> None:
     )
     from .results.report import write_png
     from .search.bench import load_bench
-    from .search.samplers import SAMPLERS
+    from .search.samplers import SAMPLERS, STRATEGIES
 
-    for name in args.sampler:
+    strategies = tuple(args.sampler or STRATEGIES)
+    for name in strategies:
         SAMPLERS[name]  # an unknown name: one error before any replay
     bench = load_bench(args.bench)
-    result = replay_bench(bench, tuple(args.sampler), args.repeats, args.trials,
+    result = replay_bench(bench, strategies, args.repeats, args.trials,
                           progress=not args.quiet, resamples=args.resamples)
     print(f"{result['bench']}: {result['patterns']} patterns, top 5% = {result['top5_count']}, "
           f"top 1% = {result['top1_count']}; {result['repeats']} repeats of "
@@ -347,12 +350,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_Commands = argparse._SubParsersAction  # what add_subparsers returns
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="skipnas", description="Architecture search over the skip-connection patterns of "
         "DenseNet-style networks, at an exact connection budget (Log-DenseNet's principle).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_templates_parser(sub)
+    _add_train_parser(sub)
+    _add_study_parser(sub)
+    _add_analyze_parser(sub)
+    _add_report_parser(sub)
+    _add_dashboard_parser(sub)
+    _add_export_parser(sub)
+    _add_bench_parser(sub)
+    _add_confirm_parser(sub)
+    _add_worker_parser(sub)
+    return parser
 
+
+def _add_templates_parser(sub: _Commands) -> None:
     from search_spaces import BLOCK_OUTPUTS, STYLES
 
     p = sub.add_parser("templates", help="connections, MBD and mean distance of every template")
@@ -371,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K for templates that take one (default: floor(log2(L+1)) + 1, L the "
                         "layers the rule sees)")
     p.set_defaults(func=cmd_templates)
+
+
+def _add_train_parser(sub: _Commands) -> None:
+    from search_spaces import STYLES
 
     p = sub.add_parser("train", help="train a template or a spec file briefly or fully")
     p.add_argument("spec", nargs="?", help="pattern spec JSON (from `skipnas export`)")
@@ -407,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+
+def _add_study_parser(sub: _Commands) -> None:
     p = sub.add_parser("study", help="start, resume or inspect an Optuna study")
     study_sub = p.add_subparsers(dest="study_command", required=True, parser_class=_Parser)
     q = study_sub.add_parser("start", help="create or resume a study and work on it")
@@ -422,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_ref_args(q)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_study_status)
+
+
+def _add_analyze_parser(sub: _Commands) -> None:
     p = sub.add_parser("analyze", help="accuracy vs. backprop distance: rank correlations")
     _add_study_ref_args(p)
     p.add_argument("--budget", type=int, help="connection budget to analyze (default: study's)")
@@ -429,20 +458,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bootstrap/permutation draws")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_analyze)
+
+
+def _add_report_parser(sub: _Commands) -> None:
     p = sub.add_parser("report", help="self-contained HTML report of a study")
     _add_study_ref_args(p)
     p.add_argument("--out", default="report.html")
     p.set_defaults(func=cmd_report)
+
+
+def _add_dashboard_parser(sub: _Commands) -> None:
     p = sub.add_parser("dashboard", help="serve optuna-dashboard for a study on 127.0.0.1")
     _add_study_ref_args(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.set_defaults(func=cmd_dashboard)
+
+
+def _add_export_parser(sub: _Commands) -> None:
     p = sub.add_parser("export", help="write the pattern spec of the best (or a chosen) trial")
     _add_study_ref_args(p)
     p.add_argument("--trial", type=int, help="trial number (default: the best)")
     p.add_argument("--out", default="best.json")
     p.set_defaults(func=cmd_export)
+
+
+def _add_bench_parser(sub: _Commands) -> None:
     p = sub.add_parser("bench", help="tabular benchmarks: build one, replay searches on it")
     bench_sub = p.add_subparsers(dest="bench_command", required=True, metavar="{build,replay}")
     q = bench_sub.add_parser("build", help="train every pattern of a benchmark config per seed "
@@ -454,8 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = bench_sub.add_parser("replay", help="replay search strategies on a built benchmark "
                              "(no training): trials to the top 5%%/1%%, regret curves")
     q.add_argument("bench", help="benchmark directory (bench.toml and table.csv)")
-    q.add_argument("--sampler", nargs="+", default=list(STRATEGIES),
-                   help="strategies to compare, any sampler name (default: %(default)s)")
+    q.add_argument("--sampler", nargs="+",
+                   help="strategies to compare, any sampler name (default: random, tpe, cmaes, "
+                        "screen, prior, tpe_features, cmaes_features)")
     q.add_argument("--repeats", type=_positive_int, default=30)
     q.add_argument("--trials", type=_positive_int, default=60,
                    help="distinct patterns each search trains")
@@ -464,14 +506,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="where replay.json/.md/.html go (default: the bench directory)")
     q.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_bench_replay)
+
+
+def _add_confirm_parser(sub: _Commands) -> None:
     p = sub.add_parser("confirm", help="re-train the study's top patterns and log with more "
                        "seeds (the [confirm] section), as trials of the same study")
     _add_study_run_args(p, trials=False)
     p.set_defaults(func=cmd_confirm)
+
+
+def _add_worker_parser(sub: _Commands) -> None:
     p = sub.add_parser("worker", help="one more worker on an existing study's storage")
     _add_study_run_args(p, trials=False)
     p.set_defaults(func=cmd_worker)
-    return parser
 
 
 def _add_study_ref_args(p: argparse.ArgumentParser) -> None:

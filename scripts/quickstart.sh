@@ -16,7 +16,7 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${SKIPNAS_DATA:-}" ]; the
     exit 1
   fi
 fi
-python -m pip install -q -e .
+python -m pip install -q -e . -c constraints.txt   # the tested versions (scripts/lock.py)
 skipnas study start studies/quickstart.toml "$@"
 skipnas confirm studies/quickstart.toml
 skipnas analyze quickstart

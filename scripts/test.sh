@@ -13,7 +13,7 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-python -m pip install -q -e ".[test]"
+python -m pip install -q -e ".[test]" -c constraints.txt   # the tested versions (scripts/lock.py)
 
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 pg_data=$(mktemp -d /tmp/skipnas-pg.XXXXXX)

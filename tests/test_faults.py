@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from nas.errors import UserError
 from nas.search.config import load_config
+from nas.search.optuna_api import first_of_slot
 from nas.search.record import TrialRecord
 from nas.search.storage import load_study, open_storage
 from nas.search.study import create_study
@@ -97,7 +98,7 @@ def check_exactly_n(study, n=N):
     assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
     # No slot ran twice: every COMPLETE trial descends from a different original slot (a
     # retried trial names the one it replaces in `failed_trial`).
-    origins = [t.system_attrs.get("failed_trial", t.number) for t in complete]
+    origins = [first_of_slot(t) for t in complete]
     assert len(origins) == len(set(origins))
     failed = [t.number for t in trials if t.state == TrialState.FAIL]
     assert not set(failed) & {t.number for t in complete}
@@ -120,7 +121,7 @@ def test_a_killed_worker_is_retried_and_every_process_exits(storage_url, tmp_pat
     trials = check_exactly_n(study)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [number]
-    retried = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+    retried = [t for t in trials if t.number != number and first_of_slot(t) == number]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert retried[0].params == failed[0].params
     # A restart finds nothing to do and exits.
@@ -148,7 +149,7 @@ def test_sigint_and_sigterm_fail_the_trial_requeue_it_and_exit_cleanly(storage_u
         r = TrialRecord.from_trial(trials[number])
         assert trials[number].state == TrialState.FAIL
         assert r.fail_reason == "interrupted" and r.requeued
-        assert [t.state for t in trials if t.system_attrs.get("failed_trial") == number] == \
+        assert [t.state for t in trials if t.number != number and first_of_slot(t) == number] == \
             [TrialState.COMPLETE]
 
 
@@ -306,7 +307,7 @@ def test_three_sqlite_workers_one_killed_the_starter_interrupted_and_restarted(t
         reason is None and f"trial {interrupted} had already been failed as stale" in err), err
     for number in (killed, interrupted):
         assert trials[number].state == TrialState.FAIL
-        assert [t.state for t in trials if t.system_attrs.get("failed_trial") == number] == \
+        assert [t.state for t in trials if t.number != number and first_of_slot(t) == number] == \
             [TrialState.COMPLETE]
 
 

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from nas import interrupts
 from nas.engine.data import Split, batches
+from nas.search.optuna_api import storage_of
 from nas.search.record import TrialRecord
 from nas.search.study import create_study
 from nas.search.worker import run_worker
@@ -62,7 +63,7 @@ def test_batches_stop_at_the_next_batch():
     split = Split(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10))
     seen = []
     with pytest.raises(KeyboardInterrupt), interrupts.deferred():
-        for _, y in batches(split, 3, shuffle=False):
+        for _, y in batches(split, 3, shuffle=False, on_batch=interrupts.check):
             seen.append(y.tolist())
             send(signal.SIGINT)
     assert seen == [[0, 1, 2]]
@@ -72,7 +73,7 @@ def test_ctrl_c_during_a_storage_write_lands_at_the_next_batch_and_the_trial_is_
         tmp_path, monkeypatch):
     cfg = synthetic_config(tmp_path, trials=3)
     study = create_study(cfg)
-    storage = study._storage
+    storage = storage_of(study)
     write, writes = storage.set_trial_user_attr, []
 
     def signal_mid_write(trial_id, key, value):

@@ -208,3 +208,24 @@ def test_dependencies_point_one_way(package, allowed):
         assert _nas_imports(path) <= allowed, path.name
     # The check resolves relative imports (analysis reads the trial record from search).
     assert "nas.search" in _nas_imports(ROOT / "nas" / "results" / "analysis.py")
+
+
+def test_constraints_pin_installed_versions_that_pyproject_allows():
+    """The README's commands install from constraints.txt: its pins must be what pyproject
+    allows and what this suite runs with (re-lock with scripts/lock.py after an upgrade)."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parent.parent
+    pins = dict(line.split("==") for line in (root / "constraints.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["test"]
+    for req in map(Requirement, wanted):
+        name = req.name.lower()
+        assert name in pins, f"{name} is not in constraints.txt"
+        assert req.specifier.contains(pins[name]), f"{name}=={pins[name]} is not {req.specifier}"
+    for name, pinned in pins.items():
+        assert version(name).split("+")[0] == pinned, f"{name} {version(name)} installed"

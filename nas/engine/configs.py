@@ -65,6 +65,10 @@ class DataConfig:
                 f"{self.val_size!r} is neither a fraction below 1 nor a whole count")
         require(self.test_size is None or self.test_size >= 1, "test_size", "must be >= 1")
         require(0 <= self.split_seed < 2 ** 32, "split_seed", "must be in 0..2**32-1")
+
+    def check_root(self) -> None:
+        """A ``root`` that is not a directory here is an error (a value, not checked when the
+        config is built: a study's stored config is read on other machines too)."""
         require(not self.root or Path(self.root).is_dir(), "root",
                 f"{self.root!r} is not a directory")
 
@@ -74,6 +78,7 @@ class DataConfig:
 
     def load(self, device: "torch.device | str" = "cpu", with_test: bool = False) -> "DataBundle":
         from .data import load_data
+        self.check_root()
         return load_data(self.name, root=self.root or None, train_size=self.train_size,
                          val_size=self.val_size, test_size=self.test_size, with_test=with_test,
                          seed=self.split_seed, device=device)

@@ -2,7 +2,7 @@
 augmented and normalised on the device (no DataLoader workers)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +10,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import interrupts
 from ..errors import DataError
 from .datasets import DATASETS, DatasetInfo
 
@@ -107,9 +106,11 @@ def augment(images: torch.Tensor, mode: str, generator: torch.Generator,
 
 
 def batches(split: Split, batch_size: int, *, shuffle: bool,
-            generator: torch.Generator | None = None,
-            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(uint8 images, labels) batches of ``split``, drawn on its device."""
+            generator: torch.Generator | None = None, drop_last: bool = False,
+            on_batch: Callable[[], None] | None = None
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(uint8 images, labels) batches of ``split``, drawn on its device; ``on_batch()`` is
+    called before each (raise from it to stop: a study's Ctrl-C lands there)."""
     n = len(split)
     device = split.labels.device
     drawn_on = generator.device if generator is not None else device
@@ -117,6 +118,7 @@ def batches(split: Split, batch_size: int, *, shuffle: bool,
              else torch.arange(n, device=device))
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for start in range(0, stop, batch_size):
-        interrupts.check()  # a study's Ctrl-C or SIGTERM lands here, never inside a storage call
+        if on_batch is not None:
+            on_batch()
         idx = order[start:start + batch_size]
         yield split.images[idx], split.labels[idx]

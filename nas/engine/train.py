@@ -85,15 +85,17 @@ def default_checkpoint(spec: "PatternSpec", dataset: str, seed: int) -> Path:
 
 
 def train(spec: "PatternSpec", data: DataBundle | DataConfig, cfg: TrainConfig, *,
-          on_epoch: EpochCallback | None = None, eval_test: bool = False, progress: bool = True,
-          checkpoint: Path | None = None, resume: bool = False) -> Trained:
+          on_epoch: EpochCallback | None = None, on_batch: Callable[[], None] | None = None,
+          eval_test: bool = False, progress: bool = True, checkpoint: Path | None = None,
+          resume: bool = False) -> Trained:
     """Seed, build the network of ``spec`` and train it on ``data`` (a loaded bundle, or a
     config loaded here onto ``cfg.device``) for the budget in ``cfg``.
 
     The spec's input shape and class count follow the dataset. After every epoch the network
     is evaluated on the validation split and ``on_epoch(epoch, val_acc)`` is called (raise from
-    it to stop, e.g. to prune). With ``checkpoint`` the state is saved after every epoch;
-    ``resume`` continues from it."""
+    it to stop, e.g. to prune); ``on_batch()`` is called before every batch (raise from it to
+    stop at once: a study's Ctrl-C or SIGTERM, never inside a storage call). With
+    ``checkpoint`` the state is saved after every epoch; ``resume`` continues from it."""
     if resume and (checkpoint is None or not checkpoint.is_file()):
         raise UserError(f"resume: no checkpoint at {checkpoint or '(none given)'}")
     if checkpoint is not None:  # an unwritable path fails now, not after the first epoch
@@ -107,7 +109,7 @@ def train(spec: "PatternSpec", data: DataBundle | DataConfig, cfg: TrainConfig, 
                f"pattern {spec.hash}")
     seed_everything(cfg.seed, data.train.labels.device)
     model = build_model(spec)
-    trainer = Trainer(model, data, cfg, on_epoch=on_epoch, progress=progress,
+    trainer = Trainer(model, data, cfg, on_epoch=on_epoch, on_batch=on_batch, progress=progress,
                       checkpoint=checkpoint, identity={"pattern": spec.hash,
                                                        "architecture": to_dict(spec.arch)})
     if resume:
@@ -146,8 +148,9 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataBundle, split: str = "val",
-             batch_size: int | None = None, amp: bool = True) -> float:
-    """Top-1 accuracy of ``model`` on a split of ``data``."""
+             batch_size: int | None = None, amp: bool = True,
+             on_batch: Callable[[], None] | None = None) -> float:
+    """Top-1 accuracy of ``model`` on a split of ``data`` (``on_batch`` as in :func:`train`)."""
     part = getattr(data, split)
     device = part.labels.device
     was_training = model.training
@@ -155,7 +158,8 @@ def evaluate(model: nn.Module, data: DataBundle, split: str = "val",
     correct = torch.zeros((), device=device, dtype=torch.long)
     memory_format = best_memory_format(device, amp)
     with amp_context(device, amp):
-        for x, y in batches(part, batch_size or _eval_batch(device), shuffle=False):
+        for x, y in batches(part, batch_size or _eval_batch(device), shuffle=False,
+                            on_batch=on_batch):
             logits = model(data.normalise(x).contiguous(memory_format=memory_format))
             correct += (logits.argmax(1) == y).sum()
     model.train(was_training)
@@ -220,10 +224,12 @@ class Trainer:
     :meth:`run` calls the steps below in order."""
 
     def __init__(self, model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
-                 on_epoch: EpochCallback | None = None, progress: bool = True,
+                 on_epoch: EpochCallback | None = None,
+                 on_batch: Callable[[], None] | None = None, progress: bool = True,
                  checkpoint: Path | None = None, identity: dict[str, Any] | None = None):
         self.model, self.data, self.cfg = model, data, cfg
-        self.on_epoch, self.progress, self.checkpoint = on_epoch, progress, checkpoint
+        self.on_epoch, self.on_batch = on_epoch, on_batch
+        self.progress, self.checkpoint = progress, checkpoint
         self.device = data.train.labels.device
         self.memory_format = best_memory_format(self.device, cfg.amp)
         model.to(device=self.device, memory_format=self.memory_format)  # type: ignore[call-overload]
@@ -311,7 +317,7 @@ class Trainer:
         seen = images = 0
         self.model.train()
         for x, y in batches(data.train, cfg.batch_size, shuffle=True, generator=self.generator,
-                            drop_last=True):
+                            drop_last=True, on_batch=self.on_batch):
             if result.steps >= self.total_steps:
                 break
             x = data.normalise(augment(x, data.info.augment, self.generator))
@@ -343,7 +349,8 @@ class Trainer:
             result.status = "diverged"
             result.message = f"training loss became {mean_loss} in epoch {epoch + 1}"
             return False
-        result.val_accuracy = evaluate(self.model, self.data, "val", amp=self.cfg.amp)
+        result.val_accuracy = evaluate(self.model, self.data, "val", amp=self.cfg.amp,
+                                       on_batch=self.on_batch)
         result.val_curve.append(result.val_accuracy)
         bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.3f}", val=f"{result.val_accuracy:.3f}")
         self.save()

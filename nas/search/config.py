@@ -19,6 +19,7 @@ from search_spaces import (
 )
 
 from ..engine.configs import ArchConfig, DataConfig, TrainConfig
+from ..engine.datasets import DATASETS
 from ..engine.memory import check_fits, log_connections
 from ..errors import ConfigError, UserError
 from ..settings import from_dict, require
@@ -222,10 +223,11 @@ class StudyConfig:
             self.at_fidelity(self.confirm_fidelity)  # confirm's overrides are valid settings
         except UserError as e:
             raise UserError(f"confirm.{e}") from None
-        # The network's input and classes always come from the dataset.
-        info = self.data.info
-        object.__setattr__(self, "architecture", replace(
-            self.architecture, input_shape=info.input_shape, num_classes=info.num_classes))
+        info = self.data.info  # config_from_dict takes the network's input and classes from it
+        require((self.architecture.input_shape, self.architecture.num_classes) ==
+                (info.input_shape, info.num_classes), "architecture",
+                f"input {self.architecture.input_shape} and {self.architecture.num_classes} "
+                f"classes, but {self.data.name} has {info.input_shape} and {info.num_classes}")
         space = self.search_space
         dense = sum((L + 1) * (L + 2) // 2 for L in space.layers)
         budget = space.budget or sum(log_connections(L) for L in space.layers)
@@ -273,11 +275,29 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> StudyConfig:
         for key in ("input_shape", "num_classes"):
             if key in raw.get("architecture", {}):
                 raise UserError(f"architecture.{key}: set by the dataset, not the config")
-        cfg = from_dict(StudyConfig, raw)
+        cfg = from_dict(StudyConfig, _with_data_shape(raw))
         cfg.search_space.build()  # budget feasibility, before anything runs
+        try:
+            cfg.data.check_root()
+        except UserError as e:
+            raise UserError(f"data.{e}") from None
         return cfg
     except UserError as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def _with_data_shape(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with the network's input shape and classes taken from its dataset (a bad data
+    section is left for DataConfig to report)."""
+    data, arch = raw.get("data", {}), raw.get("architecture", {})
+    if not isinstance(data, dict) or not isinstance(arch, dict):
+        return raw
+    name = data.get("name", DataConfig.name)
+    if not isinstance(name, str) or name not in DATASETS:
+        return raw
+    info = DATASETS[name]
+    return {**raw, "architecture": {**arch, "input_shape": list(info.input_shape),
+                                    "num_classes": info.num_classes}}
 
 
 def load_config(path: str | Path) -> StudyConfig:

@@ -21,7 +21,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from .optuna_api import trial_id
+from .optuna_api import retry_attrs, retry_history, trial_id
 from .record import TrialRecord
 
 _log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ MAX_RETRIES = 3                   # a slot whose trial died this often is not qu
 
 def can_requeue(trial: FrozenTrial) -> bool:
     """Whether the slot of ``trial`` may be queued again (fewer than :data:`MAX_RETRIES`)."""
-    return len(trial.system_attrs.get("retry_history", [])) < MAX_RETRIES
+    return len(retry_history(trial)) < MAX_RETRIES
 
 
 def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
@@ -40,12 +40,10 @@ def requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
     when the slot has been retried :data:`MAX_RETRIES` times already."""
     if not can_requeue(failed):
         return False
-    history = [*failed.system_attrs.get("retry_history", []), failed.number]
     study.add_trial(create_trial(
         state=TrialState.WAITING, params=failed.params, distributions=failed.distributions,
         user_attrs=TrialRecord.from_trial(failed).queued().to_user_attrs(),
-        system_attrs={"failed_trial": failed.system_attrs.get("failed_trial", failed.number),
-                      "retry_history": history}))
+        system_attrs=retry_attrs(failed)))
     return True
 
 

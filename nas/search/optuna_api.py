@@ -27,6 +27,32 @@ def trial_id(trial: FrozenTrial) -> int:
     return trial._trial_id
 
 
+def live_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
+    """The Trial of a trial this process claimed (Optuna builds them only inside `ask`)."""
+    return optuna.Trial(study, trial_id)
+
+
+# Optuna's retry bookkeeping (as `RetryFailedTrialCallback` writes it): a trial queued again
+# names the first trial of its slot and the trials of the slot before it.
+FAILED_TRIAL, RETRY_HISTORY = "failed_trial", "retry_history"
+
+
+def first_of_slot(trial: FrozenTrial) -> int:
+    """The number of the first trial of ``trial``'s slot (its own when never retried)."""
+    return trial.system_attrs.get(FAILED_TRIAL, trial.number)
+
+
+def retry_history(trial: FrozenTrial) -> list[int]:
+    """The numbers of the earlier trials of ``trial``'s slot."""
+    return list(trial.system_attrs.get(RETRY_HISTORY, []))
+
+
+def retry_attrs(failed: FrozenTrial) -> dict[str, Any]:
+    """The system attrs of the trial that queues ``failed``'s slot again."""
+    return {FAILED_TRIAL: first_of_slot(failed), RETRY_HISTORY: [*retry_history(failed),
+                                                                 failed.number]}
+
+
 def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
     """Where optuna-dashboard keeps attached figures (Optuna 5 has no public reader)."""
     return storage_of(study).get_study_system_attrs(study._study_id)

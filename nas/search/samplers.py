@@ -42,6 +42,9 @@ def _guided(kind: str) -> SamplerFactory:
 for _name in ("screen", "prior", "tpe_features", "cmaes_features"):
     SAMPLERS.add(_name, _guided(_name))
 
+# What `skipnas bench replay` compares unless told otherwise: every single-objective sampler.
+STRATEGIES = ("random", "tpe", "cmaes", "screen", "prior", "tpe_features", "cmaes_features")
+
 PRUNERS.add("none", lambda cfg: optuna.pruners.NopPruner())
 PRUNERS.add("median", lambda cfg: optuna.pruners.MedianPruner(
     n_warmup_steps=cfg.pruner.warmup_epochs))

@@ -31,7 +31,7 @@ from ..engine.train import TrainResult, resolve_device, train
 from ..errors import UserError
 from .config import Fidelity, StudyConfig
 from .liveness import Heartbeat, StaleSweep, can_requeue, requeue
-from .optuna_api import claim_waiting, storage_of
+from .optuna_api import claim_waiting, live_trial, storage_of
 from .record import SlotKind, TrialRecord, record
 from .samplers import make_pruner, make_sampler
 from .storage import liveness_clock, load_study
@@ -118,7 +118,7 @@ class Objective:
 
         data_cfg, train_cfg = cfg.at_fidelity(fidelity)
         result = train(spec, self.data(data_cfg), replace(train_cfg, seed=seed), on_epoch=report,
-                       progress=self.progress).result
+                       on_batch=interrupts.check, progress=self.progress).result
         record(trial, train_seconds=result.train_seconds, val_curve=result.val_curve,
                loss_curve=result.loss_curve, images_per_second=result.images_per_second,
                status=result.status)
@@ -273,13 +273,12 @@ def auto_workers(device: str) -> int:
 def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
                 study: optuna.Study | None = None) -> WorkerReport:
     """``workers`` workers on this machine (0: :func:`auto_workers`): this process and
-    ``workers - 1`` spawned ones, splitting the CPU cores between them (OMP_NUM_THREADS) and
+    ``workers - 1`` spawned ones, each of those on its share of the CPU cores (torch threads),
     spreading over the GPUs (``device = "auto"`` or ``"cuda"``)."""
     workers = workers or auto_workers(cfg.training.device)
     if workers == 1:
         return run_worker(cfg, progress=progress, study=study)
-    threads = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    threads = max(1, (os.cpu_count() or 1) // workers)
     devices = [cfg.training.device] * workers
     if resolve_device(cfg.training.device).type == "cuda" and \
             cfg.training.device in ("auto", "cuda"):
@@ -288,7 +287,7 @@ def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
     context = multiprocessing.get_context("spawn")  # no forked CUDA or storage state
     reports = context.Queue()
     children = [context.Process(target=_child_worker, daemon=True,
-                                args=(_on_device(cfg, devices[w]), reports))
+                                args=(_on_device(cfg, devices[w]), reports, threads))
                 for w in range(1, workers)]
     for child in children:
         child.start()
@@ -303,10 +302,6 @@ def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
             if child.is_alive():
                 child.terminate()
                 child.join()
-        if threads is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = threads
     failed = [c.exitcode for c in children if c.exitcode]
     if failed:
         raise UserError(f"{len(failed)} of {workers - 1} spawned workers exited with status "
@@ -319,7 +314,8 @@ def _on_device(cfg: StudyConfig, device: str) -> StudyConfig:
         replace(cfg, training=replace(cfg.training, device=device))
 
 
-def _child_worker(cfg: StudyConfig, reports: Any) -> None:
+def _child_worker(cfg: StudyConfig, reports: Any, threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # this process's: its trials train on these
     signal.signal(signal.SIGTERM, interrupts.terminate)  # like the CLI: give the trial back
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -335,7 +331,7 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Objective,
     failed with reason "interrupted", its slot queued again, and the interrupt goes on."""
     heartbeat = Heartbeat(storage_of(study), trial_id, heartbeat_seconds)
     try:
-        trial = optuna.Trial(study, trial_id)
+        trial = live_trial(study, trial_id)
         try:
             record(trial, worker=f"{socket.gethostname()}:{os.getpid()}")
             values = objective(trial)
