@@ -2,7 +2,11 @@
 # Installs what the tests need (Python packages; Debian's Fashion-MNIST, PostgreSQL, Chromium),
 # starts a throwaway PostgreSQL server on loopback for the multi-worker tests, runs the suite, and stops
 # the server at the end. CI (.ci/run) calls exactly this.
+#   bash scripts/test.sh --fast     the quick loop: every test not marked slow (about 2 min)
+#   bash scripts/test.sh -k NAME    anything else goes to pytest
 set -euo pipefail
+fast=()
+if [ "${1:-}" = "--fast" ]; then shift; fast=(-m "not slow"); fi
 cd "$(dirname "$0")/.."
 
 need=()
@@ -29,4 +33,4 @@ export SKIPNAS_TEST_POSTGRES="postgresql+psycopg://postgres@127.0.0.1:$port/post
 
 ruff check .            # lint (config in pyproject.toml)
 mypy                    # types of nas/ and search_spaces/
-python -m pytest -q "$@"
+python -m pytest -q "${fast[@]}" "$@"

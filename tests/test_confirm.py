@@ -28,6 +28,7 @@ from nas.search.study import create_study, study_status
 from nas.search.worker import _completed_twin, run_worker
 from nas.stats import mean_ci, pooled_std, welch_difference
 from tests.test_faults import finish, skipnas, wait_mid_trial, write_config
+from tests.testing import tiny_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,15 +85,10 @@ def test_noise_pools_seeds_per_pattern_and_ranks_two_seeds():
 # --- configs --------------------------------------------------------------------------------
 
 def tiny(tmp_path, storage=None, **sections):
-    raw = {"name": "conf", "trials": 4, "storage": storage or f"sqlite:///{tmp_path}/c.db",
-           "heartbeat_seconds": 1,
-           "search_space": {"name": "free", "layers": [6]},
-           "data": {"name": "synthetic", "train_size": 1024, "val_size": 256},
-           "architecture": {"growth": 6, "bottleneck": False},
-           "training": {"epochs": 2, "batch_size": 32}, "sampler": {"name": "random"},
-           "noise": {"repeats": 1},
-           "confirm": {"top": 2, "seeds": 2, "epochs": 3}, **sections}
-    return config_from_dict(raw, "c.toml")
+    """A tiny study with one noise repeat and a confirm stage; a keyword replaces a section."""
+    raw = tiny_raw(tmp_path, name="conf", storage=storage or f"sqlite:///{tmp_path}/c.db",
+                   noise={"repeats": 1}, confirm={"top": 2, "seeds": 2, "epochs": 3})
+    return config_from_dict({**raw, **sections}, "c.toml")
 
 
 @pytest.mark.parametrize("section, message", [

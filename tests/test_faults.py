@@ -21,46 +21,16 @@ from nas.search.record import TrialRecord
 from nas.search.storage import load_study, open_storage
 from nas.search.study import create_study
 from nas.search.worker import run_worker
+from tests.testing import ENV, POSTGRES, STORAGES, tiny_raw, url_of, write_toml
 
-POSTGRES = os.environ.get("SKIPNAS_TEST_POSTGRES")
-ENV = {**os.environ, "SKIPNAS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 N = 6
 
 
-
-STORAGES = ["journal", "sqlite"] + (["postgres"] if POSTGRES else [])
-
-
-@pytest.fixture(params=STORAGES)
-def storage_url(request, tmp_path):
-    return {"journal": f"journal:///{tmp_path}/s.log", "sqlite": f"sqlite:///{tmp_path}/s.db",
-            "postgres": POSTGRES}[request.param]
-
-
 def write_config(path, storage, name=None, lr=0.1, trials=N):
+    """A tiny study's TOML (synthetic data, 1 s heartbeats) on ``storage``, its name fresh."""
     name = name or f"fault-{os.getpid()}-{time.monotonic_ns()}"
-    path.write_text(f'''name = "{name}"
-trials = {trials}
-storage = "{storage}"
-heartbeat_seconds = 1
-[search_space]
-name = "free"
-layers = [6]
-[data]
-name = "synthetic"
-train_size = 1024
-val_size = 256
-[architecture]
-growth = 6
-bottleneck = false
-[training]
-epochs = 2
-batch_size = 32
-lr = {lr}
-[sampler]
-name = "random"
-''')
-    return path
+    return write_toml(path, tiny_raw(path.parent, name=name, trials=trials, storage=storage,
+                                     training={"lr": lr}))
 
 
 def skipnas(*argv):
@@ -384,8 +354,7 @@ def test_concurrent_starts_queue_every_slot_once(tmp_path, kind):
     to queue up to twice the slots (F1) and, on a fresh SQLite file, to race on creating the
     schema (F14)."""
     for rep in range(3):
-        url = {"journal": f"journal:///{tmp_path}/s{rep}.log",
-               "sqlite": f"sqlite:///{tmp_path}/s{rep}.db", "postgres": POSTGRES}[kind]
+        url = url_of(kind, tmp_path, f"s{rep}")
         config = write_config(tmp_path / f"c{rep}.toml", url, trials=120)
         procs = [subprocess.Popen([sys.executable, "-c", START_ONLY, str(config)], env=ENV,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,7 +1,6 @@
 """After a study: report page (checked in headless Chromium), dashboard, export -> train."""
 import http.client
 import json
-import os
 import shutil
 import signal
 import socket
@@ -21,8 +20,7 @@ from nas.search.record import TrialRecord
 from nas.search.storage import load_study
 from nas.search.study import create_study
 from nas.search.worker import run_worker
-
-ENV = {**os.environ, "SKIPNAS_OFFLINE": "1"}
+from tests.testing import ENV, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +37,6 @@ def study_cfg(tmp_path_factory):
     return cfg
 
 
-def cli(*argv, **kw):
-    return subprocess.run([sys.executable, "-m", "nas.cli", *argv], capture_output=True,
-                          text=True, env=ENV, **kw)
-
-
 def test_report_html_has_every_figure_and_plotlyjs_once(study_cfg, tmp_path):
     study = load_study("rep", study_cfg.storage_url)
     figs = figures(study)
@@ -54,7 +47,7 @@ def test_report_html_has_every_figure_and_plotlyjs_once(study_cfg, tmp_path):
                    "Parameter importances", "Top 1 pattern", "Top 5 pattern", "log pattern",
                    "dense pattern"):
         assert needed in titles
-    out = cli("report", "rep", "--storage", study_cfg.storage_url, "--out",
+    out = run_cli("report", "rep", "--storage", study_cfg.storage_url, "--out",
               str(tmp_path / "r.html"))
     assert out.returncode == 0, out.stderr
     page = (tmp_path / "r.html").read_text()
@@ -95,7 +88,7 @@ def test_report_in_headless_browser(study_cfg, tmp_path):
 
 def test_export_train_round_trip_with_kill_and_resume(study_cfg, tmp_path):
     best = tmp_path / "best.json"
-    out = cli("export", "rep", "--storage", study_cfg.storage_url, "--out", str(best))
+    out = run_cli("export", "rep", "--storage", study_cfg.storage_url, "--out", str(best))
     assert out.returncode == 0, out.stderr
     spec = PatternSpec.load(best)
     study = load_study("rep", study_cfg.storage_url)
@@ -115,7 +108,7 @@ def test_export_train_round_trip_with_kill_and_resume(study_cfg, tmp_path):
     proc.send_signal(signal.SIGKILL) if killed else None
     proc.wait()
     assert killed, "training finished before it could be killed"
-    out = cli(*args, "--resume")
+    out = run_cli(*args, "--resume")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["epochs"] == 4 and result["pattern"] == spec.hash
@@ -129,13 +122,13 @@ def test_train_rejects_edited_spec_naming_the_field(study_cfg, tmp_path):
     spec["architecture"]["growth"] = "twelve"
     path = tmp_path / "edited.json"
     path.write_text(json.dumps(spec))
-    out = cli("train", str(path), "--dataset", "synthetic")
+    out = run_cli("train", str(path), "--dataset", "synthetic")
     assert out.returncode != 0
     assert out.stderr.strip().count("\n") == 0 and "architecture.growth" in out.stderr
 
 
 def test_export_unknown_trial_is_clear(study_cfg):
-    out = cli("export", "rep", "--storage", study_cfg.storage_url, "--trial", "999")
+    out = run_cli("export", "rep", "--storage", study_cfg.storage_url, "--trial", "999")
     assert out.returncode != 0 and "trial 999" in out.stderr
 
 
@@ -178,7 +171,8 @@ def test_dashboard_serves_study_with_our_plots(study_cfg):
 
 
 def test_cli_analyze_table_and_json(study_cfg):
-    out = cli("analyze", "rep", "--storage", study_cfg.storage_url, "--json", "--resamples", "50")
+    out = run_cli("analyze", "rep", "--storage", study_cfg.storage_url, "--json",
+                  "--resamples", "50")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     study = load_study("rep", study_cfg.storage_url)
@@ -186,5 +180,5 @@ def test_cli_analyze_table_and_json(study_cfg):
     assert result["trials_total"] == len(trained)
     assert {t["template"] for t in result["templates"]} == {"log", "nearest"}
     assert len(result["correlations"]) == 8
-    out = cli("analyze", "rep", "--storage", study_cfg.storage_url, "--resamples", "50")
+    out = run_cli("analyze", "rep", "--storage", study_cfg.storage_url, "--resamples", "50")
     assert out.returncode == 0 and "mean_distance" in out.stdout and "templates" in out.stdout

@@ -1,7 +1,6 @@
 """Studies: config errors, end to end on SQLite, resume, dedup, baselines in every style and
 budget mode, status, two journal workers. Faults (kills, pauses, signals) on every storage:
 tests/test_faults.py."""
-import os
 import subprocess
 import sys
 import time
@@ -22,21 +21,18 @@ from nas.search.storage import open_storage
 from nas.search.study import baseline_pattern, create_study, study_status
 from nas.search.worker import run_worker
 from search_spaces import TEMPLATES, PatternError, template_pattern
+from tests.testing import ENV, run_cli, tiny_raw
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
 def synthetic_config(tmp_path, **top):
-    raw = {
-        "name": "syn", "trials": 6, "storage": f"sqlite:///{tmp_path}/syn.db",
-        "search_space": {"name": "offsets", "layers": [6]},
-        "data": {"name": "synthetic", "train_size": 512, "val_size": 256},
-        "architecture": {"growth": 4, "bottleneck": False},
-        "training": {"epochs": 1, "batch_size": 32},
-        "sampler": {"name": "random"},
-        **top,
-    }
-    return config_from_dict(raw, "test.toml")
+    """A tiny offsets study (L=6); a keyword replaces a top-level key or a whole section."""
+    raw = tiny_raw(tmp_path, name="syn", trials=6, storage=f"sqlite:///{tmp_path}/syn.db",
+                   search_space={"name": "offsets"}, data={"train_size": 512},
+                   architecture={"growth": 4}, training={"epochs": 1})
+    del raw["heartbeat_seconds"]
+    return config_from_dict({**raw, **top}, "test.toml")
 
 
 def finished(study, state=TrialState.COMPLETE):
@@ -208,25 +204,19 @@ growth = 4
 [training]
 epochs = 1
 ''')
-    env = {**os.environ, "SKIPNAS_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "nas.cli", "study", "start", str(config), "-q"],
-                         capture_output=True, text=True, env=env)
+    out = run_cli("study", "start", str(config), "-q")
     assert out.returncode == 0, out.stderr
     assert "ran 2 trials" in out.stdout and "per trial" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "nas.cli", "study", "status", "cli", "--storage",
-                          f"sqlite:///{tmp_path}/cli.db"], capture_output=True, text=True, env=env)
+    out = run_cli("study", "status", "cli", "--storage", f"sqlite:///{tmp_path}/cli.db")
     assert out.returncode == 0 and "complete 2" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "nas.cli", "worker", str(config), "--storage",
-                          "sqlite:///" + str(tmp_path / "other.db")],
-                         capture_output=True, text=True, env=env)
+    out = run_cli("worker", str(config), "--storage", "sqlite:///" + str(tmp_path / "other.db"))
     assert out.returncode != 0 and "no study 'cli'" in out.stderr
 
 
 def start_workers(config, count: int) -> list[subprocess.Popen]:
     """``count`` `skipnas worker` processes on one config, one CPU thread each."""
-    env = {**os.environ, "SKIPNAS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return [subprocess.Popen([sys.executable, "-m", "nas.cli", "worker", str(config), "-q"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(count)]
 
 

@@ -2,8 +2,6 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -13,6 +11,7 @@ from nas.engine.spec import make_spec
 from nas.engine.train import train
 from nas.errors import UserError
 from search_spaces import template_pattern
+from tests.testing import run_cli
 
 SYNTH = DataConfig(name="synthetic", val_size=512)
 
@@ -107,11 +106,6 @@ def test_spec_shape_follows_dataset(data):
     spec = make_spec(template_pattern("log", 4), ArchConfig(growth=4, bottleneck=False))
     used, model, result = train(spec, SYNTH, TrainConfig(steps=2), progress=False)
     assert used.arch.input_shape == data.info.input_shape and result.steps == 2
-
-
-def run_cli(*argv):
-    return subprocess.run([sys.executable, "-m", "nas.cli", *argv], capture_output=True,
-                          text=True, env={**os.environ, "SKIPNAS_OFFLINE": "1"})
 
 
 def test_cli_train_template_and_spec(tmp_path):

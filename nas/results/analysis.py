@@ -92,9 +92,9 @@ def study_rows(study: optuna.Study, reused: bool = False) -> list[dict[str, Any]
         if (r.is_reused and not reused) or r.hash is None or r.is_confirm:
             continue
         rows.append({"trial": t.number, "accuracy": t.values[0], "template": r.baseline or "",
-                     "style": r.style or style,
-                     "budget_mode": (r.budget_mode or "exact") if r.baseline else "",
-                     "block_output": (r.block_output or "template") if r.baseline else "",
+                     "style": r.style_in(style),
+                     "budget_mode": r.budget if r.baseline else "",
+                     "block_output": r.output if r.baseline else "",
                      "hash": r.hash, "seed": r.seed, "connections": r.connections, "mbd": r.mbd,
                      "mean_distance": r.mean_distance, "params": r.params, "flops": r.flops,
                      "train_seconds": r.train_seconds})

@@ -92,6 +92,20 @@ class TrialRecord:
         return SlotKind.SEARCH
 
     @property
+    def budget(self) -> str:
+        """A baseline's budget mode; slots queued before modes were stored were "exact"."""
+        return self.budget_mode or "exact"
+
+    @property
+    def output(self) -> str:
+        """A baseline's block output convention; before conventions were stored: "template"."""
+        return self.block_output or "template"
+
+    def style_in(self, space_style: str) -> str:
+        """The trial's network style; slots queued before styles were stored had the space's."""
+        return self.style or space_style
+
+    @property
     def is_baseline(self) -> bool:
         return self.kind == SlotKind.BASELINE
 

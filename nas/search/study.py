@@ -72,11 +72,9 @@ def noise_slot(cfg: StudyConfig) -> TrialRecord:
 
 
 def baseline_key(r: TrialRecord, space_style: str) -> BaselineKey:
-    """A baseline slot's identity; slots queued before styles (or block output conventions)
-    existed were per_block (the space's style), exact, with the template's block output."""
+    """A baseline slot's identity (old slots' defaults filled in by the record)."""
     assert r.baseline is not None and r.seed is not None
-    return (r.baseline, r.seed, r.style or space_style, r.budget_mode or "exact",
-            r.block_output or "template")
+    return (r.baseline, r.seed, r.style_in(space_style), r.budget, r.output)
 
 
 def baseline_pattern(space: SearchSpace, template: str, style: str | None = None,

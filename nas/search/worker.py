@@ -88,14 +88,14 @@ class Objective:
         if slot.baseline is None:
             return self.space.suggest(_Interruptible(trial)), self.cfg.training.seed
         assert slot.seed is not None
-        return baseline_pattern(self.space, slot.baseline, slot.style, slot.budget_mode,
-                                slot.block_output), slot.seed
+        return baseline_pattern(self.space, slot.baseline, slot.style_in(self.space.style),
+                                slot.budget, slot.output), slot.seed
 
     def describe(self, trial: optuna.Trial, pattern: Pattern, seed: int) -> PatternSpec:
         """Measure the pattern's network and record its spec and metrics before training."""
         slot = TrialRecord.from_trial(trial)
-        template = {"template": slot.baseline, "budget": slot.budget_mode or "exact",
-                    "block_output": slot.block_output or "template"} if slot.baseline else {}
+        template = {"template": slot.baseline, "budget": slot.budget,
+                    "block_output": slot.output} if slot.baseline else {}
         spec = make_spec(pattern, self.cfg.architecture,
                          origin={"study": self.cfg.name, "trial": trial.number, "seed": seed,
                                  **template})

@@ -1,0 +1,71 @@
+"""What many tests share (as `optuna.testing`): tiny study configs, the CLI in a subprocess, and
+the storages that storage-level tests run on."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from nas.search.config import StudyConfig, config_from_dict
+
+POSTGRES = os.environ.get("SKIPNAS_TEST_POSTGRES")  # scripts/test.sh starts a server
+STORAGES = ["journal", "sqlite"] + (["postgres"] if POSTGRES else [])
+ENV = {**os.environ, "SKIPNAS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def url_of(kind: str, folder: Path, stem: str = "s") -> str:
+    """A fresh storage of ``kind`` (one of STORAGES) in ``folder``; PostgreSQL's is shared, so
+    its tests use fresh study names."""
+    return {"journal": f"journal:///{folder}/{stem}.log", "sqlite": f"sqlite:///{folder}/{stem}.db",
+            "postgres": POSTGRES or ""}[kind]
+
+
+def tiny_raw(folder: Path, **changes: Any) -> dict[str, Any]:
+    """A study config of seconds-long trials on synthetic data, as parsed TOML. A keyword names a
+    top-level key or a section; a section given as a dict updates that section's keys."""
+    raw: dict[str, Any] = {
+        "name": "tiny", "trials": 4, "storage": f"sqlite:///{folder}/tiny.db",
+        "heartbeat_seconds": 1,
+        "search_space": {"name": "free", "layers": [6]},
+        "data": {"name": "synthetic", "train_size": 1024, "val_size": 256},
+        "architecture": {"growth": 6, "bottleneck": False},
+        "training": {"epochs": 2, "batch_size": 32},
+        "sampler": {"name": "random"},
+    }
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return raw
+
+
+def tiny_config(folder: Path, **changes: Any) -> StudyConfig:
+    """:func:`tiny_raw`, validated as `load_config` validates a file."""
+    return config_from_dict(tiny_raw(folder, **changes), "test.toml")
+
+
+def write_toml(path: Path, raw: dict[str, Any]) -> Path:
+    """Write a parsed config (top-level values, then one table per section) as TOML."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v) if isinstance(v, str) else repr(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in raw.items() if not isinstance(v, dict)]
+    for section, table in raw.items():
+        if isinstance(table, dict):
+            lines += [f"[{section}]"] + [f"{k} = {value(v)}" for k, v in table.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_cli(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """`skipnas ARGV` in a fresh process (offline, one thread), run to the end."""
+    return subprocess.run([sys.executable, "-m", "nas.cli", *argv], capture_output=True,
+                          text=True, env=ENV, **kwargs)
