@@ -5,7 +5,8 @@ node L+1 is the block output (the transition, or the head for the last block). F
 i = 1..L+1 a block lists the sorted earlier nodes it reads. A pattern is an ordered tuple of blocks;
 block b's output node is block b+1's input node.
 
-A pattern also has a network style, which says what its nodes are (see :data:`STYLES`):
+A pattern also has a network style, which says what its nodes are (see :data:`STYLES`, one
+:class:`~search_spaces.styles.Style` object each):
 
 - ``per_block``: each block's node 0 is the previous block's transition (or the stem), node L+1
   its transition (a DenseNet transition over what it reads) or the head.
@@ -27,17 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from .registry import Registry
+from .errors import PatternError
+from .styles import STYLES
 
-
-class PatternError(ValueError):
-    """A pattern (or its dict form) is not valid."""
-
-
-STYLES: Registry[str] = Registry("style", PatternError)  # name -> what its nodes are
-STYLES.add("per_block", "each block's output node is a DenseNet transition into the next")
-STYLES.add("v1", "one global block over the network's layers, per-source transitions")
-STYLES.add("v2", "each block reads a compressed context, the next context reads the block")
 MAX_LAYERS = 2000  # per network: distances are an N x N matrix, search spaces grow as N^2
 
 
@@ -122,35 +115,14 @@ class Pattern:
             raise PatternError("a pattern needs at least one block")
         if not all(isinstance(b, Block) for b in blocks):
             raise PatternError("blocks must be Block instances")
-        STYLES[style]  # unknown: PatternError naming the known styles
+        network_style = STYLES[style]  # unknown: PatternError naming the known styles
         own = tuple(b.num_layers for b in blocks)
         check_size(sum(own))
         stages = own if stages is None else tuple(int(s) for s in stages)
         object.__setattr__(self, "blocks", blocks)
         object.__setattr__(self, "style", style)
         object.__setattr__(self, "stages", stages)
-        self._validate_style(own)
-
-    def _validate_style(self, own: tuple[int, ...]) -> None:
-        if self.style != "v1":
-            if self.stages != own:
-                raise PatternError(f"stages {list(self.stages)}: only style 'v1' splits a block "
-                                   f"into stages; here they are the blocks' layers {list(own)}")
-        elif len(self.blocks) != 1:
-            raise PatternError("style 'v1' has one block: the whole network in global order")
-        elif not self.stages or min(self.stages) < 1 or sum(self.stages) != own[0]:
-            raise PatternError(f"stages {list(self.stages)} must be positive and add up to "
-                               f"the {own[0]} layers of the network")
-        if self.style == "v2":
-            for b, block in enumerate(self.blocks):
-                last = block.num_layers + 1
-                for i in range(1, last):
-                    if 0 not in block.reads(i):
-                        raise PatternError(f"block {b} node {i}: in style 'v2' every layer reads "
-                                           f"the context (node 0)")
-                if b < len(self.blocks) - 1 and block.reads(last) != tuple(range(last)):
-                    raise PatternError(f"block {b} node {last}: in style 'v2' the next context "
-                                       f"reads every node 0..{last - 1}")
+        network_style.validate(blocks, stages)
 
     @property
     def num_layers(self) -> tuple[int, ...]:
@@ -166,16 +138,11 @@ class Pattern:
         return 1 + sum(b.num_layers + 1 for b in self.blocks)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain form; the style (and v1's stages) only when not per_block, so per_block
-        patterns keep the hashes they had before styles existed."""
-        out: dict[str, Any] = {"blocks": [{"num_layers": b.num_layers,
-                                           "inputs": [list(r) for r in b.inputs]}
-                                          for b in self.blocks]}
-        if self.style != "per_block":
-            out["style"] = self.style
-        if self.style == "v1":
-            out["stages"] = list(self.stages)
-        return out
+        """Plain form: the blocks, then the style's fields (see :meth:`Style.fields`; none for
+        per_block, so its patterns keep the hashes they had before styles existed)."""
+        blocks = [{"num_layers": b.num_layers, "inputs": [list(r) for r in b.inputs]}
+                  for b in self.blocks]
+        return {"blocks": blocks, **STYLES[self.style].fields(self.stages)}
 
     @classmethod
     def from_dict(cls, data: Any) -> "Pattern":

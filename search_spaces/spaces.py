@@ -8,21 +8,15 @@ resampled, and continuous samplers (TPE, CMA-ES) apply.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from .pattern import STYLES, Block, Pattern, PatternError, check_size
+from .pattern import Block, Pattern, PatternError, check_size
 from .registry import Registry
-from .templates import (
-    TEMPLATES,
-    assemble,
-    budgeted_pattern,
-    per_block_ranges,
-    split_budget,
-    template_pattern,
-)
+from .styles import STYLES, Edge, NetworkWideStyle
+from .templates import TEMPLATES, assemble, budgeted_pattern, split_budget, template_pattern
 
 MAX_LISTED = 10_000  # patterns all_patterns lists; more is a sample's job (bench.patterns)
 
@@ -30,21 +24,6 @@ MAX_LISTED = 10_000  # patterns all_patterns lists; more is a sample's job (benc
 class Trial(Protocol):
     def suggest_float(self, name: str, low: float, high: float) -> float: ...
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any: ...
-
-
-def block_ranges(layers: Sequence[int], style: str) -> list[tuple[int, int]]:
-    """(fewest, most) connections each block can have in ``style`` (v1: the one global block)
-    with every node fed and every layer reaching the output."""
-    if style == "v1":
-        n = sum(layers)
-        return [(n + 1, (n + 1) * (n + 2) // 2)]
-    if style == "per_block":
-        return per_block_ranges(layers)
-    # v2: the context reads (L) and the next context's reads (L+1) are fixed; in the last block
-    # each layer needs a reader on its way to the head.
-    last = len(layers) - 1
-    return [(L + (L if b == last else L + 1), L * (L - 1) // 2 + L + L + 1)
-            for b, L in enumerate(layers)]
 
 
 class SearchSpace:
@@ -59,11 +38,11 @@ class SearchSpace:
             raise PatternError(f"search space {self.name!r}: layers must be positive, "
                                f"got {list(layers)}")
         check_size(sum(self.layers))
-        STYLES[style]  # unknown: PatternError naming the known styles
+        self.network_style = STYLES[style]  # unknown: PatternError naming the known styles
         self.style = style
         log = template_pattern("log", self.layers, style=style)
         self.budget = log.connections if budget is None else int(budget)
-        ranges = block_ranges(self.layers, style)
+        ranges = self.network_style.ranges(self.layers)
         low, high = sum(r[0] for r in ranges), sum(r[1] for r in ranges)
         if not low <= self.budget <= high:
             raise PatternError(f"search space {self.name!r}: budget {self.budget} impossible for "
@@ -81,8 +60,7 @@ class SearchSpace:
 
     def describe(self) -> dict[str, Any]:
         out = {"space": self.name, "layers": list(self.layers), "budget": self.budget}
-        # per_block studies made before styles existed keep their stored description.
-        return out if self.style == "per_block" else {**out, "style": self.style}
+        return out if self.network_style.implicit else {**out, "style": self.style}
 
 
 SEARCH_SPACES: Registry[type[SearchSpace]] = Registry("search space", PatternError)
@@ -184,7 +162,7 @@ class OffsetsSpace(SearchSpace):
     def __init__(self, layers: Sequence[int], budget: int | None = None,
                  style: str = "per_block"):
         super().__init__(layers, budget, style)
-        if style == "per_block":
+        if not isinstance(self.network_style, NetworkWideStyle):
             for L, b in zip(self.layers, self.block_budgets):
                 # Offset o adds L+2-o edges; offsets 2..L add distinct 2..L, which reach every
                 # total except 1 and (their sum - 1).
@@ -210,7 +188,7 @@ class OffsetsSpace(SearchSpace):
     def all_patterns(self) -> list[Pattern] | None:
         """One block, per_block: every offset set with exactly the budget (296 at L=16), where
         there are at most :data:`MAX_LISTED` (205,163 at L=32)."""
-        if self.style != "per_block" or len(self.layers) != 1:
+        if isinstance(self.network_style, NetworkWideStyle) or len(self.layers) != 1:
             return None
         L, target = self.layers[0], self.budget - (self.layers[0] + 1)
         if count_subsets(range(2, L + 1), target) > MAX_LISTED:  # offset o adds L+2-o
@@ -219,7 +197,7 @@ class OffsetsSpace(SearchSpace):
 
         def extend(chosen: list[int], start: int, remaining: int) -> None:
             if remaining == 0:
-                found.append(Pattern([offsets_pattern_block(L, [1, *chosen])]))
+                found.append(self.network({1, *chosen}))
             for o in range(start, L + 1):
                 if L + 2 - o <= remaining:
                     extend([*chosen, o], o + 1, remaining - (L + 2 - o))
@@ -228,12 +206,15 @@ class OffsetsSpace(SearchSpace):
         return found
 
     def network(self, offsets: set[int]) -> Pattern:
-        """The v1 or v2 network of an offset set."""
-        return assemble(self.layers, self.style,
-                        lambda i: tuple(sorted(i - o for o in offsets if o <= i)))
+        """The network of an offset set: in each block, or over the global layers where the
+        style's rules run network-wide (v1, v2)."""
+        if isinstance(self.network_style, NetworkWideStyle):
+            return assemble(self.layers, self.network_style,
+                            lambda i: tuple(sorted(i - o for o in offsets if o <= i)))
+        return Pattern(offsets_pattern_block(L, offsets) for L in self.layers)
 
     def suggest(self, trial: Trial) -> Pattern:
-        if self.style != "per_block":
+        if isinstance(self.network_style, NetworkWideStyle):
             keys = [trial.suggest_float(f"offset_{o}", 0.0, 1.0) for o in self.offsets]
             picked = decode_subset(self.weights, keys, self.budget - self.base)
             return self.network({1, *(self.offsets[t] for t in picked)})
@@ -251,13 +232,12 @@ def offsets_block(num_layers: int, budget: int, keys: dict[int, float]) -> Block
     return offsets_pattern_block(num_layers, [1] + [candidates[t] for t in picked])
 
 
-def offsets_pattern_block(num_layers: int, offsets: Sequence[int]) -> Block:
+def offsets_pattern_block(num_layers: int, offsets: Collection[int]) -> Block:
     """The block in which node i reads i - o for every offset o <= i."""
     return Block(tuple(sorted(i - o for o in offsets if o <= i))
                  for i in range(1, num_layers + 2))
 
 
-Edge = tuple[int, int]
 MAX_FREE_KEYS = 2500  # the free space's keys per trial: about a minute of SQLite writes
 
 
@@ -287,22 +267,17 @@ class FreeSpace(SearchSpace):
             keys = {e: trial.suggest_float(f"edge_{b}_{e[0]}_{e[1]}", 0.0, 1.0)
                     for e in allowed}
             blocks.append(free_block(L, budget, keys.__getitem__, fixed, allowed))
-        return Pattern(blocks, self.style, self.layers if self.style == "v1" else None)
+        return Pattern(blocks, self.style, self.layers)
 
     @property
     def block_layers(self) -> tuple[int, ...]:
-        return (sum(self.layers),) if self.style == "v1" else self.layers
+        return self.network_style.block_layers(self.layers)
 
     def fixed_edges(self, b: int, num_layers: int) -> tuple[set[Edge], list[Edge]]:
         """(edges the style fixes, edges left to choose) in block ``b``."""
-        last = num_layers + 1
-        every = [(j, i) for i in range(1, last + 1) for j in range(i)]
-        if self.style != "v2":
-            return set(), every
-        fixed = {(0, i) for i in range(1, last)}
-        if b < len(self.layers) - 1:
-            fixed |= {(j, last) for j in range(last)}
-        return fixed, [e for e in every if e not in fixed and (e[0] > 0 or e[1] == last)]
+        fixed = self.network_style.fixed_edges(num_layers, b == len(self.block_layers) - 1)
+        return fixed, [(j, i) for i in range(1, num_layers + 2) for j in range(i)
+                       if (j, i) not in fixed]
 
 
 def _cover_cost(need_out: set[int], need_in: set[int]) -> int:

@@ -37,8 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .distances import distance_stats
-from .pattern import STYLES, Block, Pattern, PatternError, check_size
+from .pattern import Block, Pattern, PatternError, check_size
 from .registry import Registry
+from .styles import STYLES, NetworkWideStyle, Row
 
 Rule = Callable[[int, int, int], tuple[int, ...]]  # (i, K, n) -> sorted inputs of node i
 KOf = Callable[[int], int]                          # node i -> its K
@@ -59,11 +60,12 @@ class Template:
     def pattern(self, layers: Sequence[int], k: int | None = None,
                 style: str = "per_block") -> Pattern:
         """The network of ``layers`` per block in ``style``, every node at K inputs."""
-        if style == "per_block":
+        network_style = STYLES[style]
+        if not isinstance(network_style, NetworkWideStyle):
             return Pattern(self.block(L, k) for L in layers)
         n = sum(layers)
         k_n = check_args(self, n, k)
-        return assemble(layers, style, lambda i: self.rule(i, k_n, n))
+        return assemble(layers, network_style, lambda i: self.rule(i, k_n, n))
 
 
 TEMPLATES: Registry[Template] = Registry("template", PatternError)
@@ -108,23 +110,11 @@ def check_args(template: Template, num_layers: int, k: int | None) -> int:
     return int(k)
 
 
-def assemble(layers: Sequence[int], style: str,
-             inputs: Callable[[int], tuple[int, ...]]) -> Pattern:
-    """The v1 or v2 network whose global layer i (1..N) reads ``inputs(i)`` under the rule."""
-    n = sum(layers)
-    rows = [inputs(i) for i in range(1, n + 1)]
-    if style == "v1":
-        head = tuple(sorted({*rows[-1], n}))
-        return Pattern([Block([*rows, head])], "v1", layers)
-    blocks, offset = [], 0
-    for b, L in enumerate(layers):
-        local = [(0, *(j - offset for j in rows[offset + pos - 1] if j > offset))
-                 for pos in range(1, L + 1)]
-        last = b == len(layers) - 1
-        out = tuple(sorted({*local[-1], L})) if last else tuple(range(L + 1))
-        blocks.append(Block([*local, out]))
-        offset += L
-    return Pattern(blocks, "v2")
+def assemble(layers: Sequence[int], style: NetworkWideStyle,
+             inputs: Callable[[int], Row]) -> Pattern:
+    """The network in ``style`` (v1, v2) whose global layer i (1..N) reads ``inputs(i)``."""
+    rows = [inputs(i) for i in range(1, sum(layers) + 1)]
+    return Pattern(map(Block, style.blocks(layers, rows)), style.name, layers)
 
 
 # --- the rules ------------------------------------------------------------------------------
@@ -284,11 +274,6 @@ def template_pattern(name: str, num_layers: int | Sequence[int], k: int | None =
     return with_block_output(TEMPLATES[name].pattern(_depths(num_layers), k, style), output)
 
 
-def per_block_ranges(layers: Sequence[int]) -> list[tuple[int, int]]:
-    """(fewest, most) connections of each per_block block: a chain, dense."""
-    return [(L + 1, (L + 1) * (L + 2) // 2) for L in layers]
-
-
 def split_budget(budget: int, weights: Sequence[int],
                  ranges: Sequence[tuple[int, int]]) -> list[int]:
     """Split a network budget over blocks in proportion to ``weights`` (log's counts, so the
@@ -383,14 +368,14 @@ def _budgeted(name: str, layers: Sequence[int], budget: int, style: str,
     template = TEMPLATES[name]
     layers = _depths(layers)
     BLOCK_OUTPUTS[output]  # unknown: PatternError naming the known conventions
-    if style == "per_block":
+    network_style = STYLES[style]
+    if not isinstance(network_style, NetworkWideStyle):
         log_counts = [b.connections for b in template_pattern("log", layers, output=output).blocks]
-        if not sum(layers) + len(layers) <= budget <= sum(
-                (L + 1) * (L + 2) // 2 for L in layers):
+        ranges = network_style.ranges(layers)
+        if not sum(low for low, _ in ranges) <= budget <= sum(high for _, high in ranges):
             raise PatternError(f"budget {budget} impossible for layers {layers}")
         fitted = [_budgeted_block(name, L, b, output)
-                  for L, b in zip(layers, split_budget(budget, log_counts,
-                                                       per_block_ranges(layers)))]
+                  for L, b in zip(layers, split_budget(budget, log_counts, ranges))]
         labels = list(dict.fromkeys(label for _, label in fitted))
         return Pattern(p.blocks[0] for p, _ in fitted), "/".join(labels)
     if not template.uses_k:
@@ -403,7 +388,8 @@ def _budgeted(name: str, layers: Sequence[int], budget: int, style: str,
     # Deepest layers first, the last one last: its K also widens the head's reads.
     order = list(range(n - 1, 0, -1)) + [n]
     return _fit_k(lambda k_of: with_block_output(
-                      assemble(layers, style, lambda i: template.rule(i, k_of(i), n)), output),
+                      assemble(layers, network_style, lambda i: template.rule(i, k_of(i), n)),
+                      output),
                   order, n, budget,
                   f"template {name!r} in {style} at layers {layers}")
 
@@ -426,8 +412,7 @@ def _k_label(template: Template, k: int | None, layers: Sequence[int], style: st
         return "-"
     if k is not None:
         return str(k)
-    seen = layers if style == "per_block" else [sum(layers)]
-    return "/".join(dict.fromkeys(str(default_k(n)) for n in seen))
+    return "/".join(dict.fromkeys(str(default_k(n)) for n in STYLES[style].seen(layers)))
 
 
 def template_table(layers: int | Sequence[int], k: int | None = None,

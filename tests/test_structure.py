@@ -16,7 +16,7 @@ from nas.search.optuna_api import TESTED_WITH, claim_waiting, storage_of, trial_
 from nas.search.record import FIELDS, SlotKind, TrialRecord, record
 from nas.search.samplers import PRUNERS, SAMPLERS
 from nas.tables import format_table, html_table, markdown_table
-from search_spaces import SEARCH_SPACES, TEMPLATES, PatternError, Registry
+from search_spaces import SEARCH_SPACES, STYLES, TEMPLATES, PatternError, Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "studies" / "results" / "principle_fashion_mnist"
@@ -24,6 +24,7 @@ PUBLISHED = ROOT / "studies" / "results" / "principle_fashion_mnist"
 
 @pytest.mark.parametrize("registry, error, kind", [
     (TEMPLATES, PatternError, "template"), (SEARCH_SPACES, PatternError, "search space"),
+    (STYLES, PatternError, "style"),
     (DATASETS, DataError, "dataset"), (SAMPLERS, ConfigError, "sampler"),
     (PRUNERS, ConfigError, "pruner")])
 def test_every_registry_names_the_unknown_and_the_known(registry, error, kind):

@@ -12,9 +12,11 @@ from search_spaces import (
     Block,
     Pattern,
     PatternError,
+    Style,
     budgeted_pattern,
     distance_matrix,
     distance_stats,
+    make_space,
     template_pattern,
     template_table,
     with_block_output,
@@ -306,6 +308,7 @@ def test_per_block_hashes_are_those_of_the_previous_release():
     (lambda: Pattern([Block([[0], [0, 1], [1, 2]]), Block([[0], [1]])], "v2"),
      "next context reads every node"),
     (lambda: Pattern([Block([[0], [1]])], "v3"), "unknown style"),
+    (lambda: budgeted_pattern("log", [3, 4], 20, "v3"), "unknown style 'v3'; known: per_block"),
 ])
 def test_style_validation(make, message):
     with pytest.raises(PatternError, match=message):
@@ -327,3 +330,28 @@ def test_v1_has_no_transition_nodes():
     assert all(d in (0, 1) for d in distance_matrix(p)[np.triu_indices(14)].tolist()
                if d != UNREACHABLE)
     assert math.isclose(distance_stats(p).mean, 1.0)
+
+
+@pytest.mark.parametrize("name", STYLES)
+def test_a_style_is_one_object_whose_ranges_and_fixed_edges_fit_its_patterns(name):
+    style = STYLES[name]
+    assert isinstance(style, Style) and style.name == name and style.doc
+    layers = [3, 5, 4]
+    for template in TEMPLATES:
+        p = template_pattern(template, layers, style=name)
+        assert p.num_layers == style.block_layers(layers)
+        for b, (block, (low, high)) in enumerate(zip(p.blocks, style.ranges(layers),
+                                                     strict=True)):
+            assert low <= block.connections <= high
+            fixed = style.fixed_edges(block.num_layers, b == len(p.blocks) - 1)
+            assert fixed <= set(block.edges())
+    # Stored forms name the style, except the implicit one (per_block predates styles).
+    stored = [template_pattern("log", layers, style=name).to_dict().get("style"),
+              make_space("free", layers, style=name).describe().get("style")]
+    assert stored == ([None, None] if style.implicit else [name, name])
+
+
+def test_every_style_has_a_model_body_and_every_body_a_style():
+    from nas.engine.model import BODIES  # torch, imported here only: the rest needs none
+
+    assert list(BODIES) == list(STYLES)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
 from search_spaces import Block, Pattern, Registry
+from search_spaces.styles import PER_BLOCK, V1, V2
 
 from ..errors import UserError
 from .configs import ArchConfig
@@ -213,10 +214,11 @@ class V2Body(Body):
         return self.last(self.stages(x))
 
 
+# One body per registered network style, under its name (tests/test_styles.py checks the pairing).
 BODIES: Registry[type[Body]] = Registry("network style", UserError)
-BODIES.add("per_block", PerBlockBody)
-BODIES.add("v1", V1Body)
-BODIES.add("v2", V2Body)
+BODIES.add(PER_BLOCK.name, PerBlockBody)
+BODIES.add(V1.name, V1Body)
+BODIES.add(V2.name, V2Body)
 
 
 class PatternNet(nn.Module):
