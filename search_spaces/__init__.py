@@ -6,7 +6,7 @@ from .distances import DistanceStats, distance_matrix, distance_stats, global_in
 from .pattern import MAX_LAYERS, Block, Pattern, PatternError, single_block
 from .registry import Registry
 from .spaces import SEARCH_SPACES, SearchSpace, make_space
-from .styles import STYLES, Style
+from .styles import STYLES, Style, dense_connections
 from .templates import (
     BLOCK_OUTPUTS,
     TEMPLATES,
@@ -21,7 +21,8 @@ from .templates import (
 )
 
 __all__ = [
-    "MAX_LAYERS", "STYLES", "Style", "Block", "Pattern", "PatternError", "single_block",
+    "MAX_LAYERS", "STYLES", "Style", "dense_connections",
+    "Block", "Pattern", "PatternError", "single_block",
     "DistanceStats", "distance_matrix", "distance_stats", "global_inputs",
     "BLOCK_OUTPUTS", "TEMPLATES", "Template", "TemplateRow", "budgeted_block", "budgeted_pattern",
     "default_k", "template_pattern", "template_table", "with_block_output",

@@ -25,6 +25,9 @@ def _reads_of_input(pattern: Pattern) -> int:
                for block in pattern.blocks)
 
 
+MEAN_DISTANCE = 0  # the column of the mean backprop distance in :func:`features`
+
+
 def features(pattern: Pattern) -> np.ndarray:
     """The feature vector a learned sampler sees: mean distance, MBD, the share of pairs at
     distance 1, 2, 3 and >= 4, how many nodes read each block's input (node 0), and the mean

@@ -22,6 +22,12 @@ Row = tuple[int, ...]   # the sorted nodes one node reads
 Edge = tuple[int, int]  # (source, target) inside a block
 
 
+def dense_connections(num_layers: int) -> int:
+    """Connections of a dense block: each of its L layers and its output node read every
+    earlier node."""
+    return (num_layers + 1) * (num_layers + 2) // 2
+
+
 @dataclass(frozen=True)
 class Style:
     """A network style: its name, a line on what its nodes are, and its behaviour (by default,
@@ -55,7 +61,7 @@ class Style:
     def ranges(self, layers: Sequence[int]) -> list[tuple[int, int]]:
         """(fewest, most) connections of each block with every node fed and every layer reaching
         the output: a chain, dense."""
-        return [(L + 1, (L + 1) * (L + 2) // 2) for L in self.block_layers(layers)]
+        return [(L + 1, dense_connections(L)) for L in self.block_layers(layers)]
 
     def fixed_edges(self, num_layers: int, last: bool) -> set[Edge]:
         """The edges every block of ``num_layers`` layers has (``last``: the network's last)."""

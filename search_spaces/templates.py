@@ -39,7 +39,7 @@ import numpy as np
 from .distances import distance_stats
 from .pattern import Block, Pattern, PatternError, check_size
 from .registry import Registry
-from .styles import STYLES, NetworkWideStyle, Row
+from .styles import STYLES, NetworkWideStyle, Row, dense_connections
 
 Rule = Callable[[int, int, int], tuple[int, ...]]  # (i, K, n) -> sorted inputs of node i
 KOf = Callable[[int], int]                          # node i -> its K
@@ -341,7 +341,7 @@ def _budgeted_block(name: str, num_layers: int, budget: int, output: str) -> Fit
                                f"L={num_layers}, not the budget {budget}")
         return Pattern([block]), "-"
     check_size(num_layers)
-    low, high = num_layers + 1, (num_layers + 1) * (num_layers + 2) // 2
+    low, high = num_layers + 1, dense_connections(num_layers)
     if not low <= budget <= high:
         raise PatternError(f"budget {budget} impossible for L={num_layers}: a block has "
                            f"{low}..{high} connections")

@@ -15,6 +15,7 @@ from search_spaces import (
     TEMPLATES,
     PatternError,
     SearchSpace,
+    dense_connections,
     make_space,
 )
 
@@ -229,7 +230,7 @@ class StudyConfig:
                 f"input {self.architecture.input_shape} and {self.architecture.num_classes} "
                 f"classes, but {self.data.name} has {info.input_shape} and {info.num_classes}")
         space = self.search_space
-        dense = sum((L + 1) * (L + 2) // 2 for L in space.layers)
+        dense = sum(dense_connections(L) for L in space.layers)
         budget = space.budget or sum(log_connections(L) for L in space.layers)
         check_fits(space.layers, min(budget, dense), self.architecture,
                    self.training.batch_size, "search_space.layers with architecture")

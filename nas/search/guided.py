@@ -23,7 +23,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import Pattern, SearchSpace
-from search_spaces.features import SCORES, features
+from search_spaces.features import MEAN_DISTANCE, SCORES, features
 from search_spaces.spaces import RandomKeys
 
 
@@ -136,7 +136,7 @@ class PriorSampler(PatternSampler):
     def scores(self, candidates: list[Pattern], done: list[tuple[Pattern, float]]) -> np.ndarray:
         xc = self.features_of(candidates)
         if len(done) < self.startup:  # the prior alone: shortest mean distance first
-            return -xc[:, 0]
+            return -xc[:, MEAN_DISTANCE]
         xd = self.features_of([p for p, _ in done])
         y = np.array([a for _, a in done])
         mu, sigma = gp_posterior(xd, y, xc)
@@ -210,7 +210,7 @@ def gp_posterior(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> tuple[np.ndarr
     scale = everything.std(axis=0)
     scale[scale == 0] = 1.0
     z, zq = (x - everything.mean(axis=0)) / scale, (xq - everything.mean(axis=0)) / scale
-    s, sq = -z[:, 0], -zq[:, 0]
+    s, sq = -z[:, MEAN_DISTANCE], -zq[:, MEAN_DISTANCE]
     slope = max(0.0, float(np.polyfit(s, y, 1)[0])) if np.ptp(s) > 0 else 0.0
     offset = float(np.mean(y - slope * s))
     residual = y - (offset + slope * s)
