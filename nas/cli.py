@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .engine.configs import COMPILE_MODES
 from .errors import USER_ERRORS, UserError
@@ -18,6 +18,7 @@ from .tables import format_table
 
 if TYPE_CHECKING:
     from .search.config import StudyConfig
+    from .search.study import StudyStatus
     from .search.worker import WorkerReport
 
 # Commands import what they need when they run: the read-only ones (templates, study status,
@@ -168,26 +169,26 @@ def _print_worker_report(cfg: StudyConfig, report: WorkerReport, wall: float) ->
           f"{overhead:.2f} s per trial)")
     status = study_status(cfg.name, cfg.storage_url)
     _print_status(status)
-    if status["counts"]["FAIL"] and not status["counts"]["COMPLETE"]:
+    if status.counts["FAIL"] and not status.counts["COMPLETE"]:
         raise UserError("no trial completed, every finished one failed: see their fail_reason "
                         "(`skipnas study status`, the report)")
 
 
-def _print_status(status: dict[str, Any]) -> None:
+def _print_status(status: StudyStatus) -> None:
     from .search.evidence import describe_best, describe_noise, describe_winner
 
-    counts = ", ".join(f"{k.lower()} {v}" for k, v in status["counts"].items() if v)
-    print(f"{status['study']}: {counts or 'no trials'}"
-          + (f"; {status['reused']} reused" if status["reused"] else ""))
-    best, ev = status["best"], status["evidence"]
-    if best:
-        print(f"best: trial {best['number']}, pattern {best['hash']}, {best['connections']} "
-              f"connections, MBD {best['mbd']}")
+    counts = ", ".join(f"{k.lower()} {v}" for k, v in status.counts.items() if v)
+    print(f"{status.study}: {counts or 'no trials'}"
+          + (f"; {status.reused} reused" if status.reused else ""))
+    best, ev = status.best, status.evidence
+    if best is not None:
+        print(f"best: trial {best.number}, pattern {best.hash}, {best.connections} "
+              f"connections, MBD {best.mbd}")
         print(describe_best(ev))
         print(describe_noise(ev.noise))
         print(describe_winner(ev))
-    if status["eta_seconds"]:
-        print(f"ETA: {status['eta_seconds'] / 60:.1f} min at {status['seconds_per_trial']:.1f} s "
+    if status.eta_seconds:
+        print(f"ETA: {status.eta_seconds / 60:.1f} min at {status.seconds_per_trial:.1f} s "
               f"per trial")
 
 
@@ -196,7 +197,7 @@ def cmd_study_status(args: argparse.Namespace) -> None:
 
     status = study_status(args.name, _storage(args))
     if args.json:
-        print(json.dumps({**status, "evidence": status["evidence"].to_json()}, indent=1))
+        print(json.dumps(status.to_json(), indent=1))
     else:
         _print_status(status)
 
@@ -221,23 +222,25 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     result = analyze(load_study(args.name, _storage(args)), budget=args.budget,
                      resamples=args.resamples)
     if args.json:
-        print(json.dumps(result, indent=1))
+        print(json.dumps(result.to_json(), indent=1))
         return
-    print(f"study {result['study']}: {result['trials_at_budget']} completed trials at "
-          f"{result['budget']} connections (of {result['trials_total']}); accuracy "
-          f"{result['accuracy_range'][0]:.4f}..{result['accuracy_range'][1]:.4f}")
+    principle, ev = result.principle, result.evidence
+    low, high = principle.accuracy_range
+    print(f"study {principle.study}: {principle.trials_at_budget} completed trials at "
+          f"{principle.budget} connections (of {principle.trials_total}); accuracy "
+          f"{low:.4f}..{high:.4f}")
     print("negative r: shorter backprop distance goes with higher accuracy\n")
-    print(format_table(*correlation_table(result)))
-    if result["templates"]:
+    print(format_table(*correlation_table(principle)))
+    if principle.templates:
         print("\ntemplates (accuracy over seeds)")
-        print(format_table(*template_table(result)))
+        print(format_table(*template_table(principle)))
     print()
-    for line in evidence_lines(result["evidence"]):
+    for line in evidence_lines(ev):
         print(line)
-    if result["evidence"]["confirmed"]:
+    if ev.confirmed:
         print("\nconfirmed patterns (mean over seeds, 95% t-interval; difference from log: "
               "Welch)")
-        print(format_table(*confirmed_table(result["evidence"])))
+        print(format_table(*confirmed_table(ev)))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -247,11 +250,11 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     study = load_study(args.name, _storage(args))
     try:
-        summary = analyze(study)
+        principle = analyze(study).principle
     except UserError as e:  # too few trials for correlations: the plots still help
         print(f"note: no correlation table ({e})", file=sys.stderr)
-        summary = None
-    print(f"wrote {write_report(study, args.out, summary)}")
+        principle = None
+    print(f"wrote {write_report(study, args.out, principle)}")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:

@@ -30,14 +30,13 @@ def main(config: str = "studies/confirm_fashion_mnist.toml") -> None:
     cfg = load_config(config)
     out = Path(cfg.storage_url.removeprefix("sqlite:///")).parent
     study = load_study(cfg.name, cfg.storage_url)
-    result = publish_study(study, out)
-    ev = Evidence.from_json(result["evidence"])
+    ev = publish_study(study, out).evidence
     write_png(confirmed_figure(ev), out / "confirmed.png")
     searched = [c for c in ev.confirmed if c.repeat_of is not None]
     print(f"wrote {out}/analyze.json, report.html, confirmed.png, "
           f"accuracy_vs_mean_distance.png\n")
-    print(markdown_table(*confirmed_table(result["evidence"])) + "\n")
-    for line in evidence_lines(result["evidence"]):
+    print(markdown_table(*confirmed_table(ev)) + "\n")
+    for line in evidence_lines(ev):
         print(f"- {line}")
     print(f"- brief top 5 in the confirmed top 5: {top_overlap(ev, 5)} of 5 "
           f"({len(searched)} search patterns confirmed)")

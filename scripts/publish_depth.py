@@ -23,12 +23,12 @@ def main(storage: str, out_dir: str, *names: str) -> None:
     out = Path(out_dir)
     results = []
     for name in names:
-        result = publish_study(load_study(name, storage), out / name)
+        principle = publish_study(load_study(name, storage), out / name).principle
         print(f"## {name}: {out / name}\n")
-        print(markdown_table(*template_table(result)) + "\n")
-        print(markdown_table(*correlation_table(result)) + "\n")
-        if len(result["layers"]) == 1:
-            results.append(result)
+        print(markdown_table(*template_table(principle)) + "\n")
+        print(markdown_table(*correlation_table(principle)) + "\n")
+        if principle.layers is not None and len(principle.layers) == 1:
+            results.append(principle)
     summary = depth_summary(results)
     (out / "depth.json").write_text(json.dumps(summary, indent=1) + "\n")
     write_png(depth_figure(summary), out / "depth.png", width=1100, height=480)

@@ -16,8 +16,8 @@ from nas.tables import markdown_table
 def main(name: str, storage: str, out: str) -> None:
     result = publish_study(load_study(name, storage), out)
     print(f"wrote {out}/analyze.json, report.html, accuracy_vs_mean_distance.png\n")
-    print(markdown_table(*template_table(result)) + "\n")
-    print(markdown_table(*correlation_table(result)))
+    print(markdown_table(*template_table(result.principle)) + "\n")
+    print(markdown_table(*correlation_table(result.principle)))
 
 
 if __name__ == "__main__":

@@ -66,12 +66,12 @@ def planted_study(sign: float, n: int = 30, seed: int = 0) -> optuna.Study:
 
 @pytest.mark.parametrize("sign", [-1.0, 1.0])
 def test_analyze_recovers_planted_sign(sign):
-    result = analyze(planted_study(sign), resamples=300)
-    assert result["trials_at_budget"] == 30
-    by = {(c["method"], c["against"], c["controlled_for"]): c for c in result["correlations"]}
+    result = analyze(planted_study(sign), resamples=300).principle
+    assert result.trials_at_budget == 30
+    by = {(c.method, c.against, c.controlled_for): c for c in result.correlations}
     mean_sp = by[("spearman", "mean_distance", "")]
-    assert np.sign(mean_sp["r"]) == sign and abs(mean_sp["r"]) > 0.8 and mean_sp["p_value"] < 0.01
-    assert np.sign(by[("kendall", "mean_distance", "params")]["r"]) == sign
+    assert np.sign(mean_sp.r) == sign and abs(mean_sp.r) > 0.8 and mean_sp.p_value < 0.01
+    assert np.sign(by[("kendall", "mean_distance", "params")].r) == sign
 
 
 def test_analyze_needs_enough_trials():

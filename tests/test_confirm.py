@@ -134,7 +134,7 @@ def test_confirm_on_a_real_study_killed_and_resumed(tmp_path, kind):
     assert len(noise) == 1 and noise[0][1].seed == 1  # the earliest search pattern, next seed
     first = study.trials[noise[0][1].repeat_of]
     assert noise[0][1].hash == TrialRecord.from_trial(first).hash and first.number == 0
-    before = analyze(study, resamples=50)
+    before = analyze(study, resamples=50).principle
 
     # Confirm with a second worker that is killed mid-trial: its trial is retried elsewhere.
     confirm = skipnas("confirm", str(config))
@@ -159,11 +159,11 @@ def test_confirm_on_a_real_study_killed_and_resumed(tmp_path, kind):
     fidelity = cfg.confirm_fidelity.to_dict()
     assert all(r.fidelity == fidelity and len(r.val_curve) == 3 for _, r in done)  # 3 epochs
     # Confirm trials stay apart from the search: same analysis, no params for any sampler.
-    after = analyze(study, resamples=50)
+    after = analyze(study, resamples=50).principle
     for key in ("trials_total", "trials_at_budget", "correlations", "templates"):
-        assert after[key] == before[key], key
+        assert getattr(after, key) == getattr(before, key), key
     confirm_numbers = {t.number for t, _ in done}
-    assert not confirm_numbers & {row["trial"] for row in study_rows(study, reused=True)}
+    assert not confirm_numbers & {row.trial for row in study_rows(study, reused=True)}
     assert all(not t.params and not t.distributions for t, _ in done)
     sampler = ScreenSampler(cfg.search_space.build())
     assert all(sampler.pattern_of(t) is None for t, _ in done)
@@ -179,7 +179,7 @@ def test_confirm_on_a_real_study_killed_and_resumed(tmp_path, kind):
     assert origin["confirmed"]["seeds"] == 2 and origin["confirmed"]["fidelity"] == fidelity
     assert exported.note.startswith("confirmed: ")
     status = study_status("conf", storage[kind])
-    assert status["evidence"].winner == winner and status["evidence"].confirm_pending == 0
+    assert status.evidence.winner == winner and status.evidence.confirm_pending == 0
 
 
 def test_confirm_refuses_an_unfinished_search_and_another_fidelity(tmp_path):
@@ -215,11 +215,11 @@ def test_a_study_from_before_confirm_analyzes_reports_and_exports(tmp_path, caps
     url = f"sqlite:///{tmp_path}/old.db"
     study = load_study("principle_fashion_mnist", url)
     result = analyze(study, resamples=20)
-    ev = result["evidence"]
+    ev = result.evidence
     # Its templates ran with 3 seeds: the noise is measured from them.
-    assert ev["noise"]["patterns"] >= 4 and ev["noise"]["seed_std"] > 0
-    assert ev["confirmed"] == [] and ev["best"]["within_se"] >= 1
-    write_report(study, tmp_path / "r.html", result)
+    assert ev.noise.patterns >= 4 and ev.noise.seed_std > 0
+    assert ev.confirmed == () and ev.best is not None and ev.best.within_se >= 1
+    write_report(study, tmp_path / "r.html", result.principle)
     assert "How far the numbers can be trusted" in (tmp_path / "r.html").read_text()
     assert main(["export", "principle_fashion_mnist", "--storage", url,
                  "--out", str(tmp_path / "b.json")]) == 0

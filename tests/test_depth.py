@@ -1,24 +1,30 @@
-"""The summary across depths: closed forms on made-up analyze results, and its refusals."""
+"""The summary across depths: closed forms on made-up principle tests, and its refusals."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from nas.errors import UserError
+from nas.results.analysis import Correlation, PrincipleTest, TemplateSummary
 from nas.results.depth import depth_figure, depth_summary, depth_table
 
 
-def result(L, log, nearest, r=-0.5, extra=()):
-    def template(name, accs, **over):
-        return {"template": name, "style": "per_block", "budget_mode": "exact",
-                "block_output": "template", "connections": 10 * L, "seeds": len(accs),
-                "accuracies": list(accs), **over}
+def template(name, accs, connections, **over):
+    return replace(TemplateSummary(
+        template=name, style="per_block", budget_mode="exact", block_output="template",
+        seeds=len(accs), accuracies=tuple(accs), accuracy_mean=float(np.mean(accs)),
+        accuracy_std=0.0, connections=connections, mbd=1, mean_distance=1.0, params=100), **over)
 
-    corr = [{"method": m, "against": a, "controlled_for": c, "r": r, "ci_low": r - 0.1,
-             "ci_high": r + 0.1, "p_value": 0.01, "n": 30}
-            for m in ("spearman", "kendall") for a in ("mbd", "mean_distance")
-            for c in ("", "params")]
-    return {"study": f"d{L}", "style": "per_block", "layers": [L], "budget": 10 * L,
-            "trials_at_budget": 30, "correlations": corr,
-            "templates": [template("log", log), template("nearest", nearest), *extra]}
+
+def result(L, log, nearest, r=-0.5, extra=()):
+    corr = tuple(Correlation(m, a, c, r, r - 0.1, r + 0.1, 0.01, 30)
+                 for m in ("spearman", "kendall") for a in ("mbd", "mean_distance")
+                 for c in ("", "params"))
+    return PrincipleTest(study=f"d{L}", style="per_block", layers=(L,), budget=10 * L,
+                         trials_at_budget=30, trials_total=40, resamples=20, correlations=corr,
+                         templates=(template("log", log, 10 * L),
+                                    template("nearest", nearest, 10 * L), *extra),
+                         accuracy_range=(0.0, 1.0))
 
 
 def test_gap_and_its_standard_error_are_the_closed_forms():
@@ -55,12 +61,10 @@ def test_table_and_figure_carry_every_depth():
 
 def test_the_gap_uses_the_exact_budget_runs_only():
     # nearest at the authors' count, or with every node feeding the output, is not the gap's.
-    other = [{"template": "nearest", "style": "per_block", "budget_mode": "authors",
-              "block_output": "template", "connections": 99, "accuracies": [0.1]},
-             {"template": "nearest", "style": "per_block", "budget_mode": "exact",
-              "block_output": "all", "connections": 90, "accuracies": [0.2]}]
+    other = (template("nearest", [0.1], 99, budget_mode="authors"),
+             template("nearest", [0.2], 90, block_output="all"))
     base = result(8, [0.8], [0.7])
-    base["templates"] = other + base["templates"]
+    base = replace(base, templates=other + base.templates)
     s = depth_summary([base, result(16, [0.8], [0.7])], resamples=10)
     assert s["depths"][0]["nearest"] == pytest.approx(0.7)
 
@@ -68,12 +72,13 @@ def test_the_gap_uses_the_exact_budget_runs_only():
 @pytest.mark.parametrize("results, message", [
     ([result(8, [0.8], [0.7])], "two depths or more"),
     ([result(8, [0.8], [0.7]), result(8, [0.8], [0.7])], "same depth"),
-    ([result(8, [0.8], [0.7]), {**result(16, [0.8], [0.7]), "layers": [8, 8]}], "one-block"),
-    ([result(8, [0.8], [0.7]), {**result(16, [0.8], [0.7]), "templates": []}],
+    ([result(8, [0.8], [0.7]), replace(result(16, [0.8], [0.7]), layers=(8, 8))],
+     r"one-block studies, this one has layers \[8, 8\]"),
+    ([result(8, [0.8], [0.7]), replace(result(16, [0.8], [0.7]), templates=())],
      "no log runs at its budget"),
-    ([result(8, [0.8], [0.7]), {**result(16, [0.8], [0.7]), "templates": [
-        {k: v for k, v in t.items() if k != "accuracies"}
-        for t in result(16, [0.8], [0.7])["templates"]]}], "predates per-seed accuracies"),
+    ([result(8, [0.8], [0.7]), replace(result(16, [0.8], [0.7]), templates=tuple(
+        replace(t, accuracies=None) for t in result(16, [0.8], [0.7]).templates))],
+     "predates per-seed accuracies"),
 ])
 def test_refusals(results, message):
     with pytest.raises(UserError, match=message):

@@ -94,7 +94,7 @@ def test_the_benchmark_holds_every_pattern_of_its_config_per_seed(bench):
         (ROOT / "studies" / "bench_fashion_mnist.toml").read_text()
     assert set(bench.entries) == {p.hash for p in cfg.search_space.build().all_patterns()}
     study = load_study(cfg.name, f"sqlite:///{BENCH / 'study.db'}")
-    stored = {(r["hash"], r["seed"]): r["accuracy"] for r in bench_rows(study)}
+    stored = {(r.row.hash, r.row.seed): r.row.accuracy for r in bench_rows(study)}
     assert len(stored) == len(bench.entries) * len(cfg.bench.seeds)
     for h, entry in bench.entries.items():
         assert entry.accuracies == tuple(stored[h, s] for s in cfg.bench.seeds)
@@ -177,7 +177,7 @@ def test_each_depth_study_is_its_config_and_its_storage(depth):
         assert result["trials_total"] >= cfg.trials
     # The committed storage gives back the committed analysis.
     name = "principle_depth_L16"
-    again = analyze(load_study(name, f"sqlite:///{DEPTH / 'study.db'}"))
+    again = analyze(load_study(name, f"sqlite:///{DEPTH / 'study.db'}")).to_json()
     assert {k: again[k] for k in results[name]} == results[name]  # later versions add fields
 
 
@@ -199,11 +199,12 @@ def assert_same(got, want, where="summary"):
 
 
 def test_the_depth_summary_is_that_of_the_analyses(depth):
+    from nas.results.analysis import PrincipleTest
     from nas.results.depth import depth_summary, depth_table
     from nas.tables import markdown_table
 
     results, summary, readme = depth
-    one_block = [r for r in results.values() if len(r["layers"]) == 1]
+    one_block = [PrincipleTest.from_json(r) for r in results.values() if len(r["layers"]) == 1]
     assert_same(depth_summary(one_block, resamples=summary["resamples"]), summary)
     assert [d["layers"] for d in summary["depths"]] == [8, 16, 32, 64]
     assert markdown_table(*depth_table(summary)) in readme
@@ -211,12 +212,13 @@ def test_the_depth_summary_is_that_of_the_analyses(depth):
 
 
 def test_the_readme_template_tables_are_the_analyses(depth):
-    from nas.results.analysis import template_table
+    from nas.results.analysis import PrincipleTest, template_table
     from nas.tables import markdown_table
 
     results, _, readme = depth
     for result in results.values():
-        assert markdown_table(*template_table(result)) in readme, result["study"]
+        table = template_table(PrincipleTest.from_json(result))
+        assert markdown_table(*table) in readme, result["study"]
 
 
 CONFIRM = ROOT / "studies" / "results" / "confirm_fashion_mnist"
@@ -265,9 +267,9 @@ def test_the_confirm_readme_numbers_are_the_evidence(confirmed):
     from nas.stats import spearman
     from nas.tables import markdown_table
 
-    result, ev, readme = confirmed
-    assert markdown_table(*confirmed_table(result["evidence"])) in readme
-    for line in evidence_lines(result["evidence"]):
+    _, ev, readme = confirmed
+    assert markdown_table(*confirmed_table(ev)) in readme
+    for line in evidence_lines(ev):
         assert line in readme, line
     searched = [c for c in ev.confirmed if c.repeat_of is not None]
     brief5 = {c.hash for c in sorted(searched, key=lambda c: -c.brief)[:5]}

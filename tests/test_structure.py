@@ -152,7 +152,7 @@ def test_published_result_rechecks_from_its_stored_study(tmp_path):
     shutil.copy(PUBLISHED / "study.db", db)
     published = json.loads((PUBLISHED / "analyze.json").read_text())
     again = analyze(load_study(published["study"], f"sqlite:///{db}"),
-                    resamples=published["resamples"])
+                    resamples=published["resamples"]).to_json()
     # Every published number re-checks; later versions only add fields (the style, the budget).
     assert {k: again[k] for k in published if k != "templates"} == \
         {k: v for k, v in published.items() if k != "templates"}
@@ -161,6 +161,24 @@ def test_published_result_rechecks_from_its_stored_study(tmp_path):
     assert again["style"] == "per_block"
     assert {(t["style"], t["budget_mode"]) for t in again["templates"]} == {("per_block",
                                                                               "exact")}
+
+
+def test_every_published_analysis_reads_back():
+    """What analyze wrote reads back to the same JSON; an analysis from before styles, stored
+    layers and per-seed accuracies is decoded once, on reading."""
+    from nas.results.analysis import PrincipleTest
+
+    paths = sorted((ROOT / "studies" / "results").glob("**/analyze.json"))
+    assert len(paths) >= 3
+    for path in paths:
+        published = json.loads(path.read_text())
+        if "style" in published:
+            assert PrincipleTest.from_json(published).to_json() == \
+                {k: v for k, v in published.items() if k != "evidence"}, path
+    old = PrincipleTest.from_json(json.loads((PUBLISHED / "analyze.json").read_text()))
+    assert old.style == "per_block" and old.layers is None
+    assert {(t.style, t.budget_mode, t.block_output, t.accuracies) for t in old.templates} == \
+        {("per_block", "exact", "template", None)}
 
 
 def test_text_markdown_and_html_tables():

@@ -122,7 +122,7 @@ def test_end_to_end_sqlite_resume_and_dedup(tmp_path):
     assert run_worker(more, study=create_study(more), progress=False).trials == 3
     assert len(finished(study)) == 13
     status = study_status("syn", cfg.storage_url)
-    assert status["counts"]["COMPLETE"] == 13 and status["best"]["accuracy"] == study.best_value
+    assert status.counts["COMPLETE"] == 13 and status.best.accuracy == study.best_value
 
 
 def test_study_rejects_a_changed_search_space(tmp_path):
@@ -286,9 +286,9 @@ def test_baselines_in_every_style_and_budget_mode(tmp_path):
                 expected = template_pattern(r.baseline, layers, style=r.style)
             assert spec.pattern == expected
     assert run_worker(cfg, study=create_study(cfg), progress=False).trials == 0
-    result = analyze(study, resamples=20)
-    assert result["style"] == "v1" and result["trials_at_budget"] >= 4
-    groups = {(t["template"], t["style"], t["budget_mode"]) for t in result["templates"]}
+    result = analyze(study, resamples=20).principle
+    assert result.style == "v1" and result.trials_at_budget >= 4
+    groups = {(t.template, t.style, t.budget_mode) for t in result.templates}
     assert groups == {(t, s, m) for t in ("log", "nearest") for s in ("per_block", "v1", "v2")
                       for m in ("exact", "authors")}
 
@@ -315,8 +315,8 @@ def test_baselines_under_both_block_output_conventions(tmp_path):
             assert r.connections == (full if r.block_output == "all" else space.budget)
             assert (pattern.blocks[0].reads(7) == tuple(range(7))) == (r.block_output == "all")
     assert run_worker(cfg, study=create_study(cfg), progress=False).trials == 0
-    result = analyze(study, resamples=20)
-    assert {(t["template"], t["block_output"], t["connections"]) for t in result["templates"]} \
+    result = analyze(study, resamples=20).principle
+    assert {(t.template, t.block_output, t.connections) for t in result.templates} \
         == {(name, o, full if o == "all" else space.budget) for name in ("log", "nearest")
             for o in ("template", "all")}
     headers, rows = template_table(result)

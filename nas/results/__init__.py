@@ -3,7 +3,8 @@ dashboard, and export."""
 from .._lazy import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {
-    "analyze": ".analysis", "correlation_table": ".analysis", "template_table": ".analysis",
+    "analyze": ".analysis", "Analysis": ".analysis", "PrincipleTest": ".analysis",
+    "correlation_table": ".analysis", "template_table": ".analysis",
     "depth_summary": ".depth", "depth_table": ".depth", "depth_figure": ".depth",
     "figures": ".report", "write_report": ".report", "write_png": ".report",
     "publish_study": ".report",

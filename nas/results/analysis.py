@@ -19,8 +19,8 @@ from ..search.evidence import (
     describe_noise,
     describe_winner,
 )
-from ..search.record import TrialRecord
-from ..search.study import stored_config, study_evidence
+from ..search.record import TrialRecord, TrialRow
+from ..search.study import stored_config, study_evidence, study_style
 from ..stats import spearman
 
 DISTANCES = ("mbd", "mean_distance")
@@ -43,7 +43,7 @@ def partial(corr: Callable[[np.ndarray, np.ndarray], float], x: np.ndarray, y: n
     return float((rxy - rxz * ryz) / denom) if denom > 0 else float("nan")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Correlation:
     method: str            # spearman | kendall
     against: str           # mbd | mean_distance
@@ -53,6 +53,94 @@ class Correlation:
     ci_high: float
     p_value: float         # two-sided permutation p-value
     n: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Its fields by name (NaN kept: JSON's NaN)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TemplateSummary:
+    """One baseline template's runs in one style, budget mode and block output convention:
+    accuracy over seeds, and its pattern's metrics."""
+    template: str
+    style: str
+    budget_mode: str
+    block_output: str
+    seeds: int
+    accuracies: tuple[float, ...] | None  # per seed; None: read from an analysis before them
+    accuracy_mean: float
+    accuracy_std: float
+    connections: int | None
+    mbd: int | None
+    mean_distance: float | None
+    params: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Its fields by name; :meth:`from_json` reads it back."""
+        accuracies = None if self.accuracies is None else list(self.accuracies)
+        return {**asdict(self), "accuracies": accuracies}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], style: str) -> "TemplateSummary":
+        """A summary as JSON; those of analyses made before the baselines had a style (the
+        analysis's ``style``), a budget mode ("exact") or a block output ("template"), and
+        before per-seed accuracies, are decoded here."""
+        accuracies = data.get("accuracies")
+        return cls(**{**data, "style": data.get("style", style),
+                      "budget_mode": data.get("budget_mode", "exact"),
+                      "block_output": data.get("block_output", "template"),
+                      "accuracies": None if accuracies is None else tuple(accuracies)})
+
+
+@dataclass(frozen=True)
+class PrincipleTest:
+    """The principle test of one study at one connection budget: the rank correlations of
+    accuracy with backprop distance, and the baseline templates' accuracies."""
+    study: str
+    style: str                      # the search space's network style
+    layers: tuple[int, ...] | None  # layers per block (None: the study stores no config)
+    budget: int
+    trials_at_budget: int           # the trials correlated: the space's style, at the budget
+    trials_total: int               # trained trials at every budget and style
+    resamples: int
+    correlations: tuple[Correlation, ...]
+    templates: tuple[TemplateSummary, ...]
+    accuracy_range: tuple[float, float]  # over the trials at the budget
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (NaN kept: JSON's NaN); :meth:`from_json` reads it back."""
+        return {"study": self.study, "style": self.style,
+                "layers": None if self.layers is None else list(self.layers),
+                "budget": self.budget, "trials_at_budget": self.trials_at_budget,
+                "trials_total": self.trials_total, "resamples": self.resamples,
+                "correlations": [c.to_json() for c in self.correlations],
+                "templates": [t.to_json() for t in self.templates],
+                "accuracy_range": list(self.accuracy_range)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "PrincipleTest":
+        """The principle test of an :class:`Analysis`'s JSON (its evidence, if any, aside);
+        analyses made before styles (per_block) and stored layers are decoded here."""
+        style = data.get("style", "per_block")
+        layers = data.get("layers")
+        low, high = data["accuracy_range"]
+        return cls(data["study"], style, None if layers is None else tuple(layers),
+                   data["budget"], data["trials_at_budget"], data["trials_total"],
+                   data["resamples"], tuple(Correlation(**c) for c in data["correlations"]),
+                   tuple(TemplateSummary.from_json(t, style) for t in data["templates"]),
+                   (low, high))
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What :func:`analyze` finds: the principle test and the study's evidence."""
+    principle: PrincipleTest
+    evidence: Evidence
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON: the principle test's fields, then the evidence's under "evidence"."""
+        return {**self.principle.to_json(), "evidence": self.evidence.to_json()}
 
 
 def correlate(x: np.ndarray, y: np.ndarray, method: str, z: np.ndarray | None = None, *,
@@ -78,12 +166,7 @@ def correlate(x: np.ndarray, y: np.ndarray, method: str, z: np.ndarray | None = 
     return r, float(low), float(high), (extreme + 1) / (resamples + 1)
 
 
-def study_style(study: optuna.Study) -> str:
-    """The network style of the study's search space (studies made before styles: per_block)."""
-    return (stored_config(study) or {}).get("search_space", {}).get("style", "per_block")
-
-
-def study_rows(study: optuna.Study, reused: bool = False) -> list[dict[str, Any]]:
+def study_rows(study: optuna.Study, reused: bool = False) -> list[TrialRow]:
     """One row per completed trial with its metrics: the trained ones, and with ``reused``
     also those that reuse a twin's result (a baseline whose pattern another slot trained)."""
     rows, style = [], study_style(study)
@@ -91,36 +174,31 @@ def study_rows(study: optuna.Study, reused: bool = False) -> list[dict[str, Any]
         r = TrialRecord.from_trial(t)
         if (r.is_reused and not reused) or r.hash is None or r.is_confirm:
             continue
-        rows.append({"trial": t.number, "accuracy": t.values[0], "template": r.baseline or "",
-                     "style": r.style_in(style),
-                     "budget_mode": r.budget if r.baseline else "",
-                     "block_output": r.output if r.baseline else "",
-                     "hash": r.hash, "seed": r.seed, "connections": r.connections, "mbd": r.mbd,
-                     "mean_distance": r.mean_distance, "params": r.params, "flops": r.flops,
-                     "train_seconds": r.train_seconds})
+        rows.append(TrialRow.from_trial(t, style))
     return rows
 
 
-def principle_rows(study: optuna.Study, rows: list[dict[str, Any]],
-                   budget: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+def principle_rows(study: optuna.Study, rows: list[TrialRow],
+                   budget: int | None = None) -> tuple[int, list[TrialRow]]:
     """(budget, the rows the principle is tested on): trials in the search space's style at
     one connection budget (default: the study's)."""
     budget = study_budget(study, rows) if budget is None else budget
     style = study_style(study)
-    return budget, [r for r in rows if r["connections"] == budget and r["style"] == style]
+    return budget, [r for r in rows if r.connections == budget and r.style == style]
 
 
-def study_budget(study: optuna.Study, rows: list[dict[str, Any]]) -> int:
+def study_budget(study: optuna.Study, rows: list[TrialRow]) -> int:
     budget = (stored_config(study) or {}).get("search_space", {}).get("budget")
     if budget is None:
-        counts = [r["connections"] for r in rows]
+        counts = [r.connections for r in rows]
         budget = max(set(counts), key=counts.count)
     return int(budget)
 
 
 def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 2000,
-            seed: int = 0) -> dict[str, Any]:
-    """The principle test on the study's completed trials at one connection budget."""
+            seed: int = 0) -> Analysis:
+    """The principle test on the study's completed trials at one connection budget, and the
+    study's evidence."""
     rows = study_rows(study)
     if not rows:
         raise UserError(f"study {study.study_name!r} has no completed trials to analyze")
@@ -129,11 +207,11 @@ def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 200
         raise UserError(f"only {len(at_budget)} completed {study_style(study)} trials at the "
                         f"budget of {budget} connections; at least 4 are needed for a "
                         f"correlation")
-    acc = np.array([r["accuracy"] for r in at_budget])
-    params = np.array([r["params"] for r in at_budget], dtype=float)
+    acc = np.array([r.accuracy for r in at_budget])
+    params = np.array([r.params for r in at_budget], dtype=float)
     correlations = []
     for against in DISTANCES:
-        dist = np.array([r[against] for r in at_budget], dtype=float)
+        dist = np.array([getattr(r, against) for r in at_budget], dtype=float)
         for method in ("spearman", "kendall"):
             for control in ("", "params"):
                 z = params if control else None
@@ -141,78 +219,73 @@ def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 200
                 correlations.append(Correlation(method, against, control, r, lo, hi, p,
                                                 len(acc)))
     layers = (stored_config(study) or {}).get("search_space", {}).get("layers")
-    return {"study": study.study_name, "style": study_style(study), "layers": layers,
-            "budget": budget,
-            "trials_at_budget": len(at_budget),
-            "trials_total": len(rows), "resamples": resamples,
-            "correlations": [asdict(c) for c in correlations],
-            "templates": template_summary(study_rows(study, reused=True)),
-            "accuracy_range": [float(acc.min()), float(acc.max())],
-            "evidence": study_evidence(study).to_json()}
+    principle = PrincipleTest(
+        study.study_name, study_style(study), None if layers is None else tuple(layers), budget,
+        len(at_budget), len(rows), resamples, tuple(correlations),
+        template_summary(study_rows(study, reused=True)),
+        (float(acc.min()), float(acc.max())))
+    return Analysis(principle, study_evidence(study))
 
 
-def template_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def template_summary(rows: list[TrialRow]) -> tuple[TemplateSummary, ...]:
     """Mean and standard deviation of accuracy over seeds for each baseline template, style,
     budget mode and block output convention."""
-    def key(r: dict[str, Any]) -> tuple[str, str, str, str]:
-        return r["template"], r["style"], r["budget_mode"], r["block_output"]
+    def key(r: TrialRow) -> tuple[str, str, str, str]:
+        return r.template, r.style, r.budget_mode, r.block_output
 
     out = []
-    for group in dict.fromkeys(key(r) for r in rows if r["template"]):
+    for group in dict.fromkeys(key(r) for r in rows if r.template):
         runs = [r for r in rows if key(r) == group]
-        acc = np.array([r["accuracy"] for r in runs])
+        acc = np.array([r.accuracy for r in runs])
         first = runs[0]
         name, style, mode, output = group
-        out.append({"template": name, "style": style, "budget_mode": mode,
-                    "block_output": output, "seeds": len(runs),
-                    "accuracies": [float(a) for a in acc],
-                    "accuracy_mean": float(acc.mean()),
-                    "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                    **{k: first[k] for k in ("connections", "mbd", "mean_distance", "params")}})
-    return out
+        out.append(TemplateSummary(
+            template=name, style=style, budget_mode=mode, block_output=output, seeds=len(runs),
+            accuracies=tuple(float(a) for a in acc), accuracy_mean=float(acc.mean()),
+            accuracy_std=float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            connections=first.connections, mbd=first.mbd, mean_distance=first.mean_distance,
+            params=first.params))
+    return tuple(out)
 
 
 Table = tuple[list[str], list[list[str]]]  # (headers, rows of formatted cells)
 
 
-def correlation_table(result: dict[str, Any]) -> Table:
-    """The correlations of an :func:`analyze` result, formatted once for text, HTML and
-    markdown."""
+def correlation_table(result: PrincipleTest) -> Table:
+    """The correlations of a principle test, formatted once for text, HTML and markdown."""
     headers = ["distance", "method", "controlled for", "r", "95% CI", "p (permutation)", "n"]
-    rows = [[c["against"], c["method"], c["controlled_for"] or "-", f"{c['r']:+.3f}",
-             f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]", f"{c['p_value']:.4f}", str(c["n"])]
-            for c in result["correlations"]]
+    rows = [[c.against, c.method, c.controlled_for or "-", f"{c.r:+.3f}",
+             f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]", f"{c.p_value:.4f}", str(c.n)]
+            for c in result.correlations]
     return headers, rows
 
 
-def template_table(result: dict[str, Any]) -> Table:
-    """The per-template summary of an :func:`analyze` result, formatted once."""
+def template_table(result: PrincipleTest) -> Table:
+    """The per-template summary of a principle test, formatted once."""
     headers = ["template", "seeds", "accuracy (mean ± std)", "connections", "MBD",
                "mean distance", "params", "style", "budget", "block output"]
-    rows = [[t["template"], str(t["seeds"]), f"{t['accuracy_mean']:.4f} ± {t['accuracy_std']:.4f}",
-             str(t["connections"]), str(t["mbd"]), f"{t['mean_distance']:.3f}", str(t["params"]),
-             t.get("style", "per_block"), t.get("budget_mode", "exact"),
-             t.get("block_output", "template")]
-            for t in result["templates"]]
+    rows = [[t.template, str(t.seeds), f"{t.accuracy_mean:.4f} ± {t.accuracy_std:.4f}",
+             str(t.connections), str(t.mbd), f"{t.mean_distance:.3f}", str(t.params),
+             t.style, t.budget_mode, t.block_output]
+            for t in result.templates]
     return headers, rows
 
 
-def evidence_lines(evidence: dict[str, Any]) -> list[str]:
-    """The noise, the best single run and the confirmed winner of an :func:`analyze` result's
-    evidence, a line each."""
-    ev = Evidence.from_json(evidence)
+def evidence_lines(ev: Evidence) -> list[str]:
+    """The noise, the best single run and the confirmed winner of a study's evidence, a line
+    each."""
     curse = describe_curse(ev)
     return [describe_noise(ev.noise), describe_best(ev), describe_winner(ev),
             *([curse] if curse else [])]
 
 
-def confirmed_table(evidence: dict[str, Any]) -> Table:
-    """The confirmed patterns of an :func:`analyze` result's evidence, best mean first; the
-    Bonferroni interval corrects for comparing every confirmed pattern with log."""
+def confirmed_table(ev: Evidence) -> Table:
+    """The confirmed patterns of a study's evidence, best mean first; the Bonferroni interval
+    corrects for comparing every confirmed pattern with log."""
     headers = ["pattern", "hash", "brief accuracy", "confirmed mean", "95% CI", "seeds",
                "vs log", "95% CI (vs log)", "Bonferroni CI (vs log)"]
     rows = []
-    for c in Evidence.from_json(evidence).confirmed:
+    for c in ev.confirmed:
         m = c.mean
         rows.append([c.name, c.hash, "-" if np.isnan(c.brief) else f"{c.brief:.4f}",
                      f"{m.mean:.4f}", f"[{m.ci_low:.4f}, {m.ci_high:.4f}]", str(m.n),

@@ -26,7 +26,7 @@ def attach_plots(name: str, storage_url: str) -> list[str]:
     study = load_study(name, storage_url)
     ev = study_evidence(study)
     save_note(study, "## How far the numbers can be trusted\n\n"
-              + "".join(f"- {line}\n" for line in evidence_lines(ev.to_json())))
+              + "".join(f"- {line}\n" for line in evidence_lines(ev)))
     ids = []
     for fig in figures(study, ev):
         if fig.id in ATTACHED:

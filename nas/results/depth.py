@@ -1,6 +1,7 @@
 """The principle across depths: one study per depth L (one block at log's count), read back from
-their :func:`~nas.results.analysis.analyze` results. Per depth, the rank correlation of accuracy
-with backprop distance and log's lead over nearest; across depths, whether that lead grows."""
+their principle tests (:func:`~nas.results.analysis.analyze`). Per depth, the rank correlation of
+accuracy with backprop distance and log's lead over nearest; across depths, whether that lead
+grows."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,30 +12,30 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import UserError
-from .analysis import Table
+from .analysis import PrincipleTest, Table
 
 GAP = ("log", "nearest")  # the lead the paper predicts to widen with depth: log minus nearest
 
 
-def _accuracies(result: dict[str, Any], template: str) -> np.ndarray:
+def _accuracies(result: PrincipleTest, template: str) -> np.ndarray:
     """Per-seed accuracies of ``template`` at the study budget, in the study's style, with the
     block output its rule gives."""
-    for t in result["templates"]:
-        if (t["template"], t.get("style"), t.get("budget_mode"), t.get("block_output")) == (
-                template, result["style"], "exact", "template") \
-                and t["connections"] == result["budget"]:
-            if "accuracies" not in t:
-                raise UserError(f"study {result['study']!r}: its analysis predates per-seed "
+    for t in result.templates:
+        if (t.template, t.style, t.budget_mode, t.block_output) == (
+                template, result.style, "exact", "template") \
+                and t.connections == result.budget:
+            if t.accuracies is None:
+                raise UserError(f"study {result.study!r}: its analysis predates per-seed "
                                 f"accuracies; analyze the study again")
-            return np.array(t["accuracies"], dtype=float)
-    raise UserError(f"study {result['study']!r}: no {template} runs at its budget of "
-                    f"{result['budget']} connections")
+            return np.array(t.accuracies, dtype=float)
+    raise UserError(f"study {result.study!r}: no {template} runs at its budget of "
+                    f"{result.budget} connections")
 
 
-def _spearman(result: dict[str, Any], against: str) -> dict[str, float]:
-    c = next(c for c in result["correlations"]
-             if (c["method"], c["against"], c["controlled_for"]) == ("spearman", against, ""))
-    return {"r": c["r"], "ci_low": c["ci_low"], "ci_high": c["ci_high"], "p_value": c["p_value"]}
+def _spearman(result: PrincipleTest, against: str) -> dict[str, float]:
+    c = next(c for c in result.correlations
+             if (c.method, c.against, c.controlled_for) == ("spearman", against, ""))
+    return {"r": c.r, "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value}
 
 
 def _slope(depths: np.ndarray, gaps: np.ndarray) -> float:
@@ -42,28 +43,31 @@ def _slope(depths: np.ndarray, gaps: np.ndarray) -> float:
     return float(np.polyfit(np.log2(depths), gaps, 1)[0])
 
 
-def depth_summary(results: Sequence[dict[str, Any]], resamples: int = 2000,
+def depth_summary(results: Sequence[PrincipleTest], resamples: int = 2000,
                   seed: int = 0) -> dict[str, Any]:
     """Per depth: Spearman of accuracy with mean distance and with MBD (their CIs), and the
     accuracy gap log - nearest (its standard error over seeds). Across depths: the gap's
     least-squares slope per doubling of L, with a 95% bootstrap CI over each template's seeds."""
     if len(results) < 2:
         raise UserError("a depth summary needs studies at two depths or more")
+    by_depth: list[tuple[int, PrincipleTest]] = []
     for r in results:
-        if not r.get("layers") or len(r["layers"]) != 1:
-            raise UserError(f"study {r['study']!r}: a depth summary needs one-block studies, "
-                            f"this one has layers {r.get('layers')}")
-    results = sorted(results, key=lambda r: r["layers"][0])
-    depths = np.array([r["layers"][0] for r in results], dtype=float)
+        if not r.layers or len(r.layers) != 1:
+            shown = None if r.layers is None else list(r.layers)
+            raise UserError(f"study {r.study!r}: a depth summary needs one-block studies, "
+                            f"this one has layers {shown}")
+        by_depth.append((r.layers[0], r))
+    by_depth.sort(key=lambda pair: pair[0])
+    depths = np.array([layers for layers, _ in by_depth], dtype=float)
     if len(set(depths)) != len(depths):
         raise UserError(f"two studies at the same depth: {[int(d) for d in depths]}")
-    runs = [[_accuracies(r, name) for name in GAP] for r in results]
+    runs = [[_accuracies(r, name) for name in GAP] for _, r in by_depth]
     rows = []
-    for r, (lead, base) in zip(results, runs):
+    for (layers, r), (lead, base) in zip(by_depth, runs):
         se = np.sqrt(lead.var(ddof=1) / len(lead) + base.var(ddof=1) / len(base)) \
             if min(len(lead), len(base)) > 1 else float("nan")
-        rows.append({"study": r["study"], "layers": r["layers"][0], "budget": r["budget"],
-                     "n": r["trials_at_budget"],
+        rows.append({"study": r.study, "layers": layers, "budget": r.budget,
+                     "n": r.trials_at_budget,
                      "spearman_mean_distance": _spearman(r, "mean_distance"),
                      "spearman_mbd": _spearman(r, "mbd"),
                      GAP[0]: float(lead.mean()), GAP[1]: float(base.mean()),

@@ -17,10 +17,12 @@ from ..engine.spec import PatternSpec
 from ..errors import UserError
 from ..search.config import Fidelity
 from ..search.evidence import Evidence
-from ..search.record import TrialRecord
+from ..search.record import TrialRecord, TrialRow
 from ..search.study import study_evidence
 from ..tables import html_table
 from .analysis import (
+    Analysis,
+    PrincipleTest,
     analyze,
     confirmed_table,
     correlation_table,
@@ -38,18 +40,19 @@ class Figure(NamedTuple):
     figure: go.Figure
 
 
-def _scatter(rows: list[dict[str, Any]], x: str, title: str, fit: bool) -> go.Figure:
-    xs = np.array([r[x] for r in rows], dtype=float)
-    ys = np.array([r["accuracy"] for r in rows])
+def _scatter(rows: list[TrialRow], x: str, title: str, fit: bool) -> go.Figure:
+    """Accuracy against the rows' field ``x``."""
+    xs = np.array([getattr(r, x) for r in rows], dtype=float)
+    ys = np.array([r.accuracy for r in rows])
     fig = go.Figure()
-    for name, group, color in (("searched patterns", [r for r in rows if not r["template"]],
+    for name, group, color in (("searched patterns", [r for r in rows if not r.template],
                                 "#1f77b4"),
-                               ("template runs", [r for r in rows if r["template"]], "#d62728")):
+                               ("template runs", [r for r in rows if r.template], "#d62728")):
         if group:
             fig.add_trace(go.Scatter(
-                x=[r[x] for r in group], y=[r["accuracy"] for r in group], mode="markers",
+                x=[getattr(r, x) for r in group], y=[r.accuracy for r in group], mode="markers",
                 name=name, marker={"color": color},
-                text=[f"trial {r['trial']} {r['template']} ({r['hash']})" for r in group]))
+                text=[f"trial {r.trial} {r.template} ({r.hash})" for r in group]))
     if fit and len(rows) >= 3 and np.ptp(xs) > 0:
         slope, intercept = np.polyfit(xs, ys, 1)
         grid = np.linspace(xs.min(), xs.max(), 50)
@@ -158,16 +161,16 @@ def figures(study: optuna.Study, ev: Evidence | None = None) -> list[Figure]:
     return figs + _pattern_figures(study, rows)
 
 
-def _pattern_figures(study: optuna.Study, rows: list[dict[str, Any]]) -> list[Figure]:
+def _pattern_figures(study: optuna.Study, rows: list[TrialRow]) -> list[Figure]:
     """Heatmaps of the top five patterns, and of log and dense at the same depth."""
-    top = sorted(rows, key=lambda r: -r["accuracy"])[:5]
+    top = sorted(rows, key=lambda r: -r.accuracy)[:5]
     specs = {t.number: spec for t in study.get_trials(deepcopy=False)
              if (spec := TrialRecord.from_trial(t).spec) is not None}
     figs = []
-    patterns = [PatternSpec.from_dict(specs[r["trial"]]).pattern for r in top]
+    patterns = [PatternSpec.from_dict(specs[r.trial]).pattern for r in top]
     for rank, (r, pattern) in enumerate(zip(top, patterns), 1):
         figs.append(Figure(f"top-{rank}-pattern", f"Top {rank} pattern", _heatmap(
-            pattern, f"#{rank}: trial {r['trial']}, accuracy {r['accuracy']:.4f}")))
+            pattern, f"#{rank}: trial {r.trial}, accuracy {r.accuracy:.4f}")))
     if top:
         best = patterns[0]
         for name in ("log", "dense"):
@@ -183,10 +186,10 @@ def _note(text: str) -> go.Figure:
     return fig
 
 
-def write_report(study: optuna.Study, out: str | Path, analysis: dict | None = None,
+def write_report(study: optuna.Study, out: str | Path, principle: PrincipleTest | None = None,
                  figs: list[Figure] | None = None) -> Path:
-    """Write the report page (``figs``: the study's :func:`figures`, when already built);
-    returns its path."""
+    """Write the report page (``principle``: the study's principle test, when there is one;
+    ``figs``: the study's :func:`figures`, when already built); returns its path."""
     out = Path(out)
     ev = study_evidence(study)
     parts = []
@@ -196,22 +199,21 @@ def write_report(study: optuna.Study, out: str | Path, analysis: dict | None = N
         small = " small" if fig.id.endswith("pattern") else ""
         parts.append(f'<section class="fig{small}" id="section-{fig.id}">'
                      f'<h2>{html.escape(fig.title)}</h2>{body}</section>')
-    evidence = ev.to_json()
     summary = ("<h2>How far the numbers can be trusted</h2><ul>"
-               + "".join(f"<li>{html.escape(line)}</li>" for line in evidence_lines(evidence))
+               + "".join(f"<li>{html.escape(line)}</li>" for line in evidence_lines(ev))
                + "</ul>")
     if ev.confirmed:
         summary += ("<h2>Confirmed (mean over seeds, 95% t-interval; difference from log: "
                     f"Welch) at {html.escape(_fidelity_text(ev.confirm_fidelity))}</h2>"
-                    + html_table(*confirmed_table(evidence)))
-    if analysis:
+                    + html_table(*confirmed_table(ev)))
+    if principle is not None:
         summary += ("<h2>Principle: accuracy vs. backprop distance at "
-                    f"{analysis['budget']} connections, {analysis.get('style', 'per_block')} "
-                    f"(n={analysis['trials_at_budget']})</h2>"
-                    + html_table(*correlation_table(analysis)))
-        if analysis["templates"]:
+                    f"{principle.budget} connections, {principle.style} "
+                    f"(n={principle.trials_at_budget})</h2>"
+                    + html_table(*correlation_table(principle)))
+        if principle.templates:
             summary += ("<h2>Templates by style and budget (accuracy over seeds)</h2>"
-                        + html_table(*template_table(analysis)))
+                        + html_table(*template_table(principle)))
     trials = study.get_trials(deepcopy=False)
     counts = ", ".join(f"{s.name.lower()} {n}" for s in TrialState
                        if (n := sum(t.state == s for t in trials)))
@@ -261,15 +263,15 @@ def write_png(fig: go.Figure, out: str | Path, width: int = 900, height: int = 5
     return out
 
 
-def publish_study(study: optuna.Study, out: str | Path) -> dict[str, Any]:
+def publish_study(study: optuna.Study, out: str | Path) -> Analysis:
     """A study's published results in ``out``: analyze.json, report.html and
     accuracy_vs_mean_distance.png (needs Chromium); returns the analysis."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result = analyze(study)
-    (out / "analyze.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "analyze.json").write_text(json.dumps(result.to_json(), indent=1) + "\n")
     figs = figures(study)
-    write_report(study, out / "report.html", result, figs)
+    write_report(study, out / "report.html", result.principle, figs)
     fig = next(f.figure for f in figs if f.id == "accuracy-vs-mean-distance")
     write_png(fig, out / "accuracy_vs_mean_distance.png")
     return result

@@ -9,6 +9,7 @@ import math
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -18,8 +19,8 @@ from search_spaces import Pattern
 
 from ..errors import UserError
 from .config import StudyConfig, load_config
-from .record import TrialRecord
-from .study import bench_slots, create_study
+from .record import TrialRecord, TrialRow
+from .study import bench_slots, create_study, study_style
 from .worker import WorkerReport, run_workers
 
 TABLE = "table.csv"
@@ -55,26 +56,36 @@ def build_bench(config: str | Path, out: str | Path | None = None, *,
     return out, report
 
 
-def bench_rows(study: optuna.Study) -> list[dict[str, object]]:
+@dataclass(frozen=True)
+class BenchRow:
+    """One line of a benchmark's table: a completed benchmark trial and the pattern it
+    trained."""
+    row: TrialRow
+    pattern: dict[str, Any]       # Pattern.to_dict()
+
+    def to_csv(self) -> dict[str, object]:
+        """Its cells by column (:data:`COLUMNS`), the pattern as compact JSON."""
+        cells = self.row.to_json()
+        return {**{c: cells[c] for c in COLUMNS if c != "pattern"},
+                "pattern": json.dumps(self.pattern, separators=(",", ":"))}
+
+
+def bench_rows(study: optuna.Study) -> list[BenchRow]:
     """One row per completed benchmark trial (pattern, seed), in slot order."""
-    rows = []
+    rows, style = [], study_style(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         r = TrialRecord.from_trial(t)
         if r.pattern is None:
             continue
-        rows.append({"hash": r.hash, "seed": r.seed, "accuracy": t.values[0],
-                     "connections": r.connections, "mbd": r.mbd,
-                     "mean_distance": r.mean_distance, "params": r.params, "flops": r.flops,
-                     "train_seconds": r.train_seconds,
-                     "pattern": json.dumps(r.pattern, separators=(",", ":"))})
+        rows.append(BenchRow(TrialRow.from_trial(t, style), r.pattern))
     return rows
 
 
-def write_table(rows: list[dict[str, object]], path: Path) -> None:
+def write_table(rows: list[BenchRow], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(row.to_csv() for row in rows)
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,17 @@
 Workers write it field by field as the trial goes (its slot when queued, its pattern before
 training, its outcome after); analysis, reports, export and the benchmark table read it back
 with :meth:`TrialRecord.from_trial`. A misspelt field fails at once instead of writing or
-reading a key nobody else uses.
+reading a key nobody else uses. A completed trial is read as a :class:`TrialRow`.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
 
 class _HasUserAttrs(Protocol):
@@ -134,3 +137,39 @@ def record(trial: _Settable, **fields: Any) -> None:
     """Store some fields of a trial's record now (validated: an unknown name raises)."""
     for key, value in TrialRecord(**fields).to_user_attrs().items():
         trial.set_user_attr(key, value)
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """A completed trial with a pattern, as the analysis, the report and the benchmark table
+    read it: its accuracy and its pattern's metrics, old slots' defaults decoded."""
+    trial: int
+    accuracy: float
+    template: str                 # the baseline's template; "" for other trials
+    style: str
+    budget_mode: str              # baselines: "exact" or "authors"; "" for other trials
+    block_output: str             # baselines: "template" or "all"; "" for other trials
+    hash: str
+    seed: int | None
+    connections: int | None
+    mbd: int | None
+    mean_distance: float | None
+    params: int | None
+    flops: int | None
+    train_seconds: float | None
+
+    @classmethod
+    def from_trial(cls, trial: FrozenTrial, space_style: str) -> "TrialRow":
+        """The row of a completed trial whose pattern is recorded, in a search space of
+        ``space_style``."""
+        r = TrialRecord.from_trial(trial)
+        assert r.hash is not None, f"trial {trial.number} has no pattern"
+        return cls(trial=trial.number, accuracy=trial.values[0], template=r.baseline or "",
+                   style=r.style_in(space_style), budget_mode=r.budget if r.baseline else "",
+                   block_output=r.output if r.baseline else "", hash=r.hash, seed=r.seed,
+                   connections=r.connections, mbd=r.mbd, mean_distance=r.mean_distance,
+                   params=r.params, flops=r.flops, train_seconds=r.train_seconds)
+
+    def to_json(self) -> dict[str, Any]:
+        """Its fields by name, in order."""
+        return dataclasses.asdict(self)

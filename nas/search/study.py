@@ -8,6 +8,7 @@ the study still ends with exactly the configured number of finished trials.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import optuna
@@ -194,6 +195,11 @@ def stored_config(study: optuna.Study) -> dict[str, Any] | None:
     return study.user_attrs.get(CONFIG_ATTR)
 
 
+def study_style(study: optuna.Study) -> str:
+    """The network style of the study's search space (studies made before styles: per_block)."""
+    return (stored_config(study) or {}).get("search_space", {}).get("style", "per_block")
+
+
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
     """The search's best single run: the completed trial with the highest accuracy (the first
     objective), confirm trials apart."""
@@ -217,9 +223,39 @@ def study_evidence(study: optuna.Study) -> Evidence:
     return evidence(study, search_fidelity(study))
 
 
-def study_status(name: str, storage_url: str) -> dict[str, Any]:
-    """Counts by state, the best trial, an ETA for the queued trials, and the study's
-    :class:`Evidence` (under "evidence")."""
+@dataclass(frozen=True)
+class TopTrial:
+    """The best trial as status shows it."""
+    number: int
+    accuracy: float
+    hash: str | None
+    connections: int | None
+    mbd: int | None
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """Counts by state, the best trial, an ETA for the queued trials, and the evidence."""
+    study: str
+    storage: str                   # the URL, password masked
+    counts: dict[str, int]         # trials by state name, every state in TrialState's order
+    best: TopTrial | None          # None: no completed trial
+    seconds_per_trial: float | None  # mean over completed trials (None: none timed)
+    eta_seconds: float | None
+    reused: int                    # completed trials that reuse a twin's result
+    evidence: Evidence
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (the evidence as :meth:`Evidence.to_json` writes it)."""
+        return {"study": self.study, "storage": self.storage, "counts": dict(self.counts),
+                "best": None if self.best is None else asdict(self.best),
+                "seconds_per_trial": self.seconds_per_trial, "eta_seconds": self.eta_seconds,
+                "reused": self.reused, "evidence": self.evidence.to_json()}
+
+
+def study_status(name: str, storage_url: str) -> StudyStatus:
+    """The status of a stored study: counts by state, the best trial, an ETA for the queued
+    trials, and its :class:`Evidence`."""
     study = load_study(name, storage_url)
     trials = study.get_trials(deepcopy=False)
     counts = {s.name: sum(1 for t in trials if t.state == s) for s in TrialState}
@@ -234,9 +270,7 @@ def study_status(name: str, storage_url: str) -> dict[str, Any]:
     top = best_trial(study)
     if top is not None:
         r = TrialRecord.from_trial(top)
-        best = {"number": top.number, "accuracy": top.values[0], "hash": r.hash,
-                "connections": r.connections, "mbd": r.mbd}
-    return {"study": name, "storage": mask_url(storage_url), "counts": counts, "best": best,
-            "seconds_per_trial": per_trial, "eta_seconds": eta,
-            "reused": sum(1 for t in complete if TrialRecord.from_trial(t).is_reused),
-            "evidence": study_evidence(study)}
+        best = TopTrial(top.number, top.values[0], r.hash, r.connections, r.mbd)
+    return StudyStatus(name, mask_url(storage_url), counts, best, per_trial, eta,
+                       sum(1 for t in complete if TrialRecord.from_trial(t).is_reused),
+                       study_evidence(study))
