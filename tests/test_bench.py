@@ -7,9 +7,18 @@ import pytest
 
 from nas.errors import UserError
 from nas.results.bench_report import replay_bench, write_replay
-from nas.search.bench import CONFIG, TABLE, build_bench, load_bench, replay, write_table
+from nas.search.bench import (
+    CONFIG,
+    TABLE,
+    BenchRow,
+    build_bench,
+    load_bench,
+    replay,
+    write_table,
+)
 from nas.search.config import load_config
 from nas.search.guided import gp_posterior
+from nas.search.record import TrialRow
 from nas.search.study import create_study
 from nas.search.worker import run_worker
 from search_spaces import Pattern, distance_stats, make_space
@@ -128,11 +137,11 @@ def fake_bench(tmp_path, L=12, noise=0.0):
     for p in make_space("offsets", [L]).all_patterns():
         stats = distance_stats(p)
         for seed in (0, 1):
-            rows.append({"hash": p.hash, "seed": seed,
-                         "accuracy": 0.9 - 0.1 * stats.mean + noise * rng.normal(),
-                         "connections": p.connections, "mbd": stats.mbd,
-                         "mean_distance": stats.mean, "params": 0, "flops": 0,
-                         "train_seconds": 0.0, "pattern": json.dumps(p.to_dict())})
+            rows.append(BenchRow(TrialRow(
+                trial=len(rows), accuracy=0.9 - 0.1 * stats.mean + noise * rng.normal(),
+                template="", style="per_block", budget_mode="", block_output="", hash=p.hash,
+                seed=seed, connections=p.connections, mbd=stats.mbd, mean_distance=stats.mean,
+                params=0, flops=0, train_seconds=0.0), p.to_dict()))
     write_table(rows, tmp_path / TABLE)
     return load_bench(tmp_path)
 
