@@ -94,6 +94,7 @@ def test_sampled_patterns_are_distinct_seeded_and_refuse_too_many():
         sample_patterns(make_space("offsets", [6]), 5)
 
 
+@pytest.mark.slow
 def test_bench_build_trains_every_pattern_per_seed_resumes_and_round_trips(tmp_path):
     config = bench_config(tmp_path)
     out, report = build_bench(config, tmp_path / "out", progress=False)

@@ -182,6 +182,7 @@ def test_confirm_on_a_real_study_killed_and_resumed(tmp_path, kind):
     assert status.evidence.winner == winner and status.evidence.confirm_pending == 0
 
 
+@pytest.mark.slow
 def test_confirm_refuses_an_unfinished_search_and_another_fidelity(tmp_path):
     cfg = tiny(tmp_path)
     study = create_study(cfg)

@@ -83,6 +83,7 @@ def two_workers_mid_trial(storage_url, tmp_path):
     return config, study, workers, *wait_mid_trial(study, workers)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_and_every_process_exits(storage_url, tmp_path):
     config, study, workers, number, victim = two_workers_mid_trial(storage_url, tmp_path)
     victim.send_signal(signal.SIGKILL)
@@ -100,6 +101,7 @@ def test_a_killed_worker_is_retried_and_every_process_exits(storage_url, tmp_pat
     assert restart.returncode == 0 and "ran 0 trials" in out, err
 
 
+@pytest.mark.slow
 def test_sigint_and_sigterm_fail_the_trial_requeue_it_and_exit_cleanly(storage_url, tmp_path):
     config = write_config(tmp_path / "c.toml", storage_url, trials=10)
     study = create_study(load_config(config))
@@ -123,6 +125,7 @@ def test_sigint_and_sigterm_fail_the_trial_requeue_it_and_exit_cleanly(storage_u
             [TrialState.COMPLETE]
 
 
+@pytest.mark.slow
 def test_a_paused_worker_drops_its_taken_over_trial_quietly(storage_url, tmp_path):
     _, study, workers, number, paused = two_workers_mid_trial(storage_url, tmp_path)
     # Paused while training, not inside the storage calls that follow the pattern's record: a
@@ -142,6 +145,7 @@ def test_a_paused_worker_drops_its_taken_over_trial_quietly(storage_url, tmp_pat
 
 
 @pytest.mark.parametrize("kind", [k for k in STORAGES if k != "journal"])
+@pytest.mark.slow
 def test_death_between_claim_and_first_heartbeat_is_recovered(kind, tmp_path):
     url = {"sqlite": f"sqlite:///{tmp_path}/s.db", "postgres": POSTGRES}[kind]
     config = write_config(tmp_path / "c.toml", url)
@@ -158,6 +162,7 @@ def test_death_between_claim_and_first_heartbeat_is_recovered(kind, tmp_path):
     check_exactly_n(load_study(cfg.name, url))
 
 
+@pytest.mark.slow
 def test_claims_are_atomic_across_processes(storage_url, tmp_path):
     config = write_config(tmp_path / "c.toml", storage_url, trials=120)
     cfg = load_config(config)
@@ -177,6 +182,7 @@ def test_claims_are_atomic_across_processes(storage_url, tmp_path):
     assert len(claims) == 120 and len(set(claims)) == 120
 
 
+@pytest.mark.slow
 def test_a_worker_with_another_config_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     a = write_config(tmp_path / "a.toml", url, name="same")
@@ -188,6 +194,7 @@ def test_a_worker_with_another_config_is_refused(tmp_path):
     assert all(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
 
+@pytest.mark.slow
 def test_passwords_never_reach_output():
     url = "postgresql+psycopg://alice:s3cretPW@127.0.0.1:1/db"
     for argv in (["study", "status", "x", "--storage", url],
@@ -218,6 +225,7 @@ def test_a_study_name_cannot_reach_other_files(tmp_path):
 
 
 @pytest.mark.skipif(not POSTGRES, reason="scripts/test.sh starts PostgreSQL")
+@pytest.mark.slow
 def test_a_worker_stopped_inside_a_transaction_does_not_block_the_study(tmp_path):
     """A process stopped while it holds the row lock of its trial (inside a transaction) is cut
     off by PostgreSQL after IDLE_IN_TRANSACTION_SECONDS; the study then recovers its trial."""
@@ -244,6 +252,7 @@ def test_a_worker_stopped_inside_a_transaction_does_not_block_the_study(tmp_path
     stuck.invalidate()
 
 
+@pytest.mark.slow
 def test_three_sqlite_workers_one_killed_the_starter_interrupted_and_restarted(tmp_path):
     n = 10
     url = f"sqlite:///{tmp_path}/s.db"
@@ -281,6 +290,7 @@ def test_three_sqlite_workers_one_killed_the_starter_interrupted_and_restarted(t
             [TrialState.COMPLETE]
 
 
+@pytest.mark.slow
 def test_study_start_with_workers_runs_them_all_and_a_sigterm_stops_every_one(tmp_path):
     """`--workers 2`: the starter and one spawned process share the study. SIGTERM to the
     starter gives back both running trials (failed "interrupted", queued again); a restart with
@@ -416,6 +426,7 @@ def locked_sqlite(tmp_path, monkeypatch):
     return study, hold
 
 
+@pytest.mark.slow
 def test_a_stopped_sqlite_lock_holder_is_waited_for_and_reported(locked_sqlite, caplog):
     """F3: a worker stopped while it held SQLite's write lock froze the others, which died with
     a StorageInternalError traceback after 120 s. Now they try again and again (here 4 tries
@@ -433,6 +444,7 @@ def test_a_stopped_sqlite_lock_holder_is_waited_for_and_reported(locked_sqlite, 
     assert "got the write lock after 4 s" in waits[1]
 
 
+@pytest.mark.slow
 def test_liveness_does_not_count_a_wait_for_the_sqlite_lock(locked_sqlite):
     """While another process holds the write lock, no worker can write its heartbeat; a sweep
     that waited for the lock used to fail healthy trials right after the wait."""
@@ -475,6 +487,7 @@ def test_a_damaged_sqlite_file_is_one_line(tmp_path, capsys):
             in err[0], err
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_an_sqlite_worker_with_one_line_and_loses_nothing(tmp_path,
                                                                              monkeypatch, capsys):
     """F5: a worker whose disk filled up died with a StorageInternalError traceback ("exceeding

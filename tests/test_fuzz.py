@@ -221,6 +221,7 @@ FLAGS = {
 @FUZZ
 @given(picked=st.dictionaries(st.sampled_from(sorted(FLAGS)), st.just(None), min_size=1,
                               max_size=4), data=st.data())
+@pytest.mark.slow
 def test_fuzzed_train_arguments(picked, data, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = ["train", "--template", "log", "--dataset", "synthetic", "--steps", "1",
@@ -238,6 +239,7 @@ def test_fuzzed_train_arguments(picked, data, tmp_path, capsys, monkeypatch):
        k=st.one_of(st.none(), st.integers(-1, 50)),
        style=st.sampled_from(["per_block", "v1", "v2"]),
        budget=st.sampled_from(["authors", "exact"]))
+@pytest.mark.slow
 def test_fuzzed_templates_arguments(layers, k, style, budget, capsys):
     argv = ["templates", "--layers", *map(str, layers), "--style", style, "--budget", budget]
     argv += ["--k", str(k)] if k is not None else []

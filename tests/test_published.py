@@ -157,6 +157,7 @@ def depth():
         (DEPTH / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_each_depth_study_is_its_config_and_its_storage(depth):
     from nas.results.analysis import analyze
     from nas.search.storage import load_study

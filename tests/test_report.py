@@ -37,6 +37,7 @@ def study_cfg(tmp_path_factory):
     return cfg
 
 
+@pytest.mark.slow
 def test_report_html_has_every_figure_and_plotlyjs_once(study_cfg, tmp_path):
     study = load_study("rep", study_cfg.storage_url)
     figs = figures(study)
@@ -64,6 +65,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(not CHROMIUM, reason="scripts/test.sh installs Debian's chromium")
+@pytest.mark.slow
 def test_report_in_headless_browser(study_cfg, tmp_path):
     from PIL import Image
 
@@ -86,6 +88,7 @@ def test_report_in_headless_browser(study_cfg, tmp_path):
     assert dom.count('class="main-svg"') >= len(figures(load_study("rep", study_cfg.storage_url)))
 
 
+@pytest.mark.slow
 def test_export_train_round_trip_with_kill_and_resume(study_cfg, tmp_path):
     best = tmp_path / "best.json"
     out = run_cli("export", "rep", "--storage", study_cfg.storage_url, "--out", str(best))

@@ -23,6 +23,7 @@ LAYERS = [[6], [13], [24], [5, 5, 5], [9, 4]]
 @pytest.mark.parametrize("name", list(SEARCH_SPACES))
 @pytest.mark.parametrize("layers", LAYERS)
 @pytest.mark.parametrize("style", STYLES)
+@pytest.mark.slow
 def test_200_random_trials_valid_and_on_budget(name, layers, style):
     space = make_space(name, layers, style=style)
     assert space.budget == template_pattern("log", layers, style=style).connections

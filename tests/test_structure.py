@@ -144,6 +144,7 @@ print("RESULT", codes, "torch" in sys.modules)
     assert json.loads((tmp_path / "b.json").read_text())["origin"]["study"] == name
 
 
+@pytest.mark.slow
 def test_published_result_rechecks_from_its_stored_study(tmp_path):
     from nas.results.analysis import analyze
     from nas.search.storage import load_study

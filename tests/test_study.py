@@ -89,6 +89,7 @@ def test_bad_storage_url_is_clear():
         open_storage("postgresql+psycopg://nobody@127.0.0.1:1/none")
 
 
+@pytest.mark.slow
 def test_end_to_end_sqlite_resume_and_dedup(tmp_path):
     cfg = synthetic_config(tmp_path, baselines={"templates": ["log", "dense"], "seeds": [0, 1]})
     study = create_study(cfg)
@@ -146,6 +147,7 @@ def test_diverged_trial_is_recorded_and_study_goes_on(tmp_path):
     assert run_worker(cfg, study=create_study(cfg), progress=False).trials == 0
 
 
+@pytest.mark.slow
 def test_median_pruner_prunes(tmp_path):
     cfg = synthetic_config(tmp_path, trials=8, pruner={"name": "median", "warmup_epochs": 0},
                            search_space={"name": "free", "layers": [5]})
@@ -170,6 +172,7 @@ def test_nsga2_two_objectives(tmp_path):
 @pytest.mark.parametrize("sampler, pruner, classes", [
     ("cmaes", "hyperband", (optuna.samplers.CmaEsSampler, optuna.pruners.HyperbandPruner)),
     ("tpe", "median", (optuna.samplers.TPESampler, optuna.pruners.MedianPruner))])
+@pytest.mark.slow
 def test_other_samplers_and_pruners_run(tmp_path, sampler, pruner, classes):
     cfg = synthetic_config(tmp_path, trials=4, sampler={"name": sampler},
                            pruner={"name": pruner, "warmup_epochs": 0},
@@ -188,6 +191,7 @@ def test_other_samplers_and_pruners_run(tmp_path, sampler, pruner, classes):
                for t in study.trials)
 
 
+@pytest.mark.slow
 def test_cli_study_start_and_status(tmp_path):
     config = tmp_path / "s.toml"
     config.write_text(f'''name = "cli"
@@ -220,6 +224,7 @@ def start_workers(config, count: int) -> list[subprocess.Popen]:
             for _ in range(count)]
 
 
+@pytest.mark.slow
 def test_two_local_workers_share_a_journal_file(tmp_path):
     config = tmp_path / "j.toml"
     config.write_text(f'''name = "journal"
@@ -252,6 +257,7 @@ name = "random"
     assert set(claimed_by) == {str(w.pid) for w in workers}
 
 
+@pytest.mark.slow
 def test_baselines_in_every_style_and_budget_mode(tmp_path):
     """A v1 search with baselines in all three styles, at the exact budget and the authors'
     counts: each trial records its style, each baseline has the pattern its slot asks for, a
@@ -293,6 +299,7 @@ def test_baselines_in_every_style_and_budget_mode(tmp_path):
                       for m in ("exact", "authors")}
 
 
+@pytest.mark.slow
 def test_baselines_under_both_block_output_conventions(tmp_path):
     """Each template once per block output convention: "all" makes the block output read every
     node, at log's count under that convention; a restart queues nothing; analyze tells the two
@@ -342,6 +349,7 @@ def search_hashes(study):
             if TrialRecord.from_trial(t).kind == "search"]
 
 
+@pytest.mark.slow
 def test_a_restart_continues_the_search_and_a_fresh_one_replays(tmp_path):
     """Extending a study (`--trials 6` after 3) re-seeded the sampler with the study seed, so
     it drew the same 3 patterns again (all reused). Now the seed also counts the first trial

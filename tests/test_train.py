@@ -82,6 +82,7 @@ def test_divergence_is_reported_not_raised(data):
     assert "loss became" in result.message and result.epochs == 1
 
 
+@pytest.mark.slow
 def test_checkpoint_resume_reaches_same_epochs(data, tmp_path):
     ckpt = tmp_path / "run.pt"
     cfg = TrainConfig(epochs=3, batch_size=64)
@@ -108,6 +109,7 @@ def test_spec_shape_follows_dataset(data):
     assert used.arch.input_shape == data.info.input_shape and result.steps == 2
 
 
+@pytest.mark.slow
 def test_cli_train_template_and_spec(tmp_path):
     out = run_cli("train", "--template", "nearest", "--layers", "4", "--k", "2", "--dataset",
                   "synthetic", "--steps", "3", "--growth", "4", "--json", "-q")
@@ -136,6 +138,7 @@ def test_cli_train_bad_input_one_line(argv, message):
 
 
 @pytest.mark.parametrize("style", ["v1", "v2"])
+@pytest.mark.slow
 def test_cli_train_a_template_in_a_style_and_its_exported_spec(tmp_path, style):
     out = run_cli("train", "--template", "log", "--layers", "3", "3", "--style", style,
                   "--dataset", "synthetic", "--steps", "2", "--growth", "4", "--json", "-q")
@@ -234,6 +237,7 @@ def test_any_step_budget_trains(data, steps, schedule):
 
 @pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
                     reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.slow
 def test_a_compiled_step_trains_like_the_eager_one(data):
     """torch.compile (the GPU engine's knob; compile time counts against the trial) changes
     speed, not the run: same seed, same losses up to float rounding."""
