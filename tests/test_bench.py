@@ -23,34 +23,21 @@ from nas.search.study import create_study
 from nas.search.worker import run_worker
 from search_spaces import Pattern, distance_stats, make_space
 from search_spaces.spaces import MAX_LISTED, RandomKeys, count_subsets, sample_patterns
+from tests.testing import tiny_raw, write_toml
 
-BENCH_TOML = '''name = "{name}"
-trials = 0
-storage = "sqlite:///{tmp}/{name}.db"
-[bench]
-seeds = [0, 1]
-[search_space]
-name = "offsets"
-layers = [{layers}]
-[data]
-name = "synthetic"
-train_size = 256
-val_size = 128
-[architecture]
-growth = 4
-bottleneck = false
-[training]
-epochs = 1
-batch_size = 32
-[sampler]
-name = "{sampler}"
-'''
+
+def write_bench_config(path, name="tiny", layers=7, sampler="random"):
+    """A benchmark config at ``path``: every offsets pattern of one block, seeds 0 and 1."""
+    raw = tiny_raw(path.parent, name=name, trials=0, storage=f"sqlite:///{path.parent}/{name}.db",
+                   bench={"seeds": [0, 1]}, search_space={"name": "offsets", "layers": [layers]},
+                   data={"train_size": 256, "val_size": 128}, architecture={"growth": 4},
+                   training={"epochs": 1}, sampler={"name": sampler})
+    del raw["heartbeat_seconds"]
+    return write_toml(path, raw)
 
 
 def bench_config(tmp_path, name="tiny", layers=7, sampler="random"):
-    path = tmp_path / f"{name}.toml"
-    path.write_text(BENCH_TOML.format(name=name, tmp=tmp_path, layers=layers, sampler=sampler))
-    return path
+    return write_bench_config(tmp_path / f"{name}.toml", name, layers, sampler)
 
 
 @pytest.mark.parametrize("L", [6, 9, 12, 15])
@@ -131,8 +118,7 @@ def test_bench_build_refuses_a_config_that_is_not_a_benchmark(tmp_path):
 
 def fake_bench(tmp_path, L=12, noise=0.0):
     """A benchmark directory whose accuracy is a known function of the mean distance."""
-    (tmp_path / CONFIG).write_text(BENCH_TOML.format(name="fake", tmp=tmp_path, layers=L,
-                                                     sampler="random"))
+    write_bench_config(tmp_path / CONFIG, "fake", L)
     rng = np.random.default_rng(0)
     rows = []
     for p in make_space("offsets", [L]).all_patterns():

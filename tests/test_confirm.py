@@ -27,8 +27,8 @@ from nas.search.storage import load_study
 from nas.search.study import create_study, study_status
 from nas.search.worker import _completed_twin, run_worker
 from nas.stats import mean_ci, pooled_std, welch_difference
-from tests.test_faults import finish, skipnas, wait_mid_trial, write_config
-from tests.testing import tiny_raw
+from tests.test_faults import finish, skipnas, wait_mid_trial
+from tests.testing import tiny_raw, write_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,12 +107,11 @@ def test_noise_and_confirm_settings_are_validated(tmp_path, section, message):
 
 # --- a real tiny study ---------------------------------------------------------------------
 
-def write_toml(path, storage):
-    """The fault tests' tiny config, with a noise repeat and a confirm stage."""
-    write_config(path, storage, name="conf", trials=4)
-    path.write_text(path.read_text() + "[noise]\nrepeats = 1\n[confirm]\ntop = 2\nseeds = 2\n"
-                    "epochs = 3\n")
-    return path
+def write_confirm_config(path, storage):
+    """:func:`tiny`'s config as a TOML file."""
+    return write_toml(path, tiny_raw(path.parent, name="conf", storage=storage,
+                                     noise={"repeats": 1},
+                                     confirm={"top": 2, "seeds": 2, "epochs": 3}))
 
 
 def records(study, kind=None, states=(TrialState.COMPLETE,)):
@@ -124,7 +123,7 @@ def records(study, kind=None, states=(TrialState.COMPLETE,)):
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_confirm_on_a_real_study_killed_and_resumed(tmp_path, kind):
     storage = {"sqlite": f"sqlite:///{tmp_path}/c.db", "journal": f"journal:///{tmp_path}/c.log"}
-    config = write_toml(tmp_path / "c.toml", storage[kind])
+    config = write_confirm_config(tmp_path / "c.toml", storage[kind])
     cfg = load_config(config)
     study = create_study(cfg)
     run_worker(cfg, study=study, progress=False)
