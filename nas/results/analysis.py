@@ -19,7 +19,7 @@ from ..search.evidence import (
     describe_noise,
     describe_winner,
 )
-from ..search.record import TrialRecord, TrialRow
+from ..search.record import OLD_BLOCK_OUTPUT, OLD_BUDGET_MODE, OLD_STYLE, TrialRecord, TrialRow
 from ..search.study import stored_config, study_evidence, study_style
 from ..stats import spearman
 
@@ -88,8 +88,8 @@ class TemplateSummary:
         before per-seed accuracies, are decoded here."""
         accuracies = data.get("accuracies")
         return cls(**{**data, "style": data.get("style", style),
-                      "budget_mode": data.get("budget_mode", "exact"),
-                      "block_output": data.get("block_output", "template"),
+                      "budget_mode": data.get("budget_mode", OLD_BUDGET_MODE),
+                      "block_output": data.get("block_output", OLD_BLOCK_OUTPUT),
                       "accuracies": None if accuracies is None else tuple(accuracies)})
 
 
@@ -122,7 +122,7 @@ class PrincipleTest:
     def from_json(cls, data: dict[str, Any]) -> "PrincipleTest":
         """The principle test of an :class:`Analysis`'s JSON (its evidence, if any, aside);
         analyses made before styles (per_block) and stored layers are decoded here."""
-        style = data.get("style", "per_block")
+        style = data.get("style", OLD_STYLE)
         layers = data.get("layers")
         low, high = data["accuracy_range"]
         return cls(data["study"], style, None if layers is None else tuple(layers),

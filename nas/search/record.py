@@ -25,6 +25,10 @@ class _Settable(Protocol):
     def set_user_attr(self, key: str, value: Any) -> None: ...
 
 
+# What records, stored configs and analyses written before these fields existed meant.
+OLD_STYLE, OLD_BUDGET_MODE, OLD_BLOCK_OUTPUT = "per_block", "exact", "template"
+
+
 class SlotKind(StrEnum):
     """What a trial's slot is for. Search, noise and baseline trials run at the study's own
     fidelity and make up the search's evidence; confirm trials re-train chosen patterns apart
@@ -97,12 +101,12 @@ class TrialRecord:
     @property
     def budget(self) -> str:
         """A baseline's budget mode; slots queued before modes were stored were "exact"."""
-        return self.budget_mode or "exact"
+        return self.budget_mode or OLD_BUDGET_MODE
 
     @property
     def output(self) -> str:
         """A baseline's block output convention; before conventions were stored: "template"."""
-        return self.block_output or "template"
+        return self.block_output or OLD_BLOCK_OUTPUT
 
     def style_in(self, space_style: str) -> str:
         """The trial's network style; slots queued before styles were stored had the space's."""

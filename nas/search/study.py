@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..settings import to_dict
 from .config import Fidelity, StudyConfig
 from .evidence import Evidence, evidence
-from .record import SlotKind, TrialRecord
+from .record import OLD_STYLE, SlotKind, TrialRecord
 from .samplers import make_pruner, make_sampler
 from .storage import exclusive, load_study, mask_url, open_storage
 
@@ -197,7 +197,7 @@ def stored_config(study: optuna.Study) -> dict[str, Any] | None:
 
 def study_style(study: optuna.Study) -> str:
     """The network style of the study's search space (studies made before styles: per_block)."""
-    return (stored_config(study) or {}).get("search_space", {}).get("style", "per_block")
+    return (stored_config(study) or {}).get("search_space", {}).get("style", OLD_STYLE)
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
