@@ -537,7 +537,7 @@ def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True) -> None
                        help="override the config's number of search trials")
     p.add_argument("--workers", type=_natural,
                    help="worker processes on this machine, sharing its cores or GPUs "
-                        "(default: the config's workers; 0: one per CPU core or GPU)")
+                        "(default: the config's workers; 0: one per CPU core, or 4 per GPU)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 

@@ -391,3 +391,14 @@ def test_a_running_twin_is_waited_for_then_reused(tmp_path):
     study.tell(first, 0.75)
     waiter.join(timeout=10)
     assert found[0].number == first.number and found[0].value == 0.75
+
+
+def test_auto_workers_is_one_per_core_on_cpu_and_four_per_gpu_within_the_cores(monkeypatch):
+    from nas.search import worker
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: 16)
+    assert worker.auto_workers("cpu") == 16
+    monkeypatch.setattr(worker, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert worker.auto_workers("cuda") == 8
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: 6)
+    assert worker.auto_workers("cuda") == 6

@@ -191,7 +191,7 @@ class StudyConfig:
     seed: int = 0
     storage: str = ""                 # "": sqlite:///studies/<name>.db
     heartbeat_seconds: int = 10       # a worker silent for 3x this is dead: its trial is retried
-    workers: int = 1                  # worker processes per machine (0: per CPU core / GPU)
+    workers: int = 1                  # worker processes per machine (0: per CPU core / 4 per GPU)
     search_space: SpaceConfig = field(default_factory=SpaceConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
