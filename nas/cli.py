@@ -132,6 +132,28 @@ def cmd_confirm(args: argparse.Namespace) -> None:
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
 
+def cmd_fidelity(args: argparse.Namespace) -> None:
+    from .results.fidelity import fidelity_report, write_fidelity
+    from .search.fidelity import fidelity_table, start_fidelity
+    from .search.storage import mask_url
+    from .search.worker import run_workers
+
+    cfg = _study_config(args)
+    out = Path(args.out or f"fidelity_{cfg.name}")
+    clock = time.perf_counter()
+    study, queued = start_fidelity(cfg)
+    levels = "; ".join(f"{name}: {f.describe()}" for name, f in cfg.fidelity_levels)
+    print(f"fidelity {cfg.name!r} in {mask_url(cfg.storage_url)}: {levels}; {queued} trials "
+          f"queued")
+    if not args.report_only:
+        report = run_workers(cfg, cfg.workers, study=study, progress=not args.quiet)
+        _print_worker_report(cfg, report, time.perf_counter() - clock)
+    result = fidelity_report(fidelity_table(study, cfg), cfg.fidelity.target,
+                             resamples=args.resamples)
+    print(result.text())
+    print(f"\nwrote {', '.join(str(p) for p in write_fidelity(result, out))}")
+
+
 def cmd_study_check(args: argparse.Namespace) -> None:
     """Validate a config and show what it would run; writes nothing."""
     from .engine.memory import GIB, estimate_bytes
@@ -370,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_parser(sub)
     _add_bench_parser(sub)
     _add_confirm_parser(sub)
+    _add_fidelity_parser(sub)
     _add_worker_parser(sub)
     return parser
 
@@ -516,6 +539,20 @@ def _add_confirm_parser(sub: _Commands) -> None:
                        "seeds (the [confirm] section), as trials of the same study")
     _add_study_run_args(p, trials=False)
     p.set_defaults(func=cmd_confirm)
+
+
+def _add_fidelity_parser(sub: _Commands) -> None:
+    p = sub.add_parser("fidelity", help="train one set of patterns at several fidelities (the "
+                       "[fidelity] section) and report how well each ranks them against the "
+                       "highest; run it again to resume")
+    _add_study_run_args(p, trials=False)
+    p.add_argument("--out", help="where fidelity.json/.md/.html/.png go (default: "
+                   "./fidelity_NAME)")
+    p.add_argument("--resamples", type=_positive_int, default=2000,
+                   help="bootstrap resamples for the intervals")
+    p.add_argument("--report-only", action="store_true",
+                   help="report what is finished; train nothing")
+    p.set_defaults(func=cmd_fidelity)
 
 
 def _add_worker_parser(sub: _Commands) -> None:

@@ -65,6 +65,15 @@ def _describe(hint: Any) -> str:
     return str(hint).replace("typing.", "") if not isinstance(hint, type) else hint.__name__
 
 
+def _dataclass_items(hint: Any) -> Any:
+    """The item type of ``tuple[SomeDataclass, ...]`` (None for any other hint)."""
+    args = get_args(hint)
+    if get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis and \
+            isinstance(args[0], type) and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
+
+
 def from_dict(cls: type[T], data: Any, where: str = "") -> T:
     """Build settings dataclass ``cls`` from ``data`` (nested dataclass fields from nested
     tables); unknown keys, missing keys, wrong types and failed checks raise
@@ -88,6 +97,13 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             kwargs[key] = from_dict(hint, value, prefix + key)
             continue
+        item = _dataclass_items(hint)
+        if item is not None:  # a list of tables ([[section.key]] in TOML)
+            if not isinstance(value, (list, tuple)):
+                raise UserError(f"{prefix}{key}: expected a list of tables, got {value!r}")
+            kwargs[key] = tuple(from_dict(item, v, f"{prefix}{key}[{i}]")
+                                for i, v in enumerate(value))
+            continue
         ok, converted = _convert(value, hint)
         if not ok:
             raise UserError(f"{prefix}{key}: expected {_describe(hint)}, got {value!r}")
@@ -103,6 +119,8 @@ def to_dict(obj: Any) -> dict[str, Any]:
     def plain(v: Any) -> Any:
         if isinstance(v, tuple):
             return [plain(x) for x in v]
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return to_dict(v)
         return v
     return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
 

@@ -31,6 +31,20 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return pearson(rankdata(x), rankdata(y))
 
 
+def kendall(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's tau-b (ties in either variable accounted for)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    i, j = np.triu_indices(len(x), k=1)
+    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    denom = np.sqrt(np.count_nonzero(dx) * np.count_nonzero(dy))
+    return float((dx * dy).sum() / denom) if denom > 0 else float("nan")
+
+
+def spearman_brown(r: float, k: float) -> float:
+    """The reliability of a mean of ``k`` measurements whose pairwise correlation is ``r``."""
+    return k * r / (1 + (k - 1) * r)
+
+
 def t_quantile(df: float, level: float = 0.95) -> float:
     """The two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom."""
     from scipy.stats import t

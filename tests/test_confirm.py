@@ -167,7 +167,7 @@ def test_confirm_on_a_real_study_killed_and_resumed(tmp_path, kind):
     sampler = ScreenSampler(cfg.search_space.build())
     assert all(sampler.pattern_of(t) is None for t, _ in done)
     # Export takes the best confirmed mean, and says so.
-    ev = evidence(study, cfg.fidelity)
+    ev = evidence(study, cfg.search_fidelity)
     winner = ev.winner
     values = [t.values[0] for t, r in done if r.hash == winner.hash]
     assert winner.mean.mean == pytest.approx(np.mean(values)) == max(
@@ -201,7 +201,7 @@ def test_a_twin_is_reused_only_at_the_same_fidelity(tmp_path):
     trial = study.ask()
     record(trial, hash="abc", seed=1)
     study.tell(trial, 0.5)
-    search, confirm = cfg.fidelity, cfg.confirm_fidelity
+    search, confirm = cfg.search_fidelity, cfg.confirm_fidelity
     assert _completed_twin(study, "abc", 1, search, search).number == 0
     assert _completed_twin(study, "abc", 1, confirm, search) is None
     assert _completed_twin(study, "abc", 2, search, search) is None

@@ -379,7 +379,7 @@ def test_a_running_twin_is_waited_for_then_reused(tmp_path):
     first, second = study.ask(), study.ask()
     for trial in (first, second):
         record(trial, hash="abc", seed=0)
-    f = cfg.fidelity
+    f = cfg.search_fidelity
     assert _completed_twin(study, "abc", 0, f, f) is None  # running only: not waited for
     assert _completed_twin(study, "abc", 0, f, f, before=first.number) is None  # nothing lower
     found = []

@@ -55,6 +55,8 @@ def write_toml(path: Path, raw: dict[str, Any]) -> Path:
             return "true" if v else "false"
         if isinstance(v, (list, tuple)):
             return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):  # an inline table
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
         return json.dumps(v) if isinstance(v, str) else repr(v)
 
     lines = [f"{k} = {value(v)}" for k, v in raw.items() if not isinstance(v, dict)]

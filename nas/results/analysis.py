@@ -21,18 +21,9 @@ from ..search.evidence import (
 )
 from ..search.record import OLD_BLOCK_OUTPUT, OLD_BUDGET_MODE, OLD_STYLE, TrialRecord, TrialRow
 from ..search.study import stored_config, study_evidence, study_style
-from ..stats import spearman
+from ..stats import kendall, spearman
 
 DISTANCES = ("mbd", "mean_distance")
-
-
-def kendall(x: np.ndarray, y: np.ndarray) -> float:
-    """Kendall's tau-b (ties in either variable accounted for)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    i, j = np.triu_indices(len(x), k=1)
-    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-    denom = np.sqrt(np.count_nonzero(dx) * np.count_nonzero(dy))
-    return float((dx * dy).sum() / denom) if denom > 0 else float("nan")
 
 
 def partial(corr: Callable[[np.ndarray, np.ndarray], float], x: np.ndarray, y: np.ndarray,
@@ -172,7 +163,7 @@ def study_rows(study: optuna.Study, reused: bool = False) -> list[TrialRow]:
     rows, style = [], study_style(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         r = TrialRecord.from_trial(t)
-        if (r.is_reused and not reused) or r.hash is None or r.is_confirm:
+        if (r.is_reused and not reused) or r.hash is None or r.is_apart:
             continue
         rows.append(TrialRow.from_trial(t, style))
     return rows

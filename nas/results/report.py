@@ -112,10 +112,10 @@ def confirmed_figure(ev: Evidence) -> go.Figure:
 
 
 def search_view(study: optuna.Study) -> optuna.Study:
-    """An in-memory copy of the study without its confirm trials, for Optuna's plots of the
-    search (their history would otherwise show the confirm stage's runs)."""
+    """An in-memory copy of the study without its confirm and fidelity trials, for Optuna's
+    plots of the search (their history would otherwise show those runs)."""
     confirm = {t.number for t in study.get_trials(deepcopy=False)
-               if TrialRecord.from_trial(t).is_confirm}
+               if TrialRecord.from_trial(t).is_apart}
     if not confirm:
         return study
     view = optuna.create_study(directions=study.directions, study_name=study.study_name)

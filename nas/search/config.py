@@ -124,14 +124,20 @@ class NoiseConfig:
 
 @dataclass(frozen=True)
 class Fidelity:
-    """How much a trial trains: epochs (or steps), training images, validation images."""
+    """How much a trial trains: epochs (or steps), training images (None: all), validation
+    images, and the batch size (None: the training's)."""
     epochs: int | None
     steps: int | None
     train_size: int | None
     val_size: int | float
+    batch_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # batch_size only where set: records stored before it existed have none and mean this
+        data = dataclasses.asdict(self)
+        if self.batch_size is None:
+            del data["batch_size"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Fidelity":
@@ -140,7 +146,75 @@ class Fidelity:
     def describe(self) -> str:
         budget = f"{self.steps} steps" if self.steps is not None else f"{self.epochs} epochs"
         images = "all" if self.train_size is None else str(self.train_size)
-        return f"{budget}, {images} training images, {self.val_size:g} validation images"
+        batch = "" if self.batch_size is None else f", batch {self.batch_size}"
+        return (f"{budget}, {images} training images, {self.val_size:g} validation "
+                f"images{batch}")
+
+
+@dataclass(frozen=True)
+class FidelityLevel:
+    """One fidelity of a fidelity study, by name: overrides of the study's data and training
+    settings (unset: the study's; ``train_size = "all"``: the whole training split)."""
+    name: str
+    epochs: int | None = None
+    train_size: int | Literal["all"] | None = None
+    val_size: int | float | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self):
+        require(bool(self.name.strip()), "name", "must not be empty")
+
+    def over(self, base: Fidelity) -> Fidelity:
+        """This level's fidelity: ``base`` with its overrides."""
+        train_size = base.train_size if self.train_size is None else \
+            None if self.train_size == "all" else self.train_size
+        return Fidelity(self.epochs if self.epochs is not None else base.epochs,
+                        None if self.epochs is not None else base.steps, train_size,
+                        self.val_size if self.val_size is not None else base.val_size,
+                        self.batch_size if self.batch_size is not None else base.batch_size)
+
+
+@dataclass(frozen=True)
+class FidelityConfig:
+    """`skipnas fidelity`: one set of patterns trained at every level (cheapest first; the
+    last is the reference whose ranking the others are judged against), ``seeds`` seeds each
+    (training.seed + 0, 1, ...) and ``top_seeds`` at the last level. The patterns: the
+    ``templates`` at the space's budget, the ``bench_best`` best of the benchmark in
+    ``bench`` by mean accuracy, and ``spread`` more of the space at evenly spaced quantiles of
+    mean backprop distance. Empty ``levels``: the config is not a fidelity study."""
+    levels: tuple[FidelityLevel, ...] = ()
+    seeds: int = 2
+    top_seeds: int = 3
+    templates: tuple[str, ...] = ("log", "nearest", "evenly_spaced")
+    bench: str = ""
+    bench_best: int = 0
+    spread: int = 0
+    spread_seed: int = 0
+    target: float = 0.8       # the Spearman with the reference a recommended level must reach
+
+    def __post_init__(self):
+        names = [level.name for level in self.levels]
+        require(len(set(names)) == len(names), "levels", "level names must be distinct")
+        require(not self.levels or len(self.levels) >= 2, "levels",
+                "needs at least two levels (the last is the reference)")
+        require(2 <= self.seeds <= 100, "seeds", "must be in 2..100 (seed-to-seed agreement "
+                "needs two)")
+        require(self.seeds <= self.top_seeds <= 100, "top_seeds", "must be in seeds..100")
+        for t in self.templates:
+            require(t in TEMPLATES, "templates", TEMPLATES.unknown(t))
+        require(0 <= self.bench_best <= 1000, "bench_best", "must be in 0..1000")
+        require(not self.bench_best or bool(self.bench), "bench",
+                "bench_best needs a benchmark folder")
+        require(0 <= self.spread <= 1000, "spread", "must be in 0..1000")
+        require(0 < self.target <= 1, "target", "must be in (0, 1]")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.levels)
+
+    def seeds_at(self, level: int) -> int:
+        """How many seeds level ``level`` (an index) trains: ``top_seeds`` at the last."""
+        return self.top_seeds if level == len(self.levels) - 1 else self.seeds
 
 
 @dataclass(frozen=True)
@@ -197,6 +271,7 @@ class StudyConfig:
     bench: BenchConfig = field(default_factory=BenchConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
     architecture: ArchConfig = field(default_factory=ArchConfig)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
@@ -224,6 +299,14 @@ class StudyConfig:
             self.at_fidelity(self.confirm_fidelity)  # confirm's overrides are valid settings
         except UserError as e:
             raise UserError(f"confirm.{e}") from None
+        fidelities = [f for _, f in self.fidelity_levels]
+        require(len(set(fidelities)) == len(fidelities), "fidelity.levels",
+                "two levels train at the same fidelity")
+        for i, level in enumerate(self.fidelity.levels):
+            try:
+                self.at_fidelity(level.over(self.search_fidelity))
+            except UserError as e:
+                raise UserError(f"fidelity.levels[{i}] ({level.name}): {e}") from None
         info = self.data.info  # config_from_dict takes the network's input and classes from it
         require((self.architecture.input_shape, self.architecture.num_classes) ==
                 (info.input_shape, info.num_classes), "architecture",
@@ -244,15 +327,20 @@ class StudyConfig:
         return self.sampler.name == "nsga2"
 
     @property
-    def fidelity(self) -> Fidelity:
+    def search_fidelity(self) -> Fidelity:
         """The search's fidelity (its data and training settings)."""
         return Fidelity(self.training.epochs, self.training.steps, self.data.train_size,
                         self.data.val_size)
 
     @property
+    def fidelity_levels(self) -> list[tuple[str, Fidelity]]:
+        """The fidelity study's levels by name, cheapest first (the last: the reference)."""
+        return [(level.name, level.over(self.search_fidelity)) for level in self.fidelity.levels]
+
+    @property
     def confirm_fidelity(self) -> Fidelity:
         """The confirm stage's fidelity: the search's, with ``[confirm]``'s overrides."""
-        c, f = self.confirm, self.fidelity
+        c, f = self.confirm, self.search_fidelity
         return Fidelity(c.epochs if c.epochs is not None else f.epochs,
                         None if c.epochs is not None else f.steps,
                         c.train_size if c.train_size is not None else f.train_size,
@@ -266,8 +354,10 @@ class StudyConfig:
 
     def at_fidelity(self, fidelity: Fidelity) -> tuple[DataConfig, TrainConfig]:
         """The data and training settings of a trial at ``fidelity``."""
+        batch_size = fidelity.batch_size or self.training.batch_size
         return (replace(self.data, train_size=fidelity.train_size, val_size=fidelity.val_size),
-                replace(self.training, epochs=fidelity.epochs, steps=fidelity.steps))
+                replace(self.training, epochs=fidelity.epochs, steps=fidelity.steps,
+                        batch_size=batch_size))
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> StudyConfig:

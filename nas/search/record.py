@@ -39,6 +39,7 @@ class SlotKind(StrEnum):
     BENCH = "bench"          # a benchmark's pattern and seed
     NOISE = "noise"          # a completed search pattern trained again with another seed
     CONFIRM = "confirm"      # a chosen pattern (or template) re-trained by `skipnas confirm`
+    FIDELITY = "fidelity"    # a pattern trained at one level of `skipnas fidelity`
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class TrialRecord:
     style: str | None = None               # network style (baselines: set when queued)
     block_output: str | None = None        # baselines: "template" or "all" (None: template)
     pattern: dict[str, Any] | None = None  # bench/noise/confirm slots: the pattern (to_dict)
-    fidelity: dict[str, Any] | None = None  # confirm slots: the Fidelity they train at
+    fidelity: dict[str, Any] | None = None  # confirm/fidelity slots: the Fidelity they train at
     repeat_of: int | None = None           # noise/confirm: the search trial whose pattern it is
     # The pattern, set before training.
     spec: dict[str, Any] | None = None     # the pattern spec JSON (see PatternSpec)
@@ -92,7 +93,7 @@ class TrialRecord:
     def kind(self) -> SlotKind:
         """The slot's kind; records from before the kinds were stored are decoded here, once:
         a baseline has no ``slot`` and a template name, anything else without one searched."""
-        if self.slot in (SlotKind.BENCH, SlotKind.NOISE, SlotKind.CONFIRM):
+        if self.slot in (SlotKind.BENCH, SlotKind.NOISE, SlotKind.CONFIRM, SlotKind.FIDELITY):
             return SlotKind(self.slot)
         if self.baseline is not None:
             return SlotKind.BASELINE
@@ -121,6 +122,11 @@ class TrialRecord:
         return self.kind == SlotKind.CONFIRM
 
     @property
+    def is_apart(self) -> bool:
+        """Trained apart from the search (confirm, fidelity): never in its analysis."""
+        return self.kind in (SlotKind.CONFIRM, SlotKind.FIDELITY)
+
+    @property
     def is_reused(self) -> bool:
         return self.reused_from is not None
 
@@ -134,6 +140,7 @@ QUEUED_FIELDS: dict[SlotKind, tuple[str, ...]] = {
     SlotKind.BENCH: ("slot", "pattern", "hash", "seed"),
     SlotKind.NOISE: ("slot", "seed"),
     SlotKind.CONFIRM: ("slot", "baseline", "pattern", "hash", "seed", "fidelity", "repeat_of"),
+    SlotKind.FIDELITY: ("slot", "baseline", "pattern", "hash", "seed", "fidelity"),
 }
 
 

@@ -185,9 +185,11 @@ def enqueue_slots(study: optuna.Study, slots: list[TrialRecord]) -> None:
 def config_summary(cfg: StudyConfig, space: SearchSpace) -> dict[str, Any]:
     """What a study stores of its config (its `config` study attr)."""
     bench = {"bench": to_dict(cfg.bench)} if cfg.bench.enabled else {}
+    fidelity = {"fidelity": to_dict(cfg.fidelity)} if cfg.fidelity.enabled else {}
     return {"search_space": space.describe(), "architecture": to_dict(cfg.architecture),
             "data": to_dict(cfg.data), "training": to_dict(cfg.training),
-            "sampler": to_dict(cfg.sampler), "pruner": to_dict(cfg.pruner), **bench}
+            "sampler": to_dict(cfg.sampler), "pruner": to_dict(cfg.pruner), **bench,
+            **fidelity}
 
 
 def stored_config(study: optuna.Study) -> dict[str, Any] | None:
@@ -204,7 +206,7 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     """The search's best single run: the completed trial with the highest accuracy (the first
     objective), confirm trials apart."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if (r := TrialRecord.from_trial(t)).spec is not None and not r.is_confirm]
+                if (r := TrialRecord.from_trial(t)).spec is not None and not r.is_apart]
     return max(complete, key=lambda t: t.values[0], default=None)
 
 

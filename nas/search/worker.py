@@ -61,16 +61,17 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> Values:
         slot = TrialRecord.from_trial(trial)
         pattern, seed = self.pattern_for(trial, slot)
-        fidelity = Fidelity.from_dict(slot.fidelity) if slot.fidelity else self.cfg.fidelity
+        search = self.cfg.search_fidelity
+        fidelity = Fidelity.from_dict(slot.fidelity) if slot.fidelity else search
         spec = self.describe(trial, pattern, seed)
-        twin = _completed_twin(trial.study, pattern.hash, seed, fidelity, self.cfg.fidelity,
+        twin = _completed_twin(trial.study, pattern.hash, seed, fidelity, search,
                                before=trial.number, grace=3 * self.cfg.heartbeat_seconds)
         if twin is not None:  # same pattern, seed and fidelity already trained: reuse it
             record(trial, reused_from=twin.number, train_seconds=0.0,
                    val_curve=TrialRecord.from_trial(twin).val_curve)
             return twin.values[0] if not self.cfg.multi_objective else tuple(twin.values)
-        # Noise and confirm runs measure a pattern: never pruned, which would cut them short.
-        prune = slot.kind not in (SlotKind.NOISE, SlotKind.CONFIRM)
+        # Noise, confirm and fidelity runs measure a pattern: never pruned (cut short).
+        prune = slot.kind not in (SlotKind.NOISE, SlotKind.CONFIRM, SlotKind.FIDELITY)
         result = self.train(trial, spec, seed, fidelity, prune)
         return self.values(spec, result)
 

@@ -1,0 +1,154 @@
+"""The fidelity study: one set of patterns trained at several fidelities, several seeds each,
+as trials of one study (heartbeats, requeue, resume and exact counts as any slot).
+
+`start_fidelity` queues one slot per (pattern, level, seed) that the study does not hold yet,
+seed-major (every pattern and level at the first seed before any at the second), so a study cut
+short still compares every level. `fidelity_table` reads the finished trials back by level;
+:mod:`nas.results.fidelity` turns that into the report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from search_spaces import Pattern, PatternError, distance_stats
+from search_spaces.spaces import sample_patterns
+
+from ..errors import UserError
+from .bench import load_bench
+from .config import Fidelity, StudyConfig
+from .optuna_api import storage_of
+from .record import SlotKind, TrialRecord
+from .storage import exclusive
+from .study import baseline_pattern, counts_as_slot, create_study, enqueue_slots
+
+SPREAD_CANDIDATES = 2000  # patterns sampled from a space too large to list, for `spread`
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """A pattern of the fidelity study and why it is there: a template's name, "bench #N"
+    (the benchmark's N-th best by mean) or "spread"."""
+    label: str
+    pattern: Pattern
+
+
+def fidelity_patterns(cfg: StudyConfig) -> list[Chosen]:
+    """The patterns a fidelity config trains: its templates, the benchmark's best, then
+    ``spread`` more at evenly spaced quantiles of mean distance (each pattern once)."""
+    f, space = cfg.fidelity, cfg.search_space.build()
+    chosen: dict[str, Chosen] = {}
+
+    def add(label: str, pattern: Pattern) -> None:
+        chosen.setdefault(pattern.hash, Chosen(label, pattern))
+
+    for template in f.templates:
+        add(template, baseline_pattern(space, template))
+    if f.bench_best:
+        bench = load_bench(f.bench)
+        for rank, entry in enumerate(bench.ranked()[:f.bench_best], start=1):
+            if entry.pattern.num_layers != space.layers:
+                raise UserError(f"fidelity.bench: {f.bench} holds patterns of layers "
+                                f"{list(entry.pattern.num_layers)}; this space has "
+                                f"{list(space.layers)}")
+            add(f"bench #{rank}", entry.pattern)
+    if f.spread:
+        try:
+            pool = space.all_patterns() or sample_patterns(space, SPREAD_CANDIDATES,
+                                                           f.spread_seed)
+        except PatternError as e:
+            raise UserError(f"fidelity.spread: {e}") from None
+        pool = sorted((p for p in pool if p.hash not in chosen),
+                      key=lambda p: (distance_stats(p).mean, p.hash))
+        if len(pool) < f.spread:
+            raise UserError(f"fidelity.spread: the space has only {len(pool)} more patterns")
+        for i in np.unique(np.round(np.linspace(0, len(pool) - 1, f.spread)).astype(int)):
+            add("spread", pool[i])
+    return list(chosen.values())
+
+
+def fidelity_slots(cfg: StudyConfig) -> list[TrialRecord]:
+    """Every slot of the fidelity study, seed-major: for each seed, every pattern at every
+    level that trains that many seeds."""
+    levels, patterns = cfg.fidelity_levels, fidelity_patterns(cfg)
+    slots = []
+    for i in range(cfg.fidelity.top_seeds):
+        seed = (cfg.training.seed + i) % 2 ** 32
+        for c in patterns:
+            for index, (_, fidelity) in enumerate(levels):
+                if i < cfg.fidelity.seeds_at(index):
+                    slots.append(TrialRecord(slot=SlotKind.FIDELITY, pattern=c.pattern.to_dict(),
+                                             hash=c.pattern.hash, seed=seed,
+                                             baseline=c.label if c.label in cfg.fidelity.templates
+                                             else None, fidelity=fidelity.to_dict()))
+    return slots
+
+
+def _slot_key(r: TrialRecord) -> tuple[str | None, int | None, str]:
+    return r.hash, r.seed, repr(sorted((r.fidelity or {}).items()))
+
+
+def start_fidelity(cfg: StudyConfig) -> tuple[optuna.Study, int]:
+    """Create (or load) the study and queue its missing fidelity slots; returns the study and
+    how many were queued."""
+    if not cfg.fidelity.enabled:
+        raise UserError(f"{cfg.name}: the config has no [fidelity] levels")
+    wanted = fidelity_slots(cfg)  # before anything is written: a bad bench or space fails here
+    study = create_study(cfg)
+    with exclusive(cfg.storage_url, storage_of(study), cfg.name):  # concurrent calls: once
+        have = {_slot_key(TrialRecord.from_trial(t)) for t in study.get_trials(deepcopy=False)
+                if counts_as_slot(t) and TrialRecord.from_trial(t).kind == SlotKind.FIDELITY}
+        missing = [s for s in wanted if _slot_key(s) not in have]
+        enqueue_slots(study, missing)
+    return study, len(missing)
+
+
+@dataclass(frozen=True)
+class FidelityRun:
+    """One finished fidelity trial."""
+    level: str
+    hash: str
+    seed: int
+    accuracy: float
+    seconds: float        # the trial's wall time: building, measuring, training, evaluating
+
+
+@dataclass(frozen=True)
+class FidelityTable:
+    """The fidelity study's finished trials, with the levels and patterns they belong to."""
+    levels: tuple[tuple[str, Fidelity], ...]   # cheapest first; the last is the reference
+    patterns: tuple[Chosen, ...]
+    runs: tuple[FidelityRun, ...]
+    pending: int                               # slots queued or running
+
+    def accuracies(self, level: str) -> dict[str, dict[int, float]]:
+        """Accuracy by pattern hash and seed at ``level``."""
+        out: dict[str, dict[int, float]] = {}
+        for r in self.runs:
+            if r.level == level:
+                out.setdefault(r.hash, {})[r.seed] = r.accuracy
+        return out
+
+
+def fidelity_table(study: optuna.Study, cfg: StudyConfig) -> FidelityTable:
+    """Read the study's completed fidelity trials by level (a trial at a fidelity the config
+    does not list is left out, and counted in the log line of the caller)."""
+    by_fidelity = {repr(sorted(f.to_dict().items())): name for name, f in cfg.fidelity_levels}
+    runs, pending = [], 0
+    for t in study.get_trials(deepcopy=False):
+        r = TrialRecord.from_trial(t)
+        if r.kind != SlotKind.FIDELITY:
+            continue
+        if t.state in (TrialState.WAITING, TrialState.RUNNING):
+            pending += 1
+        level = by_fidelity.get(repr(sorted((r.fidelity or {}).items())))
+        if t.state == TrialState.COMPLETE and level is not None and r.hash and t.values:
+            assert r.seed is not None and t.datetime_start and t.datetime_complete
+            seconds = (t.datetime_complete - t.datetime_start).total_seconds()
+            runs.append(FidelityRun(level, r.hash, r.seed, t.values[0],
+                                    float("nan") if r.is_reused else seconds))
+    return FidelityTable(tuple(cfg.fidelity_levels), tuple(fidelity_patterns(cfg)), tuple(runs),
+                         pending)
