@@ -154,6 +154,35 @@ def cmd_fidelity(args: argparse.Namespace) -> None:
     print(f"\nwrote {', '.join(str(p) for p in write_fidelity(result, out))}")
 
 
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from .results.fidelity import fidelity_report, write_fidelity
+    from .search.fidelity import calibration_config, fidelity_table, start_fidelity
+    from .search.worker import auto_workers, run_workers
+
+    study_cfg = _study_config(args)
+    available = len(replace(study_cfg.data, train_size=None).load("cpu").train.labels)
+    cfg = calibration_config(study_cfg, args.patterns, args.seeds, available)
+    clock = time.perf_counter()
+    study, queued = start_fidelity(cfg)
+    levels = "; ".join(f"{name}: {f.describe()}" for name, f in cfg.fidelity_levels)
+    print(f"calibrate {study_cfg.name!r} (study {cfg.name!r}): {args.patterns} patterns, "
+          f"{args.seeds} seeds, {levels}; {queued} trials queued")
+    report = run_workers(cfg, cfg.workers, study=study, progress=not args.quiet)
+    _print_worker_report(cfg, report, time.perf_counter() - clock)
+    result = fidelity_report(fidelity_table(study, cfg), cfg.fidelity.target,
+                             resamples=args.resamples)
+    print(result.text())
+    chosen = next(lv for lv in result.levels
+                  if lv.name == (result.recommended or result.levels[-1].name))
+    workers = study_cfg.workers or auto_workers(study_cfg.training.device)
+    hours = study_cfg.trials * chosen.seconds / workers / 3600
+    print(f"\n{'use' if result.recommended else 'closest to the reference:'} {chosen.name} "
+          f"({chosen.fidelity}): {chosen.seconds:.1f} s per trial here, so {study_cfg.trials} "
+          f"trials on {workers} workers take about {hours:.1f} h")
+    out = Path(args.out or f"calibrate_{study_cfg.name}")
+    print(f"wrote {', '.join(str(p) for p in write_fidelity(result, out))}")
+
+
 def cmd_study_check(args: argparse.Namespace) -> None:
     """Validate a config and show what it would run; writes nothing."""
     from .engine.memory import GIB, estimate_bytes
@@ -361,18 +390,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"skipnas: error: {self.prog}: {message} (see --help)\n")
 
 
-def _natural(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def _at_least(low: int):
+    """An argparse type: an integer >= ``low``."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"  # argparse names it in "invalid ... value"
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+_natural, _positive_int = _at_least(0), _at_least(1)
 
 
 _Commands = argparse._SubParsersAction  # what add_subparsers returns
@@ -393,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_parser(sub)
     _add_confirm_parser(sub)
     _add_fidelity_parser(sub)
+    _add_calibrate_parser(sub)
     _add_worker_parser(sub)
     return parser
 
@@ -553,6 +583,22 @@ def _add_fidelity_parser(sub: _Commands) -> None:
     p.add_argument("--report-only", action="store_true",
                    help="report what is finished; train nothing")
     p.set_defaults(func=cmd_fidelity)
+
+
+def _add_calibrate_parser(sub: _Commands) -> None:
+    p = sub.add_parser("calibrate", help="before a big search: a small fidelity study over the "
+                       "config's space (log and patterns spanning the distance range, at the "
+                       "search's fidelity and larger ones) that recommends the fidelity and "
+                       "the study's wall time at it")
+    _add_study_run_args(p, trials=False)
+    p.add_argument("--patterns", type=_at_least(3), default=6,
+                   help="patterns trained (log and PATTERNS-1 spanning the mean distance)")
+    p.add_argument("--seeds", type=_at_least(2), default=2, help="seeds per pattern and level")
+    p.add_argument("--out", help="where its fidelity.json/.md/.html/.png go (default: "
+                   "./calibrate_NAME)")
+    p.add_argument("--resamples", type=_positive_int, default=2000,
+                   help="bootstrap resamples for the intervals")
+    p.set_defaults(func=cmd_calibrate)
 
 
 def _add_worker_parser(sub: _Commands) -> None:

@@ -354,7 +354,8 @@ class StudyConfig:
 
     def at_fidelity(self, fidelity: Fidelity) -> tuple[DataConfig, TrainConfig]:
         """The data and training settings of a trial at ``fidelity``."""
-        batch_size = fidelity.batch_size or self.training.batch_size
+        batch_size = self.training.batch_size if fidelity.batch_size is None else \
+            fidelity.batch_size
         return (replace(self.data, train_size=fidelity.train_size, val_size=fidelity.val_size),
                 replace(self.training, epochs=fidelity.epochs, steps=fidelity.steps,
                         batch_size=batch_size))

@@ -8,7 +8,7 @@ short still compares every level. `fidelity_table` reads the finished trials bac
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import optuna
@@ -19,7 +19,15 @@ from search_spaces.spaces import sample_patterns
 
 from ..errors import UserError
 from .bench import load_bench
-from .config import Fidelity, StudyConfig
+from .config import (
+    BaselinesConfig,
+    BenchConfig,
+    Fidelity,
+    FidelityConfig,
+    FidelityLevel,
+    NoiseConfig,
+    StudyConfig,
+)
 from .optuna_api import storage_of
 from .record import SlotKind, TrialRecord
 from .storage import exclusive
@@ -152,3 +160,35 @@ def fidelity_table(study: optuna.Study, cfg: StudyConfig) -> FidelityTable:
                                     float("nan") if r.is_reused else seconds))
     return FidelityTable(tuple(cfg.fidelity_levels), tuple(fidelity_patterns(cfg)), tuple(runs),
                          pending)
+
+
+def calibration_levels(search: Fidelity, available: int, steps: int = 3) -> list[FidelityLevel]:
+    """A ladder from the search's fidelity up: training images x4 per rung until the whole
+    split (``available`` images) is reached, or, when the search already trains on all of it,
+    epochs x2 per rung."""
+    levels = [FidelityLevel("search")]
+    if search.train_size is not None and search.train_size < available:
+        for rung in range(1, steps):
+            size = search.train_size * 4 ** rung
+            if size >= available:
+                levels.append(FidelityLevel("all_images", train_size="all"))
+                break
+            levels.append(FidelityLevel(f"images_x{4 ** rung}", train_size=size))
+    else:
+        epochs = search.epochs or 1  # a search of steps: epochs of the whole split instead
+        levels += [FidelityLevel(f"epochs_x{2 ** rung}", epochs=epochs * 2 ** rung)
+                   for rung in range(1, steps)]
+    return levels
+
+
+def calibration_config(cfg: StudyConfig, patterns: int, seeds: int,
+                       available: int) -> StudyConfig:
+    """The fidelity study `skipnas calibrate` runs for ``cfg``: log and ``patterns - 1`` more
+    of its space spanning the mean-distance range, ``seeds`` seeds, at
+    :func:`calibration_levels`, in the same storage as ``cfg``'s study."""
+    fidelity = FidelityConfig(levels=tuple(calibration_levels(cfg.search_fidelity, available)),
+                              seeds=seeds, top_seeds=seeds, templates=("log",),
+                              spread=patterns - 1, target=cfg.fidelity.target)
+    return replace(cfg, name=f"{cfg.name}_calibrate", trials=0, baselines=BaselinesConfig(),
+                   bench=BenchConfig(), noise=NoiseConfig(), fidelity=fidelity,
+                   storage=cfg.storage_url)
