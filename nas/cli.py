@@ -201,6 +201,12 @@ def cmd_study_check(args: argparse.Namespace) -> None:
           f"activations per batch of {cfg.training.batch_size}, {weights / GIB:.3f} GiB of "
           f"weights")
     print(f"confirm (skipnas confirm): {cfg.confirm_plan()}")
+    if cfg.fidelity.enabled:
+        from .search.fidelity import fidelity_patterns, fidelity_slots
+
+        levels = ", ".join(f"{name} ({f.describe()})" for name, f in cfg.fidelity_levels)
+        print(f"fidelity (skipnas fidelity): {len(fidelity_patterns(cfg))} patterns at {levels}: "
+              f"{len(fidelity_slots(cfg))} trainings")
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -360,7 +366,7 @@ def cmd_bench_replay(args: argparse.Namespace) -> None:
     print(format_table(*strategy_table(result)))
     print("\nzero-cost scores against mean accuracy")
     print(format_table(*zero_cost_table(result)))
-    out = Path(args.out or args.bench)
+    out = Path(args.out or f"replay_{bench.cfg.name}")
     paths = write_replay(result, out, bench)
     try:  # PNGs for READMEs, where headless Chromium is installed
         paths += [write_png(regret_figure(result), out / "regret.png"),
@@ -552,14 +558,15 @@ def _add_bench_parser(sub: _Commands) -> None:
                              "(no training): trials to the top 5%%/1%%, regret curves")
     q.add_argument("bench", help="benchmark directory (bench.toml and table.csv)")
     q.add_argument("--sampler", nargs="+",
-                   help="strategies to compare, any sampler name (default: random, tpe, cmaes, "
-                        "screen, prior, tpe_features, cmaes_features)")
+                   help="strategies to compare, any sampler name (default: uniform, random, "
+                        "tpe, cmaes, screen, prior, tpe_features, cmaes_features)")
     q.add_argument("--repeats", type=_positive_int, default=30)
-    q.add_argument("--trials", type=_positive_int, default=60,
-                   help="distinct patterns each search trains")
+    q.add_argument("--trials", type=_positive_int, default=40,
+                   help="trials of each search (default 40, as the README's results)")
     q.add_argument("--resamples", type=_positive_int, default=2000,
                    help="bootstrap resamples and permutations for the score correlations")
-    q.add_argument("--out", help="where replay.json/.md/.html go (default: the bench directory)")
+    q.add_argument("--out", help="where replay.json/.md/.html and the PNGs go (default: "
+                   "./replay_NAME, never the benchmark's own folder)")
     q.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_bench_replay)
 

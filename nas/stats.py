@@ -41,8 +41,10 @@ def kendall(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def spearman_brown(r: float, k: float) -> float:
-    """The reliability of a mean of ``k`` measurements whose pairwise correlation is ``r``."""
-    return k * r / (1 + (k - 1) * r)
+    """The reliability of a mean of ``k`` measurements whose pairwise correlation is ``r``
+    (NaN where the formula has no meaning: r at or below -1 / (k - 1))."""
+    denom = 1 + (k - 1) * r
+    return k * r / denom if denom > 0 else math.nan
 
 
 def t_quantile(df: float, level: float = 0.95) -> float:

@@ -58,6 +58,10 @@ class SearchSpace:
         """Every pattern of the space, where it is small enough to list (else None)."""
         return None
 
+    def params_of(self, pattern: Pattern) -> dict[str, Any] | None:
+        """Params that :meth:`suggest` decodes to ``pattern`` (None: this space cannot say)."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         out = {"space": self.name, "layers": list(self.layers), "budget": self.budget}
         return out if self.network_style.implicit else {**out, "style": self.style}
@@ -149,6 +153,19 @@ def decode_subset(weights: Sequence[int], keys: Sequence[float], target: int) ->
     return sorted(chosen)
 
 
+class FixedParams:
+    """A trial double that answers a space's suggestions from given params."""
+
+    def __init__(self, params: dict[str, Any]):
+        self.params = params
+
+    def suggest_float(self, name: str, low: float, high: float) -> float:
+        return float(self.params[name])
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self.params[name]
+
+
 @register_space
 class OffsetsSpace(SearchSpace):
     """A translation-invariant offset set S containing 1: node i reads i - o for every o in S
@@ -204,6 +221,18 @@ class OffsetsSpace(SearchSpace):
 
         extend([], 2, target)
         return found
+
+    def params_of(self, pattern: Pattern) -> dict[str, Any] | None:
+        """One block, per_block: key 1 for each offset of ``pattern``'s set, 0 for the others
+        (equally confident keys that already meet the budget decode to themselves)."""
+        if isinstance(self.network_style, NetworkWideStyle) or len(self.layers) != 1 or \
+                pattern.num_layers != self.layers:
+            return None
+        block = pattern.blocks[0]
+        offsets = {i - j for i in range(1, block.num_layers + 2) for j in block.reads(i)}
+        params = {f"offset_{o}": float(o in offsets) for o in range(2, self.layers[0] + 1)}
+        decoded = self.suggest(FixedParams(params))
+        return params if decoded == pattern else None
 
     def network(self, offsets: set[int]) -> Pattern:
         """The network of an offset set: in each block, or over the global layers where the

@@ -1,9 +1,13 @@
 """Tabular benchmarks: listing and sampling a space, `bench build` (real training, resumable),
 the table's round trip and its refusal of damaged files, replays, and the guided samplers."""
 import json
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
+from scipy import stats
 
 from nas.errors import UserError
 from nas.results.bench_report import replay_bench, write_replay
@@ -21,8 +25,14 @@ from nas.search.guided import gp_posterior
 from nas.search.record import TrialRow
 from nas.search.study import create_study
 from nas.search.worker import run_worker
-from search_spaces import Pattern, distance_stats, make_space
-from search_spaces.spaces import MAX_LISTED, RandomKeys, count_subsets, sample_patterns
+from search_spaces import Pattern, distance_stats, make_space, template_pattern
+from search_spaces.spaces import (
+    MAX_LISTED,
+    FixedParams,
+    RandomKeys,
+    count_subsets,
+    sample_patterns,
+)
 from tests.testing import tiny_raw, write_toml
 
 
@@ -52,7 +62,7 @@ def test_every_offset_set_at_the_budget_is_listed_once_and_reachable(L):
     for p in patterns[:20]:  # keys 1 for the set's offsets, 0 for the others give it back
         offsets = {i - j for i, j in [(L + 1, j) for j in p.blocks[0].reads(L + 1)]}
         keys = {f"offset_{o}": float(o in offsets) for o in range(2, L + 1)}
-        assert space.suggest(_Fixed(keys)).hash == p.hash
+        assert space.suggest(FixedParams(keys)).hash == p.hash
 
 
 def test_spaces_too_large_to_list_say_so_instead_of_listing():
@@ -62,14 +72,6 @@ def test_spaces_too_large_to_list_say_so_instead_of_listing():
     assert make_space("offsets", [32]).all_patterns() is None
     assert make_space("offsets", [64]).all_patterns() is None
     assert count_subsets([2, 3, 5], 5) == 2 and count_subsets([2, 3], 4) == 0
-
-
-class _Fixed:
-    def __init__(self, params):
-        self.params = params
-
-    def suggest_float(self, name, low, high):
-        return self.params[name]
 
 
 def test_sampled_patterns_are_distinct_seeded_and_refuse_too_many():
@@ -227,5 +229,63 @@ def test_random_keys_remember_their_answers():
     keys = RandomKeys(np.random.default_rng(0))
     space = make_space("offsets", [9])
     pattern = space.suggest(keys)
-    assert space.suggest(_Fixed(keys.params)).hash == pattern.hash
+    assert space.suggest(FixedParams(keys.params)).hash == pattern.hash
     assert Pattern.from_dict(pattern.to_dict()).hash == pattern.hash
+
+
+def test_every_listed_offsets_pattern_encodes_to_params_that_decode_to_it():
+    for layers in ([8], [15]):
+        space = make_space("offsets", layers)
+        for p in space.all_patterns():
+            assert space.suggest(FixedParams(space.params_of(p))) == p
+    assert make_space("offsets", [6, 6]).params_of(template_pattern("log", [6, 6])) is None
+
+
+def _first_proposals(sampler: str, space_layers: list[int], repeats: int) -> Counter:
+    from nas.search.config import config_from_dict
+    from nas.search.samplers import make_sampler
+
+    cfg = config_from_dict(tiny_raw(Path("/nonexistent"), search_space={
+        "name": "offsets", "layers": space_layers}, sampler={"name": sampler}))
+    space = cfg.search_space.build()
+    first = Counter()
+    for seed in range(repeats):
+        study = optuna.create_study(sampler=make_sampler(cfg, seed))
+        first[space.suggest(study.ask()).hash] += 1
+    return first
+
+
+def test_uniform_draws_patterns_evenly_where_random_keys_do_not():
+    space = make_space("offsets", [8])
+    n = len(space.all_patterns())
+    uniform = _first_proposals("uniform", [8], 40 * n)
+    keys = _first_proposals("random", [8], 40 * n)
+    p_uniform = stats.chisquare([uniform[p.hash] for p in space.all_patterns()]).pvalue
+    p_keys = stats.chisquare([keys[p.hash] for p in space.all_patterns()]).pvalue
+    assert p_uniform > 1e-3 and p_keys < 1e-6
+
+
+def test_uniform_covers_the_space_without_repeats_then_draws_at_random():
+    from nas.search.guided import UniformSampler
+
+    space = make_space("offsets", [8])
+    n = len(space.all_patterns())
+    study = optuna.create_study(sampler=UniformSampler(space, seed=1))
+    seen = []
+    for _ in range(n + 2):
+        trial = study.ask()
+        seen.append(space.suggest(trial).hash)
+        study.tell(trial, 0.5)
+    assert len(set(seen[:n])) == n  # every pattern once
+    assert set(seen[n:]) <= set(seen[:n])
+
+
+def test_uniform_refuses_a_space_it_cannot_list_before_anything_runs(tmp_path):
+    from nas.errors import ConfigError
+    from nas.search.samplers import make_sampler
+    from tests.testing import tiny_config
+
+    cfg = tiny_config(tmp_path, search_space={"name": "offsets", "layers": [6, 6]},
+                      sampler={"name": "uniform"})
+    with pytest.raises(ConfigError, match="sampler 'uniform' needs a space whose patterns"):
+        make_sampler(cfg, 0)

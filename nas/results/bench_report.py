@@ -88,15 +88,26 @@ def _trials(value: float | None, trials: int) -> str:
     return f"> {trials}" if value is None else f"{value:g}"
 
 
+REGRET_AT = (5, 10, 20)  # the trials after which the table states the mean regret
+
+
+def _regret_at(s: dict[str, Any], trial: int) -> str:
+    """Mean regret after ``trial`` trials with its 95% band over repeats ("-": not reached)."""
+    if len(s["regret_mean"]) < trial:
+        return "-"
+    k = trial - 1
+    return f"{s['regret_mean'][k]:.4f} [{s['regret_low'][k]:.4f}, {s['regret_high'][k]:.4f}]"
+
+
 def strategy_table(result: dict[str, Any]) -> Table:
     rows = [[s["strategy"], _trials(s["top5_median"], result["trials"]),
              f"{s['top5_reached']:.0%}", _trials(s["top1_median"], result["trials"]),
-             f"{s['top1_reached']:.0%}", f"{s['regret_mean'][9]:.4f}"
-             if len(s["regret_mean"]) > 9 else "-", f"{s['regret_mean'][-1]:.4f}",
-             f"{s['distinct_mean']:.1f}"]
+             f"{s['top1_reached']:.0%}", *(_regret_at(s, n) for n in REGRET_AT),
+             f"{s['regret_mean'][-1]:.4f}", f"{s['distinct_mean']:.1f}"]
             for s in result["strategies"]]
     return (["strategy", "trials to top 5% (median)", "reached top 5%",
-             "trials to top 1% (median)", "reached top 1%", "regret after 10",
+             "trials to top 1% (median)", "reached top 1%",
+             *(f"regret after {n} (95% CI)" for n in REGRET_AT),
              f"regret after {result['trials']}", "patterns trained (mean)"], rows)
 
 

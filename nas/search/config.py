@@ -144,7 +144,8 @@ class Fidelity:
         return cls(**data)
 
     def describe(self) -> str:
-        budget = f"{self.steps} steps" if self.steps is not None else f"{self.epochs} epochs"
+        budget = f"{self.steps} steps" if self.steps is not None else \
+            f"{self.epochs} epoch{'' if self.epochs == 1 else 's'}"
         images = "all" if self.train_size is None else str(self.train_size)
         batch = "" if self.batch_size is None else f", batch {self.batch_size}"
         return (f"{budget}, {images} training images, {self.val_size:g} validation "
@@ -315,8 +316,10 @@ class StudyConfig:
         space = self.search_space
         dense = sum(dense_connections(L) for L in space.layers)
         budget = space.budget or sum(log_connections(L) for L in space.layers)
-        check_fits(space.layers, min(budget, dense), self.architecture,
-                   self.training.batch_size, "search_space.layers with architecture")
+        batch = max([self.training.batch_size] + [f.batch_size for _, f in self.fidelity_levels
+                                                   if f.batch_size is not None])
+        check_fits(space.layers, min(budget, dense), self.architecture, batch,
+                   "search_space.layers with architecture")
 
     @property
     def storage_url(self) -> str:

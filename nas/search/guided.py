@@ -1,10 +1,12 @@
-"""Principle-guided samplers: Optuna samplers that choose whole patterns, not keys.
+"""Samplers that choose whole patterns, not keys: uniform, and principle-guided ones.
 
 Each trial, a sampler draws candidate patterns from the search space (random params decoded by
 the space, so every candidate is valid at the budget), leaves out patterns already tried, picks
 one, and answers the space's ``suggest_*`` calls with that candidate's params. So they run in
 any study (``[sampler] name = "screen"`` or ``"prior"``), on any storage, with any workers.
 
+- ``uniform``: an untried pattern drawn with equal chance from all of the space's (the honest
+  baseline: ``random`` draws keys, which fall unevenly on patterns).
 - ``screen``: the candidate with the best zero-cost score (default: the shortest mean backprop
   distance, ties broken by MBD). No training is spent on scoring.
 - ``prior``: a Gaussian process on graph features (`search_spaces.features`) whose prior mean
@@ -24,20 +26,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import Pattern, SearchSpace
 from search_spaces.features import MEAN_DISTANCE, SCORES, features
-from search_spaces.spaces import RandomKeys
+from search_spaces.spaces import FixedParams, RandomKeys
 
-
-class _Params:
-    """A trial double answering a space's suggestions from stored params."""
-
-    def __init__(self, params: dict[str, Any]):
-        self.params = params
-
-    def suggest_float(self, name: str, low: float, high: float) -> float:
-        return float(self.params[name])
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        return self.params[name]
+from ..errors import ConfigError
 
 
 class PatternSampler(optuna.samplers.BaseSampler):
@@ -79,7 +70,7 @@ class PatternSampler(optuna.samplers.BaseSampler):
         """The pattern a finished trial's params decode to (None: params of another space)."""
         if trial.number not in self._decoded:
             try:
-                self._decoded[trial.number] = self.space.suggest(_Params(trial.params))
+                self._decoded[trial.number] = self.space.suggest(FixedParams(trial.params))
             except (KeyError, ValueError):
                 return None
         return self._decoded[trial.number]
@@ -200,6 +191,30 @@ class EmbeddedSampler(PatternSampler):
         else:
             self.inner.tell(trial, state=TrialState.FAIL)  # its point is replaced by the pattern's
         return score
+
+
+class UniformSampler(PatternSampler):
+    """Uniform over the space's patterns, without repeats: each trial an untried pattern drawn
+    with equal chance (``random`` draws keys, and keys do not fall evenly on patterns). Needs a
+    space that lists its patterns and encodes them (offsets with one block, per_block)."""
+
+    def __init__(self, space: SearchSpace, seed: int | None = None):
+        super().__init__(space, seed)
+        patterns = space.all_patterns()
+        if not patterns or space.params_of(patterns[0]) is None:
+            raise ConfigError(f"sampler 'uniform' needs a space whose patterns can be listed and "
+                              f"encoded (offsets with one block, per_block); "
+                              f"{space.name} at layers {list(space.layers)} ({space.style}) "
+                              f"cannot")
+        self.patterns = patterns
+
+    def _plan(self, study: optuna.Study) -> dict[str, Any]:
+        tried = {p.hash for t in study.get_trials(deepcopy=False)
+                 if t.params and (p := self.pattern_of(t)) is not None}
+        untried = [p for p in self.patterns if p.hash not in tried]
+        if not untried:  # every pattern tried: a random draw
+            return {}
+        return self.space.params_of(untried[int(self.rng.integers(len(untried)))]) or {}
 
 
 def gp_posterior(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

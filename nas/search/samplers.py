@@ -30,20 +30,22 @@ SAMPLERS.add("cmaes", lambda cfg, seed: optuna.samplers.CmaEsSampler(
 
 def _guided(kind: str) -> SamplerFactory:
     def make(cfg: "StudyConfig", seed: int) -> optuna.samplers.BaseSampler:
-        from .guided import EmbeddedSampler, PriorSampler, ScreenSampler
+        from .guided import EmbeddedSampler, PriorSampler, ScreenSampler, UniformSampler
         space = cfg.search_space.build()
         if kind.endswith("_features"):
             return EmbeddedSampler(space, seed, inner=kind.removesuffix("_features"))
-        return {"screen": ScreenSampler, "prior": PriorSampler}[kind](space, seed)
+        return {"screen": ScreenSampler, "prior": PriorSampler,
+                "uniform": UniformSampler}[kind](space, seed)
     return make
 
 
-# Principle-guided samplers over whole patterns (nas/search/guided.py).
-for _name in ("screen", "prior", "tpe_features", "cmaes_features"):
+# Samplers over whole patterns (nas/search/guided.py): uniform, and principle-guided ones.
+for _name in ("uniform", "screen", "prior", "tpe_features", "cmaes_features"):
     SAMPLERS.add(_name, _guided(_name))
 
 # What `skipnas bench replay` compares unless told otherwise: every single-objective sampler.
-STRATEGIES = ("random", "tpe", "cmaes", "screen", "prior", "tpe_features", "cmaes_features")
+STRATEGIES = ("uniform", "random", "tpe", "cmaes", "screen", "prior", "tpe_features",
+              "cmaes_features")
 
 PRUNERS.add("none", lambda cfg: optuna.pruners.NopPruner())
 PRUNERS.add("median", lambda cfg: optuna.pruners.MedianPruner(
