@@ -376,6 +376,21 @@ def cmd_bench_replay(args: argparse.Namespace) -> None:
     print(f"\nwrote {', '.join(str(p) for p in paths)}")
 
 
+def cmd_bench_proxies(args: argparse.Namespace) -> None:
+    from .engine.train import resolve_device
+    from .results.proxies_report import load_batch, proxy_report, score_patterns, write_proxies
+    from .search.bench import load_bench
+
+    bench = load_bench(args.bench)
+    device = resolve_device(args.device or bench.cfg.training.device)
+    images, labels = load_batch(bench.cfg, args.batch, device)
+    scored = score_patterns(bench, images, labels, args.seed, progress=not args.quiet)
+    result = proxy_report(bench, scored, args.batch, args.seed, str(device), args.resamples)
+    print(result.text())
+    paths = write_proxies(result, Path(args.out or args.bench))
+    print(f"\nwrote {', '.join(str(p) for p in paths)}")
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     from .engine.datasets import DATASETS
@@ -546,8 +561,10 @@ def _add_export_parser(sub: _Commands) -> None:
 
 
 def _add_bench_parser(sub: _Commands) -> None:
-    p = sub.add_parser("bench", help="tabular benchmarks: build one, replay searches on it")
-    bench_sub = p.add_subparsers(dest="bench_command", required=True, metavar="{build,replay}")
+    p = sub.add_parser("bench", help="tabular benchmarks: build one, replay searches on it, "
+                       "rank zero-cost proxies on it")
+    bench_sub = p.add_subparsers(dest="bench_command", required=True,
+                                 metavar="{build,replay,proxies}")
     q = bench_sub.add_parser("build", help="train every pattern of a benchmark config per seed "
                              "(resumable, many workers) and export its table")
     _add_study_run_args(q, trials=False)
@@ -569,6 +586,21 @@ def _add_bench_parser(sub: _Commands) -> None:
                    "./replay_NAME, never the benchmark's own folder)")
     q.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_bench_replay)
+    q = bench_sub.add_parser("proxies", help="score every pattern of a built benchmark with "
+                             "zero-cost proxies (snip, grad_norm, synflow, naswot, jacob_cov, "
+                             "params, flops) at initialisation and with the distance scores; "
+                             "rank each against the table")
+    q.add_argument("bench", help="benchmark directory (bench.toml and table.csv)")
+    q.add_argument("--batch", type=_positive_int, default=64,
+                   help="training images in the one batch every network is scored on")
+    q.add_argument("--seed", type=_natural, default=0, help="seed of the networks' weights")
+    q.add_argument("--device", help="cpu, cuda, cuda:N (default: the bench config's)")
+    q.add_argument("--resamples", type=_positive_int, default=2000,
+                   help="bootstrap resamples and permutations for the correlations")
+    q.add_argument("--out", help="where proxies.json/.md/.html/.png go (default: the bench "
+                   "directory)")
+    q.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_bench_proxies)
 
 
 def _add_confirm_parser(sub: _Commands) -> None:

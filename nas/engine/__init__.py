@@ -7,6 +7,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "DataBundle": ".data", "load_data": ".data",
     "PatternNet": ".model", "build_model": ".model", "count_flops": ".model",
     "count_params": ".model",
+    "PROXIES": ".proxies", "proxy_scores": ".proxies",
     "PatternSpec": ".spec", "make_spec": ".spec",
     "TrainResult": ".train", "Trained": ".train", "Trainer": ".train", "train": ".train",
     "evaluate": ".train", "resolve_device": ".train",

@@ -10,4 +10,5 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "publish_study": ".report",
     "attach_plots": ".dashboard", "serve": ".dashboard",
     "trial_spec": ".export",
+    "proxy_report": ".proxies_report", "write_proxies": ".proxies_report",
 })
