@@ -387,7 +387,7 @@ def cmd_bench_proxies(args: argparse.Namespace) -> None:
     scored = score_patterns(bench, images, labels, args.seed, progress=not args.quiet)
     result = proxy_report(bench, scored, args.batch, args.seed, str(device), args.resamples)
     print(result.text())
-    paths = write_proxies(result, Path(args.out or args.bench))
+    paths = write_proxies(result, Path(args.out or f"proxies_{bench.cfg.name}"))
     print(f"\nwrote {', '.join(str(p) for p in paths)}")
 
 
@@ -597,8 +597,8 @@ def _add_bench_parser(sub: _Commands) -> None:
     q.add_argument("--device", help="cpu, cuda, cuda:N (default: the bench config's)")
     q.add_argument("--resamples", type=_positive_int, default=2000,
                    help="bootstrap resamples and permutations for the correlations")
-    q.add_argument("--out", help="where proxies.json/.md/.html/.png go (default: the bench "
-                   "directory)")
+    q.add_argument("--out", help="where proxies.json/.md/.html/.png go (default: "
+                   "./proxies_NAME, never the benchmark's own folder)")
     q.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_bench_proxies)
 

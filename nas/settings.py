@@ -91,7 +91,7 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
         if f.name not in data and f.default is dataclasses.MISSING and \
                 f.default_factory is dataclasses.MISSING:
             raise UserError(f"{prefix}{f.name}: missing")
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for key, value in data.items():
         hint = hints[key]
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):

@@ -1,6 +1,7 @@
 """Studies: config errors, end to end on SQLite, resume, dedup, baselines in every style and
 budget mode, status, two journal workers. Faults (kills, pauses, signals) on every storage:
 tests/test_faults.py."""
+import os
 import subprocess
 import sys
 import time
@@ -402,3 +403,24 @@ def test_auto_workers_is_one_per_core_on_cpu_and_four_per_gpu_within_the_cores(m
     assert worker.auto_workers("cuda") == 8
     monkeypatch.setattr(worker.os, "cpu_count", lambda: 6)
     assert worker.auto_workers("cuda") == 6
+
+
+def test_with_several_workers_this_process_trains_on_its_share_of_the_cores(tmp_path,
+                                                                           monkeypatch):
+    """The spawned workers got cores / workers threads each, but this process trained on all
+    the cores (3 threads on 2 cores): each process, this one too, gets its share."""
+    from nas.search import worker
+    seen = []
+
+    def fake_run_worker(cfg, **kwargs):
+        seen.append(os.environ.get("OMP_NUM_THREADS"))
+        return worker.WorkerReport()
+
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(worker, "run_worker", fake_run_worker)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cfg = config_from_dict(tiny_raw(tmp_path, trials=0))
+    create_study(cfg)
+    worker.run_workers(cfg, 2, progress=False)
+    assert seen == ["2"]
+    assert "OMP_NUM_THREADS" not in os.environ  # put back as it was

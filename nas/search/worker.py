@@ -299,6 +299,8 @@ def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
                 for w in range(1, workers)]
     for child in children:
         child.start()
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # this process trains on its share too
     try:
         report = run_worker(_on_device(cfg, devices[0]), progress=progress, study=study)
         for child in children:
@@ -306,6 +308,7 @@ def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
             if child.exitcode == 0:
                 report += WorkerReport(**reports.get(timeout=60))
     finally:
+        _restore_env("OMP_NUM_THREADS", before)
         for child in children:  # interrupted: the others give their trials back too
             if child.is_alive():
                 child.terminate()
@@ -315,6 +318,13 @@ def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
         raise UserError(f"{len(failed)} of {workers - 1} spawned workers exited with status "
                         f"{failed[0]} (see their messages above); the study is resumable")
     return report
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _on_device(cfg: StudyConfig, device: str) -> StudyConfig:
