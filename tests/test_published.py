@@ -287,3 +287,43 @@ def test_the_confirm_readme_numbers_are_the_evidence(confirmed):
         assert f"[{adjusted.ci_low:+.4f}, {adjusted.ci_high:+.4f}]" in readme
         if beats and adjusted.ci_low <= 0:  # the verdict says the correction undoes it
             assert "does not exclude 0" in readme
+
+
+PROXIES = ROOT / "studies" / "results" / "proxies_fashion_mnist"
+
+
+def test_the_proxy_table_in_the_readme_is_the_json():
+    result = json.loads((PROXIES / "bench_v1" / "proxies.json").read_text())
+    rows = markdown_rows((PROXIES / "README.md").read_text(), "| score")
+    assert [r[0] for r in rows] == [s["score"] for s in result["scores"]]
+    for row, s in zip(rows, result["scores"]):
+        rho, tau = s["spearman"], s["kendall"]
+        assert row[2] == f"{rho['r']:+.3f} [{rho['ci_low']:+.3f}, {rho['ci_high']:+.3f}]"
+        assert row[4] == f"{tau['r']:+.3f} [{tau['ci_low']:+.3f}, {tau['ci_high']:+.3f}]"
+        assert int(row[6]) == s["n"] == 183
+
+
+def test_the_proxy_scores_are_those_of_the_benchmark_and_its_ceiling_is_the_readmes():
+    from nas.results.analysis import correlate
+    from nas.search.bench import load_bench
+    from nas.stats import spearman, spearman_brown
+    from search_spaces.features import SCORES
+
+    bench = load_bench(ROOT / "studies" / "results" / "bench_fashion_mnist")
+    result = json.loads((PROXIES / "bench_v1" / "proxies.json").read_text())
+    by_hash = {p["hash"]: p for p in result["per_pattern"]}
+    assert set(by_hash) == set(bench.entries)
+    for h, entry in bench.entries.items():
+        assert by_hash[h]["accuracy"] == pytest.approx(entry.accuracy)
+        assert by_hash[h]["scores"]["mean_distance"] == pytest.approx(
+            SCORES["mean_distance"](entry.pattern))
+    snip = np.array([by_hash[h]["scores"]["snip"] for h in bench.entries])
+    accuracy = np.array([e.accuracy for e in bench.entries.values()])
+    r, *_ = correlate(snip, accuracy, "spearman", resamples=10)
+    assert f"snip (+{r:.3f})" in (PROXIES / "README.md").read_text()
+    seeds = np.array([e.accuracies for e in bench.entries.values()])
+    r01 = spearman(seeds[:, 0], seeds[:, 1])
+    ceiling = spearman_brown(r01, 2)
+    text = (PROXIES / "README.md").read_text()
+    assert f"Spearman {r01:.3f}" in text and f"is {ceiling:.3f}" in text
+    assert f"sqrt({ceiling:.3f}) = {np.sqrt(ceiling):.3f}" in text

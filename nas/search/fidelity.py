@@ -95,8 +95,8 @@ def fidelity_slots(cfg: StudyConfig) -> list[TrialRecord]:
     return slots
 
 
-def _slot_key(r: TrialRecord) -> tuple[str | None, int | None, str]:
-    return r.hash, r.seed, repr(sorted((r.fidelity or {}).items()))
+def _slot_key(r: TrialRecord) -> tuple[str | None, int | None, Fidelity | None]:
+    return r.hash, r.seed, Fidelity.from_dict(r.fidelity) if r.fidelity else None
 
 
 def start_fidelity(cfg: StudyConfig) -> tuple[optuna.Study, int]:
@@ -143,8 +143,8 @@ class FidelityTable:
 
 def fidelity_table(study: optuna.Study, cfg: StudyConfig) -> FidelityTable:
     """Read the study's completed fidelity trials by level (a trial at a fidelity the config
-    does not list is left out, and counted in the log line of the caller)."""
-    by_fidelity = {repr(sorted(f.to_dict().items())): name for name, f in cfg.fidelity_levels}
+    does not list is left out: the config's check against the study refuses other levels)."""
+    by_fidelity = {f: name for name, f in cfg.fidelity_levels}
     runs, pending = [], 0
     for t in study.get_trials(deepcopy=False):
         r = TrialRecord.from_trial(t)
@@ -152,7 +152,7 @@ def fidelity_table(study: optuna.Study, cfg: StudyConfig) -> FidelityTable:
             continue
         if t.state in (TrialState.WAITING, TrialState.RUNNING):
             pending += 1
-        level = by_fidelity.get(repr(sorted((r.fidelity or {}).items())))
+        level = by_fidelity.get(Fidelity.from_dict(r.fidelity)) if r.fidelity else None
         if t.state == TrialState.COMPLETE and level is not None and r.hash and t.values:
             assert r.seed is not None and t.datetime_start and t.datetime_complete
             seconds = (t.datetime_complete - t.datetime_start).total_seconds()
