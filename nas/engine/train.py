@@ -49,8 +49,9 @@ class TrainResult:
     steps: int = 0
     loss_curve: list[float] = field(default_factory=list)  # mean training loss per epoch
     val_curve: list[float] = field(default_factory=list)   # val accuracy per epoch
-    train_seconds: float = 0.0
-    images_per_second: float = 0.0
+    train_seconds: float = 0.0       # the whole run: training and evaluation
+    eval_seconds: float = 0.0        # of which evaluating (validation after every epoch)
+    images_per_second: float = 0.0   # training images over the time spent training them
     peak_memory_mb: float = 0.0      # CUDA: peak allocated; CPU: process peak RSS
     device: str = ""
     message: str = ""
@@ -349,8 +350,11 @@ class Trainer:
             result.status = "diverged"
             result.message = f"training loss became {mean_loss} in epoch {epoch + 1}"
             return False
+        bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.3f}", stage="evaluating")
+        clock = time.perf_counter()
         result.val_accuracy = evaluate(self.model, self.data, "val", amp=self.cfg.amp,
                                        on_batch=self.on_batch)
+        result.eval_seconds += time.perf_counter() - clock
         result.val_curve.append(result.val_accuracy)
         bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.3f}", val=f"{result.val_accuracy:.3f}")
         self.save()
@@ -358,11 +362,13 @@ class Trainer:
             self.on_epoch(epoch + 1, result.val_accuracy)
         return True
 
-    def finish(self, images: int, elapsed: float, eval_test: bool) -> TrainResult:
-        """Timing, peak memory and (optionally) test accuracy."""
+    def finish(self, images: int, elapsed: float, training: float,
+               eval_test: bool) -> TrainResult:
+        """Timing (``elapsed`` in all, ``training`` of it not evaluating), peak memory and
+        (optionally) test accuracy."""
         result = self.result
         result.train_seconds += elapsed
-        result.images_per_second = images / elapsed if elapsed > 0 else 0.0
+        result.images_per_second = images / training if training > 0 else 0.0
         result.peak_memory_mb = _peak_memory_mb(self.device)
         if eval_test and self.data.test is not None and result.status == "ok":
             result.test_accuracy = evaluate(self.model, self.data, "test", amp=self.cfg.amp)
@@ -374,6 +380,7 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.result.steps, disable=not self.progress,
                    leave=False, unit="step", dynamic_ncols=True)
         images = 0
+        evaluated = self.result.eval_seconds  # a resumed run's earlier epochs: counted there
         clock = time.perf_counter()
         for epoch in range(self.result.epochs, self.epochs):
             mean_loss, seen = self.run_epoch(bar)
@@ -383,4 +390,6 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         bar.close()
-        return self.finish(images, time.perf_counter() - clock, eval_test)
+        elapsed = time.perf_counter() - clock
+        return self.finish(images, elapsed, elapsed - (self.result.eval_seconds - evaluated),
+                           eval_test)
