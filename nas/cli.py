@@ -134,18 +134,24 @@ def cmd_confirm(args: argparse.Namespace) -> None:
 
 def cmd_fidelity(args: argparse.Namespace) -> None:
     from .results.fidelity import fidelity_report, write_fidelity
-    from .search.fidelity import fidelity_table, start_fidelity
-    from .search.storage import mask_url
+    from .search.fidelity import check_fidelity_config, fidelity_table, start_fidelity
+    from .search.storage import load_study, mask_url
+    from .search.study import check_config
     from .search.worker import run_workers
 
     cfg = _study_config(args)
     out = Path(args.out or f"fidelity_{cfg.name}")
     clock = time.perf_counter()
-    study, queued = start_fidelity(cfg)
     levels = "; ".join(f"{name}: {f.describe()}" for name, f in cfg.fidelity_levels)
-    print(f"fidelity {cfg.name!r} in {mask_url(cfg.storage_url)}: {levels}; {queued} trials "
-          f"queued")
-    if not args.report_only:
+    if args.report_only:  # reads the study, writes nothing to it
+        check_fidelity_config(cfg)
+        study = load_study(cfg.name, cfg.storage_url)
+        check_config(study, cfg)
+        print(f"fidelity {cfg.name!r} in {mask_url(cfg.storage_url)}: {levels}")
+    else:
+        study, queued = start_fidelity(cfg)
+        print(f"fidelity {cfg.name!r} in {mask_url(cfg.storage_url)}: {levels}; {queued} "
+              f"trials queued")
         report = run_workers(cfg, cfg.workers, study=study, progress=not args.quiet)
         _print_worker_report(cfg, report, time.perf_counter() - clock)
     result = fidelity_report(fidelity_table(study, cfg), cfg.fidelity.target,
@@ -155,7 +161,7 @@ def cmd_fidelity(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    from .results.fidelity import fidelity_report, write_fidelity
+    from .results.fidelity import fidelity_report, study_time, write_fidelity
     from .search.fidelity import calibration_config, fidelity_table, start_fidelity
     from .search.worker import auto_workers, run_workers
 
@@ -172,13 +178,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     result = fidelity_report(fidelity_table(study, cfg), cfg.fidelity.target,
                              resamples=args.resamples)
     print(result.text())
-    chosen = next(lv for lv in result.levels
-                  if lv.name == (result.recommended or result.levels[-1].name))
     workers = study_cfg.workers or auto_workers(study_cfg.training.device)
-    hours = study_cfg.trials * chosen.seconds / workers / 3600
-    print(f"\n{'use' if result.recommended else 'closest to the reference:'} {chosen.name} "
-          f"({chosen.fidelity}): {chosen.seconds:.1f} s per trial here, so {study_cfg.trials} "
-          f"trials on {workers} workers take about {hours:.1f} h")
+    print("\n" + study_time(result, study_cfg.trials, workers))
     out = Path(args.out or f"calibrate_{study_cfg.name}")
     print(f"wrote {', '.join(str(p) for p in write_fidelity(result, out))}")
 

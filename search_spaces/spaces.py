@@ -365,8 +365,10 @@ class RandomKeys:
         return self.params.setdefault(name, choices[int(self.rng.integers(len(choices)))])
 
 
-def sample_patterns(space: SearchSpace, count: int, seed: int = 0) -> list[Pattern]:
-    """``count`` distinct patterns drawn uniformly over the space's params (seeded)."""
+def sample_patterns(space: SearchSpace, count: int, seed: int = 0,
+                    exact: bool = True) -> list[Pattern]:
+    """``count`` distinct patterns drawn uniformly over the space's params (seeded); with
+    ``exact=False``, as many as ``50 * count`` draws find when that is fewer."""
     rng = np.random.default_rng(seed)
     found: dict[str, Pattern] = {}
     for _ in range(50 * count):
@@ -374,5 +376,7 @@ def sample_patterns(space: SearchSpace, count: int, seed: int = 0) -> list[Patte
         found.setdefault(pattern.hash, pattern)
         if len(found) == count:
             return list(found.values())
+    if not exact:
+        return list(found.values())
     raise PatternError(f"search space {space.name!r}: only {len(found)} distinct patterns in "
                        f"{50 * count} draws, fewer than the {count} asked for")

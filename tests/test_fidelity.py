@@ -14,13 +14,14 @@ import pytest
 from optuna.trial import TrialState
 from scipy import stats
 
-from nas.errors import ConfigError
-from nas.results.fidelity import FidelityReport, fidelity_report, recommend
+from nas.errors import ConfigError, UserError
+from nas.results.fidelity import FidelityReport, fidelity_report, recommend, study_time
 from nas.search.config import Fidelity, FidelityLevel
 from nas.search.fidelity import (
     Chosen,
     FidelityRun,
     FidelityTable,
+    calibration_config,
     calibration_levels,
     fidelity_patterns,
     fidelity_slots,
@@ -275,7 +276,8 @@ def test_a_fidelity_study_stopped_mid_trial_resumes_to_exactly_its_slots(tmp_pat
     assert len(table.runs) == 16 and all(r.seconds > 0 for r in table.runs)
     again = run_cli("fidelity", str(config), "--report-only", "--out", str(tmp_path / "out2"),
                     "--resamples", "100", cwd=tmp_path)
-    assert again.returncode == 0 and "0 trials queued" in again.stdout
+    assert again.returncode == 0 and len(study.get_trials(deepcopy=False)) == \
+        len(optuna.load_study(study_name="fid", storage=cfg.storage_url).trials)
     assert json.loads((tmp_path / "out2/fidelity.json").read_text())["levels"] == \
         json.loads((tmp_path / "out/fidelity.json").read_text())["levels"]
 
@@ -289,15 +291,98 @@ def test_start_fidelity_queues_each_slot_once(tmp_path):
     assert len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) == 16
 
 
-def test_a_fidelity_study_cut_short_reports_its_complete_patterns_and_what_is_missing():
+def test_a_fidelity_study_cut_short_reports_the_seeds_every_pattern_has():
     table = _table(FIXED, {"cheap": 1.0, "mid": 4.0, "top": 10.0})
-    dropped = FidelityTable(table.levels, table.patterns,
-                            tuple(r for r in table.runs
-                                  if not (r.hash == table.patterns[0].pattern.hash and
-                                          r.level == "top" and r.seed == 2)), 1)
-    report = fidelity_report(dropped, resamples=50)
-    assert len(report.patterns) == 4 and report.left_out == 1 and report.pending == 1
-    assert "1 patterns left out" in report.text() and "run the command again" in report.text()
+    first = table.patterns[0].pattern.hash
+
+    def without(keep):
+        return FidelityTable(table.levels, table.patterns,
+                             tuple(r for r in table.runs if keep(r)), 1)
+
+    # One pattern's third reference seed is missing: the reference is judged on two seeds.
+    report = fidelity_report(without(lambda r: not (r.hash == first and r.level == "top" and
+                                                    r.seed == 2)), resamples=50)
+    assert len(report.patterns) == 5 and report.left_out == 0 and report.pending == 1
+    assert [lv.seeds for lv in report.levels] == [2, 2, 2]
+    assert "run the command again" in report.text()
+    # Only one pattern has its third seed (the reviewer's case): still every pattern, 2 seeds.
+    report = fidelity_report(without(lambda r: not (r.level == "top" and r.seed == 2 and
+                                                    r.hash != first)), resamples=50)
+    assert len(report.patterns) == 5 and report.levels[-1].seeds == 2
+    # A pattern a level has not trained at all is left out, and said so.
+    report = fidelity_report(without(lambda r: not (r.hash == first and r.level == "mid")),
+                             resamples=50)
+    assert len(report.patterns) == 4 and report.left_out == 1
+    assert "1 patterns left out" in report.text()
+
+
+def test_a_level_with_one_seed_so_far_reports_dashes_not_nan(recwarn):
+    one = {k: [row[:1] for row in v] for k, v in FIXED.items()}
+    report = fidelity_report(_table(one, {"cheap": 1.0, "mid": 4.0, "top": 10.0}),
+                             resamples=50)
+    assert all(lv.seeds == 1 and math.isnan(lv.seed_std) for lv in report.levels)
+    text = report.text()
+    assert "nan" not in text and "reliability" not in report.verdict
+    assert not [w for w in recwarn if "empty slice" in str(w.message)]
+
+
+def test_the_study_time_is_the_recommended_levels_cost_times_trials_over_workers():
+    levels = [_level("a", 0.9, 30.0), _level("ref", math.nan, 600.0)]
+    report = FidelityReport(tuple(levels), (), 0.8, "a", "", 0, 0, 10)
+    assert study_time(report, 240, 2) == ("use a (a): 30.0 s per trial here, so 240 trials on "
+                                          "2 workers take about 1.00 h")
+    report = FidelityReport(tuple(levels), (), 0.95, None, "", 0, 0, 10)
+    assert study_time(report, 12, 4).endswith("ref (ref): 600.0 s per trial here, so 12 "
+                                              "trials on 4 workers take about 0.50 h")
+
+
+def test_a_fidelity_config_needs_three_patterns_and_no_search_trials(tmp_path):
+    raw = fidelity_raw(tmp_path, templates=["log"], spread=1)
+    cfg = tiny_config(tmp_path, **{k: v for k, v in raw.items() if k != "storage"})
+    with pytest.raises(UserError, match="2 distinct patterns; add templates"):
+        start_fidelity(cfg)
+    cfg = tiny_config(tmp_path, **{**{k: v for k, v in fidelity_raw(tmp_path).items()
+                                      if k != "storage"}, "trials": 5})
+    with pytest.raises(UserError, match="a fidelity study trains no search trials"):
+        start_fidelity(cfg)
+    assert not (tmp_path / "tiny.db").exists()  # refused before anything was written
+
+
+def test_a_level_at_the_trainings_batch_size_is_the_training_fidelity(tmp_path):
+    cfg = tiny_config(tmp_path, fidelity={"levels": [{"name": "a", "batch_size": 32},
+                                                     {"name": "b", "epochs": 3}]})
+    assert cfg.fidelity_levels[0][1] == cfg.search_fidelity
+    with pytest.raises(ConfigError, match="two levels train at the same fidelity"):
+        tiny_config(tmp_path, fidelity={"levels": [{"name": "a", "batch_size": 32},
+                                                   {"name": "b"}]})
+
+
+def test_calibrate_studies_are_named_after_their_settings(tmp_path):
+    cfg = tiny_config(tmp_path, search_space={"name": "offsets", "layers": [8]})
+    a, b = (calibration_config(cfg, 4, 2, 2944) for _ in range(2))
+    assert a.name == b.name and a.name.startswith("tiny_calibrate_")
+    other = tiny_config(tmp_path, search_space={"name": "offsets", "layers": [8]},
+                        data={"train_size": 512})
+    assert calibration_config(other, 4, 2, 2944).name != a.name
+    assert calibration_config(cfg, 5, 2, 2944).name != a.name
+    assert calibration_config(cfg, 4, 2, 2944).trials == 0
+
+
+def test_report_only_reads_the_study_and_queues_nothing(tmp_path):
+    raw = fidelity_raw(tmp_path)
+    config = write_toml(tmp_path / "fid.toml", raw)
+    cfg = tiny_config(tmp_path, **{k: v for k, v in raw.items() if k != "storage"})
+    study, _ = start_fidelity(cfg)
+    for t in study.get_trials(deepcopy=False)[:8]:  # half the slots gone: a fresh study's
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    before = len(study.get_trials(deepcopy=False))
+    done = run_cli("fidelity", str(config), "--report-only", "--out", str(tmp_path / "o"),
+                   cwd=tmp_path)
+    assert done.returncode == 2 and "0 patterns with every seed" in done.stderr
+    assert len(study.get_trials(deepcopy=False)) == before
+    missing = run_cli("fidelity", str(config), "--report-only", "--storage",
+                      f"sqlite:///{tmp_path}/none.db", cwd=tmp_path)
+    assert missing.returncode == 2 and "fid" in missing.stderr
 
 
 def test_calibration_levels_climb_by_images_then_by_epochs():
@@ -323,14 +408,14 @@ def test_calibrate_recommends_a_level_and_the_study_time_at_it(tmp_path):
     done = run_cli("calibrate", str(config), "--patterns", "3", "--seeds", "2", "-q",
                    "--resamples", "100", "--out", str(tmp_path / "cal"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    study = optuna.load_study(study_name="cal_calibrate", storage=f"sqlite:///{tmp_path}/tiny.db")
+    url = f"sqlite:///{tmp_path}/tiny.db"
+    [name] = [n for n in optuna.get_all_study_names(url) if n.startswith("cal_calibrate_")]
+    study = optuna.load_study(study_name=name, storage=url)
     # 3 patterns x 2 seeds at search (64 images), x4 (256) and x16 (1024, of 2944): 18 runs
     assert sum(_counts(study).values()) == 18
     report = json.loads((tmp_path / "cal/fidelity.json").read_text())
     assert [lv["name"] for lv in report["levels"]] == ["search", "images_x4", "images_x16"]
     chosen = report["recommended"] or "images_x16"
-    seconds = next(lv["seconds"] for lv in report["levels"] if lv["name"] == chosen)
     line = done.stdout.strip().splitlines()[-2]
-    assert f"{chosen} (" in line and "20 trials on 1 workers" in line
-    assert f"about {20 * seconds / 3600:.1f} h" in line
+    assert f" {chosen} (" in line and "20 trials on 1 workers take about" in line
     assert not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))

@@ -3,7 +3,7 @@
 Per level: the cost of a trial, the spread of one trial over seeds, how well two seeds agree
 (seed-to-seed Spearman, and the reliability of the level's mean over its seeds by the
 Spearman-Brown formula), and the Spearman and Kendall of its ranking (pattern means) against the
-reference level's (the last), each with a bootstrap 95% interval over patterns and seeds. The
+reference level's (the last), each with a bootstrap 95% interval over patterns. The
 recommendation: the cheapest level whose Spearman with the reference reaches the target.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from search_spaces import distance_stats
+from search_spaces import TEMPLATES, distance_stats
 
 from ..errors import UserError
 from ..search.fidelity import FidelityTable
@@ -29,6 +29,10 @@ from ..stats import kendall, pooled_std, spearman, spearman_brown
 from ..tables import format_table, html_table, markdown_table
 
 _log = logging.getLogger(__name__)
+
+
+def _num(value: float, spec: str) -> str:
+    return format(value, spec) if math.isfinite(value) else "-"
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,10 @@ class FidelityReport:
                    "means std", "seed-seed rho", "mean reliability", "rho vs reference",
                    "tau vs reference"]
         top = self.levels[-1].seconds
-        rows = [[lv.name, lv.fidelity, lv.seeds, f"{lv.seconds:.1f}", f"{lv.seconds / top:.2f}",
-                 f"{lv.mean_accuracy:.4f}", f"{lv.seed_std:.4f}", f"{lv.spread:.4f}",
-                 f"{lv.seed_spearman:+.2f}", f"{lv.reliability:+.2f}",
+        rows = [[lv.name, lv.fidelity, lv.seeds, _num(lv.seconds, ".1f"),
+                 _num(lv.seconds / top, ".2f"), f"{lv.mean_accuracy:.4f}",
+                 _num(lv.seed_std, ".4f"), f"{lv.spread:.4f}", _num(lv.seed_spearman, "+.2f"),
+                 _num(lv.reliability, "+.2f"),
                  lv.vs_reference.text() if i < len(self.levels) - 1 else "(reference)",
                  lv.kendall_vs_reference.text() if i < len(self.levels) - 1 else "(reference)"]
                 for i, lv in enumerate(self.levels)]
@@ -106,70 +111,93 @@ class FidelityReport:
     def text(self) -> str:
         n = len(self.patterns)
         head = (f"{n} patterns at {len(self.levels)} fidelities (reference: "
-                f"{self.levels[-1].name}); 95% bootstrap intervals over patterns and seeds "
+                f"{self.levels[-1].name}); 95% bootstrap intervals over patterns "
                 f"({self.resamples} resamples)")
         notes = []
         if self.left_out:
-            notes.append(f"{self.left_out} patterns left out: not every seed at every level "
-                         f"finished")
+            notes.append(f"{self.left_out} patterns left out: not every level has finished "
+                         f"them")
         if self.pending:
             notes.append(f"{self.pending} trials still queued or running: run the command again")
         return "\n".join([head, format_table(*self.table()), "", self.verdict, *notes])
 
 
-def _bootstrap(means: dict[str, np.ndarray], reference: str, acc: dict[str, np.ndarray],
-               resamples: int, seed: int = 0) -> dict[str, tuple[Interval, Interval]]:
-    """Spearman and Kendall of each level's pattern means with the reference's, with percentile
-    95% intervals from resampling the patterns and, within each, its seeds."""
+def _bootstrap(means: dict[str, np.ndarray], reference: str, resamples: int,
+               seed: int = 0) -> dict[str, tuple[Interval, Interval]]:
+    """Spearman and Kendall of each level's pattern means with the reference's, with
+    percentile 95% intervals from resampling the patterns (their means carry the seed noise;
+    a seed gives the same initial weights at every level, so seeds are not redrawn apart)."""
     rng = np.random.default_rng(seed)
     n = len(means[reference])
-    boots: dict[str, list[tuple[float, float]]] = {name: [] for name in means}
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        resampled = {}
-        for name, a in acc.items():
-            s = a.shape[1]
-            pick = rng.integers(0, s, (n, s))
-            resampled[name] = a[idx[:, None], pick].mean(axis=1)
-        for name in means:
-            if name != reference:
-                boots[name].append((spearman(resampled[name], resampled[reference]),
-                                    kendall(resampled[name], resampled[reference])))
+    idx = rng.integers(0, n, (resamples, n))
     out = {}
-    for name in means:
+    for name, m in means.items():
         if name == reference:
             continue
-        b = np.array(boots[name])
-        rho = Interval(spearman(means[name], means[reference]),
-                       *np.nanpercentile(b[:, 0], [2.5, 97.5]).tolist())
-        tau = Interval(kendall(means[name], means[reference]),
-                       *np.nanpercentile(b[:, 1], [2.5, 97.5]).tolist())
+        ref = means[reference]
+        boots = np.array([(spearman(m[i], ref[i]), kendall(m[i], ref[i])) for i in idx])
+        rho = Interval(spearman(m, ref), *np.nanpercentile(boots[:, 0], [2.5, 97.5]).tolist())
+        tau = Interval(kendall(m, ref), *np.nanpercentile(boots[:, 1], [2.5, 97.5]).tolist())
         out[name] = (rho, tau)
     return out
 
 
 def _seed_spearman(a: np.ndarray) -> float:
-    """Mean Spearman over every pair of seeds (columns)."""
+    """Mean Spearman over every pair of seeds (columns); NaN with one seed."""
     pairs = list(itertools.combinations(range(a.shape[1]), 2))
-    return float(np.mean([spearman(a[:, i], a[:, j]) for i, j in pairs]))
+    return float(np.mean([spearman(a[:, i], a[:, j]) for i, j in pairs])) if pairs else math.nan
+
+
+def _seeds_used(runs: dict[str, dict[int, float]]) -> list[int]:
+    """The seeds a level's report uses: the first k in seed order, k as large as possible
+    without losing a pattern that has the first (a study cut short, seed-major, has finished
+    seed 0 everywhere before seed 1 anywhere)."""
+    order = sorted({s for seeds in runs.values() for s in seeds})
+
+    def having(k: int) -> int:
+        return sum(1 for seeds in runs.values() if set(order[:k]) <= set(seeds))
+
+    return order[:max((k for k in range(1, len(order) + 1) if having(k) == having(1)),
+                      default=0)]
 
 
 def recommend(levels: list[LevelResult], target: float) -> tuple[str | None, str]:
     """The cheapest level below the reference whose Spearman with it reaches ``target``, and
     the verdict in words (the best a level reaches when none does)."""
-    reference, below = levels[-1], levels[:-1]
-    ok = [lv for lv in below if lv.vs_reference.value >= target]
-    cap = (f"The reference's own mean over {reference.seeds} seeds has reliability "
-           f"{reference.reliability:.2f}, which caps any agreement with it.")
+    reference = levels[-1]
+    below = [lv for lv in levels[:-1] if math.isfinite(lv.vs_reference.value)]
+    ceiling = math.sqrt(reference.reliability) if reference.reliability > 0 else math.nan
+    cap = "" if not math.isfinite(ceiling) else (
+        f" The reference's own mean over {reference.seeds} seeds has reliability "
+        f"{reference.reliability:.2f}, so no level can rank like it much above Spearman "
+        f"sqrt({reference.reliability:.2f}) = {ceiling:.2f}" +
+        (f"; the target {target:g} is above that: the reference needs more seeds to judge "
+         f"by." if ceiling < target else "."))
+    ok = [lv for lv in below if lv.vs_reference.value >= target and math.isfinite(lv.seconds)]
     if ok:
         best = min(ok, key=lambda lv: lv.seconds)
+        unsure = " (its interval reaches below the target)" if \
+            best.vs_reference.low < target else ""
         return best.name, (f"Recommended: {best.name} ({best.fidelity}): its ranking matches "
                            f"{reference.name}'s at Spearman {best.vs_reference.text()} >= "
-                           f"{target:g}, at {best.seconds / reference.seconds:.2f}x the "
-                           f"reference's cost per trial. {cap}")
+                           f"{target:g}{unsure}, at {best.seconds / reference.seconds:.2f}x the "
+                           f"reference's cost per trial.{cap}")
+    if not below:
+        return None, f"No level could be compared with {reference.name}.{cap}"
     top = max(below, key=lambda lv: lv.vs_reference.value)
     return None, (f"No level ranks like {reference.name} at Spearman >= {target:g}: the best, "
-                  f"{top.name} ({top.fidelity}), reaches {top.vs_reference.text()}. {cap}")
+                  f"{top.name} ({top.fidelity}), reaches {top.vs_reference.text()}.{cap}")
+
+
+def study_time(report: "FidelityReport", trials: int, workers: int) -> str:
+    """The level to search at (the recommended one, else the reference) and a study's wall
+    time at it, in words."""
+    name = report.recommended or report.levels[-1].name
+    level = next(lv for lv in report.levels if lv.name == name)
+    hours = trials * level.seconds / workers / 3600
+    head = "use" if report.recommended else "no cheaper level ranks like the reference; use it:"
+    return (f"{head} {level.name} ({level.fidelity}): {level.seconds:.1f} s per trial here, so "
+            f"{trials} trials on {workers} workers take about {hours:.2f} h")
 
 
 def fidelity_report(table: FidelityTable, target: float = 0.8,
@@ -177,27 +205,28 @@ def fidelity_report(table: FidelityTable, target: float = 0.8,
     """The report of a fidelity study's table (patterns with every seed at every level)."""
     names = [name for name, _ in table.levels]
     by_level = {name: table.accuracies(name) for name in names}
-    wanted = {name: len({r.seed for r in table.runs if r.level == name}) for name in names}
+    seeds = {name: _seeds_used(by_level[name]) for name in names}
     complete = [c for c in table.patterns
-                if all(len(by_level[n].get(c.pattern.hash, {})) == wanted[n] > 0
+                if all(seeds[n] and set(seeds[n]) <= set(by_level[n].get(c.pattern.hash, {}))
                        for n in names)]
     if len(complete) < 3:
         raise UserError(f"the fidelity study has {len(complete)} patterns with every seed at "
                          f"every level; the report needs 3 (run it to the end first)")
-    acc = {n: np.array([[seeds[s] for s in sorted(seeds)]
-                        for seeds in (by_level[n][c.pattern.hash] for c in complete)])
+    acc = {n: np.array([[by_level[n][c.pattern.hash][s] for s in seeds[n]] for c in complete])
            for n in names}
     means = {n: a.mean(axis=1) for n, a in acc.items()}
-    corr = _bootstrap(means, names[-1], acc, resamples)
+    corr = _bootstrap(means, names[-1], resamples)
     nan = Interval(math.nan, math.nan, math.nan)
     levels = []
     for name, fidelity in table.levels:
         a = acc[name]
         seconds = [r.seconds for r in table.runs if r.level == name]
         r = _seed_spearman(a)
+        finite = [s for s in seconds if math.isfinite(s)]
         levels.append(LevelResult(
-            name, fidelity.describe(), a.shape[1], float(np.nanmedian(seconds)),
-            float(a.mean()), pooled_std(list(a))[0], float(means[name].std(ddof=1)), r,
+            name, fidelity.describe(), a.shape[1],
+            float(np.median(finite)) if finite else math.nan, float(a.mean()),
+            pooled_std(list(a))[0], float(means[name].std(ddof=1)), r,
             spearman_brown(r, a.shape[1]), *corr.get(name, (nan, nan))))
     recommended, verdict = recommend(levels, target)
     patterns = tuple(PatternResult(c.label, c.pattern.hash, distance_stats(c.pattern).mean,
@@ -222,8 +251,7 @@ def fidelity_figure(report: FidelityReport) -> go.Figure:
         fig.add_trace(go.Scatter(x=x, y=y, mode="markers", text=labels, showlegend=False,
                                  error_x={"type": "data", "array": xerr},
                                  error_y={"type": "data", "array": yerr},
-                                 marker={"color": ["#d62728" if lab in ("log", "nearest",
-                                                                        "evenly_spaced")
+                                 marker={"color": ["#d62728" if lab in TEMPLATES
                                                    else "#1f77b4" for lab in labels]},
                                  hovertemplate="%{text}<br>reference %{x:.4f}<br>"
                                                f"{lv.name} " + "%{y:.4f}<extra></extra>"),

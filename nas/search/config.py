@@ -337,8 +337,12 @@ class StudyConfig:
 
     @property
     def fidelity_levels(self) -> list[tuple[str, Fidelity]]:
-        """The fidelity study's levels by name, cheapest first (the last: the reference)."""
-        return [(level.name, level.over(self.search_fidelity)) for level in self.fidelity.levels]
+        """The fidelity study's levels by name, cheapest first (the last: the reference); a
+        batch size equal to the training's is the training's (None)."""
+        def own(f: Fidelity) -> Fidelity:
+            return replace(f, batch_size=None) if f.batch_size == self.training.batch_size else f
+        return [(level.name, own(level.over(self.search_fidelity)))
+                for level in self.fidelity.levels]
 
     @property
     def confirm_fidelity(self) -> Fidelity:

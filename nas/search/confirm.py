@@ -71,7 +71,7 @@ def _queue_confirm(study: optuna.Study, cfg: StudyConfig) -> int:
     trials = study.get_trials(deepcopy=False)
     records = [(t, TrialRecord.from_trial(t)) for t in trials if counts_as_slot(t)]
     pending = [t.number for t, r in records
-               if t.state in (TrialState.WAITING, TrialState.RUNNING) and not r.is_confirm]
+               if t.state in (TrialState.WAITING, TrialState.RUNNING) and not r.is_apart]
     if pending:
         raise UserError(f"study {cfg.name!r}: {len(pending)} search trials are still queued or "
                         f"running; finish the search first (`skipnas study start CONFIG`)")

@@ -8,13 +8,15 @@ short still compares every level. `fidelity_table` reads the finished trials bac
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, replace
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from search_spaces import Pattern, PatternError, distance_stats
+from search_spaces import Pattern, distance_stats
 from search_spaces.spaces import sample_patterns
 
 from ..errors import UserError
@@ -31,7 +33,13 @@ from .config import (
 from .optuna_api import storage_of
 from .record import SlotKind, TrialRecord
 from .storage import exclusive
-from .study import baseline_pattern, counts_as_slot, create_study, enqueue_slots
+from .study import (
+    baseline_pattern,
+    config_summary,
+    counts_as_slot,
+    create_study,
+    enqueue_slots,
+)
 
 SPREAD_CANDIDATES = 2000  # patterns sampled from a space too large to list, for `spread`
 
@@ -64,11 +72,8 @@ def fidelity_patterns(cfg: StudyConfig) -> list[Chosen]:
                                 f"{list(space.layers)}")
             add(f"bench #{rank}", entry.pattern)
     if f.spread:
-        try:
-            pool = space.all_patterns() or sample_patterns(space, SPREAD_CANDIDATES,
-                                                           f.spread_seed)
-        except PatternError as e:
-            raise UserError(f"fidelity.spread: {e}") from None
+        pool = space.all_patterns() or sample_patterns(space, SPREAD_CANDIDATES, f.spread_seed,
+                                                       exact=False)
         pool = sorted((p for p in pool if p.hash not in chosen),
                       key=lambda p: (distance_stats(p).mean, p.hash))
         if len(pool) < f.spread:
@@ -99,12 +104,26 @@ def _slot_key(r: TrialRecord) -> tuple[str | None, int | None, Fidelity | None]:
     return r.hash, r.seed, Fidelity.from_dict(r.fidelity) if r.fidelity else None
 
 
+def check_fidelity_config(cfg: StudyConfig) -> None:
+    """What a fidelity study needs beyond a valid config, checked before anything is written:
+    levels, no search trials beside it, and at least 3 distinct patterns (a rank correlation
+    of fewer means nothing)."""
+    if not cfg.fidelity.enabled:
+        raise UserError(f"{cfg.name}: the config has no [fidelity] levels")
+    if cfg.trials:
+        raise UserError(f"{cfg.name}: a fidelity study trains no search trials (trials = "
+                        f"{cfg.trials}); set trials = 0, or give the search its own study")
+    found = len(fidelity_patterns(cfg))
+    if found < 3:
+        raise UserError(f"{cfg.name}: fidelity: {found} distinct patterns; add templates, "
+                        f"bench_best or spread for at least 3")
+
+
 def start_fidelity(cfg: StudyConfig) -> tuple[optuna.Study, int]:
     """Create (or load) the study and queue its missing fidelity slots; returns the study and
     how many were queued."""
-    if not cfg.fidelity.enabled:
-        raise UserError(f"{cfg.name}: the config has no [fidelity] levels")
-    wanted = fidelity_slots(cfg)  # before anything is written: a bad bench or space fails here
+    check_fidelity_config(cfg)
+    wanted = fidelity_slots(cfg)
     study = create_study(cfg)
     with exclusive(cfg.storage_url, storage_of(study), cfg.name):  # concurrent calls: once
         have = {_slot_key(TrialRecord.from_trial(t)) for t in study.get_trials(deepcopy=False)
@@ -189,6 +208,10 @@ def calibration_config(cfg: StudyConfig, patterns: int, seeds: int,
     fidelity = FidelityConfig(levels=tuple(calibration_levels(cfg.search_fidelity, available)),
                               seeds=seeds, top_seeds=seeds, templates=("log",),
                               spread=patterns - 1, target=cfg.fidelity.target)
-    return replace(cfg, name=f"{cfg.name}_calibrate", trials=0, baselines=BaselinesConfig(),
-                   bench=BenchConfig(), noise=NoiseConfig(), fidelity=fidelity,
-                   storage=cfg.storage_url)
+    calibrate = replace(cfg, trials=0, baselines=BaselinesConfig(), bench=BenchConfig(),
+                        noise=NoiseConfig(), fidelity=fidelity, storage=cfg.storage_url)
+    # Named after its settings: a changed config calibrates afresh, the same one resumes.
+    summary = json.dumps(config_summary(calibrate, calibrate.search_space.build()),
+                         sort_keys=True)
+    digest = hashlib.sha256(summary.encode()).hexdigest()[:8]
+    return replace(calibrate, name=f"{cfg.name[:40]}_calibrate_{digest}")

@@ -214,7 +214,12 @@ class UniformSampler(PatternSampler):
         untried = [p for p in self.patterns if p.hash not in tried]
         if not untried:  # every pattern tried: a random draw
             return {}
-        return self.space.params_of(untried[int(self.rng.integers(len(untried)))]) or {}
+        pattern = untried[int(self.rng.integers(len(untried)))]
+        params = self.space.params_of(pattern)
+        if params is None:
+            raise RuntimeError(f"uniform: the {self.space.name} space listed pattern "
+                               f"{pattern.hash} but cannot encode it")
+        return params
 
 
 def gp_posterior(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

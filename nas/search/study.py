@@ -185,7 +185,9 @@ def enqueue_slots(study: optuna.Study, slots: list[TrialRecord]) -> None:
 def config_summary(cfg: StudyConfig, space: SearchSpace) -> dict[str, Any]:
     """What a study stores of its config (its `config` study attr)."""
     bench = {"bench": to_dict(cfg.bench)} if cfg.bench.enabled else {}
-    fidelity = {"fidelity": to_dict(cfg.fidelity)} if cfg.fidelity.enabled else {}
+    # target only judges the report: it may change between runs of one fidelity study
+    fidelity = {"fidelity": {k: v for k, v in to_dict(cfg.fidelity).items() if k != "target"}} \
+        if cfg.fidelity.enabled else {}
     return {"search_space": space.describe(), "architecture": to_dict(cfg.architecture),
             "data": to_dict(cfg.data), "training": to_dict(cfg.training),
             "sampler": to_dict(cfg.sampler), "pruner": to_dict(cfg.pruner), **bench,
