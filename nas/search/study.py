@@ -127,8 +127,10 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
     return study
 
 
-# Settings that may differ between the machines that share a study.
+# Settings that may differ between the machines that share a study, and between runs of it
+# (fidelity.target judges the report only; studies made before it was left out store it).
 PER_MACHINE = ("training.device", "training.compile", "data.root")
+PER_RUN = ("fidelity.target",)
 
 
 def check_config(study: optuna.Study, cfg: StudyConfig) -> None:
@@ -144,7 +146,7 @@ def check_config(study: optuna.Study, cfg: StudyConfig) -> None:
 
     a, b = flat(stored), flat(wanted)
     differ = [k for k in sorted(set(a) | set(b))
-              if k not in PER_MACHINE and a.get(k) != b.get(k)]
+              if k not in PER_MACHINE + PER_RUN and a.get(k) != b.get(k)]
     if differ:
         shown = "; ".join(f"{k} is {a.get(k)!r} in the study, {b.get(k)!r} here"
                           for k in differ[:4])
