@@ -202,7 +202,8 @@ def study_time(report: "FidelityReport", trials: int, workers: int) -> str:
 
 def fidelity_report(table: FidelityTable, target: float = 0.8,
                     resamples: int = 2000) -> FidelityReport:
-    """The report of a fidelity study's table (patterns with every seed at every level)."""
+    """The report of a fidelity study's table: the patterns every level has trained with the
+    seeds it reports (:func:`_seeds_used`)."""
     names = [name for name, _ in table.levels]
     by_level = {name: table.accuracies(name) for name in names}
     seeds = {name: _seeds_used(by_level[name]) for name in names}
@@ -242,15 +243,19 @@ def fidelity_figure(report: FidelityReport) -> go.Figure:
     below, ref = report.levels[:-1], report.levels[-1]
     fig = make_subplots(rows=1, cols=len(below), subplot_titles=[
         f"{lv.name}: rho {lv.vs_reference.value:+.2f}" for lv in below])
+    def spread(level: LevelResult) -> dict[str, Any]:
+        """Error bars of one seed's std (none while a level has one seed)."""
+        if level.seeds < 2:
+            return {"visible": False}
+        return {"type": "data", "array": [float(np.std(p.accuracies[level.name], ddof=1))
+                                          for p in report.patterns]}
+
     x = np.array([np.mean(p.accuracies[ref.name]) for p in report.patterns])
-    xerr = np.array([np.std(p.accuracies[ref.name], ddof=1) for p in report.patterns])
     labels = [p.label for p in report.patterns]
     for col, lv in enumerate(below, start=1):
         y = np.array([np.mean(p.accuracies[lv.name]) for p in report.patterns])
-        yerr = np.array([np.std(p.accuracies[lv.name], ddof=1) for p in report.patterns])
         fig.add_trace(go.Scatter(x=x, y=y, mode="markers", text=labels, showlegend=False,
-                                 error_x={"type": "data", "array": xerr},
-                                 error_y={"type": "data", "array": yerr},
+                                 error_x=spread(ref), error_y=spread(lv),
                                  marker={"color": ["#d62728" if lab in TEMPLATES
                                                    else "#1f77b4" for lab in labels]},
                                  hovertemplate="%{text}<br>reference %{x:.4f}<br>"
