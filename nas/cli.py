@@ -17,6 +17,9 @@ from .interrupts import Terminated, terminate
 from .tables import format_table
 
 if TYPE_CHECKING:
+    import optuna
+
+    from .results.fidelity import FidelityReport
     from .search.config import StudyConfig
     from .search.study import StudyStatus
     from .search.worker import WorkerReport
@@ -133,8 +136,7 @@ def cmd_confirm(args: argparse.Namespace) -> None:
 
 
 def cmd_fidelity(args: argparse.Namespace) -> None:
-    from .results.fidelity import fidelity_report, write_fidelity
-    from .search.fidelity import check_fidelity_config, fidelity_table, start_fidelity
+    from .search.fidelity import check_fidelity_config, start_fidelity
     from .search.storage import load_study, mask_url
     from .search.study import check_config
     from .search.worker import run_workers
@@ -154,15 +156,25 @@ def cmd_fidelity(args: argparse.Namespace) -> None:
               f"trials queued")
         report = run_workers(cfg, cfg.workers, study=study, progress=not args.quiet)
         _print_worker_report(cfg, report, time.perf_counter() - clock)
+    _report_fidelity(study, cfg, args.resamples, out)
+
+
+def _report_fidelity(study: "optuna.Study", cfg: StudyConfig, resamples: int,
+                     out: Path) -> "FidelityReport":
+    """Print a fidelity study's report and write its files to ``out``."""
+    from .results.fidelity import fidelity_report, write_fidelity
+    from .search.fidelity import fidelity_table
+
     result = fidelity_report(fidelity_table(study, cfg), cfg.fidelity.target,
-                             resamples=args.resamples)
+                             resamples=resamples)
     print(result.text())
     print(f"\nwrote {', '.join(str(p) for p in write_fidelity(result, out))}")
+    return result
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    from .results.fidelity import fidelity_report, study_time, write_fidelity
-    from .search.fidelity import calibration_config, fidelity_table, start_fidelity
+    from .results.fidelity import study_time
+    from .search.fidelity import calibration_config, start_fidelity
     from .search.worker import auto_workers, run_workers
 
     study_cfg = _study_config(args)
@@ -175,13 +187,10 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
           f"{args.seeds} seeds, {levels}; {queued} trials queued")
     report = run_workers(cfg, cfg.workers, study=study, progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
-    result = fidelity_report(fidelity_table(study, cfg), cfg.fidelity.target,
-                             resamples=args.resamples)
-    print(result.text())
+    result = _report_fidelity(study, cfg, args.resamples,
+                              Path(args.out or f"calibrate_{study_cfg.name}"))
     workers = study_cfg.workers or auto_workers(study_cfg.training.device)
     print("\n" + study_time(result, study_cfg.trials, workers))
-    out = Path(args.out or f"calibrate_{study_cfg.name}")
-    print(f"wrote {', '.join(str(p) for p in write_fidelity(result, out))}")
 
 
 def cmd_study_check(args: argparse.Namespace) -> None:

@@ -423,6 +423,6 @@ def test_calibrate_recommends_a_level_and_the_study_time_at_it(tmp_path):
     report = json.loads((tmp_path / "cal/fidelity.json").read_text())
     assert [lv["name"] for lv in report["levels"]] == ["search", "images_x4", "images_x16"]
     chosen = report["recommended"] or "images_x16"
-    line = done.stdout.strip().splitlines()[-2]
+    line = done.stdout.strip().splitlines()[-1]
     assert f" {chosen} (" in line and "20 trials on 1 workers take about" in line
     assert not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
