@@ -480,11 +480,12 @@ def _add_templates_parser(sub: _Commands) -> None:
 
 
 def _add_train_parser(sub: _Commands) -> None:
-    from search_spaces import STYLES
+    from search_spaces import STYLES, TEMPLATES
 
     p = sub.add_parser("train", help="train a template or a spec file briefly or fully")
     p.add_argument("spec", nargs="?", help="pattern spec JSON (from `skipnas export`)")
-    p.add_argument("--template", help="template name (instead of a spec)")
+    p.add_argument("--template", metavar="NAME", help="template name (instead of a spec): "
+                   f"{', '.join(TEMPLATES)}")
     p.add_argument("--layers", "-L", type=int, nargs="+", default=[24],
                    help="layers per block, one number per block (default: 24)")
     p.add_argument("--k", "-k", type=int, default=None, help="K for templates that take one")

@@ -426,3 +426,4 @@ def test_calibrate_recommends_a_level_and_the_study_time_at_it(tmp_path):
     line = done.stdout.strip().splitlines()[-1]
     assert f" {chosen} (" in line and "20 trials on 1 workers take about" in line
     assert not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+

@@ -309,3 +309,13 @@ def test_a_checkpoint_path_that_cannot_be_written_fails_before_training(data, tm
             progress=False, checkpoint=tmp_path / "file" / "c.pt",
             on_epoch=lambda *a: epochs.append(a))
     assert epochs == []
+
+
+def test_train_help_lists_the_template_names(capsys):
+    from nas.cli import main
+    from search_spaces import TEMPLATES
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert all(name in shown for name in TEMPLATES) and "--template NAME" in shown
