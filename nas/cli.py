@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import signal
+import statistics
 import sys
 import time
 from dataclasses import replace
@@ -348,7 +349,30 @@ def cmd_bench_build(args: argparse.Namespace) -> None:
     cfg = _study_config(args)
     out, report = build_bench(args.config, args.out, cfg=cfg, progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
-    print(f"wrote {out}/table.csv and {out}/bench.toml")
+    print(f"wrote {out}/table.csv, {out}/patterns.csv and {out}/bench.toml")
+    _print_bench_summary(out)
+
+
+def cmd_bench_summary(args: argparse.Namespace) -> None:
+    _print_bench_summary(Path(args.bench))
+
+
+def _print_bench_summary(directory: Path) -> None:
+    """A built table's size, noise and reliability; (re)writes its patterns.csv."""
+    from .search.bench import PATTERNS, load_bench, write_patterns
+    from .stats import pooled_std
+
+    bench = load_bench(directory)
+    entries = list(bench.entries.values())
+    means = [e.accuracy for e in entries]
+    print(f"{bench.cfg.name}: {len(entries)} patterns x {len(bench.cfg.bench.seeds)} seeds; "
+          f"means {min(means):.4f}..{max(means):.4f} (std {statistics.stdev(means):.4f})")
+    if len(bench.cfg.bench.seeds) > 1:
+        print(f"one seed's std around its pattern's mean: "
+              f"{pooled_std([e.accuracies for e in entries])[0]:.4f}")
+        print(bench.reliability().text())
+    write_patterns(bench, directory / PATTERNS)
+    print(f"wrote {directory / PATTERNS}")
 
 
 def cmd_bench_replay(args: argparse.Namespace) -> None:
@@ -572,16 +596,20 @@ def _add_export_parser(sub: _Commands) -> None:
 
 
 def _add_bench_parser(sub: _Commands) -> None:
-    p = sub.add_parser("bench", help="tabular benchmarks: build one, replay searches on it, "
-                       "rank zero-cost proxies on it")
+    p = sub.add_parser("bench", help="tabular benchmarks: build one, summarise its noise, replay "
+                       "searches on it, rank zero-cost proxies on it")
     bench_sub = p.add_subparsers(dest="bench_command", required=True,
-                                 metavar="{build,replay,proxies}")
+                                 metavar="{build,summary,replay,proxies}")
     q = bench_sub.add_parser("build", help="train every pattern of a benchmark config per seed "
                              "(resumable, many workers) and export its table")
     _add_study_run_args(q, trials=False)
     q.add_argument("--out", help="directory for table.csv and bench.toml "
                    "(default: studies/results/NAME)")
     q.set_defaults(func=cmd_bench_build)
+    q = bench_sub.add_parser("summary", help="a built benchmark's noise and the reliability "
+                             "of its per-pattern means; (re)writes its patterns.csv")
+    q.add_argument("bench", help="benchmark directory (bench.toml and table.csv)")
+    q.set_defaults(func=cmd_bench_summary)
     q = bench_sub.add_parser("replay", help="replay search strategies on a built benchmark "
                              "(no training): trials to the top 5%%/1%%, regret curves")
     q.add_argument("bench", help="benchmark directory (bench.toml and table.csv)")

@@ -1,7 +1,9 @@
 """Tabular benchmarks: listing and sampling a space, `bench build` (real training, resumable),
 the table's round trip and its refusal of damaged files, replays, and the guided samplers."""
+import csv
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +13,14 @@ from scipy import stats
 
 from nas.errors import UserError
 from nas.results.bench_report import replay_bench, write_replay
+from nas.cli import main
 from nas.search.bench import (
     CONFIG,
+    PATTERNS,
     TABLE,
+    Bench,
     BenchRow,
+    Entry,
     build_bench,
     load_bench,
     replay,
@@ -23,7 +29,7 @@ from nas.search.bench import (
 from nas.search.config import load_config
 from nas.search.guided import gp_posterior
 from nas.search.record import TrialRow
-from nas.search.study import create_study
+from nas.search.study import bench_slots, create_study
 from nas.search.worker import run_worker
 from search_spaces import Pattern, distance_stats, make_space, template_pattern
 from search_spaces.spaces import (
@@ -97,10 +103,56 @@ def test_bench_build_trains_every_pattern_per_seed_resumes_and_round_trips(tmp_p
         assert entry.accuracies == (stored[h, 0], stored[h, 1])
         assert entry.accuracy == pytest.approx(sum(entry.accuracies) / 2)
         assert entry.pattern.hash == h
+    # The per-pattern summary: every pattern once, best mean first, with its two seeds.
+    with (out / PATTERNS).open() as f:
+        summary = list(csv.DictReader(f))
+    assert [r["hash"] for r in summary] == [e.pattern.hash for e in bench.ranked()]
+    assert {r["seeds"] for r in summary} == {"2"}
+    assert [float(r["std"]) for r in summary] == pytest.approx([e.std for e in bench.ranked()],
+                                                               abs=1e-6)
     # Resumed: nothing left to train, the same table.
     table = (out / TABLE).read_text()
     _, again = build_bench(config, tmp_path / "out", progress=False)
     assert again.trials == 0 and (out / TABLE).read_text() == table
+
+
+def test_bench_slots_are_seed_major_so_a_cut_build_has_whole_seeds(tmp_path):
+    cfg = load_config(bench_config(tmp_path))
+    cfg = replace(cfg, bench=replace(cfg.bench, seeds=(0, 1, 2)))
+    slots = bench_slots(cfg)
+    patterns = len(cfg.search_space.build().all_patterns())
+    assert [s.seed for s in slots] == [0] * patterns + [1] * patterns + [2] * patterns
+    assert len({(s.hash, s.seed) for s in slots}) == 3 * patterns
+
+
+def test_reliability_is_the_corrected_split_half_spearman_of_the_means(tmp_path):
+    cfg = load_config(bench_config(tmp_path))
+    cfg = replace(cfg, bench=replace(cfg.bench, seeds=(0, 1, 2, 3)))
+    patterns = make_space("offsets", [9]).all_patterns()[:4]
+    # Means over seeds 0 and 2 rank the patterns 1 2 3 4, over seeds 1 and 3: 1 2 4 3.
+    seeds = [(0.70, 0.70, 0.70, 0.70), (0.71, 0.70, 0.71, 0.72), (0.72, 0.74, 0.72, 0.72),
+             (0.73, 0.72, 0.73, 0.72)]
+    bench = Bench(cfg, {p.hash: Entry(p, acc) for p, acc in zip(patterns, seeds)})
+    r = bench.reliability()
+    assert r.seeds == 4
+    assert r.split_half == pytest.approx(1 - 6 * 2 / (4 * 15))             # 0.8
+    assert r.reliability == pytest.approx(2 * 0.8 / 1.8)                    # Spearman-Brown
+    assert r.ceiling == pytest.approx((2 * 0.8 / 1.8) ** 0.5)
+    assert Entry(patterns[0], (0.1, 0.3)).std == pytest.approx(0.02 ** 0.5)
+    assert np.isnan(Entry(patterns[0], (0.1,)).std)
+    one = Bench(replace(cfg, bench=replace(cfg.bench, seeds=(0,))),
+                {p.hash: Entry(p, (0.7,)) for p in patterns})
+    with pytest.raises(UserError, match="reliability needs two"):
+        one.reliability()
+
+
+def test_bench_summary_prints_the_old_tables_reliability(tmp_path, capsys):
+    fake_bench(tmp_path, L=8, noise=0.01)
+    main(["bench", "summary", str(tmp_path)])
+    out = capsys.readouterr().out
+    bench = load_bench(tmp_path)
+    assert f"reliability of the means over 2 seeds: {bench.reliability().reliability:.3f}" in out
+    assert len((tmp_path / PATTERNS).read_text().splitlines()) == 1 + len(bench.entries)
 
 
 def test_bench_build_refuses_a_config_that_is_not_a_benchmark(tmp_path):

@@ -15,15 +15,17 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from search_spaces import Pattern
+from search_spaces import Pattern, distance_stats
 
 from ..errors import UserError
+from ..stats import spearman, spearman_brown
 from .config import StudyConfig, load_config
 from .record import TrialRecord, TrialRow
 from .study import bench_slots, create_study, study_style
 from .worker import WorkerReport, run_workers
 
 TABLE = "table.csv"
+PATTERNS = "patterns.csv"
 CONFIG = "bench.toml"
 COLUMNS = ("hash", "seed", "accuracy", "connections", "mbd", "mean_distance", "params", "flops",
            "train_seconds", "pattern")
@@ -34,7 +36,8 @@ def build_bench(config: str | Path, out: str | Path | None = None, *,
                 progress: bool = True) -> tuple[Path, WorkerReport]:
     """Train every (pattern, seed) of the benchmark config that is not trained yet (resumable,
     any number of workers on the same storage), then write ``out``/table.csv and a copy of the
-    config as ``out``/bench.toml (default ``out``: studies/results/NAME)."""
+    config as ``out``/bench.toml and the per-pattern summary ``out``/patterns.csv (default
+    ``out``: studies/results/NAME)."""
     cfg = cfg or load_config(config)
     if not cfg.bench.enabled:
         raise UserError(f"{config}: no [bench] seeds: not a benchmark config")
@@ -53,6 +56,7 @@ def build_bench(config: str | Path, out: str | Path | None = None, *,
     write_table(rows, out / TABLE)
     if Path(config).resolve() != (out / CONFIG).resolve():
         shutil.copyfile(config, out / CONFIG)
+    write_patterns(load_bench(out), out / PATTERNS)
     return out, report
 
 
@@ -88,6 +92,19 @@ def write_table(rows: list[BenchRow], path: Path) -> None:
         writer.writerows(row.to_csv() for row in rows)
 
 
+def write_patterns(bench: "Bench", path: Path) -> None:
+    """One line per pattern, best mean first: its seed count, mean and std of accuracy, its
+    distance scores and the pattern."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["hash", "seeds", "mean", "std", "mean_distance", "mbd", "pattern"])
+        for e in bench.ranked():
+            d = distance_stats(e.pattern)
+            writer.writerow([e.pattern.hash, len(e.accuracies), f"{e.accuracy:.6f}",
+                             f"{e.std:.6f}", f"{d.mean:.6f}", d.mbd,
+                             json.dumps(e.pattern.to_dict(), separators=(",", ":"))])
+
+
 @dataclass(frozen=True)
 class Entry:
     """One pattern of a benchmark: its accuracy per seed and its mean."""
@@ -97,6 +114,30 @@ class Entry:
     @property
     def accuracy(self) -> float:
         return sum(self.accuracies) / len(self.accuracies)
+
+    @property
+    def std(self) -> float:
+        """The seeds' sample standard deviation (NaN with one seed)."""
+        return float(np.std(self.accuracies, ddof=1)) if len(self.accuracies) > 1 else math.nan
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """How repeatable a table's per-pattern means are: the Spearman between the means over
+    its even-numbered and over its odd-numbered seeds (in seed order), Spearman-Brown corrected
+    to twice a half. No score can rank like the means much above Spearman ``ceiling``."""
+    seeds: int
+    split_half: float
+    reliability: float
+
+    @property
+    def ceiling(self) -> float:
+        return math.sqrt(self.reliability) if self.reliability > 0 else 0.0
+
+    def text(self) -> str:
+        return (f"reliability of the means over {self.seeds} seeds: {self.reliability:.3f} "
+                f"(split-half Spearman {self.split_half:.3f}, Spearman-Brown corrected); noise "
+                f"ceiling for any score's Spearman with them: {self.ceiling:.3f}")
 
 
 @dataclass(frozen=True)
@@ -108,6 +149,17 @@ class Bench:
     def ranked(self) -> list[Entry]:
         """Entries by mean accuracy, best first."""
         return sorted(self.entries.values(), key=lambda e: -e.accuracy)
+
+    def reliability(self) -> Reliability:
+        """The split-half reliability of the per-pattern means (:class:`Reliability`); needs
+        two seeds."""
+        seeds = len(self.cfg.bench.seeds)
+        if seeds < 2:
+            raise UserError(f"benchmark {self.cfg.name!r}: one seed per pattern; its "
+                            f"reliability needs two")
+        acc = np.array([e.accuracies for e in self.entries.values()])
+        half = spearman(acc[:, 0::2].mean(axis=1), acc[:, 1::2].mean(axis=1))
+        return Reliability(seeds, half, spearman_brown(half, 2))
 
     def top(self, fraction: float) -> set[str]:
         """Hashes of the best ``fraction`` of patterns (at least one)."""

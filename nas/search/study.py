@@ -59,12 +59,13 @@ def bench_patterns(cfg: StudyConfig) -> list[Pattern]:
 
 
 def bench_slots(cfg: StudyConfig) -> list[TrialRecord]:
-    """The benchmark trials a config asks for: each pattern once per seed (none unless
-    ``[bench]`` names seeds)."""
+    """The benchmark trials a config asks for: each pattern once per seed, seed-major (a build
+    cut short has every pattern at its first seeds), none unless ``[bench]`` names seeds."""
     if not cfg.bench.enabled:
         return []
+    patterns = bench_patterns(cfg)
     return [TrialRecord(slot="bench", pattern=p.to_dict(), hash=p.hash, seed=s)
-            for p in bench_patterns(cfg) for s in cfg.bench.seeds]
+            for s in cfg.bench.seeds for p in patterns]
 
 
 def noise_slot(cfg: StudyConfig) -> TrialRecord:
