@@ -122,3 +122,27 @@ def pooled_std(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
             ss += float(((x - x.mean()) ** 2).sum())
             df += len(x) - 1
     return (math.sqrt(ss / df), df) if df else (math.nan, 0)
+
+
+@dataclass(frozen=True)
+class Slope:
+    """The least-squares slope of y on x with its 95% Student-t interval."""
+    slope: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+def ols_slope(x: Sequence[float], y: Sequence[float]) -> Slope:
+    """The slope of the least-squares line of ``y`` on ``x`` and its 95% t-interval (NaN
+    where x does not vary or there are fewer than 3 points)."""
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = len(xa)
+    sxx = float(((xa - xa.mean()) ** 2).sum())
+    if n < 3 or sxx == 0:
+        return Slope(math.nan, math.nan, math.nan, n)
+    b = float(((xa - xa.mean()) * (ya - ya.mean())).sum() / sxx)
+    resid = ya - ya.mean() - b * (xa - xa.mean())
+    se = math.sqrt(float((resid ** 2).sum()) / (n - 2) / sxx)
+    half = t_quantile(n - 2) * se
+    return Slope(b, b - half, b + half, n)

@@ -3,7 +3,9 @@ training. Each is oriented so that a higher score is the principle's prediction 
 network (shorter backprop distances)."""
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -49,3 +51,34 @@ SCORES.add("mbd", lambda p: -float(distance_stats(p).mbd))
 # The share of pairs at distance <= 2.
 SCORES.add("short_pairs", lambda p: float(sum(_distance_shares(distance_stats(p))[:2])))
 SCORES.add("reads_of_node0", lambda p: float(_reads_of_input(p)))
+
+
+@dataclass(frozen=True)
+class PatternFeatures:
+    """What tells patterns at one budget apart, named for people (importances, slices, the
+    dashboard): backprop distances (mean, MBD, the share of connected pairs at each distance)
+    and how many nodes read their block's input (node 0)."""
+    mean_distance: float
+    mbd: int
+    reads_of_node0: int
+    at_distance_1: float
+    at_distance_2: float
+    at_distance_3: float
+    at_distance_4_plus: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+def pattern_features(pattern: Pattern) -> PatternFeatures:
+    """The :class:`PatternFeatures` of ``pattern``."""
+    stats = distance_stats(pattern)
+    return PatternFeatures(stats.mean, stats.mbd, _reads_of_input(pattern),
+                           *(float(s) for s in _distance_shares(stats)))
+
+
+def offsets_in_words(pattern: Pattern) -> str:
+    """The offsets (target - source) its connections span, with how many connections span
+    each, e.g. "reads 1 back x13, 2 back x12, 4 back x10, 8 back x6"."""
+    counts = Counter(i - j for block in pattern.blocks for j, i in block.edges())
+    return "reads " + ", ".join(f"{o} back x{n}" for o, n in sorted(counts.items()))

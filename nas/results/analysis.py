@@ -3,6 +3,7 @@ study storage only: Spearman and Kendall with bootstrap CIs and permutation p-va
 after controlling for parameter count, and a per-template summary."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from ..search.evidence import (
 )
 from ..search.record import OLD_BLOCK_OUTPUT, OLD_BUDGET_MODE, OLD_STYLE, TrialRecord, TrialRow
 from ..search.study import stored_config, study_evidence, study_style
-from ..stats import kendall, spearman
+from ..stats import Slope, kendall, ols_slope, spearman
 
 DISTANCES = ("mbd", "mean_distance")
 
@@ -98,6 +99,7 @@ class PrincipleTest:
     correlations: tuple[Correlation, ...]
     templates: tuple[TemplateSummary, ...]
     accuracy_range: tuple[float, float]  # over the trials at the budget
+    slope: Slope | None = None      # accuracy per unit of mean distance (None: older analyses)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (NaN kept: JSON's NaN); :meth:`from_json` reads it back."""
@@ -107,7 +109,14 @@ class PrincipleTest:
                 "trials_total": self.trials_total, "resamples": self.resamples,
                 "correlations": [c.to_json() for c in self.correlations],
                 "templates": [t.to_json() for t in self.templates],
-                "accuracy_range": list(self.accuracy_range)}
+                "accuracy_range": list(self.accuracy_range),
+                "slope": None if self.slope is None else asdict(self.slope)}
+
+    def correlation(self, against: str = "mean_distance", method: str = "spearman",
+                    controlled_for: str = "") -> Correlation:
+        """One of its correlations."""
+        return next(c for c in self.correlations if (c.against, c.method, c.controlled_for)
+                    == (against, method, controlled_for))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "PrincipleTest":
@@ -116,11 +125,12 @@ class PrincipleTest:
         style = data.get("style", OLD_STYLE)
         layers = data.get("layers")
         low, high = data["accuracy_range"]
+        slope = data.get("slope")
         return cls(data["study"], style, None if layers is None else tuple(layers),
                    data["budget"], data["trials_at_budget"], data["trials_total"],
                    data["resamples"], tuple(Correlation(**c) for c in data["correlations"]),
                    tuple(TemplateSummary.from_json(t, style) for t in data["templates"]),
-                   (low, high))
+                   (low, high), None if slope is None else Slope(**slope))
 
 
 @dataclass(frozen=True)
@@ -214,7 +224,8 @@ def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 200
         study.study_name, study_style(study), None if layers is None else tuple(layers), budget,
         len(at_budget), len(rows), resamples, tuple(correlations),
         template_summary(study_rows(study, reused=True)),
-        (float(acc.min()), float(acc.max())))
+        (float(acc.min()), float(acc.max())),
+        ols_slope([r.mean_distance for r in at_budget], acc))
     return Analysis(principle, study_evidence(study))
 
 
@@ -284,3 +295,53 @@ def confirmed_table(ev: Evidence) -> Table:
                      *("-" if d is None else f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]"
                        for d in (c.vs_log, c.vs_log_adjusted))])
     return headers, rows
+
+
+SIGN_CONVENTION = ("r < 0 is the principle's prediction: patterns with shorter backprop "
+                   "distances reached higher accuracy")
+SIGNIFICANT = 0.05  # the p-value below which (with a CI excluding 0) the verdict names a direction
+
+
+def verdict(principle: PrincipleTest, ev: Evidence, fidelity: str) -> list[str]:
+    """The analysis's answer in sentences: direction and strength of accuracy vs. mean
+    distance, the effect per unit of distance, whether it survives controlling for parameter
+    count, the sign convention, the noise, and that the accuracies come from brief training
+    (``fidelity``, in words)."""
+    c = principle.correlation()
+    ctrl = principle.correlation(controlled_for="params")
+
+    def clear(x: Correlation) -> bool:
+        return x.p_value < SIGNIFICANT and (x.ci_high < 0 or x.ci_low > 0)
+
+    stat = (f"Spearman r = {c.r:+.3f}, 95% CI [{c.ci_low:+.3f}, {c.ci_high:+.3f}], "
+            f"p = {c.p_value:.4f}, n = {c.n}")
+    if clear(c):
+        head = ("Yes: shorter backprop distance went with higher accuracy" if c.r < 0 else
+                "No, the opposite: longer backprop distance went with higher accuracy")
+    else:
+        head = "Not shown: no clear relation between backprop distance and accuracy"
+    lines = [f"{head} in this study ({stat}; at {principle.budget} connections, "
+             f"{principle.style}). Sign convention: {SIGN_CONVENTION}."]
+    s = principle.slope
+    if s is not None and math.isfinite(s.slope):
+        lines.append(f"Effect size: {s.slope:+.4f} accuracy per unit of mean distance (least "
+                     f"squares, 95% CI [{s.ci_low:+.4f}, {s.ci_high:+.4f}]) over a range of "
+                     f"{principle.accuracy_range[0]:.4f}..{principle.accuracy_range[1]:.4f}.")
+    survives = "survives" if clear(ctrl) and (ctrl.r < 0) == (c.r < 0) else "does not survive"
+    lines.append(f"Controlling for parameter count, the relation {survives}: partial Spearman "
+                 f"r = {ctrl.r:+.3f}, 95% CI [{ctrl.ci_low:+.3f}, {ctrl.ci_high:+.3f}], "
+                 f"p = {ctrl.p_value:.4f}.")
+    lines.append(describe_noise(ev.noise)[0].upper() + describe_noise(ev.noise)[1:] + ".")
+    lines.append(f"These accuracies come from brief training ({fidelity}): they rank patterns "
+                 f"and are far below what the networks reach when fully trained "
+                 f"({FULL_TRAINING_NOTE}).")
+    return lines
+
+
+# A measured reference for the brief-training caveat: the fidelity study's full level (a
+# single block of L = 15, growth 8; tests/test_published.py checks it against fidelity.json).
+FULL_TRAINING_ACCURACY = 0.863
+FULL_TRAINING_NOTE = (f"on Fashion-MNIST this project's fidelity study measured "
+                      f"{FULL_TRAINING_ACCURACY:.3f} after one epoch over all 50000 training "
+                      f"images, for accuracies near 0.75 after 2 epochs of 4096; "
+                      f"studies/results/fidelity_fashion_mnist")

@@ -1,32 +1,67 @@
 """Live dashboard: optuna-dashboard on the study storage, with skipnas' principle plots."""
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import UserError
+from ..search.optuna_api import live_trial, trial_id
 from ..search.storage import load_study, open_storage
-from ..search.study import study_evidence
+from ..search.study import stored_config, study_evidence
 from .analysis import evidence_lines
+from .features import feature_rows, features_study
 from .report import figures
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # Our plots shown in optuna-dashboard's study page, by figure id (attached under
 # "skipnas-<id>", so restarting the dashboard overwrites them rather than adding copies).
-ATTACHED = ("accuracy-vs-mbd", "accuracy-vs-mean-distance", "accuracy-vs-params", "confirmed")
+ATTACHED = ("feature-importances", "top-1-pattern", "accuracy-vs-mean-distance",
+            "accuracy-vs-mbd", "accuracy-vs-params", "confirmed")
+NOTED_TRIALS = 5  # the best trials that get a note with their pattern in words
+
+
+def config_markdown(config: dict[str, Any]) -> str:
+    """The study's stored config as a Markdown table, one setting per row."""
+    lines = ["| setting | value |", "|---|---|"]
+    for section, table in config.items():
+        for key, value in table.items():
+            shown = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+            lines.append(f"| {section}.{key} | {shown.replace('|', '/')} |")
+    return "\n".join(lines)
 
 
 def attach_plots(name: str, storage_url: str) -> list[str]:
-    """Save our plots, and the study's noise and confirmed winner as its note, into the study
-    for optuna-dashboard; returns the plots' ids."""
+    """Prepare the storage for optuna-dashboard: our plots and a note (what the study is, how
+    far its numbers can be trusted) on the study, each top trial's pattern in words as its
+    note, and the features study NAME.features (importances, slices and contours over pattern
+    features); returns the plots' ids."""
     from optuna_dashboard import save_note, save_plotly_graph_object
 
     study = load_study(name, storage_url)
     ev = study_evidence(study)
+    rows = sorted(feature_rows(study), key=lambda r: -r.accuracy)
+    features = features_study(study, storage_url)
+    save_note(features, f"## Pattern features of {name}\n\nOne trial per trained pattern of "
+                        f"study {name!r}, its features as parameters: Importance, Slice, "
+                        f"Contour and Rank here read over what tells patterns apart, not the "
+                        f"sampler's keys. The `trial` user attribute is the trial in {name!r}.")
+    trials = study.get_trials(deepcopy=False)
+    for row in rows[:NOTED_TRIALS]:
+        save_note(live_trial(study, trial_id(trials[row.trial])),
+                  f"**Pattern** {row.hash}: {row.offsets}.\n\n"
+                  + ", ".join(f"{k} {v:g}" for k, v in row.values.items()))
+    config = stored_config(study)
     save_note(study, "## How far the numbers can be trusted\n\n"
-              + "".join(f"- {line}\n" for line in evidence_lines(ev)))
+              + "".join(f"- {line}\n" for line in evidence_lines(ev))
+              + (f"\n## Best pattern\n\ntrial {rows[0].trial}: {rows[0].offsets}\n"
+                 if rows else "")
+              + f"\n## Pattern features\n\nStudy `{features.study_name}` holds every trained "
+                f"pattern with its features as parameters: open it for importances, slices and "
+                f"contours over mean distance, MBD, reads of node 0, params and FLOPs.\n"
+              + (f"\n## Config\n\n{config_markdown(config)}\n" if config else ""))
     ids = []
     for fig in figures(study, ev):
         if fig.id in ATTACHED:

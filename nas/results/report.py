@@ -11,14 +11,14 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import TrialState
 
-from search_spaces import Pattern, distance_stats, template_pattern
+from search_spaces import Pattern, distance_stats, offsets_in_words, template_pattern
 
 from ..engine.spec import PatternSpec
 from ..errors import UserError
 from ..search.config import Fidelity
 from ..search.evidence import Evidence
 from ..search.record import TrialRecord, TrialRow
-from ..search.study import study_evidence
+from ..search.study import search_fidelity, study_evidence
 from ..tables import html_table
 from .analysis import (
     Analysis,
@@ -31,7 +31,9 @@ from .analysis import (
     spearman,
     study_rows,
     template_table,
+    verdict,
 )
+from .features import importance_figure
 
 
 class Figure(NamedTuple):
@@ -146,18 +148,17 @@ def figures(study: optuna.Study, ev: Evidence | None = None) -> list[Figure]:
         figs.append(Figure("accuracy-vs-mean-distance", "Accuracy vs. mean distance", _scatter(
             at_budget, "mean_distance", f"accuracy vs. mean distance at {budget} connections",
             fit=True)))
-        figs.append(Figure("accuracy-vs-connections", "Accuracy vs. connections", _scatter(
-            rows, "connections", "accuracy vs. connections (all trials)", fit=False)))
-        figs.append(Figure("accuracy-vs-params", "Accuracy vs. parameters", _scatter(
-            rows, "params", "accuracy vs. parameters (all trials)", fit=False)))
-    searched = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.params]
-    if not multi and len(searched) >= 2:
+        for x, title in (("connections", "connections"), ("params", "parameters")):
+            if len({getattr(r, x) for r in rows}) > 1:  # a plot whose x has one value says nothing
+                figs.append(Figure(f"accuracy-vs-{x}", f"Accuracy vs. {title}", _scatter(
+                    rows, x, f"accuracy vs. {title} (all trials)", fit=False)))
+    if len(rows) >= 2:
         try:
-            importances = vis.plot_param_importances(study)
+            importances = importance_figure(study)
         except (RuntimeError, ValueError, ZeroDivisionError) as e:  # too few or uniform trials
             importances = _note(f"not available: {e}")
-        figs.append(Figure("param-importances", "Parameter importances", importances))
+        figs.append(Figure("feature-importances", "Which pattern features matter",
+                           importances))
     return figs + _pattern_figures(study, rows)
 
 
@@ -170,13 +171,18 @@ def _pattern_figures(study: optuna.Study, rows: list[TrialRow]) -> list[Figure]:
     patterns = [PatternSpec.from_dict(specs[r.trial]).pattern for r in top]
     for rank, (r, pattern) in enumerate(zip(top, patterns), 1):
         figs.append(Figure(f"top-{rank}-pattern", f"Top {rank} pattern", _heatmap(
-            pattern, f"#{rank}: trial {r.trial}, accuracy {r.accuracy:.4f}")))
+            pattern, f"#{rank}: trial {r.trial}, accuracy {r.accuracy:.4f}<br>"
+                     f"{offsets_in_words(pattern)}")))
     if top:
         best = patterns[0]
-        for name in ("log", "dense"):
+        trained = dict.fromkeys(r.template for r in rows if r.template)
+        for name in trained or ("log",):
+            runs = [r.accuracy for r in rows if r.template == name]
+            accuracy = (f"accuracy {np.mean(runs):.4f} over {len(runs)} seeds" if runs
+                        else "not trained in this study")
             figs.append(Figure(f"{name}-pattern", f"{name} pattern", _heatmap(
                 template_pattern(name, best.stages, style=best.style),
-                f"{name} template, same depth and style")))
+                f"{name} template: {accuracy}")))
     return figs
 
 
@@ -199,7 +205,12 @@ def write_report(study: optuna.Study, out: str | Path, principle: PrincipleTest 
         small = " small" if fig.id.endswith("pattern") else ""
         parts.append(f'<section class="fig{small}" id="section-{fig.id}">'
                      f'<h2>{html.escape(fig.title)}</h2>{body}</section>')
-    summary = ("<h2>How far the numbers can be trusted</h2><ul>"
+    searched_at = search_fidelity(study)
+    fidelity = searched_at.describe() if searched_at else "the study's brief training"
+    answer = "" if principle is None else (
+        "<h2>The answer</h2>" + "".join(f"<p>{html.escape(line)}</p>"
+                                        for line in verdict(principle, ev, fidelity)))
+    summary = answer + ("<h2>How far the numbers can be trusted</h2><ul>"
                + "".join(f"<li>{html.escape(line)}</li>" for line in evidence_lines(ev))
                + "</ul>")
     if ev.confirmed:

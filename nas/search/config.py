@@ -28,6 +28,7 @@ from .samplers import PRUNERS, SAMPLERS
 from .storage import NAME_RULE, default_storage_url, is_valid_name
 
 MAX_TRIALS = 10_000  # search trials per study: more is a mistake, or several studies
+VAL_ACCURACY = "val_accuracy"  # the objective's name: the accuracy on the held-out validation split
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,12 @@ class StudyConfig:
     @property
     def multi_objective(self) -> bool:
         return self.sampler.name == "nsga2"
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The objectives' names, as the study stores them for optuna-dashboard."""
+        return [VAL_ACCURACY, self.sampler.second_objective] if self.multi_objective \
+            else [VAL_ACCURACY]
 
     @property
     def search_fidelity(self) -> Fidelity:

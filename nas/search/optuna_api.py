@@ -95,7 +95,8 @@ def serialize_sqlite(storage: RDBStorage, begin: Callable[[Any], None]) -> None:
 @contextlib.contextmanager
 def experimental_ok() -> Iterator[None]:
     """Silence Optuna's ExperimentalWarning for the calls inside (TPE's multivariate and
-    constant-liar options are marked experimental; they are the design here), and only there."""
+    constant-liar options and metric names are marked experimental; they are the design here),
+    and only there."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield

@@ -22,6 +22,7 @@ from ..errors import UserError
 from ..settings import to_dict
 from .config import Fidelity, StudyConfig
 from .evidence import Evidence, evidence
+from .optuna_api import experimental_ok
 from .record import OLD_STYLE, SlotKind, TrialRecord
 from .samplers import make_pruner, make_sampler
 from .storage import exclusive, load_study, mask_url, open_storage
@@ -124,6 +125,9 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
         if stored_config(study) is None:
             study.set_user_attr(CONFIG_ATTR, config_summary(cfg, cfg.search_space.build()))
         check_config(study, cfg)
+        if study.metric_names != cfg.metric_names:  # studies made before names were stored
+            with experimental_ok():
+                study.set_metric_names(cfg.metric_names)
         _enqueue_missing(study, cfg)
     return study
 

@@ -1,0 +1,90 @@
+"""Pattern features as a study Optuna can read: importances, slices and contours over what
+tells patterns apart (backprop distances, reads of the block input, params, FLOPs) instead of
+the sampler's keys."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+import plotly.graph_objects as go
+from optuna.distributions import FloatDistribution
+from optuna.importance import PedAnovaImportanceEvaluator
+from optuna.trial import TrialState, create_trial
+
+from search_spaces import offsets_in_words, pattern_features
+
+from ..engine.spec import PatternSpec
+from ..search.config import VAL_ACCURACY
+from ..search.optuna_api import experimental_ok
+from ..search.record import TrialRecord
+from ..search.storage import open_storage
+
+FEATURES_SUFFIX = ".features"  # the dashboard's features study: NAME.features, same storage
+# Features' user-attr keys on the features study's trials.
+TRIAL_ATTR, PATTERN_ATTR, HASH_ATTR = "trial", "pattern", "hash"
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """A trained pattern's accuracy and features (``values``: name -> value)."""
+    trial: int
+    accuracy: float
+    hash: str
+    offsets: str                 # the pattern in words (:func:`offsets_in_words`)
+    values: dict[str, float]
+
+
+def feature_rows(study: optuna.Study) -> list[FeatureRow]:
+    """One row per trained, completed trial of the search and its baselines (confirm and
+    fidelity runs, and reused results, left out)."""
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        r = TrialRecord.from_trial(t)
+        if r.spec is None or r.hash is None or r.is_reused or r.is_apart:
+            continue
+        pattern = PatternSpec.from_dict(r.spec).pattern
+        values = pattern_features(pattern).to_dict()
+        values.update({k: float(v) for k, v in (("params", r.params), ("flops", r.flops))
+                       if v is not None})
+        rows.append(FeatureRow(t.number, t.values[0], r.hash, offsets_in_words(pattern),
+                               values))
+    return rows
+
+
+def features_study(study: optuna.Study, storage_url: str | None = None) -> optuna.Study:
+    """A study whose trials are ``study``'s trained patterns with their features as params
+    (features with one value throughout left out). In memory; with ``storage_url``, stored
+    there as NAME.features for optuna-dashboard, replacing an older one."""
+    rows = feature_rows(study)
+    names = sorted({k for row in rows for k in row.values})
+    ranges = {k: (min(v), max(v)) for k in names
+              if len(v := [row.values[k] for row in rows if k in row.values]) == len(rows)}
+    distributions = {k: FloatDistribution(lo, hi) for k, (lo, hi) in ranges.items() if hi > lo}
+    name = study.study_name + FEATURES_SUFFIX
+    storage = None
+    if storage_url is not None:
+        storage = open_storage(storage_url)
+        if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+            optuna.delete_study(study_name=name, storage=storage)
+    view = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    with experimental_ok():
+        view.set_metric_names([VAL_ACCURACY])
+    view.set_user_attr("features_of", study.study_name)
+    view.add_trials([create_trial(
+        params={k: row.values[k] for k in distributions}, distributions=distributions,
+        value=row.accuracy,
+        user_attrs={TRIAL_ATTR: row.trial, PATTERN_ATTR: row.offsets, HASH_ATTR: row.hash})
+        for row in rows])
+    return view
+
+
+def importance_figure(study: optuna.Study) -> go.Figure:
+    """PED-ANOVA importances (Optuna's default, deterministic) of the pattern features for the
+    accuracy."""
+    view = features_study(study)
+    fig = optuna.visualization.plot_param_importances(
+        view, evaluator=PedAnovaImportanceEvaluator(), target_name=VAL_ACCURACY)
+    fig.update_layout(title=f"Which pattern features matter for {VAL_ACCURACY} (PED-ANOVA over "
+                            f"{len(view.trials)} trained patterns)",
+                      xaxis_title="importance", yaxis_title="pattern feature")
+    return fig
