@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .engine.configs import COMPILE_MODES
 from .errors import USER_ERRORS, UserError
@@ -99,12 +99,18 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _study_config(args: argparse.Namespace) -> StudyConfig:
+    """The config with the command line's overrides (``--name``: another study from the same
+    settings; its default SQLite file follows the name, an explicit storage stays)."""
     from .search.config import load_config
+    from .search.storage import check_name
 
     cfg = load_config(args.config)
-    changes = {k: v for k, v in (("storage", args.storage),
-                                 ("trials", getattr(args, "trials", None)),
-                                 ("workers", getattr(args, "workers", None))) if v is not None}
+    name = getattr(args, "name", None)
+    overrides = (("name", None if name is None else check_name(name)),
+                 ("storage", args.storage),
+                 ("trials", getattr(args, "trials", None)),
+                 ("workers", getattr(args, "workers", None)))
+    changes: dict[str, Any] = {k: v for k, v in overrides if v is not None}
     return replace(cfg, **changes) if changes else cfg
 
 
@@ -297,7 +303,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     print(f"study {principle.study}: {principle.trials_at_budget} completed trials at "
           f"{principle.budget} connections (of {principle.trials_total}); accuracy "
           f"{low:.4f}..{high:.4f}")
-    print("negative r: shorter backprop distance goes with higher accuracy\n")
+    print()
     print(format_table(*correlation_table(principle)))
     if principle.templates:
         print("\ntemplates (accuracy over seeds)")
@@ -548,7 +554,7 @@ def _add_study_parser(sub: _Commands) -> None:
     p = sub.add_parser("study", help="start, resume or inspect an Optuna study")
     study_sub = p.add_subparsers(dest="study_command", required=True, parser_class=_Parser)
     q = study_sub.add_parser("start", help="create or resume a study and work on it")
-    _add_study_run_args(q)
+    _add_study_run_args(q, name=True)
     q.set_defaults(func=cmd_study_start)
     q = study_sub.add_parser("check", help="validate a config, show what it would run "
                                            "(writes nothing)")
@@ -645,7 +651,7 @@ def _add_bench_parser(sub: _Commands) -> None:
 def _add_confirm_parser(sub: _Commands) -> None:
     p = sub.add_parser("confirm", help="re-train the study's top patterns and log with more "
                        "seeds (the [confirm] section), as trials of the same study")
-    _add_study_run_args(p, trials=False)
+    _add_study_run_args(p, trials=False, name=True)
     p.set_defaults(func=cmd_confirm)
 
 
@@ -681,7 +687,7 @@ def _add_calibrate_parser(sub: _Commands) -> None:
 
 def _add_worker_parser(sub: _Commands) -> None:
     p = sub.add_parser("worker", help="one more worker on an existing study's storage")
-    _add_study_run_args(p, trials=False)
+    _add_study_run_args(p, trials=False, name=True)
     p.set_defaults(func=cmd_worker)
 
 
@@ -690,8 +696,13 @@ def _add_study_ref_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="storage URL (default sqlite:///studies/NAME.db)")
 
 
-def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True) -> None:
+def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True,
+                        name: bool = False) -> None:
     p.add_argument("config", help="study config TOML (see studies/)")
+    if name:  # the commands that work on the config's study
+        p.add_argument("--name", help="override the config's study name (its default storage "
+                       "is then sqlite:///studies/NAME.db; a storage the config or --storage "
+                       "names stays)")
     p.add_argument("--storage", help="override the config's storage URL")
     if trials:  # workers run what is queued; only `study start` sets the count
         p.add_argument("--trials", type=int,

@@ -44,10 +44,11 @@ def features(pattern: Pattern) -> np.ndarray:
 
 Score = Callable[[Pattern], float]
 
-# Zero-cost scores, higher is predicted better.
+# Zero-cost scores, higher is predicted better, each named as exactly what it computes: a name
+# "-X" is the quantity X negated (-mean_distance: minus the mean backprop distance).
 SCORES: Registry[Score] = Registry("zero-cost score", PatternError)
-SCORES.add("mean_distance", lambda p: -distance_stats(p).mean)
-SCORES.add("mbd", lambda p: -float(distance_stats(p).mbd))
+SCORES.add("-mean_distance", lambda p: -distance_stats(p).mean)
+SCORES.add("-mbd", lambda p: -float(distance_stats(p).mbd))
 # The share of pairs at distance <= 2.
 SCORES.add("short_pairs", lambda p: float(sum(_distance_shares(distance_stats(p))[:2])))
 SCORES.add("reads_of_node0", lambda p: float(_reads_of_input(p)))

@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from nas.errors import UserError
-from nas.results.analysis import analyze, correlate, kendall, partial
+from nas.results.analysis import analyze, correlate, correlation_table, kendall, partial
 from nas.stats import rankdata, spearman
 from search_spaces import make_space
 
@@ -72,6 +72,14 @@ def test_analyze_recovers_planted_sign(sign):
     mean_sp = by[("spearman", "mean_distance", "")]
     assert np.sign(mean_sp.r) == sign and abs(mean_sp.r) > 0.8 and mean_sp.p_value < 0.01
     assert np.sign(by[("kendall", "mean_distance", "params")].r) == sign
+
+
+def test_the_correlation_table_says_which_sign_is_better():
+    """r is of accuracy with the distance as named: negative where shorter is better."""
+    headers, rows = correlation_table(analyze(planted_study(-1.0), resamples=50).principle)
+    assert headers[3] == "r (< 0: shorter is better)"
+    assert {row[0] for row in rows} == {"mbd", "mean_distance"}
+    assert all(float(row[3]) < 0 for row in rows if row[2] == "-")
 
 
 def test_analyze_needs_enough_trials():

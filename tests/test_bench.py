@@ -11,9 +11,17 @@ import optuna
 import pytest
 from scipy import stats
 
-from nas.errors import UserError
-from nas.results.bench_report import replay_bench, write_replay
+import nas.results.bench_report
 from nas.cli import main
+from nas.errors import UserError
+from nas.results.analysis import SCORE_SIGN
+from nas.results.bench_report import (
+    replay_bench,
+    write_replay,
+    zero_cost_ranking,
+    zero_cost_table,
+)
+from nas.results.proxies_report import SIGN_NOTE
 from nas.search.bench import (
     CONFIG,
     PATTERNS,
@@ -244,10 +252,52 @@ def test_every_strategy_replays_and_the_report_is_written(tmp_path):
         assert len(s["regret_mean"]) == 12 and min(s["regret_mean"]) >= 0
         assert all(a >= b - 1e-12 for a, b in zip(s["regret_mean"], s["regret_mean"][1:]))
     spearman = {z["score"]: z["r"] for z in result["zero_cost"] if z["method"] == "spearman"}
-    assert spearman["mean_distance"] > 0.95  # accuracy is a falling function of it here
+    assert spearman["-mean_distance"] > 0.95  # accuracy is a falling function of the distance
     paths = write_replay(result, tmp_path / "out")
     assert json.loads(paths[0].read_text())["trials"] == 12
     assert "screen" not in paths[1].read_text() and "prior" in paths[2].read_text()
+
+
+def test_each_zero_cost_row_correlates_accuracy_with_the_quantity_it_names(tmp_path):
+    """One sign convention: r is the rank correlation of accuracy with the row's quantity as
+    named ("-X": X negated), and the header says which sign is better."""
+    bench = fake_bench(tmp_path, noise=0.002)
+    entries = list(bench.entries.values())
+    accuracy = np.array([e.accuracy for e in entries])
+    rows = zero_cost_ranking(bench, resamples=20)
+    r = {z["score"]: z["r"] for z in rows if z["method"] == "spearman"}
+    for name, of in (("mean_distance", lambda d: d.mean), ("mbd", lambda d: d.mbd)):
+        distance = np.array([of(distance_stats(e.pattern)) for e in entries], dtype=float)
+        assert name not in r
+        assert r[f"-{name}"] == pytest.approx(stats.spearmanr(-distance, accuracy)[0])
+    headers, _ = zero_cost_table({"zero_cost": rows})
+    assert headers[0] == f"score ({SCORE_SIGN})" and "r > 0" in headers[0]
+    assert SIGN_NOTE == SCORE_SIGN  # bench proxies states the same convention
+
+
+def test_replay_shows_one_bar_over_repeats_and_strategies(tmp_path, monkeypatch, capsys):
+    """The bar's ETA holds: each stretch of it runs every strategy once (repeat-major), and it
+    stays up while the zero-cost scores are ranked; the order changes no replay."""
+    bench = fake_bench(tmp_path, noise=0.002)
+    real, calls = nas.results.bench_report.replay, []
+
+    def recorded(bench, name, trials, repeat):
+        calls.append((name, repeat))
+        return real(bench, name, trials, repeat)
+
+    monkeypatch.setattr(nas.results.bench_report, "replay", recorded)
+    strategies = ("random", "tpe", "screen")
+    result = replay_bench(bench, strategies, repeats=2, trials=6, resamples=10)
+    assert calls == [(name, r) for r in range(2) for name in strategies]
+    err = capsys.readouterr().err
+    assert "6/6" in err and "zero-cost score rankings" in err
+    for name, s in zip(strategies, result["strategies"]):
+        again = [real(bench, name, 6, r) for r in range(2)]
+        assert s["strategy"] == name and s["top5_trials"] == [a.top5 for a in again]
+        assert s["regret_mean"] == pytest.approx(
+            (result["best_accuracy"] - np.array([a.curve for a in again])).mean(axis=0))
+    replay_bench(bench, strategies[:1], repeats=1, trials=3, progress=False, resamples=10)
+    assert capsys.readouterr().err == ""
 
 
 def test_a_guided_sampler_runs_a_real_study_and_screens_by_distance(tmp_path):

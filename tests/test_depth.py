@@ -54,6 +54,8 @@ def test_table_and_figure_carry_every_depth():
                       resamples=20)
     headers, rows = depth_table(s)
     assert [row[0] for row in rows] == ["8", "16", "32"] and len(headers) == len(rows[0])
+    assert headers[3:5] == ["Spearman: mean distance [95% CI] (< 0: shorter is better)",
+                            "Spearman: MBD [95% CI] (< 0: shorter is better)"]
     assert rows[0][3] == "-0.300 [-0.400, -0.200]" and rows[0][-1] == "+0.0950 ± 0.0112"
     fig = depth_figure(s)
     assert [list(t.x) for t in fig.data] == [[8, 16, 32]] * 3

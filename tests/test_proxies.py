@@ -199,7 +199,7 @@ def test_bench_proxies_writes_every_score_and_its_correlations(tmp_path, monkeyp
     names = [*SCORES, *PROXIES]
     best = result["combined_from"]
     assert best in PROXIES
-    assert [r["score"] for r in result["scores"]] == [*names, f"distance+{best}"]
+    assert [r["score"] for r in result["scores"]] == [*names, f"-mean_distance+{best}"]
     assert result["patterns"] == len(bench.entries) == 6 and result["batch"] == 8
     for row in result["scores"]:
         for method in ("spearman", "kendall"):
@@ -207,13 +207,13 @@ def test_bench_proxies_writes_every_score_and_its_correlations(tmp_path, monkeyp
         assert row["seconds"] >= 0 and row["n"] <= 6
     by_score = {r["score"]: r for r in result["scores"]}
     # Positive r: a higher score (a shorter mean distance) goes with higher accuracy.
-    assert by_score["mean_distance"]["spearman"]["r"] == pytest.approx(1.0)
+    assert by_score["-mean_distance"]["spearman"]["r"] == pytest.approx(1.0)
     for p in result["per_pattern"]:
-        assert set(p["scores"]) == {*names, f"distance+{best}"} and set(p["seconds"]) == \
+        assert set(p["scores"]) == {*names, f"-mean_distance+{best}"} and set(p["seconds"]) == \
             set(names)
         assert p["accuracy"] == pytest.approx(bench.entries[p["hash"]].accuracy)
     assert SIGN_NOTE in (out / "proxies.md").read_text()
-    assert "distance+" in (out / "proxies.html").read_text()
+    assert "-mean_distance+" in (out / "proxies.html").read_text()
     # A batch larger than the training split is one clear error.
     assert main(["bench", "proxies", str(folder), "--batch", "100000", "-q",
                  "--out", str(out)]) == 2

@@ -120,10 +120,10 @@ def test_the_replay_summary_is_that_of_the_benchmark(bench, replayed):
     from search_spaces.features import SCORES
 
     entries = list(bench.entries.values())
-    r = spearman(np.array([SCORES["mean_distance"](e.pattern) for e in entries]),
+    r = spearman(np.array([SCORES["-mean_distance"](e.pattern) for e in entries]),
                  np.array([e.accuracy for e in entries]))
     published = next(z for z in result["zero_cost"]
-                     if (z["score"], z["method"]) == ("mean_distance", "spearman"))
+                     if (z["score"], z["method"]) == ("-mean_distance", "spearman"))
     assert published["r"] == pytest.approx(r)
     assert "skipnas bench replay studies/results/bench_fashion_mnist" in readme
 
@@ -315,8 +315,8 @@ def test_the_proxy_scores_are_those_of_the_benchmark_and_its_ceiling_is_the_read
     assert set(by_hash) == set(bench.entries)
     for h, entry in bench.entries.items():
         assert by_hash[h]["accuracy"] == pytest.approx(entry.accuracy)
-        assert by_hash[h]["scores"]["mean_distance"] == pytest.approx(
-            SCORES["mean_distance"](entry.pattern))
+        assert by_hash[h]["scores"]["-mean_distance"] == pytest.approx(
+            SCORES["-mean_distance"](entry.pattern))
     snip = np.array([by_hash[h]["scores"]["snip"] for h in bench.entries])
     accuracy = np.array([e.accuracy for e in bench.entries.values()])
     r, *_ = correlate(snip, accuracy, "spearman", resamples=10)

@@ -22,7 +22,7 @@ from nas.search.storage import open_storage
 from nas.search.study import baseline_pattern, create_study, study_status
 from nas.search.worker import run_worker
 from search_spaces import TEMPLATES, PatternError, template_pattern
-from tests.testing import ENV, run_cli, tiny_raw
+from tests.testing import ENV, run_cli, tiny_raw, write_toml
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -216,6 +216,46 @@ epochs = 1
     assert out.returncode == 0 and "complete 2" in out.stdout
     out = run_cli("worker", str(config), "--storage", "sqlite:///" + str(tmp_path / "other.db"))
     assert out.returncode != 0 and "no study 'cli'" in out.stderr
+
+
+def test_study_start_name_overrides_the_configs_name(tmp_path, monkeypatch, capsys):
+    """--name: another study from the same config; a storage the config names stays, and
+    without one the SQLite file follows the name (where `study status NAME` looks)."""
+    from nas.cli import main
+
+    raw = tiny_raw(tmp_path, trials=0)  # nothing to train
+    config = write_toml(tmp_path / "c.toml", raw)
+    assert main(["study", "start", str(config), "--name", "tiny_b", "-q"]) == 0
+    assert optuna.get_all_study_names(raw["storage"]) == ["tiny_b"]
+    assert "study 'tiny_b'" in capsys.readouterr().out
+    assert main(["worker", str(config), "--name", "tiny_b", "-q"]) == 0
+    del raw["storage"]
+    write_toml(config, raw)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    assert main(["study", "start", str(config), "--name", "tiny_c", "-q"]) == 0
+    assert optuna.get_all_study_names("sqlite:///studies/tiny_c.db") == ["tiny_c"]
+    assert not (tmp_path / "studies" / "tiny.db").exists()
+    assert main(["study", "start", str(config), "--name", "../x", "-q"]) == 2
+    assert "study name '../x'" in capsys.readouterr().err
+
+
+def test_the_study_bar_ends_on_the_count_the_summary_gives(capsys):
+    """A trial another worker finishes after this worker's last one is in the final bar (it
+    froze at 3/4 while the summary said 4 complete)."""
+    from nas.search.worker import _StudyBar
+
+    study = optuna.create_study(direction="maximize")
+    for value in (0.1, 0.2, 0.3):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    running = study.ask()  # another worker's
+    bar = _StudyBar(study, disable=False)
+    bar.update(study.trials[2])
+    assert (bar.bar.n, bar.bar.total) == (3, 4)
+    study.tell(running, 0.4)
+    bar.close()
+    assert (bar.bar.n, bar.bar.total) == (4, 4)
+    assert "4/4" in capsys.readouterr().err.split("\r")[-1]
 
 
 def start_workers(config, count: int) -> list[subprocess.Popen]:

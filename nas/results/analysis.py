@@ -25,6 +25,10 @@ from ..search.study import stored_config, study_evidence, study_style
 from ..stats import Slope, kendall, ols_slope, spearman
 
 DISTANCES = ("mbd", "mean_distance")
+# One sign convention for every correlation table: r is the rank correlation of accuracy with
+# the quantity exactly as its row names it, and the header says which sign is better.
+DISTANCE_SIGN = "< 0: shorter is better"           # a distance: the principle predicts r < 0
+SCORE_SIGN = "r > 0: a higher score goes with higher accuracy; -X is X negated"
 
 
 def partial(corr: Callable[[np.ndarray, np.ndarray], float], x: np.ndarray, y: np.ndarray,
@@ -255,7 +259,8 @@ Table = tuple[list[str], list[list[str]]]  # (headers, rows of formatted cells)
 
 def correlation_table(result: PrincipleTest) -> Table:
     """The correlations of a principle test, formatted once for text, HTML and markdown."""
-    headers = ["distance", "method", "controlled for", "r", "95% CI", "p (permutation)", "n"]
+    headers = ["distance", "method", "controlled for", f"r ({DISTANCE_SIGN})", "95% CI",
+               "p (permutation)", "n"]
     rows = [[c.against, c.method, c.controlled_for or "-", f"{c.r:+.3f}",
              f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]", f"{c.p_value:.4f}", str(c.n)]
             for c in result.correlations]

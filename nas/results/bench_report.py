@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from search_spaces import distance_stats
 from search_spaces.features import SCORES
 
 from ..search.bench import Bench, Replay, replay
 from ..tables import html_table, markdown_table
-from .analysis import Table, correlate
+from .analysis import SCORE_SIGN, Table, correlate
 
 
 def _median_hit(hits: list[int | None]) -> float | None:
@@ -61,19 +62,24 @@ def zero_cost_ranking(bench: Bench, resamples: int = 2000) -> list[dict[str, Any
 def replay_bench(bench: Bench, strategies: tuple[str, ...], repeats: int = 30,
                  trials: int = 40, progress: bool = True,
                  resamples: int = 2000) -> dict[str, Any]:
-    """Replay every strategy ``repeats`` times for ``trials`` distinct patterns; the summary."""
+    """Replay every strategy ``repeats`` times for ``trials`` distinct patterns; the summary.
+    One progress bar over repeats x strategies (its ETA) and then the zero-cost rankings."""
     from tqdm.auto import tqdm
 
     best = bench.ranked()[0].accuracy
-    results = []
-    with tqdm(total=len(strategies) * repeats, disable=not progress, unit="run") as bar:
-        for name in strategies:
-            runs = []
-            for r in range(repeats):
-                runs.append(replay(bench, name, trials, r))
-                bar.set_postfix(strategy=name)
+    runs: list[list[Replay]] = [[] for _ in strategies]
+    # Repeat-major: each stretch of the bar runs every strategy once, so its ETA holds even
+    # when one strategy is much slower than another (a replay depends on its repeat only).
+    with tqdm(total=len(strategies) * repeats, disable=not progress, unit="run",
+              desc="replay", dynamic_ncols=True) as bar:
+        for r in range(repeats):
+            for i, name in enumerate(strategies):
+                bar.set_postfix(strategy=name, repeat=r)
+                runs[i].append(replay(bench, name, trials, r))
                 bar.update()
-            results.append(summarize(name, runs, best, trials))
+        bar.set_postfix_str("zero-cost score rankings")
+        zero_cost = zero_cost_ranking(bench, resamples)
+    results = [summarize(name, done, best, trials) for name, done in zip(strategies, runs)]
     accuracies = [e.accuracy for e in bench.ranked()]
     return {"bench": bench.cfg.name, "patterns": len(bench.entries),
             "seeds": list(bench.cfg.bench.seeds), "trials": trials, "repeats": repeats,
@@ -81,7 +87,7 @@ def replay_bench(bench: Bench, strategies: tuple[str, ...], repeats: int = 30,
             "top1_count": len(bench.top(0.01)),
             "accuracy_range": [accuracies[-1], accuracies[0]],
             "seed_spread": float(np.mean([np.std(e.accuracies) for e in bench.entries.values()])),
-            "strategies": results, "zero_cost": zero_cost_ranking(bench, resamples)}
+            "strategies": results, "zero_cost": zero_cost}
 
 
 def _trials(value: float | None, trials: int) -> str:
@@ -114,7 +120,7 @@ def strategy_table(result: dict[str, Any]) -> Table:
 def zero_cost_table(result: dict[str, Any]) -> Table:
     rows = [[z["score"], z["method"], f"{z['r']:.3f}", f"[{z['ci_low']:.3f}, {z['ci_high']:.3f}]",
              f"{z['p_value']:.4f}", str(z["n"])] for z in result["zero_cost"]]
-    return ["score (higher: predicted better)", "method", "r", "95% CI", "p (permutation)",
+    return [f"score ({SCORE_SIGN})", "method", "r", "95% CI", "p (permutation)",
             "n"], rows
 
 
@@ -138,7 +144,7 @@ def regret_figure(result: dict[str, Any]) -> go.Figure:
 def table_figure(bench: Bench) -> go.Figure:
     """Each pattern's mean accuracy (over seeds) against its mean backprop distance."""
     entries = list(bench.entries.values())
-    mean = np.array([-SCORES["mean_distance"](e.pattern) for e in entries])
+    mean = np.array([distance_stats(e.pattern).mean for e in entries])
     fig = go.Figure(go.Scatter(
         x=mean, y=[e.accuracy for e in entries], mode="markers",
         error_y={"type": "data", "array": [float(np.std(e.accuracies)) for e in entries],

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..errors import UserError
-from .analysis import PrincipleTest, Table
+from .analysis import DISTANCE_SIGN, PrincipleTest, Table
 
 GAP = ("log", "nearest")  # the lead the paper predicts to widen with depth: log minus nearest
 
@@ -88,7 +88,8 @@ def depth_table(summary: dict[str, Any]) -> Table:
     def corr(c: dict[str, float]) -> str:
         return f"{c['r']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
 
-    headers = ["L", "budget", "n", "Spearman: mean distance [95% CI]", "Spearman: MBD [95% CI]",
+    headers = ["L", "budget", "n", f"Spearman: mean distance [95% CI] ({DISTANCE_SIGN})",
+               f"Spearman: MBD [95% CI] ({DISTANCE_SIGN})",
                GAP[0], GAP[1], f"{summary['gap']} (± SE)"]
     rows = [[str(d["layers"]), str(d["budget"]), str(d["n"]), corr(d["spearman_mean_distance"]),
              corr(d["spearman_mbd"]), f"{d[GAP[0]]:.4f}", f"{d[GAP[1]]:.4f}",

@@ -24,7 +24,7 @@ from ..engine.spec import make_spec
 from ..errors import UserError
 from ..search.bench import Bench
 from ..tables import format_table, html_table, markdown_table
-from .analysis import Table, correlate
+from .analysis import SCORE_SIGN, Table, correlate
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +38,8 @@ DISTANCE, PROXY, COMBINED = "distance", "proxy", "combined"  # a row's kind
 COMBINE_CANDIDATES = ("snip", "grad_norm", "synflow", "naswot", "jacob_cov")
 # A product over layers spans orders of magnitude: its log is what is z-scored.
 LOG_SCALED = frozenset({"synflow"})
-SIGN_NOTE = "r > 0: a higher score goes with higher accuracy"
+COMBINED_FROM = "-mean_distance+"  # the combined row: z(-mean_distance) + z(the best proxy)
+SIGN_NOTE = SCORE_SIGN
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class ProxyReport:
         out = []
         if self.combined_from is not None:
             log = "log " if self.combined_from in LOG_SCALED else ""
-            out.append(f"distance+{self.combined_from}: z(mean_distance score) + "
+            out.append(f"{COMBINED_FROM}{self.combined_from}: z(-mean_distance) + "
                        f"z({log}{self.combined_from}), the proxy picked as the one of "
                        f"{', '.join(COMBINE_CANDIDATES)} with the highest Spearman on this "
                        f"same table, so its r is optimistic.")
@@ -204,7 +205,7 @@ def combined_score(distance: np.ndarray, proxy: np.ndarray, name: str) -> np.nda
 def proxy_report(bench: Bench, scored: list[PatternScores], batch: int, seed: int = 0,
                  device: str = "cpu", resamples: int = 2000) -> ProxyReport:
     """Each score's rank correlations with the mean accuracy, and the combined score of the
-    mean distance and the best-ranking network proxy (its row "distance+NAME")."""
+    mean distance and the best-ranking network proxy (its row "-mean_distance+NAME")."""
     accuracy = np.array([p.accuracy for p in scored])
     rows: list[ScoreRow] = []
     for kind, names in ((DISTANCE, list(SCORES)), (PROXY, list(PROXIES))):
@@ -216,11 +217,12 @@ def proxy_report(bench: Bench, scored: list[PatternScores], batch: int, seed: in
     ranked = [r for r in rows if r.score in COMBINE_CANDIDATES and math.isfinite(r.spearman.r)]
     best = max(ranked, key=lambda r: r.spearman.r).score if ranked else None
     if best is not None:
-        label = f"distance+{best}"
-        combined = combined_score(np.array([p.scores["mean_distance"] for p in scored]),
+        label = f"{COMBINED_FROM}{best}"
+        combined = combined_score(np.array([p.scores["-mean_distance"] for p in scored]),
                                   np.array([p.scores[best] for p in scored], dtype=float), best)
         n, rho, tau = rank_correlations(combined, accuracy, resamples)
-        seconds = float(np.mean([p.seconds["mean_distance"] + p.seconds[best] for p in scored]))
+        seconds = float(np.mean([p.seconds["-mean_distance"] + p.seconds[best]
+                                 for p in scored]))
         rows.append(ScoreRow(label, COMBINED, n, rho, tau, seconds))
         scored = [replace(p, scores={**p.scores, label: float(c)})
                   for p, c in zip(scored, combined)]

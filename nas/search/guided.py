@@ -102,13 +102,13 @@ class ScreenSampler(PatternSampler):
     """Zero-cost screen: the untried candidate with the best score, no learning."""
 
     def __init__(self, space: SearchSpace, seed: int | None = None, candidates: int = 256,
-                 score: str = "mean_distance"):
+                 score: str = "-mean_distance"):
         super().__init__(space, seed, candidates)
         self.score = SCORES[score]
         self._scored: dict[str, float] = {}
 
     def scores(self, candidates: list[Pattern], done: list[tuple[Pattern, float]]) -> np.ndarray:
-        mbd = SCORES["mbd"]
+        mbd = SCORES["-mbd"]
         for p in candidates:  # most candidates come back trial after trial: score them once
             if p.hash not in self._scored:
                 self._scored[p.hash] = self.score(p) + 1e-6 * mbd(p)

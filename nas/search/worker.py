@@ -241,6 +241,7 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
             if trial_id is None:
                 if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                     break
+                bar.refresh()  # other workers' trials finish meanwhile
                 time.sleep(poll_seconds)
                 continue
             if not seeded:
@@ -415,11 +416,14 @@ class _StudyBar:
     def __init__(self, study: optuna.Study, disable: bool):
         from tqdm.auto import tqdm
         self.study = study
+        self.last = "-"  # the state of this worker's last trial
         self.bar = tqdm(total=0, disable=disable, unit="trial", dynamic_ncols=True,
                         desc=study.study_name)
         self.refresh()
 
-    def refresh(self, last: str = "-") -> None:
+    def refresh(self, last: str | None = None) -> None:
+        """Count the study's trials again (``last``: the state of this worker's last trial)."""
+        self.last = last or self.last
         if self.bar.disable:
             return
         trials = [t for t in self.study.get_trials(deepcopy=False) if counts_as_slot(t)]
@@ -427,7 +431,7 @@ class _StudyBar:
                    default=None)
         self.bar.total = len(trials)
         self.bar.n = sum(1 for t in trials if t.state in FINISHED)
-        self.bar.set_postfix(best=f"{best:.4f}" if best is not None else "-", last=last)
+        self.bar.set_postfix(best=f"{best:.4f}" if best is not None else "-", last=self.last)
 
     def update(self, trial: FrozenTrial) -> None:
         self.refresh(trial.state.name)
@@ -436,4 +440,7 @@ class _StudyBar:
         self.bar.write(f"skipnas: {message}", file=sys.stderr)
 
     def close(self) -> None:
+        """The final count (other workers may have finished since the last refresh), then
+        close: the last bar shows what the summary counts."""
+        self.refresh()
         self.bar.close()
