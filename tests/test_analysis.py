@@ -1,4 +1,6 @@
 """Correlation code against scipy, and the principle test on studies with planted accuracies."""
+import math
+
 import numpy as np
 import optuna
 import pytest
@@ -6,7 +8,7 @@ from scipy import stats
 
 from nas.errors import UserError
 from nas.results.analysis import analyze, correlate, correlation_table, kendall, partial
-from nas.stats import rankdata, spearman
+from nas.stats import ols_slope, rankdata, spearman
 from search_spaces import make_space
 
 
@@ -85,3 +87,16 @@ def test_the_correlation_table_says_which_sign_is_better():
 def test_analyze_needs_enough_trials():
     with pytest.raises(UserError, match="at least 4"):
         analyze(planted_study(-1.0, n=3), resamples=10)
+
+
+def test_ols_slope_and_its_interval_match_scipy():
+    from scipy.stats import linregress, t
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(1.5, 3.0, 40)
+    y = 0.8 - 0.03 * x + rng.normal(0, 0.01, 40)
+    fit, ref = ols_slope(x, y), linregress(x, y)
+    half = t.ppf(0.975, 38) * ref.stderr
+    assert fit.slope == pytest.approx(ref.slope)
+    assert (fit.ci_low, fit.ci_high) == pytest.approx((ref.slope - half, ref.slope + half))
+    assert math.isnan(ols_slope([1.0, 1.0, 1.0], [0.1, 0.2, 0.3]).slope)

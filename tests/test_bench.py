@@ -39,7 +39,14 @@ from nas.search.guided import gp_posterior
 from nas.search.record import TrialRow
 from nas.search.study import bench_slots, create_study
 from nas.search.worker import run_worker
-from search_spaces import Pattern, distance_stats, make_space, template_pattern
+from search_spaces import (
+    Pattern,
+    distance_stats,
+    make_space,
+    offsets_in_words,
+    pattern_features,
+    template_pattern,
+)
 from search_spaces.spaces import (
     MAX_LISTED,
     FixedParams,
@@ -388,3 +395,16 @@ def test_uniform_refuses_a_space_it_cannot_list_before_anything_runs(tmp_path):
                       sampler={"name": "uniform"})
     with pytest.raises(ConfigError, match="sampler 'uniform' needs a space whose patterns"):
         make_sampler(cfg, 0)
+
+
+def test_pattern_features_and_offsets_in_words_on_log():
+    log = template_pattern("log", [12])
+    f = pattern_features(log)
+    stats = distance_stats(log)
+    assert (f.mean_distance, f.mbd) == (stats.mean, stats.mbd)
+    assert f.reads_of_node0 == 4  # nodes 1, 2, 4 and 8 read node 0 (offsets 1, 2, 4, 8)
+    shares = [f.at_distance_1, f.at_distance_2, f.at_distance_3, f.at_distance_4_plus]
+    assert sum(shares) == pytest.approx(1) and f.at_distance_4_plus == 0  # log's MBD is 3
+    assert f.at_distance_1 == pytest.approx(log.connections / stats.pairs)  # an edge: 1 hop
+    # Offset o spans the 14 - o connections into nodes o..13.
+    assert offsets_in_words(log) == "reads 1 back x13, 2 back x12, 4 back x10, 8 back x6"

@@ -1,6 +1,9 @@
 """After a study: report page (checked in headless Chromium), dashboard, export -> train."""
+import contextlib
+import html
 import http.client
 import json
+import re
 import shutil
 import signal
 import socket
@@ -12,7 +15,9 @@ import urllib.request
 import pytest
 
 from nas.engine.spec import PatternSpec
+from nas.results.analysis import SIGNIFICANT, analyze
 from nas.results.dashboard import ATTACHED
+from nas.results.features import FEATURES_SUFFIX
 from nas.results.report import figures, write_report
 from nas.search.config import config_from_dict
 from nas.search.optuna_api import study_system_attrs
@@ -44,10 +49,16 @@ def test_report_html_has_every_figure_and_plotlyjs_once(study_cfg, tmp_path):
     titles = [f.title for f in figs]
     assert len({f.id for f in figs}) == len(figs)
     for needed in ("Optimization history", "Accuracy vs. MBD", "Accuracy vs. mean distance",
-                   "Accuracy vs. connections", "Accuracy vs. parameters",
-                   "Parameter importances", "Top 1 pattern", "Top 5 pattern", "log pattern",
-                   "dense pattern"):
+                   "Accuracy vs. parameters", "Which pattern features matter", "Top 1 pattern",
+                   "Top 5 pattern", "log pattern", "nearest pattern"):
         assert needed in titles
+    # Every pattern has the budget's connections: a plot against them would say nothing.
+    assert {t.user_attrs["connections"] for t in study.trials} == {study.trials[0].user_attrs[
+        "connections"]} and "Accuracy vs. connections" not in titles
+    importances = next(f.figure for f in figs if f.id == "feature-importances")
+    assert "mean_distance" in importances.data[0].y and "offset_2" not in importances.data[0].y
+    log = next(f.figure for f in figs if f.id == "log-pattern")
+    assert "over 2 seeds" in log.layout.title.text
     out = run_cli("report", "rep", "--storage", study_cfg.storage_url, "--out",
               str(tmp_path / "r.html"))
     assert out.returncode == 0, out.stderr
@@ -135,12 +146,14 @@ def test_export_unknown_trial_is_clear(study_cfg):
     assert out.returncode != 0 and "trial 999" in out.stderr
 
 
-def test_dashboard_serves_study_with_our_plots(study_cfg):
+@contextlib.contextmanager
+def dashboard(cfg):
+    """`skipnas dashboard` on a free loopback port: yields (port, the /api/studies answer)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "dashboard", "rep", "--storage",
-                             study_cfg.storage_url, "--port", str(port)], env=ENV,
+    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "dashboard", cfg.name, "--storage",
+                             cfg.storage_url, "--port", str(port)], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         body, deadline = None, time.time() + 60
@@ -152,6 +165,14 @@ def test_dashboard_serves_study_with_our_plots(study_cfg):
             except OSError:
                 time.sleep(0.3)
         assert body is not None, proc.stderr.read1().decode() if proc.poll() else "no answer"
+        yield port, body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_dashboard_serves_study_with_our_plots(study_cfg):
+    with dashboard(study_cfg) as (port, body):
         assert "rep" in json.dumps(body)
         # DNS rebinding (another Host) and cross-site writes are refused; the study stays.
         study_id = body["study_summaries"][0]["study_id"]
@@ -161,9 +182,6 @@ def test_dashboard_serves_study_with_our_plots(study_cfg):
             conn.request("DELETE", f"/api/studies/{study_id}", headers=headers)
             assert conn.getresponse().status == 403, headers
             conn.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     study = load_study("rep", study_cfg.storage_url)
     graphs = {k.split(":")[2] for k in study_system_attrs(study)
               if k.startswith("dashboard:plot_data:")}
@@ -171,6 +189,56 @@ def test_dashboard_serves_study_with_our_plots(study_cfg):
     assert graphs == {f"skipnas-{fig_id}" for fig_id in ATTACHED if fig_id in shown}
     note = "".join(str(v) for k, v in study_system_attrs(study).items() if "note" in k)
     assert "How far the numbers can be trusted" in note and "noise:" in note
+    assert "| training.epochs | 1 |" in note and "reads 1 back" in note  # config, trial notes
+    assert study.metric_names == ["val_accuracy"]
+    # The features study: every trained pattern, its features as params, for importances.
+    features = load_study("rep" + FEATURES_SUFFIX, study_cfg.storage_url)
+    trained = [t for t in study.trials if not TrialRecord.from_trial(t).is_reused]
+    assert len(features.trials) == len(trained) and features.metric_names == ["val_accuracy"]
+    assert {"mean_distance", "mbd", "params"} <= set(features.trials[0].params)
+    by_trial = {t.user_attrs["trial"]: t for t in features.trials}
+    for t in trained:
+        assert by_trial[t.number].values == t.values
+        assert by_trial[t.number].params["mean_distance"] == pytest.approx(
+            t.user_attrs["mean_distance"])
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="scripts/test.sh installs Debian's chromium")
+@pytest.mark.slow
+def test_dashboard_pages_in_a_browser_name_the_metric_and_the_features(study_cfg, tmp_path):
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000",
+             "--window-size=1400,2400"]
+    with dashboard(study_cfg) as (port, body):
+        ids = {s["study_name"]: s["study_id"] for s in body["study_summaries"]}
+        for name, wanted in (("rep", "val_accuracy"), ("rep" + FEATURES_SUFFIX,
+                                                        "mean_distance")):
+            dom = subprocess.run(flags + ["--dump-dom",
+                                          f"http://127.0.0.1:{port}/dashboard/studies/"
+                                          f"{ids[name]}"],
+                                 capture_output=True, text=True, timeout=120).stdout
+            assert wanted in dom, (name, dom[-2000:])
+
+
+def test_the_reports_answer_is_the_analysis(study_cfg, tmp_path):
+    study = load_study("rep", study_cfg.storage_url)
+    result = analyze(study, resamples=200)
+    page = write_report(study, tmp_path / "r.html", result.principle).read_text()
+    answer = html.unescape(re.sub("<[^>]+>", " ", page.split("<h2>The answer</h2>", 1)[1]
+                                  .split("<h2>", 1)[0]))
+    c = result.principle.correlation()
+    ctrl = result.principle.correlation(controlled_for="params")
+    for x in (c, ctrl):
+        assert f"r = {x.r:+.3f}, 95% CI [{x.ci_low:+.3f}, {x.ci_high:+.3f}]" in answer
+        assert f"p = {x.p_value:.4f}" in answer
+    s = result.principle.slope
+    assert f"{s.slope:+.4f} accuracy per unit of mean distance" in answer
+    assert "r < 0 is the principle's prediction" in answer and "brief training" in answer
+    words = ("Yes: shorter" if c.r < 0 else "No, the opposite") \
+        if c.p_value < SIGNIFICANT and (c.ci_high < 0 or c.ci_low > 0) else "Not shown"
+    assert answer.lstrip().startswith(words)
+    assert result.to_json()["slope"]["slope"] == s.slope
 
 
 def test_cli_analyze_table_and_json(study_cfg):

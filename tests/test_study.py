@@ -22,7 +22,7 @@ from nas.search.storage import open_storage
 from nas.search.study import baseline_pattern, create_study, study_status
 from nas.search.worker import run_worker
 from search_spaces import TEMPLATES, PatternError, template_pattern
-from tests.testing import ENV, run_cli, tiny_raw, write_toml
+from tests.testing import ENV, run_cli, tiny_config, tiny_raw, write_toml
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -464,3 +464,15 @@ def test_with_several_workers_this_process_trains_on_its_share_of_the_cores(tmp_
     worker.run_workers(cfg, 2, progress=False)
     assert seen == ["2"]
     assert "OMP_NUM_THREADS" not in os.environ  # put back as it was
+
+
+def test_studies_name_their_objectives_for_the_dashboard(tmp_path):
+    cfg = tiny_config(tmp_path, name="named")
+    assert create_study(cfg).metric_names == ["val_accuracy"]
+    two = tiny_config(tmp_path, name="two", sampler={"name": "nsga2",
+                                                     "second_objective": "params"})
+    assert create_study(two).metric_names == ["val_accuracy", "params"]
+    # A study made before names were stored gets them when it is opened again.
+    optuna.create_study(study_name="old", storage=tiny_config(tmp_path, name="old").storage_url,
+                        direction="maximize")
+    assert create_study(tiny_config(tmp_path, name="old")).metric_names == ["val_accuracy"]

@@ -11,14 +11,20 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import TrialState
 
-from search_spaces import Pattern, distance_stats, offsets_in_words, template_pattern
+from search_spaces import (
+    TEMPLATES,
+    Pattern,
+    distance_stats,
+    offsets_in_words,
+    template_pattern,
+)
 
 from ..engine.spec import PatternSpec
 from ..errors import UserError
-from ..search.config import Fidelity
+from ..search.config import VAL_ACCURACY, Fidelity
 from ..search.evidence import Evidence
 from ..search.record import TrialRecord, TrialRow
-from ..search.study import search_fidelity, study_evidence
+from ..search.study import search_fidelity, stored_config, study_evidence
 from ..tables import html_table
 from .analysis import (
     Analysis,
@@ -137,7 +143,8 @@ def figures(study: optuna.Study, ev: Evidence | None = None) -> list[Figure]:
             search_view(study), target_names=["accuracy", "cost"])))
     else:
         figs.append(Figure("optimization-history", "Optimization history",
-                           vis.plot_optimization_history(search_view(study))))
+                           vis.plot_optimization_history(search_view(study),
+                                                         target_name=VAL_ACCURACY)))
     if ev.confirmed:
         figs.append(Figure("confirmed", "Confirmed: brief accuracy vs. confirmed mean",
                            confirmed_figure(ev)))
@@ -162,8 +169,12 @@ def figures(study: optuna.Study, ev: Evidence | None = None) -> list[Figure]:
     return figs + _pattern_figures(study, rows)
 
 
+TEMPLATE_HEATMAPS = 3  # log and the first other templates the study trained
+
+
 def _pattern_figures(study: optuna.Study, rows: list[TrialRow]) -> list[Figure]:
-    """Heatmaps of the top five patterns, and of log and dense at the same depth."""
+    """Heatmaps of the top five patterns, and of log and the templates the study trained at
+    the same depth, with their accuracies."""
     top = sorted(rows, key=lambda r: -r.accuracy)[:5]
     specs = {t.number: spec for t in study.get_trials(deepcopy=False)
              if (spec := TrialRecord.from_trial(t).spec) is not None}
@@ -175,8 +186,8 @@ def _pattern_figures(study: optuna.Study, rows: list[TrialRow]) -> list[Figure]:
                      f"{offsets_in_words(pattern)}")))
     if top:
         best = patterns[0]
-        trained = dict.fromkeys(r.template for r in rows if r.template)
-        for name in trained or ("log",):
+        trained = [r.template for r in rows if r.template in TEMPLATES]
+        for name in list(dict.fromkeys(["log", *trained]))[:TEMPLATE_HEATMAPS]:
             runs = [r.accuracy for r in rows if r.template == name]
             accuracy = (f"accuracy {np.mean(runs):.4f} over {len(runs)} seeds" if runs
                         else "not trained in this study")
@@ -207,9 +218,10 @@ def write_report(study: optuna.Study, out: str | Path, principle: PrincipleTest 
                      f'<h2>{html.escape(fig.title)}</h2>{body}</section>')
     searched_at = search_fidelity(study)
     fidelity = searched_at.describe() if searched_at else "the study's brief training"
+    dataset = (stored_config(study) or {}).get("data", {}).get("name", "")
     answer = "" if principle is None else (
         "<h2>The answer</h2>" + "".join(f"<p>{html.escape(line)}</p>"
-                                        for line in verdict(principle, ev, fidelity)))
+                                        for line in verdict(principle, ev, fidelity, dataset)))
     summary = answer + ("<h2>How far the numbers can be trusted</h2><ul>"
                + "".join(f"<li>{html.escape(line)}</li>" for line in evidence_lines(ev))
                + "</ul>")
