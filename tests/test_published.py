@@ -327,3 +327,57 @@ def test_the_proxy_scores_are_those_of_the_benchmark_and_its_ceiling_is_the_read
     text = (PROXIES / "README.md").read_text()
     assert f"Spearman {r01:.3f}" in text and f"is {ceiling:.3f}" in text
     assert f"sqrt({ceiling:.3f}) = {np.sqrt(ceiling):.3f}" in text
+
+
+FIDELITY = ROOT / "studies" / "results" / "fidelity_fashion_mnist"
+
+
+@pytest.mark.slow
+def test_fidelity_readme_numbers_match_the_study():
+    """The README's table and verdict numbers: the committed JSON is the report of the committed
+    study (recomputed: the bootstrap is seeded), and the README quotes it."""
+    import optuna
+
+    from nas.results.analysis import FULL_TRAINING_ACCURACY
+    from nas.results.fidelity import fidelity_report
+    from nas.search.fidelity import fidelity_table
+    from nas.stats import spearman
+
+    cfg = load_config(ROOT / "studies" / "fidelity_fashion_mnist.toml")
+    stored = json.loads((FIDELITY / "fidelity.json").read_text())
+    url = f"sqlite:///{FIDELITY / 'study.db'}"
+    study = optuna.load_study(study_name=cfg.name, storage=url)
+    report = fidelity_report(fidelity_table(study, cfg), cfg.fidelity.target)
+    assert json.dumps(report.to_json(), sort_keys=True) == json.dumps(stored, sort_keys=True)
+    text = (FIDELITY / "README.md").read_text()
+    rows = markdown_rows(text, "| level")
+    levels = stored["levels"]
+    assert [r[0] for r in rows] == [lv["name"] for lv in levels] and len(stored["patterns"]) == 24
+    for row, lv in zip(rows, levels):
+        assert row[2:10] == [str(lv["seeds"]), f"{lv['seconds']:.1f}",
+                             f"{lv['seconds'] / levels[-1]['seconds']:.2f}",
+                             f"{lv['mean_accuracy']:.4f}", f"{lv['seed_std']:.4f}",
+                             f"{lv['spread']:.4f}", f"{lv['seed_spearman']:+.2f}",
+                             f"{lv['reliability']:+.2f}"]
+        if lv is not levels[-1]:
+            for cell, key in ((row[10], "vs_reference"), (row[11], "kendall_vs_reference")):
+                c = lv[key]
+                assert cell == f"{c['value']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"
+    bench, train16k, full = levels[0], levels[2], levels[-1]
+    assert stored["recommended"] == "train16k"
+    assert f"Spearman +{bench['vs_reference']['value']:.2f}" in text
+    assert f"sqrt({full['reliability']:.2f}) = {np.sqrt(full['reliability']):.2f}" in text
+    assert f"at {train16k['seconds'] / bench['seconds']:.1f}x the" in text
+    assert round(full["mean_accuracy"], 3) == FULL_TRAINING_ACCURACY  # the report's caveat
+    # The principle at each level, and where the old benchmark's ten best land under full.
+    patterns = stored["patterns"]
+    distance = [p["mean_distance"] for p in patterns]
+    rhos = [spearman(np.array(distance), np.array([np.mean(p["accuracies"][lv["name"]])
+                                                   for p in patterns])) for lv in levels]
+    assert (f"distance -{-rhos[0]:.2f} (bench), -{-rhos[1]:.2f}, -{-rhos[2]:.2f} and "
+            f"-{-rhos[3]:.2f} (full)") in text
+    full_means = np.array([np.mean(p["accuracies"]["full"]) for p in patterns])
+    rank = {p["label"]: int(r) + 1 for p, r in zip(patterns, (-full_means).argsort().argsort())}
+    ranks = [rank[f"bench #{k}"] for k in range(1, 11)]
+    assert "ranks " + ", ".join(map(str, ranks)) + " of 24" in text
+    assert f"{sum(r <= 10 for r in ranks)} of them in its top 10" in text
