@@ -84,7 +84,7 @@ def importance_figure(study: optuna.Study) -> go.Figure:
     view = features_study(study)
     fig = optuna.visualization.plot_param_importances(
         view, evaluator=PedAnovaImportanceEvaluator(), target_name=VAL_ACCURACY)
-    fig.update_layout(title=f"Which pattern features matter for {VAL_ACCURACY} (PED-ANOVA over "
-                            f"{len(view.trials)} trained patterns)",
+    fig.update_layout(title=f"Which pattern features matter for {VAL_ACCURACY}<br>(PED-ANOVA "
+                            f"over {len(view.trials)} trained patterns)",
                       xaxis_title="importance", yaxis_title="pattern feature")
     return fig

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import json
+import textwrap
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -83,9 +84,9 @@ def _heatmap(pattern: Pattern, title: str) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=a, colorscale=[[0, "#ffffff"], [1, "#08306b"]], showscale=False))
     fig.update_layout(title=f"{title}<br>{pattern.connections} connections, MBD {stats.mbd}, "
                             f"mean {stats.mean:.2f}",
-                      xaxis_title="reads node", yaxis_title="node", width=380, height=420,
+                      xaxis_title="reads node", yaxis_title="node", width=380, height=460,
                       yaxis={"autorange": "reversed", "scaleanchor": "x"},
-                      margin={"l": 40, "r": 10, "t": 70, "b": 40})
+                      margin={"l": 40, "r": 10, "t": 110, "b": 40})
     return fig
 
 
@@ -183,7 +184,7 @@ def _pattern_figures(study: optuna.Study, rows: list[TrialRow]) -> list[Figure]:
     for rank, (r, pattern) in enumerate(zip(top, patterns), 1):
         figs.append(Figure(f"top-{rank}-pattern", f"Top {rank} pattern", _heatmap(
             pattern, f"#{rank}: trial {r.trial}, accuracy {r.accuracy:.4f}<br>"
-                     f"{offsets_in_words(pattern)}")))
+                     + "<br>".join(textwrap.wrap(offsets_in_words(pattern), 44)))))
     if top:
         best = patterns[0]
         trained = [r.template for r in rows if r.template in TEMPLATES]
