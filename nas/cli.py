@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import optuna
 
     from .results.fidelity import FidelityReport
+    from .search.bench import Bench
     from .search.config import StudyConfig
     from .search.study import StudyStatus
     from .search.worker import WorkerReport
@@ -356,29 +357,33 @@ def cmd_bench_build(args: argparse.Namespace) -> None:
     out, report = build_bench(args.config, args.out, cfg=cfg, progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
     print(f"wrote {out}/table.csv, {out}/patterns.csv and {out}/bench.toml")
-    _print_bench_summary(out)
+    from .search.bench import load_bench
+
+    _print_bench_summary(load_bench(out))
 
 
 def cmd_bench_summary(args: argparse.Namespace) -> None:
-    _print_bench_summary(Path(args.bench))
-
-
-def _print_bench_summary(directory: Path) -> None:
-    """A built table's size, noise and reliability; (re)writes its patterns.csv."""
     from .search.bench import PATTERNS, load_bench, write_patterns
+
+    bench = load_bench(args.bench)
+    _print_bench_summary(bench)
+    write_patterns(bench, Path(args.bench) / PATTERNS)
+    print(f"wrote {Path(args.bench) / PATTERNS}")
+
+
+def _print_bench_summary(bench: "Bench") -> None:
+    """A built table's size, noise and reliability."""
     from .stats import pooled_std
 
-    bench = load_bench(directory)
     entries = list(bench.entries.values())
     means = [e.accuracy for e in entries]
     print(f"{bench.cfg.name}: {len(entries)} patterns x {len(bench.cfg.bench.seeds)} seeds; "
-          f"means {min(means):.4f}..{max(means):.4f} (std {statistics.stdev(means):.4f})")
+          f"means {min(means):.4f}..{max(means):.4f}"
+          + (f" (std {statistics.stdev(means):.4f})" if len(means) > 1 else ""))
     if len(bench.cfg.bench.seeds) > 1:
         print(f"one seed's std around its pattern's mean: "
               f"{pooled_std([e.accuracies for e in entries])[0]:.4f}")
         print(bench.reliability().text())
-    write_patterns(bench, directory / PATTERNS)
-    print(f"wrote {directory / PATTERNS}")
 
 
 def cmd_bench_replay(args: argparse.Namespace) -> None:

@@ -133,7 +133,7 @@ class Slope:
     n: int
 
 
-def ols_slope(x: Sequence[float], y: Sequence[float]) -> Slope:
+def ols_slope(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> Slope:
     """The slope of the least-squares line of ``y`` on ``x`` and its 95% t-interval (NaN
     where x does not vary or there are fewer than 3 points)."""
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)

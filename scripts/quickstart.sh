@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+python3 -c 'import ensurepip' 2>/dev/null || install_debs python3-venv   # Debian's python3 needs it for .venv
 if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${SKIPNAS_DATA:-}" ]; then
   install_debs dataset-fashion-mnist || {
     echo "skipnas: or, without root, put Fashion-MNIST's IDX files in" \

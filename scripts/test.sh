@@ -16,6 +16,7 @@ need=()
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null || need+=(chromium)   # the report's browser test
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)   # Debian's python3 needs it for .venv
 install_debs "${need[@]}"
 make_venv test
 python=.venv/bin/python

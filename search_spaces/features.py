@@ -1,6 +1,6 @@
 """Zero-cost graph statistics of a pattern: what guided search scores and learns from, with no
-training. Each is oriented so that a higher score is the principle's prediction of a better
-network (shorter backprop distances)."""
+training (each score oriented so that a higher score is the principle's prediction of a better
+network), and the same statistics named for people (:class:`PatternFeatures`, raw)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -34,12 +34,12 @@ def features(pattern: Pattern) -> np.ndarray:
     """The feature vector a learned sampler sees: mean distance, MBD, the share of pairs at
     distance 1, 2, 3 and >= 4, how many nodes read each block's input (node 0), and the mean
     in-degree of the first, middle and last third of the layers."""
-    stats = distance_stats(pattern)
+    f = pattern_features(pattern)
     degrees = np.concatenate([[len(block.reads(i)) for i in range(1, block.num_layers + 1)]
                               for block in pattern.blocks]).astype(float)
     thirds = [part.mean() if part.size else 0.0 for part in np.array_split(degrees, 3)]
-    return np.array([stats.mean, stats.mbd, *_distance_shares(stats),
-                     _reads_of_input(pattern), *thirds])
+    return np.array([f.mean_distance, f.mbd, f.at_distance_1, f.at_distance_2, f.at_distance_3,
+                     f.at_distance_4_plus, f.reads_of_node0, *thirds])
 
 
 Score = Callable[[Pattern], float]

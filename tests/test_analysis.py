@@ -100,3 +100,19 @@ def test_ols_slope_and_its_interval_match_scipy():
     assert fit.slope == pytest.approx(ref.slope)
     assert (fit.ci_low, fit.ci_high) == pytest.approx((ref.slope - half, ref.slope + half))
     assert math.isnan(ols_slope([1.0, 1.0, 1.0], [0.1, 0.2, 0.3]).slope)
+
+
+def test_the_verdict_never_says_an_unshown_relation_survives():
+    from nas.results.analysis import Correlation, PrincipleTest, verdict
+    from nas.search.evidence import Evidence, Noise
+
+    def corr(control, r, lo, hi, p):
+        return Correlation("spearman", "mean_distance", control, r, lo, hi, p, 20)
+
+    principle = PrincipleTest("s", "per_block", (12,), 41, 20, 20, 100,
+                              (corr("", -0.2, -0.6, 0.2, 0.3),
+                               corr("params", -0.5, -0.8, -0.1, 0.01)), (), (0.6, 0.7))
+    ev = Evidence(Noise(math.nan, 0, 0, math.nan), None, (), None, 0, False)
+    lines = verdict(principle, ev, "2 epochs", "fashion-mnist")
+    assert lines[0].startswith("Not shown") and not any("survives" in x for x in lines)
+    assert any("partial Spearman r = -0.500" in x for x in lines)

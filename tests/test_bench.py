@@ -2,6 +2,7 @@
 the table's round trip and its refusal of damaged files, replays, and the guided samplers."""
 import csv
 import json
+import math
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -408,3 +409,11 @@ def test_pattern_features_and_offsets_in_words_on_log():
     assert f.at_distance_1 == pytest.approx(log.connections / stats.pairs)  # an edge: 1 hop
     # Offset o spans the 14 - o connections into nodes o..13.
     assert offsets_in_words(log) == "reads 1 back x13, 2 back x12, 4 back x10, 8 back x6"
+
+
+def test_an_undefined_reliability_has_no_ceiling():
+    from nas.search.bench import Reliability
+
+    assert np.isnan(Reliability(2, math.nan, math.nan).ceiling)
+    assert Reliability(2, -0.2, -0.5).ceiling == 0.0
+    assert Reliability(2, 0.8, 0.64).ceiling == pytest.approx(0.8)

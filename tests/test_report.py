@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 
+import optuna
 import pytest
 
 from nas.engine.spec import PatternSpec
@@ -253,3 +254,22 @@ def test_cli_analyze_table_and_json(study_cfg):
     assert len(result["correlations"]) == 8
     out = run_cli("analyze", "rep", "--storage", study_cfg.storage_url, "--resamples", "50")
     assert out.returncode == 0 and "mean_distance" in out.stdout and "templates" in out.stdout
+
+
+def test_the_dashboard_never_replaces_a_users_study_named_like_its_features_study(study_cfg,
+                                                                                   tmp_path):
+    from nas.errors import UserError
+    from nas.results.features import features_study
+
+    url = f"sqlite:///{tmp_path}/mine.db"
+    study = load_study("rep", study_cfg.storage_url)
+    copy = optuna.create_study(study_name="rep", storage=url, directions=study.directions)
+    copy.add_trials(study.get_trials())
+    mine = optuna.create_study(study_name="rep" + FEATURES_SUFFIX, storage=url)
+    mine.enqueue_trial({"x": 1.0})
+    with pytest.raises(UserError, match="not the features study"):
+        features_study(copy, url)
+    assert len(load_study("rep" + FEATURES_SUFFIX, url).trials) == 1   # left as it was
+    optuna.delete_study(study_name="rep" + FEATURES_SUFFIX, storage=url)
+    made = features_study(copy, url)
+    assert len(features_study(copy, url).trials) == len(made.trials)   # ours: replaced

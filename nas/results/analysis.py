@@ -229,7 +229,7 @@ def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 200
         len(at_budget), len(rows), resamples, tuple(correlations),
         template_summary(study_rows(study, reused=True)),
         (float(acc.min()), float(acc.max())),
-        ols_slope([r.mean_distance for r in at_budget], acc))
+        ols_slope(np.array([r.mean_distance for r in at_budget], dtype=float), acc))
     return Analysis(principle, study_evidence(study))
 
 
@@ -332,10 +332,15 @@ def verdict(principle: PrincipleTest, ev: Evidence, fidelity: str, dataset: str)
         lines.append(f"Effect size: {s.slope:+.4f} accuracy per unit of mean distance (least "
                      f"squares, 95% CI [{s.ci_low:+.4f}, {s.ci_high:+.4f}]) over a range of "
                      f"{principle.accuracy_range[0]:.4f}..{principle.accuracy_range[1]:.4f}.")
-    survives = "survives" if clear(ctrl) and (ctrl.r < 0) == (c.r < 0) else "does not survive"
-    lines.append(f"Controlling for parameter count, the relation {survives}: partial Spearman "
-                 f"r = {ctrl.r:+.3f}, 95% CI [{ctrl.ci_low:+.3f}, {ctrl.ci_high:+.3f}], "
-                 f"p = {ctrl.p_value:.4f}.")
+    partial_stat = (f"partial Spearman r = {ctrl.r:+.3f}, 95% CI [{ctrl.ci_low:+.3f}, "
+                    f"{ctrl.ci_high:+.3f}], p = {ctrl.p_value:.4f}")
+    if clear(c):
+        survives = "survives" if clear(ctrl) and (ctrl.r < 0) == (c.r < 0) else \
+            "does not survive"
+        lines.append(f"Controlling for parameter count, the relation {survives}: "
+                     f"{partial_stat}.")
+    else:
+        lines.append(f"Controlling for parameter count: {partial_stat}.")
     lines.append(describe_noise(ev.noise)[0].upper() + describe_noise(ev.noise)[1:] + ".")
     reference = FULL_TRAINING.get(dataset)
     lines.append(f"These accuracies come from brief training ({fidelity}): they rank patterns, "

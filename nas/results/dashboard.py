@@ -43,8 +43,8 @@ def attach_plots(name: str, storage_url: str) -> list[str]:
     study = load_study(name, storage_url)
     ev = study_evidence(study)
     rows = sorted(feature_rows(study), key=lambda r: -r.accuracy)
-    features = features_study(study, storage_url)
-    save_note(features, f"## Pattern features of {name}\n\nOne trial per trained pattern of "
+    features = features_study(study, storage_url, rows)
+    save_note(features, f"## Pattern features of {name}\n\nOne trial per training run of "
                         f"study {name!r}, its features as parameters: Importance, Slice, "
                         f"Contour and Rank here read over what tells patterns apart, not the "
                         f"sampler's keys. The `trial` user attribute is the trial in {name!r}.")

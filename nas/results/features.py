@@ -7,21 +7,23 @@ from dataclasses import dataclass
 
 import optuna
 import plotly.graph_objects as go
-from optuna.distributions import FloatDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.importance import PedAnovaImportanceEvaluator
 from optuna.trial import TrialState, create_trial
 
 from search_spaces import offsets_in_words, pattern_features
 
 from ..engine.spec import PatternSpec
+from ..errors import UserError
 from ..search.config import VAL_ACCURACY
 from ..search.optuna_api import experimental_ok
 from ..search.record import TrialRecord
 from ..search.storage import open_storage
 
 FEATURES_SUFFIX = ".features"  # the dashboard's features study: NAME.features, same storage
-# Features' user-attr keys on the features study's trials.
+# Features' user-attr keys on the features study's trials, and the study's own.
 TRIAL_ATTR, PATTERN_ATTR, HASH_ATTR = "trial", "pattern", "hash"
+FEATURES_OF = "features_of"  # the study whose features it holds: only that one is replaced
 
 
 @dataclass(frozen=True)
@@ -51,25 +53,33 @@ def feature_rows(study: optuna.Study) -> list[FeatureRow]:
     return rows
 
 
-def features_study(study: optuna.Study, storage_url: str | None = None) -> optuna.Study:
+def features_study(study: optuna.Study, storage_url: str | None = None,
+                   rows: list[FeatureRow] | None = None) -> optuna.Study:
     """A study whose trials are ``study``'s trained patterns with their features as params
     (features with one value throughout left out). In memory; with ``storage_url``, stored
-    there as NAME.features for optuna-dashboard, replacing an older one."""
-    rows = feature_rows(study)
+    there as NAME.features for optuna-dashboard, replacing an older one (and refusing to
+    replace a study of that name that is not one). ``rows``: :func:`feature_rows`, if known."""
+    rows = feature_rows(study) if rows is None else rows
     names = sorted({k for row in rows for k in row.values})
     ranges = {k: (min(v), max(v)) for k in names
               if len(v := [row.values[k] for row in rows if k in row.values]) == len(rows)}
-    distributions = {k: FloatDistribution(lo, hi) for k, (lo, hi) in ranges.items() if hi > lo}
+    distributions: dict[str, BaseDistribution] = {
+        k: FloatDistribution(lo, hi) for k, (lo, hi) in ranges.items() if hi > lo}
     name = study.study_name + FEATURES_SUFFIX
     storage = None
     if storage_url is not None:
         storage = open_storage(storage_url)
-        if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        if name in optuna.get_all_study_names(storage):
+            old = optuna.load_study(study_name=name, storage=storage)
+            if old.user_attrs.get(FEATURES_OF) != study.study_name:  # a user's own study
+                raise UserError(f"study {name!r} in this storage is not the features study of "
+                                f"{study.study_name!r}; it is left as it is (rename it to let "
+                                f"the dashboard store the features there)")
             optuna.delete_study(study_name=name, storage=storage)
     view = optuna.create_study(study_name=name, storage=storage, direction="maximize")
     with experimental_ok():
         view.set_metric_names([VAL_ACCURACY])
-    view.set_user_attr("features_of", study.study_name)
+    view.set_user_attr(FEATURES_OF, study.study_name)
     view.add_trials([create_trial(
         params={k: row.values[k] for k in distributions}, distributions=distributions,
         value=row.accuracy,

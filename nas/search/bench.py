@@ -125,13 +125,17 @@ class Entry:
 class Reliability:
     """How repeatable a table's per-pattern means are: the Spearman between the means over
     its even-numbered and over its odd-numbered seeds (in seed order), Spearman-Brown corrected
-    to twice a half. No score can rank like the means much above Spearman ``ceiling``."""
+    to twice a half (with an odd seed count the halves differ by one seed: approximate). No
+    score can rank like the means much above Spearman ``ceiling``."""
     seeds: int
     split_half: float
     reliability: float
 
     @property
     def ceiling(self) -> float:
+        """sqrt(reliability): NaN where the reliability is undefined, 0 where it is <= 0."""
+        if not math.isfinite(self.reliability):
+            return math.nan
         return math.sqrt(self.reliability) if self.reliability > 0 else 0.0
 
     def text(self) -> str:

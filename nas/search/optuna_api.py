@@ -28,7 +28,8 @@ def trial_id(trial: FrozenTrial) -> int:
 
 
 def live_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
-    """The Trial of a trial this process claimed (Optuna builds them only inside `ask`)."""
+    """The Trial object of a stored trial (Optuna builds them only inside `ask`): for one this
+    process claimed, or to attach a dashboard note to any trial."""
     return optuna.Trial(study, trial_id)
 
 
