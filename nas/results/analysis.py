@@ -106,7 +106,8 @@ class PrincipleTest:
     slope: Slope | None = None      # accuracy per unit of mean distance (None: older analyses)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON (NaN kept: JSON's NaN); :meth:`from_json` reads it back."""
+        """Plain JSON (NaN kept: JSON's NaN; no "slope" for an analysis read from one made
+        before slopes); :meth:`from_json` reads it back."""
         return {"study": self.study, "style": self.style,
                 "layers": None if self.layers is None else list(self.layers),
                 "budget": self.budget, "trials_at_budget": self.trials_at_budget,
@@ -114,7 +115,7 @@ class PrincipleTest:
                 "correlations": [c.to_json() for c in self.correlations],
                 "templates": [t.to_json() for t in self.templates],
                 "accuracy_range": list(self.accuracy_range),
-                "slope": None if self.slope is None else asdict(self.slope)}
+                **({} if self.slope is None else {"slope": asdict(self.slope)})}
 
     def correlation(self, against: str = "mean_distance", method: str = "spearman",
                     controlled_for: str = "") -> Correlation:
