@@ -319,9 +319,10 @@ def verdict(principle: PrincipleTest, ev: Evidence, fidelity: str, dataset: str)
     def clear(x: Correlation) -> bool:
         return x.p_value < SIGNIFICANT and (x.ci_high < 0 or x.ci_low > 0)
 
+    shown = clear(c)
     stat = (f"Spearman r = {c.r:+.3f}, 95% CI [{c.ci_low:+.3f}, {c.ci_high:+.3f}], "
             f"p = {c.p_value:.4f}, n = {c.n}")
-    if clear(c):
+    if shown:
         head = ("Yes: shorter backprop distance went with higher accuracy" if c.r < 0 else
                 "No, the opposite: longer backprop distance went with higher accuracy")
     else:
@@ -335,14 +336,15 @@ def verdict(principle: PrincipleTest, ev: Evidence, fidelity: str, dataset: str)
                      f"{principle.accuracy_range[0]:.4f}..{principle.accuracy_range[1]:.4f}.")
     partial_stat = (f"partial Spearman r = {ctrl.r:+.3f}, 95% CI [{ctrl.ci_low:+.3f}, "
                     f"{ctrl.ci_high:+.3f}], p = {ctrl.p_value:.4f}")
-    if clear(c):
+    if shown:
         survives = "survives" if clear(ctrl) and (ctrl.r < 0) == (c.r < 0) else \
             "does not survive"
         lines.append(f"Controlling for parameter count, the relation {survives}: "
                      f"{partial_stat}.")
     else:
         lines.append(f"Controlling for parameter count: {partial_stat}.")
-    lines.append(describe_noise(ev.noise)[0].upper() + describe_noise(ev.noise)[1:] + ".")
+    noise = describe_noise(ev.noise)
+    lines.append(noise[0].upper() + noise[1:] + ".")
     reference = FULL_TRAINING.get(dataset)
     lines.append(f"These accuracies come from brief training ({fidelity}): they rank patterns, "
                  f"they are not what the networks reach when fully trained"
