@@ -6,9 +6,10 @@ import optuna
 import pytest
 from scipy import stats
 
+from nas import stats as skstats
 from nas.errors import UserError
-from nas.results.analysis import analyze, correlate, correlation_table, kendall, partial
-from nas.stats import ols_slope, rankdata, spearman
+from nas.results.analysis import analyze, correlation_table
+from nas.stats import correlate, kendall, ols_slope, partial_r, rankdata, spearman
 from search_spaces import make_space
 
 
@@ -30,9 +31,86 @@ def test_partial_correlation_matches_residual_definition():
     y = z + rng.normal(size=60)
     rx, ry, rz = (stats.rankdata(v) for v in (x, y, z))
     res = [v - np.polyval(np.polyfit(rz, v, 1), rz) for v in (rx, ry)]
-    assert partial(spearman, x, y, z) == pytest.approx(stats.pearsonr(*res).statistic, abs=1e-9)
+    r = float(partial_r(spearman(x, y), spearman(x, z), spearman(y, z)))
+    assert r == pytest.approx(stats.pearsonr(*res).statistic, abs=1e-9)
     # x and y are related only through z: the partial correlation is much smaller.
-    assert abs(partial(spearman, x, y, z)) < spearman(x, y) / 2
+    assert abs(r) < spearman(x, y) / 2
+
+
+def _loop_correlate(x, y, method, z=None, resamples=2000, seed=0):
+    """The one-resample-at-a-time version the vectorised correlate replaced."""
+    base = {"spearman": spearman, "kendall": kendall}[method]
+
+    def stat(a, b, c):
+        if z is None:
+            return base(a, b)
+        return float(partial_r(base(a, b), base(a, c), base(b, c)))
+    zz = z if z is not None else np.zeros_like(x)
+    r = stat(x, y, zz)
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    boots = []
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        v = stat(x[idx], y[idx], zz[idx])
+        if np.isfinite(v):
+            boots.append(v)
+    low, high = np.percentile(boots, [2.5, 97.5])
+    extreme = sum(abs(stat(x, rng.permutation(y), zz)) >= abs(r) - 1e-12
+                  for _ in range(resamples))
+    return r, float(low), float(high), (extreme + 1) / (resamples + 1)
+
+
+@pytest.mark.parametrize("method", ["spearman", "kendall"])
+@pytest.mark.parametrize("controlled", [False, True])
+def test_vectorised_correlate_equals_the_loop(method, controlled):
+    """All resamples at once give exactly the loop's draws and statistics (ties included, and
+    a tiny sample where some bootstrap draws are constant and give NaN)."""
+    for n, seed in ((30, 0), (5, 1)):
+        rng = np.random.default_rng(seed)
+        x = rng.integers(0, 5, n).astype(float)
+        y = -0.4 * x + rng.normal(size=n)
+        z = x + rng.integers(0, 3, n) if controlled else None
+        got = correlate(x, y, method, z, resamples=300, seed=7)
+        want = _loop_correlate(x, y, method, z, resamples=300, seed=7)
+        assert got == pytest.approx(want, abs=1e-12, nan_ok=True)
+
+
+def test_shuffled_kendall_counts_pairs_like_the_definition():
+    """Kendall of u with each shuffle of v, counted in u's order, equals tau-b by its pairs
+    (ties in both)."""
+    rng = np.random.default_rng(2)
+    u, v = rng.integers(0, 4, 12).astype(float), rng.integers(0, 5, 12).astype(float)
+    perm = np.array([rng.permutation(12) for _ in range(40)])
+    assert skstats._kendall_shuffled(u, v, perm) == pytest.approx(
+        [stats.kendalltau(u, v[p]).statistic for p in perm], abs=1e-12)
+
+
+@pytest.mark.parametrize("method", ["spearman", "kendall"])
+def test_asymptotic_intervals_above_the_limit_agree_with_resampling(method, monkeypatch):
+    """Above RESAMPLE_LIMIT the Fisher-z interval and the approximate p stand in for the
+    bootstrap and the permutation test; on 300 pairs they agree closely."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=300)
+    y = -0.25 * x + rng.normal(size=300)
+    z = x + rng.normal(size=300)
+    for yy, zz in ((y, None), (y, z), (rng.normal(size=300), None)):
+        r, low, high, p = correlate(x, yy, method, zz, resamples=1000)
+        monkeypatch.setattr(skstats, "RESAMPLE_LIMIT", 100)
+        ra, lowa, higha, pa = correlate(x, yy, method, zz)
+        monkeypatch.undo()
+        assert ra == pytest.approx(r, abs=1e-12)
+        assert lowa == pytest.approx(low, abs=0.025) and higha == pytest.approx(high, abs=0.025)
+        assert pa == pytest.approx(p, abs=0.02)
+
+
+def test_kendall_on_large_samples_is_scipy_tau_b():
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 30, 2500).astype(float)
+    y = x + rng.normal(size=2500) * 10
+    assert kendall(x, y) == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
+    assert kendall(x[:300], y[:300]) == pytest.approx(
+        stats.kendalltau(x[:300], y[:300]).statistic, abs=1e-12)
 
 
 def test_bootstrap_ci_and_permutation_p():

@@ -116,7 +116,7 @@ def test_the_replay_summary_is_that_of_the_benchmark(bench, replayed):
         assert len(s["top5_trials"]) == result["repeats"] == 30
         median = float(np.median([h if h is not None else np.inf for h in s["top5_trials"]]))
         assert s["top5_median"] == (None if np.isinf(median) else pytest.approx(median))
-    from nas.results.analysis import spearman
+    from nas.stats import spearman
     from search_spaces.features import SCORES
 
     entries = list(bench.entries.values())
@@ -304,9 +304,8 @@ def test_the_proxy_table_in_the_readme_is_the_json():
 
 
 def test_the_proxy_scores_are_those_of_the_benchmark_and_its_ceiling_is_the_readmes():
-    from nas.results.analysis import correlate
     from nas.search.bench import load_bench
-    from nas.stats import spearman, spearman_brown
+    from nas.stats import correlate, spearman, spearman_brown
     from search_spaces.features import SCORES
 
     bench = load_bench(ROOT / "studies" / "results" / "bench_fashion_mnist")

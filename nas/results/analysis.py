@@ -4,7 +4,6 @@ after controlling for parameter count, and a per-template summary."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,21 +21,13 @@ from ..search.evidence import (
 )
 from ..search.record import OLD_BLOCK_OUTPUT, OLD_BUDGET_MODE, OLD_STYLE, TrialRecord, TrialRow
 from ..search.study import stored_config, study_evidence, study_style
-from ..stats import Slope, kendall, ols_slope, spearman
+from ..stats import Slope, correlate, ols_slope
 
 DISTANCES = ("mbd", "mean_distance")
 # One sign convention for every correlation table: r is the rank correlation of accuracy with
 # the quantity exactly as its row names it, and the header says which sign is better.
 DISTANCE_SIGN = "< 0: shorter is better"           # a distance: the principle predicts r < 0
 SCORE_SIGN = "r > 0: a higher score goes with higher accuracy; -X is X negated"
-
-
-def partial(corr: Callable[[np.ndarray, np.ndarray], float], x: np.ndarray, y: np.ndarray,
-            z: np.ndarray) -> float:
-    """Partial rank correlation of x and y controlling for z (first-order formula)."""
-    rxy, rxz, ryz = corr(x, y), corr(x, z), corr(y, z)
-    denom = np.sqrt(max((1 - rxz ** 2) * (1 - ryz ** 2), 0.0))
-    return float((rxy - rxz * ryz) / denom) if denom > 0 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -147,29 +138,6 @@ class Analysis:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON: the principle test's fields, then the evidence's under "evidence"."""
         return {**self.principle.to_json(), "evidence": self.evidence.to_json()}
-
-
-def correlate(x: np.ndarray, y: np.ndarray, method: str, z: np.ndarray | None = None, *,
-              resamples: int = 2000, seed: int = 0) -> tuple[float, float, float, float]:
-    """(r, CI low, CI high, p): percentile bootstrap 95% CI over pairs, and a permutation test
-    that shuffles y."""
-    base = {"spearman": spearman, "kendall": kendall}[method]
-    stat = (lambda a, b, c: partial(base, a, b, c)) if z is not None else \
-        (lambda a, b, c: base(a, b))
-    zz = z if z is not None else np.zeros_like(x)
-    r = stat(x, y, zz)
-    rng = np.random.default_rng(seed)
-    n = len(x)
-    boots = []
-    for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        v = stat(x[idx], y[idx], zz[idx])
-        if np.isfinite(v):
-            boots.append(v)
-    low, high = (np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan))
-    extreme = sum(abs(stat(x, rng.permutation(y), zz)) >= abs(r) - 1e-12
-                  for _ in range(resamples))
-    return r, float(low), float(high), (extreme + 1) / (resamples + 1)
 
 
 def study_rows(study: optuna.Study, reused: bool = False) -> list[TrialRow]:

@@ -15,8 +15,9 @@ from search_spaces import distance_stats
 from search_spaces.features import SCORES
 
 from ..search.bench import Bench, Replay, replay
+from ..stats import correlate
 from ..tables import html_table, markdown_table
-from .analysis import SCORE_SIGN, Table, correlate
+from .analysis import SCORE_SIGN, Table
 
 
 def _median_hit(hits: list[int | None]) -> float | None:

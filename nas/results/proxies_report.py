@@ -23,8 +23,9 @@ from ..engine.proxies import PROXIES, measure_proxies
 from ..engine.spec import make_spec
 from ..errors import UserError
 from ..search.bench import Bench
+from ..stats import correlate
 from ..tables import format_table, html_table, markdown_table
-from .analysis import SCORE_SIGN, Table, correlate
+from .analysis import SCORE_SIGN, Table
 
 if TYPE_CHECKING:
     import torch

@@ -26,6 +26,7 @@ from ..search.config import VAL_ACCURACY, Fidelity
 from ..search.evidence import Evidence
 from ..search.record import TrialRecord, TrialRow
 from ..search.study import search_fidelity, stored_config, study_evidence
+from ..stats import spearman
 from ..tables import html_table
 from .analysis import (
     Analysis,
@@ -35,7 +36,6 @@ from .analysis import (
     correlation_table,
     evidence_lines,
     principle_rows,
-    spearman,
     study_rows,
     template_table,
     verdict,
