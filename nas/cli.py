@@ -396,13 +396,13 @@ def cmd_bench_replay(args: argparse.Namespace) -> None:
         zero_cost_table,
     )
     from .results.report import write_png
-    from .search.bench import load_bench
-    from .search.samplers import SAMPLERS, STRATEGIES
+    from .search.bench import load_bench, strategy_config
+    from .search.samplers import STRATEGIES
 
     strategies = tuple(args.sampler or STRATEGIES)
-    for name in strategies:
-        SAMPLERS[name]  # an unknown name: one error before any replay
     bench = load_bench(args.bench)
+    for name in strategies:
+        strategy_config(bench.cfg, name)  # an unknown one: one error before any replay
     result = replay_bench(bench, strategies, args.repeats, args.trials,
                           progress=not args.quiet, resamples=args.resamples)
     print(f"{result['bench']}: {result['patterns']} patterns, top 5% = {result['top5_count']}, "
@@ -625,8 +625,9 @@ def _add_bench_parser(sub: _Commands) -> None:
                              "(no training): trials to the top 5%%/1%%, regret curves")
     q.add_argument("bench", help="benchmark directory (bench.toml and table.csv)")
     q.add_argument("--sampler", nargs="+",
-                   help="strategies to compare, any sampler name (default: uniform, random, "
-                        "tpe, cmaes, screen, prior, tpe_features, cmaes_features)")
+                   help="strategies to compare: any sampler name, or screen:SCORE for the "
+                        "screen maximising another zero-cost score (default: every "
+                        "single-objective sampler and screen:-reads_of_node0)")
     q.add_argument("--repeats", type=_positive_int, default=30)
     q.add_argument("--trials", type=_positive_int, default=40,
                    help="trials of each search (default 40, as the README's results)")

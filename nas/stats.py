@@ -151,6 +151,13 @@ def correlate(x: np.ndarray, y: np.ndarray, method: str, z: np.ndarray | None = 
     return r, float(low), float(high), (extreme + 1) / (resamples + 1)
 
 
+def interval_headers(n: int) -> tuple[str, str]:
+    """Column names of the CI and the p-value ``correlate`` gives on ``n`` pairs."""
+    if n > RESAMPLE_LIMIT:
+        return "95% CI (Fisher z)", "p (asymptotic)"
+    return "95% CI", "p (permutation)"
+
+
 def _asymptotic(r: float, n: int, method: str, controls: int) -> tuple[float, float, float]:
     from scipy.stats import norm
     from scipy.stats import t as student

@@ -54,6 +54,18 @@ SCORES.add("short_pairs", lambda p: float(sum(_distance_shares(distance_stats(p)
 SCORES.add("reads_of_node0", lambda p: float(_reads_of_input(p)))
 
 
+def screen_score(name: str) -> Score:
+    """A score to maximise by name: any registered one, or "-X" for a registered X negated
+    (-reads_of_node0: the fewer nodes read the block input, the better)."""
+    if name in SCORES:
+        return SCORES[name]
+    if name.startswith("-") and name[1:] in SCORES:
+        score = SCORES[name[1:]]
+        return lambda p: -score(p)
+    raise PatternError(f"unknown screen score {name!r}; known: {', '.join(SCORES)}, or any of "
+                       f"them negated by a leading '-'")
+
+
 @dataclass(frozen=True)
 class PatternFeatures:
     """What tells patterns at one budget apart, named for people (importances, slices, the

@@ -160,6 +160,16 @@ def test_the_correlation_table_says_which_sign_is_better():
     assert headers[3] == "r (< 0: shorter is better)"
     assert {row[0] for row in rows} == {"mbd", "mean_distance"}
     assert all(float(row[3]) < 0 for row in rows if row[2] == "-")
+    assert headers[4:6] == ["95% CI", "p (permutation)"]
+
+
+def test_a_large_study_says_its_intervals_are_asymptotic(monkeypatch):
+    monkeypatch.setattr(skstats, "RESAMPLE_LIMIT", 10)
+    principle = analyze(planted_study(-1.0), resamples=50).principle
+    headers, rows = correlation_table(principle)
+    assert headers[4:6] == ["95% CI (Fisher z)", "p (asymptotic)"]
+    c = principle.correlation()
+    assert c.ci_low < c.r < c.ci_high < 0 and c.p_value < 0.01
 
 
 def test_analyze_needs_enough_trials():

@@ -325,6 +325,38 @@ def test_a_guided_sampler_runs_a_real_study_and_screens_by_distance(tmp_path):
     assert [t.user_attrs["mean_distance"] for t in study.trials] == pytest.approx(means[:3])
 
 
+def test_the_screen_maximises_the_score_it_is_given(tmp_path):
+    """screen:-reads_of_node0 proposes the patterns whose layers read the block input least
+    first, the shorter mean distance first among them; a bad score or strategy is one clear
+    error before anything runs."""
+    from nas.search.bench import strategy_config
+    from nas.search.config import config_from_dict
+    from nas.search.samplers import make_sampler
+    from search_spaces.features import SCORES
+
+    base = {"name": "s", "search_space": {"name": "offsets", "layers": [10]},
+            "data": {"name": "synthetic"}}
+    cfg = strategy_config(config_from_dict(base), "screen:-reads_of_node0")
+    assert (cfg.sampler.name, cfg.sampler.score) == ("screen", "-reads_of_node0")
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(cfg, 0))
+    space = cfg.search_space.build()
+    proposed = []
+    for _ in range(6):
+        trial = study.ask()
+        proposed.append(space.suggest(trial))
+        study.tell(trial, 0.5)
+    key = sorted((SCORES["reads_of_node0"](p), distance_stats(p).mean)
+                 for p in space.all_patterns())
+    assert [(SCORES["reads_of_node0"](p), distance_stats(p).mean)
+            for p in proposed] == pytest.approx(key[:6])
+    with pytest.raises(UserError, match="score: unknown screen score 'snip'"):
+        config_from_dict({**base, "sampler": {"name": "screen", "score": "snip"}})
+    with pytest.raises(UserError, match="only screen takes a score"):
+        strategy_config(cfg, "tpe:-mbd")
+    with pytest.raises(UserError, match="unknown screen score"):
+        strategy_config(cfg, "screen:nothing")
+
+
 def test_gp_posterior_is_surest_where_it_has_data():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 4))

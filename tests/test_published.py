@@ -85,20 +85,73 @@ def bench():
     return load_bench(BENCH)
 
 
-def test_the_benchmark_holds_every_pattern_of_its_config_per_seed(bench):
-    from nas.search.bench import bench_rows
+@pytest.mark.parametrize("name", ["bench_fashion_mnist", "bench_fashion_mnist_v2"])
+def test_the_benchmark_holds_every_pattern_of_its_config_per_seed(name):
+    from nas.search.bench import bench_rows, load_bench
     from nas.search.storage import load_study
 
-    cfg = load_config(ROOT / "studies" / "bench_fashion_mnist.toml")
-    assert (BENCH / "bench.toml").read_text() == \
-        (ROOT / "studies" / "bench_fashion_mnist.toml").read_text()
+    folder = ROOT / "studies" / "results" / name
+    bench = load_bench(folder)
+    cfg = load_config(ROOT / "studies" / f"{name}.toml")
+    assert (folder / "bench.toml").read_text() == (ROOT / "studies" / f"{name}.toml").read_text()
     assert set(bench.entries) == {p.hash for p in cfg.search_space.build().all_patterns()}
-    study = load_study(cfg.name, f"sqlite:///{BENCH / 'study.db'}")
+    study = load_study(cfg.name, f"sqlite:///{folder / 'study.db'}")
     stored = {(r.row.hash, r.row.seed): r.row.accuracy for r in bench_rows(study)}
     assert len(stored) == len(bench.entries) * len(cfg.bench.seeds)
     for h, entry in bench.entries.items():
         assert entry.accuracies == tuple(stored[h, s] for s in cfg.bench.seeds)
-    assert "skipnas bench build studies/bench_fashion_mnist.toml" in \
+    assert f"skipnas bench build studies/{name}.toml" in (folder / "README.md").read_text()
+
+
+def test_the_reliable_benchmark_readme_numbers_are_the_tables():
+    """Every number of the v2 table's README (and the superseded note of v1) recomputed from
+    the two tables and patterns.csv."""
+    import csv
+    import itertools
+
+    from nas.search.bench import load_bench
+    from nas.stats import pooled_std, spearman
+    from search_spaces.features import SCORES
+
+    folder = ROOT / "studies" / "results" / "bench_fashion_mnist_v2"
+    readme = (folder / "README.md").read_text()
+    rows = {r[0]: r[1:] for r in markdown_rows(readme, "| |")}
+    for name, col in (("bench_fashion_mnist", 0), ("bench_fashion_mnist_v2", 1)):
+        bench = load_bench(ROOT / "studies" / "results" / name)
+        seeds = np.array([e.accuracies for e in bench.entries.values()])
+        means = seeds.mean(axis=1)
+        pairs = [spearman(seeds[:, i], seeds[:, j])
+                 for i, j in itertools.combinations(range(seeds.shape[1]), 2)]
+        rel = bench.reliability()
+        assert rows["patterns x seeds"][col] == f"{seeds.shape[0]} x {seeds.shape[1]}"
+        assert rows["one seed's std around its pattern's mean"][col] == \
+            f"{pooled_std(list(seeds))[0]:.4f}"
+        assert rows["std of the pattern means (ddof 1)"][col] == f"{np.std(means, ddof=1):.4f}"
+        assert rows["seed-to-seed Spearman (mean over seed pairs)"][col] == \
+            f"{np.mean(pairs):.3f}"
+        assert rows["**reliability of the means** (Spearman-Brown)"][col] == \
+            f"**{rel.reliability:.3f}**"
+        ceiling = rows["**noise ceiling** for any score's Spearman with the means"][col]
+        assert ceiling.strip("*") == f"{rel.ceiling:.3f}"
+    assert rows["split-half Spearman (even vs odd seeds)"][1] == f"{rel.split_half:.3f}"
+    assert rel.reliability >= 0.7
+    assert f"reliability of the table's means is {rel.reliability:.3f}" in readme
+    assert f"means over the even\nand over the odd seeds rank the 46 patterns with Spearman " \
+        f"{rel.split_half:.3f}" in readme
+    assert f"{means.min():.4f}..{means.max():.4f}" in readme
+    assert f"The top 5% is {len(bench.top(0.05))} patterns, the top 1% is " \
+        f"{len(bench.top(0.01))}" in readme
+    entries = list(bench.entries.values())
+    r = spearman(np.array([SCORES["-mean_distance"](e.pattern) for e in entries]), means)
+    assert f"Spearman {r:+.3f} of accuracy with\n  `-mean_distance`" in readme
+    listed = {r["hash"]: r for r in csv.DictReader((folder / "patterns.csv").open())}
+    assert set(listed) == set(bench.entries)
+    for h, e in bench.entries.items():
+        assert int(listed[h]["seeds"]) == 12
+        assert float(listed[h]["mean"]) == pytest.approx(e.accuracy, abs=1e-6)
+        assert float(listed[h]["std"]) == pytest.approx(e.std, abs=1e-6)
+    old = load_bench(BENCH).reliability()
+    assert f"reliability of its means\n> is {old.reliability:.3f}" in \
         (BENCH / "README.md").read_text()
 
 
@@ -292,15 +345,55 @@ def test_the_confirm_readme_numbers_are_the_evidence(confirmed):
 PROXIES = ROOT / "studies" / "results" / "proxies_fashion_mnist"
 
 
-def test_the_proxy_table_in_the_readme_is_the_json():
-    result = json.loads((PROXIES / "bench_v1" / "proxies.json").read_text())
-    rows = markdown_rows((PROXIES / "README.md").read_text(), "| score")
+@pytest.mark.parametrize("table,n", [("bench_v1", 183), ("bench_v2", 46)])
+def test_the_proxy_table_in_the_readme_is_the_json(table, n):
+    result = json.loads((PROXIES / table / "proxies.json").read_text())
+    section = (PROXIES / "README.md").read_text().split(f"## {table}:")[1]
+    rows = markdown_rows(section, "| score")
     assert [r[0] for r in rows] == [s["score"] for s in result["scores"]]
     for row, s in zip(rows, result["scores"]):
         rho, tau = s["spearman"], s["kendall"]
         assert row[2] == f"{rho['r']:+.3f} [{rho['ci_low']:+.3f}, {rho['ci_high']:+.3f}]"
         assert row[4] == f"{tau['r']:+.3f} [{tau['ci_low']:+.3f}, {tau['ci_high']:+.3f}]"
-        assert int(row[6]) == s["n"] == 183
+        assert int(row[6]) == s["n"] == n
+
+
+def test_the_v2_proxy_verdict_is_the_tables():
+    """The v2 verdict's paired difference, partial correlation and ceiling, recomputed."""
+    from scipy.stats import rankdata
+
+    from nas.search.bench import load_bench
+    from nas.stats import correlate, pearson_rows, spearman
+    from search_spaces.features import SCORES
+
+    text = (PROXIES / "README.md").read_text().split("## bench_v2:")[1]
+    for name, at in (("bench_fashion_mnist_v2", "+0.197 [+0.040, +0.397]"),
+                     ("bench_fashion_mnist", "-0.022 [-0.135, +0.089]")):
+        bench = load_bench(ROOT / "studies" / "results" / name)
+        entries = list(bench.entries.values())
+        acc = np.array([e.accuracy for e in entries])
+        distance = np.array([SCORES["-mean_distance"](e.pattern) for e in entries])
+        reads = -np.array([SCORES["reads_of_node0"](e.pattern) for e in entries])
+        idx = np.random.default_rng(0).integers(0, len(acc), (2000, len(acc)))
+
+        truth = rankdata(acc[idx], axis=1)
+        diff = pearson_rows(rankdata(reads[idx], axis=1), truth) - \
+            pearson_rows(rankdata(distance[idx], axis=1), truth)
+        low, high = np.nanpercentile(diff, [2.5, 97.5])
+        point = spearman(reads, acc) - spearman(distance, acc)
+        assert f"{point:+.3f} [{low:+.3f}, {high:+.3f}]" == at
+        assert at in text
+    bench = load_bench(ROOT / "studies" / "results" / "bench_fashion_mnist_v2")
+    entries = list(bench.entries.values())
+    acc = np.array([e.accuracy for e in entries])
+    r, low, high, _ = correlate(np.array([SCORES["-mean_distance"](e.pattern) for e in entries]),
+                                acc, "spearman",
+                                np.array([SCORES["reads_of_node0"](e.pattern) for e in entries]))
+    assert f"`reads_of_node0` is {r:+.3f} [{low:+.3f}, {high:+.3f}]" in text
+    rel = bench.reliability()
+    assert f"Spearman {rel.split_half:.3f}; the reliability of the 12-seed means is " \
+        f"{rel.reliability:.3f}" in text
+    assert f"sqrt({rel.reliability:.3f}) = {rel.ceiling:.3f}" in text
 
 
 def test_the_proxy_scores_are_those_of_the_benchmark_and_its_ceiling_is_the_readmes():

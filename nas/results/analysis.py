@@ -21,7 +21,7 @@ from ..search.evidence import (
 )
 from ..search.record import OLD_BLOCK_OUTPUT, OLD_BUDGET_MODE, OLD_STYLE, TrialRecord, TrialRow
 from ..search.study import stored_config, study_evidence, study_style
-from ..stats import Slope, correlate, ols_slope
+from ..stats import Slope, correlate, interval_headers, ols_slope
 
 DISTANCES = ("mbd", "mean_distance")
 # One sign convention for every correlation table: r is the rank correlation of accuracy with
@@ -228,8 +228,8 @@ Table = tuple[list[str], list[list[str]]]  # (headers, rows of formatted cells)
 
 def correlation_table(result: PrincipleTest) -> Table:
     """The correlations of a principle test, formatted once for text, HTML and markdown."""
-    headers = ["distance", "method", "controlled for", f"r ({DISTANCE_SIGN})", "95% CI",
-               "p (permutation)", "n"]
+    headers = ["distance", "method", "controlled for", f"r ({DISTANCE_SIGN})",
+               *interval_headers(result.trials_at_budget), "n"]
     rows = [[c.against, c.method, c.controlled_for or "-", f"{c.r:+.3f}",
              f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]", f"{c.p_value:.4f}", str(c.n)]
             for c in result.correlations]

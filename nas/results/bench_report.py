@@ -15,7 +15,7 @@ from search_spaces import distance_stats
 from search_spaces.features import SCORES
 
 from ..search.bench import Bench, Replay, replay
-from ..stats import correlate
+from ..stats import correlate, interval_headers
 from ..tables import html_table, markdown_table
 from .analysis import SCORE_SIGN, Table
 
@@ -87,7 +87,7 @@ def replay_bench(bench: Bench, strategies: tuple[str, ...], repeats: int = 30,
             "best_accuracy": best, "top5_count": len(bench.top(0.05)),
             "top1_count": len(bench.top(0.01)),
             "accuracy_range": [accuracies[-1], accuracies[0]],
-            "seed_spread": float(np.mean([np.std(e.accuracies) for e in bench.entries.values()])),
+            "seed_spread": float(np.mean([e.std for e in bench.entries.values()])),
             "strategies": results, "zero_cost": zero_cost}
 
 
@@ -121,8 +121,8 @@ def strategy_table(result: dict[str, Any]) -> Table:
 def zero_cost_table(result: dict[str, Any]) -> Table:
     rows = [[z["score"], z["method"], f"{z['r']:.3f}", f"[{z['ci_low']:.3f}, {z['ci_high']:.3f}]",
              f"{z['p_value']:.4f}", str(z["n"])] for z in result["zero_cost"]]
-    return [f"score ({SCORE_SIGN})", "method", "r", "95% CI", "p (permutation)",
-            "n"], rows
+    n = result["zero_cost"][0]["n"] if result["zero_cost"] else 0
+    return [f"score ({SCORE_SIGN})", "method", "r", *interval_headers(n), "n"], rows
 
 
 def regret_figure(result: dict[str, Any]) -> go.Figure:
@@ -148,7 +148,7 @@ def table_figure(bench: Bench) -> go.Figure:
     mean = np.array([distance_stats(e.pattern).mean for e in entries])
     fig = go.Figure(go.Scatter(
         x=mean, y=[e.accuracy for e in entries], mode="markers",
-        error_y={"type": "data", "array": [float(np.std(e.accuracies)) for e in entries],
+        error_y={"type": "data", "array": [e.std for e in entries],
                  "thickness": 0.6},
         text=[e.pattern.hash for e in entries], hovertemplate="%{text}<br>%{x:.3f}, %{y:.4f}"))
     return fig.update_layout(

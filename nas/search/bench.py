@@ -215,14 +215,25 @@ class Replay:
     distinct: int                          # patterns trained (a repeated proposal reuses one)
 
 
+def strategy_config(cfg: StudyConfig, strategy: str) -> StudyConfig:
+    """``cfg`` searching with ``strategy``: a sampler name, or ``screen:SCORE`` for the
+    zero-cost screen maximising SCORE (one clear error for anything else)."""
+    name, _, score = strategy.partition(":")
+    if score and name != "screen":
+        raise UserError(f"strategy {strategy!r}: only screen takes a score (screen:SCORE)")
+    sampler = replace(cfg.sampler, name=name, score=score or cfg.sampler.score)
+    return replace(cfg, sampler=sampler)
+
+
 def replay(bench: Bench, sampler: str, trials: int, repeat: int) -> Replay:
-    """Run ``sampler`` (any name in SAMPLERS) against the table for ``trials`` trials, no
-    training. A pattern's first proposal is told the accuracy of one of its seeds (drawn per
-    repeat: a real trial trains one seed); proposing it again is told the same value, as a
-    study reuses a trained twin, and still takes a trial. Seeded by ``repeat``."""
+    """Run ``sampler`` (a strategy of :func:`strategy_config`) against the table for
+    ``trials`` trials, no training. A pattern's first proposal is told the accuracy of one of
+    its seeds (drawn per repeat: a real trial trains one seed); proposing it again is told the
+    same value, as a study reuses a trained twin, and still takes a trial. Seeded by
+    ``repeat``."""
     from .samplers import make_sampler
 
-    cfg = replace(bench.cfg, sampler=replace(bench.cfg.sampler, name=sampler))
+    cfg = strategy_config(bench.cfg, sampler)
     space = cfg.search_space.build()
     study = optuna.create_study(direction="maximize", sampler=make_sampler(cfg, repeat))
     rng = np.random.default_rng(repeat)

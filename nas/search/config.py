@@ -18,6 +18,7 @@ from search_spaces import (
     dense_connections,
     make_space,
 )
+from search_spaces.features import screen_score
 
 from ..engine.configs import ArchConfig, DataConfig, TrainConfig
 from ..engine.datasets import DATASETS
@@ -245,9 +246,15 @@ class SamplerConfig:
     name: str = "tpe"
     # nsga2: the second objective, minimised alongside maximised accuracy
     second_objective: Literal["connections", "flops", "params"] = "flops"
+    # screen: the zero-cost score it maximises (search_spaces.features.screen_score)
+    score: str = "-mean_distance"
 
     def __post_init__(self):
         require(self.name in SAMPLERS, "name", SAMPLERS.unknown(self.name))
+        try:
+            screen_score(self.score)
+        except PatternError as e:
+            raise UserError(f"score: {e}") from None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces import Pattern, SearchSpace
-from search_spaces.features import MEAN_DISTANCE, SCORES, features
+from search_spaces.features import MEAN_DISTANCE, SCORES, features, screen_score
 from search_spaces.spaces import FixedParams, RandomKeys
 
 from ..errors import ConfigError
@@ -99,19 +99,20 @@ class PatternSampler(optuna.samplers.BaseSampler):
 
 
 class ScreenSampler(PatternSampler):
-    """Zero-cost screen: the untried candidate with the best score, no learning."""
+    """Zero-cost screen: the untried candidate with the best score (ties broken by the shorter
+    mean distance, then MBD), no learning."""
 
     def __init__(self, space: SearchSpace, seed: int | None = None, candidates: int = 256,
                  score: str = "-mean_distance"):
         super().__init__(space, seed, candidates)
-        self.score = SCORES[score]
+        self.score = screen_score(score)
         self._scored: dict[str, float] = {}
 
     def scores(self, candidates: list[Pattern], done: list[tuple[Pattern, float]]) -> np.ndarray:
-        mbd = SCORES["-mbd"]
+        distance, mbd = SCORES["-mean_distance"], SCORES["-mbd"]
         for p in candidates:  # most candidates come back trial after trial: score them once
             if p.hash not in self._scored:
-                self._scored[p.hash] = self.score(p) + 1e-6 * mbd(p)
+                self._scored[p.hash] = self.score(p) + 1e-6 * distance(p) + 1e-9 * mbd(p)
         return np.array([self._scored[p.hash] for p in candidates])
 
 
