@@ -197,6 +197,41 @@ def test_the_replay_tables_in_the_readme_match_the_json(replayed):
         assert float(row[2]) == pytest.approx(z["r"], abs=5e-4)
 
 
+SEARCH_V2 = ROOT / "studies" / "results" / "search_fashion_mnist_v2"
+
+
+def test_the_v2_replay_is_that_of_the_reliable_table_and_its_readme():
+    """The v2 replay's summary against its table, the README's tables rebuilt from the JSON,
+    and the verdict's target arithmetic."""
+    from nas.results.bench_report import strategy_table, zero_cost_table
+    from nas.search.bench import load_bench
+    from nas.search.samplers import STRATEGIES
+
+    bench = load_bench(ROOT / "studies" / "results" / "bench_fashion_mnist_v2")
+    result = json.loads((SEARCH_V2 / "replay.json").read_text())
+    readme = (SEARCH_V2 / "README.md").read_text()
+    assert result["bench"] == bench.cfg.name and result["patterns"] == len(bench.entries) == 46
+    assert result["best_accuracy"] == pytest.approx(bench.ranked()[0].accuracy)
+    assert (result["top5_count"], result["top1_count"]) == (3, 1)
+    assert result["seed_spread"] == pytest.approx(np.mean([e.std for e in bench.entries.values()]))
+    assert [s["strategy"] for s in result["strategies"]] == list(STRATEGIES)
+    assert (result["repeats"], result["trials"]) == (30, 40)
+    for s in result["strategies"]:
+        median = float(np.median([h if h is not None else np.inf for h in s["top5_trials"]]))
+        assert s["top5_median"] == (None if np.isinf(median) else pytest.approx(median))
+    for table in (strategy_table(result), zero_cost_table(result)):
+        headers, rows = table
+        assert markdown_rows(readme, "| " + headers[0] + " |") == rows
+    by = {s["strategy"]: s["regret_mean"][9] for s in result["strategies"]}
+    bar = min(by["uniform"] / 3, by["tpe"] / 2)
+    assert by["prior"] <= bar and by["screen"] > bar
+    assert f"Uniform's is {by['uniform']:.4f} and TPE's\n  {by['tpe']:.4f}, so the bar is " \
+        f"{bar:.4f}" in readme
+    assert f"{by['prior'] / by['uniform']:.2f} of uniform's and\n  " \
+        f"{by['prior'] / by['tpe']:.2f} of TPE's" in readme
+    assert "skipnas bench replay studies/results/bench_fashion_mnist_v2" in readme
+
+
 DEPTH = ROOT / "studies" / "results" / "principle_depth"
 DEPTH_STUDIES = ("principle_depth_L8", "principle_depth_L16", "principle_depth_L32",
                  "principle_depth_L64", "principle_styles_3x12")
