@@ -292,9 +292,9 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         evidence_lines,
         template_table,
     )
-    from .search.storage import load_study
+    from .search.snapshot import load_snapshot
 
-    result = analyze(load_study(args.name, _storage(args)), budget=args.budget,
+    result = analyze(load_snapshot(args.name, _storage(args), params=False), budget=args.budget,
                      resamples=args.resamples)
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
@@ -321,9 +321,9 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from .results.analysis import analyze
     from .results.report import write_report
-    from .search.storage import load_study
+    from .search.snapshot import load_snapshot
 
-    study = load_study(args.name, _storage(args))
+    study = load_snapshot(args.name, _storage(args), params=False)
     try:
         principle = analyze(study).principle
     except UserError as e:  # too few trials for correlations: the plots still help

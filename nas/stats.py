@@ -175,6 +175,15 @@ def _asymptotic(r: float, n: int, method: str, controls: int) -> tuple[float, fl
     return math.tanh(math.atanh(rc) - half), math.tanh(math.atanh(rc) + half), p
 
 
+def thin(n: int, limit: int, keep: Sequence[int] = ()) -> list[int]:
+    """Indices of an even sample of ``n`` items for a figure: all of them up to ``limit``,
+    else every k-th (k = ceil(n / limit)) together with the indices in ``keep``, in order."""
+    if n <= limit:
+        return list(range(n))
+    step = -(-n // limit)
+    return sorted(set(range(0, n, step)) | {i for i in keep if 0 <= i < n})
+
+
 def spearman_brown(r: float, k: float) -> float:
     """The reliability of a mean of ``k`` measurements whose pairwise correlation is ``r``
     (NaN where the formula has no meaning: r at or below -1 / (k - 1))."""

@@ -14,7 +14,7 @@ from ..engine.spec import PatternSpec
 from ..errors import UserError
 from ..search.evidence import Confirmed, Evidence
 from ..search.record import TrialRecord
-from ..search.storage import load_study
+from ..search.snapshot import load_snapshot
 from ..search.study import best_trial, study_evidence
 
 
@@ -27,7 +27,7 @@ class Exported:
 def trial_spec(name: str, storage_url: str, number: int | None = None) -> Exported:
     """The pattern spec of trial ``number``; without one, of the confirmed pattern with the best
     mean, or (when nothing is confirmed) of the best single run."""
-    study = load_study(name, storage_url)
+    study = load_snapshot(name, storage_url, params=False)
     if number is not None:
         trial = _completed(study, number)
         spec = _spec(trial, {"study": name, "trial": number, "accuracy": trial.values[0]})

@@ -9,7 +9,7 @@ import optuna
 import plotly.graph_objects as go
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.importance import PedAnovaImportanceEvaluator
-from optuna.trial import TrialState, create_trial
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from search_spaces import offsets_in_words, pattern_features
 
@@ -19,6 +19,7 @@ from ..search.config import VAL_ACCURACY
 from ..search.optuna_api import experimental_ok
 from ..search.record import TrialRecord
 from ..search.storage import open_storage
+from ..stats import thin
 
 FEATURES_SUFFIX = ".features"  # the dashboard's features study: NAME.features, same storage
 # Features' user-attr keys on the features study's trials, and the study's own.
@@ -36,19 +37,29 @@ class FeatureRow:
     values: dict[str, float]
 
 
-def feature_rows(study: optuna.Study) -> list[FeatureRow]:
-    """One row per trained, completed trial of the search and its baselines (confirm and
-    fidelity runs, and reused results, left out)."""
+def trained_trials(study: optuna.Study) -> list[tuple[FrozenTrial, TrialRecord]]:
+    """The trained, completed trials of the search and its baselines with their records
+    (confirm and fidelity runs, and reused results, left out)."""
+    return [(t, r) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if not ((r := TrialRecord.from_trial(t)).spec is None or r.hash is None
+                    or r.is_reused or r.is_apart)]
+
+
+def feature_rows(study: optuna.Study, limit: int | None = None,
+                 trained: list[tuple[FrozenTrial, TrialRecord]] | None = None
+                 ) -> list[FeatureRow]:
+    """One row per trained trial (:func:`trained_trials`, if not given); with ``limit``, of
+    at most about that many of them, evenly spaced by trial number (:func:`nas.stats.thin`)."""
+    trained = trained_trials(study) if trained is None else trained
+    if limit is not None:
+        trained = [trained[i] for i in thin(len(trained), limit)]
     rows = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        r = TrialRecord.from_trial(t)
-        if r.spec is None or r.hash is None or r.is_reused or r.is_apart:
-            continue
-        pattern = PatternSpec.from_dict(r.spec).pattern
+    for t, r in trained:
+        pattern = PatternSpec.from_dict(r.spec or {}).pattern
         values = pattern_features(pattern).to_dict()
         values.update({k: float(v) for k, v in (("params", r.params), ("flops", r.flops))
                        if v is not None})
-        rows.append(FeatureRow(t.number, t.values[0], r.hash, offsets_in_words(pattern),
+        rows.append(FeatureRow(t.number, t.values[0], r.hash or "", offsets_in_words(pattern),
                                values))
     return rows
 
@@ -88,13 +99,17 @@ def features_study(study: optuna.Study, storage_url: str | None = None,
     return view
 
 
-def importance_figure(study: optuna.Study) -> go.Figure:
+def importance_figure(study: optuna.Study, limit: int | None = None) -> go.Figure:
     """PED-ANOVA importances (Optuna's default, deterministic) of the pattern features for the
-    accuracy."""
-    view = features_study(study)
+    accuracy, over at most about ``limit`` trained patterns (evenly spaced; None: all)."""
+    trained = trained_trials(study)
+    rows = feature_rows(study, limit, trained)
+    view = features_study(study, rows=rows)
     fig = optuna.visualization.plot_param_importances(
         view, evaluator=PedAnovaImportanceEvaluator(), target_name=VAL_ACCURACY)
+    of = "" if len(rows) == len(trained) else \
+        f" of {len(trained)}, evenly spaced by trial number"
     fig.update_layout(title=f"Which pattern features matter for {VAL_ACCURACY}<br>(PED-ANOVA "
-                            f"over {len(view.trials)} trained patterns)",
+                            f"over {len(rows)} trained patterns{of})",
                       xaxis_title="importance", yaxis_title="pattern feature")
     return fig

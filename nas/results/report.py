@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import textwrap
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,7 +27,7 @@ from ..search.config import VAL_ACCURACY, Fidelity
 from ..search.evidence import Evidence
 from ..search.record import TrialRecord, TrialRow
 from ..search.study import search_fidelity, stored_config, study_evidence
-from ..stats import spearman
+from ..stats import spearman, thin
 from ..tables import html_table
 from .analysis import (
     Analysis,
@@ -50,13 +51,16 @@ class Figure(NamedTuple):
 
 
 def _scatter(rows: list[TrialRow], x: str, title: str, fit: bool) -> go.Figure:
-    """Accuracy against the rows' field ``x``."""
+    """Accuracy against the rows' field ``x``: the fit over every row, the markers of an even
+    sample above FIGURE_TRIALS (every template run kept)."""
     xs = np.array([getattr(r, x) for r in rows], dtype=float)
     ys = np.array([r.accuracy for r in rows])
     fig = go.Figure()
-    for name, group, color in (("searched patterns", [r for r in rows if not r.template],
+    shown = [rows[i] for i in thin(len(rows), FIGURE_TRIALS,
+                                   keep=[i for i, r in enumerate(rows) if r.template])]
+    for name, group, color in (("searched patterns", [r for r in shown if not r.template],
                                 "#1f77b4"),
-                               ("template runs", [r for r in rows if r.template], "#d62728")):
+                               ("template runs", [r for r in shown if r.template], "#d62728")):
         if group:
             fig.add_trace(go.Scatter(
                 x=[getattr(r, x) for r in group], y=[r.accuracy for r in group], mode="markers",
@@ -68,6 +72,8 @@ def _scatter(rows: list[TrialRow], x: str, title: str, fit: bool) -> go.Figure:
         fig.add_trace(go.Scatter(x=grid, y=slope * grid + intercept, mode="lines",
                                  name=f"fit: {slope:+.4f} per unit"))
         title += f" (Spearman {spearman(xs, ys):+.3f}, n={len(rows)})"
+    if len(shown) < len(rows):
+        title += f"<br><sub>markers: {len(shown)} of {len(rows)} trials, evenly spaced</sub>"
     fig.update_layout(title=title, xaxis_title=x.replace("_", " "), yaxis_title="val accuracy")
     return fig
 
@@ -120,16 +126,34 @@ def confirmed_figure(ev: Evidence) -> go.Figure:
     return fig
 
 
-def search_view(study: optuna.Study) -> optuna.Study:
-    """An in-memory copy of the study without its confirm and fidelity trials, for Optuna's
-    plots of the search (their history would otherwise show those runs)."""
-    confirm = {t.number for t in study.get_trials(deepcopy=False)
-               if TrialRecord.from_trial(t).is_apart}
-    if not confirm:
-        return study
+FIGURE_TRIALS = 2000
+"""Above this many trials a figure draws an even sample (:func:`nas.stats.thin`) and says so;
+its statistics still use every trial."""
+
+
+def search_view(study: optuna.Study,
+                limit: int | None = FIGURE_TRIALS) -> tuple[optuna.Study, str]:
+    """(An in-memory copy of the study without its confirm and fidelity trials, for Optuna's
+    plots of the search (their history would otherwise show those runs), a note on what it
+    holds). Above ``limit`` trials (None: no limit): every k-th and every one that set a new
+    best, so the best-so-far line is exact."""
+    trials = study.get_trials(deepcopy=False)
+    search = [t for t in trials if not TrialRecord.from_trial(t).is_apart]
+    limit = len(search) if limit is None else limit
+    if len(search) == len(trials) and len(trials) <= limit:
+        return study, ""
+    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+    best, records = -math.inf, []
+    for i, t in enumerate(search):
+        if t.state == TrialState.COMPLETE and t.values and sign * t.values[0] > best:
+            best = sign * t.values[0]
+            records.append(i)
+    shown = [search[i] for i in thin(len(search), limit, keep=records)]
     view = optuna.create_study(directions=study.directions, study_name=study.study_name)
-    view.add_trials([t for t in study.get_trials(deepcopy=False) if t.number not in confirm])
-    return view
+    view.add_trials(shown)
+    note = "" if len(shown) == len(search) else \
+        f"{len(shown)} of {len(search)} trials: every new best and an even sample of the rest"
+    return view, note
 
 
 def figures(study: optuna.Study, ev: Evidence | None = None) -> list[Figure]:
@@ -140,12 +164,15 @@ def figures(study: optuna.Study, ev: Evidence | None = None) -> list[Figure]:
     multi = len(study.directions) > 1
     vis = optuna.visualization
     if multi:
+        view, note = search_view(study, limit=None)   # the front needs every trial
         figs.append(Figure("pareto-front", "Pareto front", vis.plot_pareto_front(
-            search_view(study), target_names=["accuracy", "cost"])))
+            view, target_names=["accuracy", "cost"])))
     else:
-        figs.append(Figure("optimization-history", "Optimization history",
-                           vis.plot_optimization_history(search_view(study),
-                                                         target_name=VAL_ACCURACY)))
+        view, note = search_view(study)
+        history = vis.plot_optimization_history(view, target_name=VAL_ACCURACY)
+        if note:
+            history.update_layout(title=f"Optimization history<br><sub>{note}</sub>")
+        figs.append(Figure("optimization-history", "Optimization history", history))
     if ev.confirmed:
         figs.append(Figure("confirmed", "Confirmed: brief accuracy vs. confirmed mean",
                            confirmed_figure(ev)))
@@ -162,7 +189,7 @@ def figures(study: optuna.Study, ev: Evidence | None = None) -> list[Figure]:
                     rows, x, f"accuracy vs. {title} (all trials)", fit=False)))
     if len(rows) >= 2:
         try:
-            importances = importance_figure(study)
+            importances = importance_figure(study, FIGURE_TRIALS)
         except (RuntimeError, ValueError, ZeroDivisionError) as e:  # too few or uniform trials
             importances = _note(f"not available: {e}")
         figs.append(Figure("feature-importances", "Which pattern features matter",

@@ -25,7 +25,8 @@ from .evidence import Evidence, evidence
 from .optuna_api import experimental_ok
 from .record import OLD_STYLE, SlotKind, TrialRecord
 from .samplers import make_pruner, make_sampler
-from .storage import exclusive, load_study, mask_url, open_storage
+from .snapshot import load_snapshot
+from .storage import exclusive, mask_url, open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CONFIG_ATTR = "config"  # the study user attr that holds config_summary()
@@ -267,7 +268,7 @@ class StudyStatus:
 def study_status(name: str, storage_url: str) -> StudyStatus:
     """The status of a stored study: counts by state, the best trial, an ETA for the queued
     trials, and its :class:`Evidence`."""
-    study = load_study(name, storage_url)
+    study = load_snapshot(name, storage_url, params=False)
     trials = study.get_trials(deepcopy=False)
     counts = {s.name: sum(1 for t in trials if t.state == s) for s in TrialState}
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

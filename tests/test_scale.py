@@ -1,0 +1,101 @@
+"""What keeps large studies fast: the one-pass snapshot that read-only commands load, and the
+even samples that figures draw."""
+import math
+import uuid
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from nas.errors import UserError
+from nas.results.report import search_view
+from nas.search.snapshot import load_snapshot
+from nas.search.storage import open_storage
+from nas.stats import thin
+
+
+def _varied_study(url: str) -> str:
+    """A study with every kind of thing a trial stores: params of three distributions, user
+    and system attrs, intermediate values, infinite and finite values, and every state."""
+    name = f"snap-{uuid.uuid4().hex[:8]}"
+    study = optuna.create_study(study_name=name, storage=open_storage(url),
+                                directions=["maximize", "minimize"])
+    study.set_user_attr("config", {"a": [1, 2]})
+    for i in range(12):
+        trial = study.ask({"x": FloatDistribution(0, 1), "k": IntDistribution(1, 9),
+                           "c": CategoricalDistribution(["a", "b", None])})
+        trial.set_user_attr("hash", f"h{i}")
+        trial.set_user_attr("spec", {"nested": [i, {"deep": i * 0.5}]})
+        trial.storage.set_trial_system_attr(trial._trial_id, "slot", i)
+        study._storage.set_trial_intermediate_value(trial._trial_id, 0, 0.1 * i)
+        study._storage.set_trial_intermediate_value(trial._trial_id, 1, -math.inf)
+        state = [TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, None][i % 4]
+        if state == TrialState.COMPLETE:
+            study.tell(trial, [0.5 + 0.01 * i, math.inf if i == 4 else float(i)])
+        elif state is not None:
+            study.tell(trial, state=state)
+    return name
+
+
+def test_a_snapshot_reads_every_trial_as_optuna_does(storage_url):
+    name = _varied_study(storage_url)
+    live = optuna.load_study(study_name=name, storage=open_storage(storage_url))
+    snap = load_snapshot(name, storage_url)
+    want = live.get_trials(deepcopy=False)
+    assert snap.get_trials(deepcopy=False) == want
+    assert {t.state for t in want} == {TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED,
+                                       TrialState.RUNNING}
+    assert snap.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) == \
+        live.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert snap.user_attrs == live.user_attrs and snap.directions == live.directions
+    assert snap.best_trials == live.best_trials
+    # Without params: the same trials, bar their parameters and intermediate values (a
+    # journal is replayed whole: it has them all the same).
+    light = load_snapshot(name, storage_url, params=False).get_trials(deepcopy=False)
+    for a, b in zip(light, want):
+        assert (a.number, a.state, a.values, a.user_attrs, a.system_attrs, a.datetime_start) \
+            == (b.number, b.state, b.values, b.user_attrs, b.system_attrs, b.datetime_start)
+        if not storage_url.startswith("journal"):
+            assert a.params == {} and a.intermediate_values == {}
+
+
+def test_a_snapshot_refuses_to_write_and_leaves_the_study_alone(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    name = _varied_study(url)
+    snap = load_snapshot(name, url)
+    with pytest.raises(UserError, match="read-only"):
+        snap.set_user_attr("x", 1)
+    with pytest.raises(UserError, match="read-only"):
+        snap.ask()
+    live = optuna.load_study(study_name=name, storage=open_storage(url))
+    assert len(live.trials) == 12 and "x" not in live.user_attrs
+
+
+def test_thin_keeps_all_up_to_the_limit_then_an_even_sample_and_what_it_must():
+    assert thin(5, 10) == [0, 1, 2, 3, 4]
+    picked = thin(1000, 100, keep=[7, 999, 5000])
+    assert picked == sorted(set(picked)) and {7, 999} <= set(picked) and 5000 not in picked
+    assert set(range(0, 1000, 10)) <= set(picked) and len(picked) == 102
+
+
+def test_the_thinned_history_keeps_the_exact_best_so_far_line():
+    rng = np.random.default_rng(0)
+    study = optuna.create_study(direction="maximize")
+    for v in rng.normal(size=300):
+        study.add_trial(optuna.trial.create_trial(value=float(v)))
+    view, note = search_view(study, limit=40)
+    shown = view.get_trials(deepcopy=False)
+    assert len(shown) < 60 and note.startswith(f"{len(shown)} of 300 trials")
+
+    # Values are distinct: each shown trial is the original of the same value, in order, and
+    # the running best over the shown trials is the full study's at every one of them.
+    position = {t.values[0]: t.number for t in study.trials}
+    originals = [position[t.values[0]] for t in shown]
+    assert originals == sorted(originals)
+    values = [t.values[0] for t in study.trials]
+    full_best = np.maximum.accumulate(values)
+    assert list(np.maximum.accumulate([t.values[0] for t in shown])) == \
+        [full_best[i] for i in originals]
+    assert search_view(study, limit=None) == (study, "")
