@@ -1,6 +1,7 @@
 """Does the principle hold? Rank correlation of accuracy with backprop distance, read from the
-study storage only: Spearman and Kendall with bootstrap CIs and permutation p-values, the same
-after controlling for parameter count, and a per-template summary."""
+study storage only: Spearman and Kendall with bootstrap CIs and permutation p-values (asymptotic
+ones above nas.stats.RESAMPLE_LIMIT trials), the same after controlling for parameter count,
+and a per-template summary."""
 from __future__ import annotations
 
 import math
