@@ -34,6 +34,8 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 def kendall(x: np.ndarray, y: np.ndarray) -> float:
     """Kendall's tau-b (ties in either variable accounted for)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2:
+        return math.nan
     if len(x) > _KENDALL_PAIRS_LIMIT:   # O(n log n) beats the n x n sign matrices here
         from scipy.stats import kendalltau
         return float(kendalltau(x, y).statistic)
@@ -57,6 +59,7 @@ def pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _signs(v: np.ndarray) -> np.ndarray:
+    """The n x n matrix of sign(v_i - v_j)."""
     return np.sign(v[:, None] - v[None, :])
 
 
@@ -119,14 +122,16 @@ def correlate(x: np.ndarray, y: np.ndarray, method: str, z: np.ndarray | None = 
     base = spearman if method == "spearman" else kendall
     r = base(x, y) if zz is None else float(partial_r(base(x, y), base(x, zz), base(y, zz)))
     if n > RESAMPLE_LIMIT:
-        return (r, *_asymptotic(r, n, method, controls=int(zz is not None)))
+        ties = _kendall_tie_factor(x, y) if method == "kendall" else 1.0
+        return (r, *_asymptotic(r, n, method, controls=int(zz is not None), ties=ties))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, (resamples, n))
     # One permutation at a time keeps the draws those of rng.permutation(y), as before.
     perm = np.array([rng.permutation(n) for _ in range(resamples)], dtype=int).reshape(-1, n)
     if method == "spearman":
+        from scipy.stats import rankdata as ranks
+
         def boot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            from scipy.stats import rankdata as ranks
             return pearson_rows(ranks(a[idx], axis=1), ranks(b[idx], axis=1))
 
         def shuffled(a: np.ndarray, b: np.ndarray) -> np.ndarray:   # a with b shuffled
@@ -158,10 +163,31 @@ def interval_headers(n: int) -> tuple[str, str]:
     return "95% CI", "p (permutation)"
 
 
-def _asymptotic(r: float, n: int, method: str, controls: int) -> tuple[float, float, float]:
+def _kendall_tie_factor(x: np.ndarray, y: np.ndarray) -> float:
+    """The null standard deviation of Kendall's tau-b with the ties of x and y (Kendall 1970,
+    as scipy's kendalltau) over the one without ties: ties widen it."""
+    n = len(x)
+    t = np.unique(x, return_counts=True)[1].astype(float)
+    u = np.unique(y, return_counts=True)[1].astype(float)
+    var_s = ((n * (n - 1) * (2 * n + 5) - (t * (t - 1) * (2 * t + 5)).sum()
+              - (u * (u - 1) * (2 * u + 5)).sum()) / 18
+             + (t * (t - 1)).sum() * (u * (u - 1)).sum() / (2 * n * (n - 1))
+             + (t * (t - 1) * (t - 2)).sum() * (u * (u - 1) * (u - 2)).sum()
+             / (9 * n * (n - 1) * (n - 2)))
+    pairs = n * (n - 1) / 2
+    untied_pairs = math.sqrt((pairs - (t * (t - 1)).sum() / 2) * (pairs - (u * (u - 1)).sum() / 2))
+    if var_s <= 0 or untied_pairs == 0:
+        return math.nan
+    return math.sqrt(var_s) / untied_pairs / math.sqrt(2 * (2 * n + 5) / (9 * n * (n - 1)))
+
+
+def _asymptotic(r: float, n: int, method: str, controls: int,
+                ties: float = 1.0) -> tuple[float, float, float]:
+    """(CI low, CI high, p) of a rank correlation from its asymptotic distribution; ``ties``
+    scales Kendall's standard errors (:func:`_kendall_tie_factor`)."""
     from scipy.stats import norm
     from scipy.stats import t as student
-    if not math.isfinite(r):
+    if not (math.isfinite(r) and math.isfinite(ties)):
         return math.nan, math.nan, math.nan
     rc = min(max(r, -1 + 1e-12), 1 - 1e-12)
     if method == "spearman":
@@ -169,8 +195,9 @@ def _asymptotic(r: float, n: int, method: str, controls: int) -> tuple[float, fl
         df = n - 2 - controls
         p = 2 * float(student.sf(abs(rc) * math.sqrt(df / (1 - rc * rc)), df))
     else:
-        se = math.sqrt(0.437 / (n - 4 - controls))
-        p = 2 * float(norm.sf(3 * abs(rc) * math.sqrt(n * (n - 1)) / math.sqrt(2 * (2 * n + 5))))
+        se = ties * math.sqrt(0.437 / (n - 4 - controls))
+        null_sd = ties * math.sqrt(2 * (2 * n + 5) / (9 * n * (n - 1)))
+        p = 2 * float(norm.sf(abs(rc) / null_sd))
     half = 1.959963984540054 * se
     return math.tanh(math.atanh(rc) - half), math.tanh(math.atanh(rc) + half), p
 

@@ -59,7 +59,7 @@ def screen_score(name: str) -> Score:
     (-reads_of_node0: the fewer nodes read the block input, the better)."""
     if name in SCORES:
         return SCORES[name]
-    if name.startswith("-") and name[1:] in SCORES:
+    if name.startswith("-") and not name.startswith("--") and name[1:] in SCORES:
         score = SCORES[name[1:]]
         return lambda p: -score(p)
     raise PatternError(f"unknown screen score {name!r}; known: {', '.join(SCORES)}, or any of "

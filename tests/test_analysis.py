@@ -94,10 +94,12 @@ def test_asymptotic_intervals_above_the_limit_agree_with_resampling(method, monk
     x = rng.normal(size=300)
     y = -0.25 * x + rng.normal(size=300)
     z = x + rng.normal(size=300)
-    for yy, zz in ((y, None), (y, z), (rng.normal(size=300), None)):
-        r, low, high, p = correlate(x, yy, method, zz, resamples=1000)
+    tied = rng.integers(0, 3, 300).astype(float)   # a few values, as MBD at one budget
+    for xx, yy, zz in ((x, y, None), (x, y, z), (x, rng.normal(size=300), None),
+                       (tied, -0.1 * tied + rng.normal(size=300), None)):
+        r, low, high, p = correlate(xx, yy, method, zz, resamples=1000)
         monkeypatch.setattr(skstats, "RESAMPLE_LIMIT", 100)
-        ra, lowa, higha, pa = correlate(x, yy, method, zz)
+        ra, lowa, higha, pa = correlate(xx, yy, method, zz)
         monkeypatch.undo()
         assert ra == pytest.approx(r, abs=1e-12)
         assert lowa == pytest.approx(low, abs=0.025) and higha == pytest.approx(high, abs=0.025)
@@ -123,8 +125,10 @@ def test_bootstrap_ci_and_permutation_p():
     assert low < 0 < high and p > 0.05
 
 
-def planted_study(sign: float, n: int = 30, seed: int = 0) -> optuna.Study:
-    """A study whose trials' accuracies are planted as a function of the mean distance."""
+def planted_study(sign: float, n: int = 30, seed: int = 0,
+                  without_params: int = 0) -> optuna.Study:
+    """A study whose trials' accuracies are planted as a function of the mean distance (its
+    first ``without_params`` trials record no parameter count, as older records)."""
     space = make_space("free", [10])
     rng = np.random.default_rng(seed)
     study = optuna.create_study(direction="maximize",
@@ -137,7 +141,8 @@ def planted_study(sign: float, n: int = 30, seed: int = 0) -> optuna.Study:
         for k, v in {"hash": p.hash, "seed": 0, "connections": p.connections, "mbd": s.mbd,
                      "mean_distance": s.mean, "params": 1000 + int(rng.integers(0, 50)),
                      "flops": 1}.items():
-            trial.set_user_attr(k, v)
+            if not (k == "params" and trial.number < without_params):
+                trial.set_user_attr(k, v)
         return 0.8 + sign * 0.1 * s.mean + 0.002 * rng.normal()
 
     study.optimize(objective, n_trials=n)
@@ -161,6 +166,15 @@ def test_the_correlation_table_says_which_sign_is_better():
     assert {row[0] for row in rows} == {"mbd", "mean_distance"}
     assert all(float(row[3]) < 0 for row in rows if row[2] == "-")
     assert headers[4:6] == ["95% CI", "p (permutation)"]
+
+
+def test_trials_without_a_parameter_count_are_left_out_of_the_controlled_correlation():
+    study = planted_study(-1.0, without_params=5)
+    principle = analyze(study, resamples=200).principle
+    plain = principle.correlation(controlled_for="")
+    controlled = principle.correlation(controlled_for="params")
+    assert (plain.n, controlled.n) == (30, 25)
+    assert controlled.ci_low < controlled.r < controlled.ci_high < 0
 
 
 def test_a_large_study_says_its_intervals_are_asymptotic(monkeypatch):

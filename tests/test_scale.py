@@ -1,6 +1,7 @@
 """What keeps large studies fast: the one-pass snapshot that read-only commands load, and the
 even samples that figures draw."""
 import math
+import time
 import uuid
 
 import numpy as np
@@ -61,6 +62,21 @@ def test_a_snapshot_reads_every_trial_as_optuna_does(storage_url):
             assert a.params == {} and a.intermediate_values == {}
 
 
+def test_a_snapshot_gives_local_times_as_optuna_does(tmp_path, monkeypatch):
+    """Optuna stores naive UTC and returns naive local time; so does the snapshot."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    name = _varied_study(url)
+    monkeypatch.setenv("TZ", "Asia/Kathmandu")   # UTC+5:45: no machine's clock by chance
+    time.tzset()
+    try:
+        live = optuna.load_study(study_name=name, storage=open_storage(url))
+        assert load_snapshot(name, url).get_trials(deepcopy=False) == \
+            live.get_trials(deepcopy=False)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_a_snapshot_refuses_to_write_and_leaves_the_study_alone(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     name = _varied_study(url)
@@ -85,17 +101,17 @@ def test_the_thinned_history_keeps_the_exact_best_so_far_line():
     study = optuna.create_study(direction="maximize")
     for v in rng.normal(size=300):
         study.add_trial(optuna.trial.create_trial(value=float(v)))
-    view, note = search_view(study, limit=40)
-    shown = view.get_trials(deepcopy=False)
-    assert len(shown) < 60 and note.startswith(f"{len(shown)} of 300 trials")
+    view = search_view(study, limit=40)
+    shown = view.study.get_trials(deepcopy=False)
+    assert len(shown) < 60 and view.note.startswith(f"{len(shown)} of 300 trials")
 
     # Values are distinct: each shown trial is the original of the same value, in order, and
     # the running best over the shown trials is the full study's at every one of them.
     position = {t.values[0]: t.number for t in study.trials}
     originals = [position[t.values[0]] for t in shown]
-    assert originals == sorted(originals)
+    assert originals == view.numbers == sorted(originals)
     values = [t.values[0] for t in study.trials]
     full_best = np.maximum.accumulate(values)
     assert list(np.maximum.accumulate([t.values[0] for t in shown])) == \
         [full_best[i] for i in originals]
-    assert search_view(study, limit=None) == (study, "")
+    assert search_view(study, limit=None) == (study, list(range(300)), "")

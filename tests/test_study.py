@@ -136,6 +136,21 @@ def test_study_rejects_a_changed_search_space(tmp_path):
         create_study(other)
 
 
+def test_a_study_stored_before_a_setting_existed_resumes_at_its_old_value(tmp_path):
+    """Studies made before `sampler.score` stored no such key: they resume with the score
+    they ran (the default), and refuse another."""
+    cfg = synthetic_config(tmp_path, trials=0)
+    study = create_study(cfg)
+    stored = study.user_attrs["config"]
+    del stored["sampler"]["score"]
+    study.set_user_attr("config", stored)
+    create_study(cfg)
+    other = replace(cfg, sampler=replace(cfg.sampler, score="-mbd"))
+    with pytest.raises(UserError, match="sampler.score is '-mean_distance' in the study, "
+                                        "'-mbd' here"):
+        create_study(other)
+
+
 def test_diverged_trial_is_recorded_and_study_goes_on(tmp_path):
     cfg = synthetic_config(tmp_path, trials=3)
     cfg = replace(cfg, training=replace(cfg.training, lr=1e12, momentum=0.0, schedule="cosine"))

@@ -189,10 +189,13 @@ def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 200
         dist = np.array([getattr(r, against) for r in at_budget], dtype=float)
         for method in ("spearman", "kendall"):
             for control in ("", "params"):
-                z = params if control else None
-                r, lo, hi, p = correlate(dist, acc, method, z, resamples=resamples, seed=seed)
+                # control: the trials whose records carry a parameter count
+                keep = np.isfinite(params) if control else np.ones(len(acc), dtype=bool)
+                z = params[keep] if control else None
+                r, lo, hi, p = correlate(dist[keep], acc[keep], method, z,
+                                         resamples=resamples, seed=seed)
                 correlations.append(Correlation(method, against, control, r, lo, hi, p,
-                                                len(acc)))
+                                                int(keep.sum())))
     layers = (stored_config(study) or {}).get("search_space", {}).get("layers")
     principle = PrincipleTest(
         study.study_name, study_style(study), None if layers is None else tuple(layers), budget,

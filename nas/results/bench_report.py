@@ -47,7 +47,8 @@ def summarize(name: str, runs: list[Replay], best: float, trials: int) -> dict[s
 
 def zero_cost_ranking(bench: Bench, resamples: int = 2000) -> list[dict[str, Any]]:
     """Spearman and Kendall of each zero-cost score against the patterns' mean accuracy, with
-    bootstrap 95% CIs and permutation p-values."""
+    95% CIs and p-values as nas.stats.correlate gives them (resampled up to its
+    RESAMPLE_LIMIT patterns)."""
     entries = list(bench.entries.values())
     accuracy = np.array([e.accuracy for e in entries])
     rows = []
@@ -87,7 +88,8 @@ def replay_bench(bench: Bench, strategies: tuple[str, ...], repeats: int = 30,
             "best_accuracy": best, "top5_count": len(bench.top(0.05)),
             "top1_count": len(bench.top(0.01)),
             "accuracy_range": [accuracies[-1], accuracies[0]],
-            "seed_spread": float(np.mean([e.std for e in bench.entries.values()])),
+            "seed_spread": (float(np.mean([e.std for e in bench.entries.values()]))
+                            if len(bench.cfg.bench.seeds) > 1 else None),
             "strategies": results, "zero_cost": zero_cost}
 
 

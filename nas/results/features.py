@@ -55,11 +55,12 @@ def feature_rows(study: optuna.Study, limit: int | None = None,
         trained = [trained[i] for i in thin(len(trained), limit)]
     rows = []
     for t, r in trained:
-        pattern = PatternSpec.from_dict(r.spec or {}).pattern
+        assert r.spec is not None and r.hash is not None   # trained_trials keeps only these
+        pattern = PatternSpec.from_dict(r.spec).pattern
         values = pattern_features(pattern).to_dict()
         values.update({k: float(v) for k, v in (("params", r.params), ("flops", r.flops))
                        if v is not None})
-        rows.append(FeatureRow(t.number, t.values[0], r.hash or "", offsets_in_words(pattern),
+        rows.append(FeatureRow(t.number, t.values[0], r.hash, offsets_in_words(pattern),
                                values))
     return rows
 

@@ -23,7 +23,7 @@ from ..engine.proxies import PROXIES, measure_proxies
 from ..engine.spec import make_spec
 from ..errors import UserError
 from ..search.bench import Bench
-from ..stats import correlate
+from ..stats import RESAMPLE_LIMIT, correlate
 from ..tables import format_table, html_table, markdown_table
 from .analysis import SCORE_SIGN, Table
 
@@ -105,10 +105,13 @@ class ProxyReport:
                 "per_pattern": [p.to_json() for p in self.patterns]}
 
     def head(self) -> str:
+        intervals = (f"bootstrap CIs and permutation p ({self.resamples} resamples)"
+                     if len(self.patterns) <= RESAMPLE_LIMIT else
+                     "asymptotic CIs (Fisher z) and p")
         return (f"{self.bench}: {len(self.patterns)} patterns, networks initialised with seed "
                 f"{self.seed} and scored on one batch of {self.batch} training images "
                 f"({self.device}); correlations with the mean accuracy over seeds, 95% "
-                f"bootstrap CIs and permutation p ({self.resamples} resamples); {SIGN_NOTE}")
+                f"{intervals}; {SIGN_NOTE}")
 
     def notes(self) -> list[str]:
         out = []

@@ -131,17 +131,23 @@ FIGURE_TRIALS = 2000
 its statistics still use every trial."""
 
 
-def search_view(study: optuna.Study,
-                limit: int | None = FIGURE_TRIALS) -> tuple[optuna.Study, str]:
-    """(An in-memory copy of the study without its confirm and fidelity trials, for Optuna's
-    plots of the search (their history would otherwise show those runs), a note on what it
-    holds). Above ``limit`` trials (None: no limit): every k-th and every one that set a new
-    best, so the best-so-far line is exact."""
+class SearchView(NamedTuple):
+    """The trials Optuna's plots of the search draw: ``study`` (renumbered from 0 when it is a
+    copy), each one's number in the stored study, and a note on what was left out."""
+    study: optuna.Study
+    numbers: list[int]
+    note: str
+
+
+def search_view(study: optuna.Study, limit: int | None = FIGURE_TRIALS) -> SearchView:
+    """An in-memory copy of the study without its confirm and fidelity trials (their history
+    would otherwise show those runs). Above ``limit`` trials (None: no limit): every k-th and
+    every one that set a new best, so the best-so-far line is exact."""
     trials = study.get_trials(deepcopy=False)
     search = [t for t in trials if not TrialRecord.from_trial(t).is_apart]
     limit = len(search) if limit is None else limit
     if len(search) == len(trials) and len(trials) <= limit:
-        return study, ""
+        return SearchView(study, [t.number for t in trials], "")
     sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
     best, records = -math.inf, []
     for i, t in enumerate(search):
@@ -153,7 +159,7 @@ def search_view(study: optuna.Study,
     view.add_trials(shown)
     note = "" if len(shown) == len(search) else \
         f"{len(shown)} of {len(search)} trials: every new best and an even sample of the rest"
-    return view, note
+    return SearchView(view, [t.number for t in shown], note)
 
 
 def figures(study: optuna.Study, ev: Evidence | None = None) -> list[Figure]:
@@ -164,14 +170,17 @@ def figures(study: optuna.Study, ev: Evidence | None = None) -> list[Figure]:
     multi = len(study.directions) > 1
     vis = optuna.visualization
     if multi:
-        view, note = search_view(study, limit=None)   # the front needs every trial
+        view = search_view(study, limit=None)   # the front needs every trial
         figs.append(Figure("pareto-front", "Pareto front", vis.plot_pareto_front(
-            view, target_names=["accuracy", "cost"])))
+            view.study, target_names=["accuracy", "cost"])))
     else:
-        view, note = search_view(study)
-        history = vis.plot_optimization_history(view, target_name=VAL_ACCURACY)
-        if note:
-            history.update_layout(title=f"Optimization history<br><sub>{note}</sub>")
+        view = search_view(study)
+        history = vis.plot_optimization_history(view.study, target_name=VAL_ACCURACY)
+        for trace in history.data:   # the x axis counts the stored study's trials
+            if trace.x is not None:
+                trace.x = [view.numbers[int(x)] for x in trace.x]
+        if view.note:
+            history.update_layout(title=f"Optimization history<br><sub>{view.note}</sub>")
         figs.append(Figure("optimization-history", "Optimization history", history))
     if ev.confirmed:
         figs.append(Figure("confirmed", "Confirmed: brief accuracy vs. confirmed mean",

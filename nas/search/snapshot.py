@@ -1,7 +1,7 @@
 """A read-only copy of one study, read in one pass: what `study status`, `analyze`, `report`
 and `export` read. Optuna's RDB storage builds every trial through the ORM and parses each
 parameter's distribution JSON again, once per call of ``get_trials`` (about 1 s per 1000 trials
-here, and several calls a command); this reads the same tables with six plain queries, parses
+here, and several calls a command); this reads the same tables with one plain query each, parses
 each distinct distribution once, and serves every later ``get_trials`` from memory."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import functools
 import json
 from collections import defaultdict
 from collections.abc import Container, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import optuna
@@ -107,6 +108,13 @@ def _rdb(storage: BaseStorage) -> RDBStorage | None:
     return inner if isinstance(inner, RDBStorage) else None
 
 
+def _local(stored: datetime | None) -> datetime | None:
+    """A stored naive UTC time as Optuna's storage returns it: naive local time."""
+    if stored is None:
+        return None
+    return stored.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
+
+
 @functools.lru_cache(maxsize=4096)
 def _distribution(text: str) -> BaseDistribution:
     return json_to_distribution(text)
@@ -161,7 +169,7 @@ def _frozen(row: Sequence[Any], values: dict[int, float], params: list[tuple[str
     return FrozenTrial(
         number=number, state=state, value=None,
         values=[values[k] for k in range(len(values))] if values else None,
-        datetime_start=start, datetime_complete=complete,
+        datetime_start=_local(start), datetime_complete=_local(complete),
         params={name: dists[name].to_external_repr(value) for name, value, _ in params},
         distributions=dists, user_attrs=user, system_attrs=system,
         intermediate_values=steps, trial_id=trial_id)

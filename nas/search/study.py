@@ -137,6 +137,8 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
 # (fidelity.target judges the report only; studies made before it was left out store it).
 PER_MACHINE = ("training.device", "training.compile", "data.root")
 PER_RUN = ("fidelity.target",)
+# Keys added to the stored config after studies were made, with the value those studies ran.
+ADDED_LATER = {"sampler.score": "-mean_distance"}
 
 
 def check_config(study: optuna.Study, cfg: StudyConfig) -> None:
@@ -150,7 +152,7 @@ def check_config(study: optuna.Study, cfg: StudyConfig) -> None:
         return {f"{section}.{key}": value for section, table in summary.items()
                 for key, value in table.items()}
 
-    a, b = flat(stored), flat(wanted)
+    a, b = {**ADDED_LATER, **flat(stored)}, flat(wanted)
     differ = [k for k in sorted(set(a) | set(b))
               if k not in PER_MACHINE + PER_RUN and a.get(k) != b.get(k)]
     if differ:
