@@ -106,7 +106,7 @@ RESAMPLE_LIMIT = 500
 """Up to this many pairs ``correlate`` resamples (percentile bootstrap, permutation test);
 above it the interval and p-value are asymptotic: Fisher z with the standard errors of
 Bonett & Wright (2000) for Spearman and Fieller et al. (1957) for Kendall, and the t- (Spearman)
-or normal (Kendall) approximation of the null distribution."""
+or normal (Kendall) approximation of the null distribution; Kendall's widened for ties."""
 
 
 def correlate(x: np.ndarray, y: np.ndarray, method: str, z: np.ndarray | None = None, *,
