@@ -63,7 +63,7 @@ def attach_plots(name: str, storage_url: str) -> list[str]:
                 f"contours over mean distance, MBD, reads of node 0, params and FLOPs.\n"
               + (f"\n## Config\n\n{config_markdown(config)}\n" if config else ""))
     ids = []
-    for fig in figures(study, ev):
+    for fig in figures(study, ev, rows):
         if fig.id in ATTACHED:
             ids.append(save_plotly_graph_object(study, fig.figure,
                                                 graph_object_id=f"skipnas-{fig.id}"))

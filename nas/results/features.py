@@ -100,16 +100,21 @@ def features_study(study: optuna.Study, storage_url: str | None = None,
     return view
 
 
-def importance_figure(study: optuna.Study, limit: int | None = None) -> go.Figure:
+def importance_figure(study: optuna.Study, limit: int | None = None,
+                      rows: list[FeatureRow] | None = None) -> go.Figure:
     """PED-ANOVA importances (Optuna's default, deterministic) of the pattern features for the
-    accuracy, over at most about ``limit`` trained patterns (evenly spaced; None: all)."""
-    trained = trained_trials(study)
-    rows = feature_rows(study, limit, trained)
+    accuracy, over at most about ``limit`` trained patterns (evenly spaced; None: all).
+    ``rows``: every trained trial's :func:`feature_rows`, when already computed."""
+    if rows is None:
+        trained = trained_trials(study)
+        total, rows = len(trained), feature_rows(study, limit, trained)
+    else:
+        total, rows = len(rows), sorted(rows, key=lambda r: r.trial)
+        rows = [rows[i] for i in thin(len(rows), limit)] if limit is not None else rows
     view = features_study(study, rows=rows)
     fig = optuna.visualization.plot_param_importances(
         view, evaluator=PedAnovaImportanceEvaluator(), target_name=VAL_ACCURACY)
-    of = "" if len(rows) == len(trained) else \
-        f" of {len(trained)}, evenly spaced by trial number"
+    of = "" if len(rows) == total else f" of {total}, evenly spaced by trial number"
     fig.update_layout(title=f"Which pattern features matter for {VAL_ACCURACY}<br>(PED-ANOVA "
                             f"over {len(rows)} trained patterns{of})",
                       xaxis_title="importance", yaxis_title="pattern feature")

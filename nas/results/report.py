@@ -41,7 +41,7 @@ from .analysis import (
     template_table,
     verdict,
 )
-from .features import importance_figure
+from .features import FeatureRow, importance_figure
 
 
 class Figure(NamedTuple):
@@ -162,8 +162,10 @@ def search_view(study: optuna.Study, limit: int | None = FIGURE_TRIALS) -> Searc
     return SearchView(view, [t.number for t in shown], note)
 
 
-def figures(study: optuna.Study, ev: Evidence | None = None) -> list[Figure]:
-    """Every plot the report shows, in order (``ev``: the study's evidence, when known)."""
+def figures(study: optuna.Study, ev: Evidence | None = None,
+            features: list[FeatureRow] | None = None) -> list[Figure]:
+    """Every plot the report shows, in order (``ev``: the study's evidence, ``features``: its
+    trained trials' feature rows, when known)."""
     rows = study_rows(study)
     ev = study_evidence(study) if ev is None else ev
     figs: list[Figure] = []
@@ -198,7 +200,7 @@ def figures(study: optuna.Study, ev: Evidence | None = None) -> list[Figure]:
                     rows, x, f"accuracy vs. {title} (all trials)", fit=False)))
     if len(rows) >= 2:
         try:
-            importances = importance_figure(study, FIGURE_TRIALS)
+            importances = importance_figure(study, FIGURE_TRIALS, features)
         except (RuntimeError, ValueError, ZeroDivisionError) as e:  # too few or uniform trials
             importances = _note(f"not available: {e}")
         figs.append(Figure("feature-importances", "Which pattern features matter",
