@@ -449,6 +449,50 @@ def test_a_running_twin_is_waited_for_then_reused(tmp_path):
     assert found[0].number == first.number and found[0].value == 0.75
 
 
+def test_the_twin_index_finds_what_a_scan_of_every_trial_finds():
+    """The worker's index of completed trials, updated as trials finish in any order, gives
+    the same twin as scanning every completed trial: the lowest-numbered one of the pattern
+    and seed at the fidelity, never a reused result."""
+    import random
+
+    from nas.search.record import record
+    from nas.search.worker import TwinIndex
+
+    rng = random.Random(0)
+    search = {"epochs": 2, "steps": None, "train_size": 4096, "val_size": 2000}
+    other = {**search, "train_size": 16384}
+    study = optuna.create_study(direction="maximize")
+    trials = []
+    for _ in range(60):
+        trial = study.ask()
+        fields = {"hash": rng.choice("abc"), "seed": rng.choice([0, 1])}
+        if rng.random() < 0.3:
+            fields["fidelity"] = rng.choice([search, other])
+        if rng.random() < 0.2:
+            fields["reused_from"] = 0
+        record(trial, **fields)
+        trials.append(trial)
+
+    def scan(h, seed, wanted):
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            r = TrialRecord.from_trial(t)
+            if (r.hash, r.seed) == (h, seed) and not r.is_reused and \
+                    (r.fidelity or search) == wanted:
+                return t
+        return None
+
+    index = TwinIndex()
+    rng.shuffle(trials)   # they finish in another order than they started
+    for k, trial in enumerate(trials):
+        study.tell(trial, rng.random())
+        if k % 7 == 0 or k == len(trials) - 1:
+            index.update(study)
+            for h in "abcd":
+                for seed in (0, 1):
+                    for wanted in (search, other):
+                        assert index.find(h, seed, wanted, search) == scan(h, seed, wanted)
+
+
 def test_auto_workers_is_one_per_core_on_cpu_and_four_per_gpu_within_the_cores(monkeypatch):
     from nas.search import worker
     monkeypatch.setattr(worker.os, "cpu_count", lambda: 16)

@@ -51,6 +51,7 @@ class Objective:
         self.device = resolve_device(cfg.training.device)
         self._data = {cfg.data: cfg.data.load(self.device)}
         self.progress = progress
+        self.twins = TwinIndex()
 
     def data(self, data_cfg: DataConfig) -> DataBundle:
         """The data of a fidelity, loaded once per worker."""
@@ -65,7 +66,8 @@ class Objective:
         fidelity = Fidelity.from_dict(slot.fidelity) if slot.fidelity else search
         spec = self.describe(trial, pattern, seed)
         twin = _completed_twin(trial.study, pattern.hash, seed, fidelity, search,
-                               before=trial.number, grace=3 * self.cfg.heartbeat_seconds)
+                               before=trial.number, grace=3 * self.cfg.heartbeat_seconds,
+                               index=self.twins)
         if twin is not None:  # same pattern, seed and fidelity already trained: reuse it
             record(trial, reused_from=twin.number, train_seconds=0.0,
                    val_curve=TrialRecord.from_trial(twin).val_curve)
@@ -158,26 +160,63 @@ class _NothingToRepeat(Exception):
     pass
 
 
+class TwinIndex:
+    """A study's completed, trained trials by (pattern hash, seed). A finished trial never
+    changes, so each look reads the records of the trials finished since the last one only: a
+    worker's twin lookup stays flat as its study grows."""
+
+    def __init__(self) -> None:
+        self._reset(None)
+
+    def _reset(self, study: str | None) -> None:
+        self._study = study
+        self._seen: set[int] = set()
+        self._twins: dict[tuple[str, int | None], list[tuple[FrozenTrial, Any]]] = {}
+
+    def update(self, study: optuna.Study) -> None:
+        """Index the trials of ``study`` completed since the last update."""
+        if study.study_name != self._study:
+            self._reset(study.study_name)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.number in self._seen:
+                continue
+            self._seen.add(t.number)
+            r = TrialRecord.from_trial(t)
+            if r.hash is not None and not r.is_reused:
+                self._twins.setdefault((r.hash, r.seed), []).append((t, r.fidelity))
+
+    def find(self, pattern_hash: str, seed: int, wanted: dict[str, Any],
+             search: dict[str, Any]) -> FrozenTrial | None:
+        """The lowest-numbered completed trial of this pattern and seed at fidelity ``wanted``
+        (one without a recorded fidelity ran at ``search``)."""
+        return min((t for t, f in self._twins.get((pattern_hash, seed), ())
+                    if (f or search) == wanted), key=lambda t: t.number, default=None)
+
+
 def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int, fidelity: Fidelity,
                     search: Fidelity, before: int | None = None, grace: float = 30.0,
-                    poll_seconds: float = 1.0) -> FrozenTrial | None:
+                    poll_seconds: float = 1.0, index: TwinIndex | None = None
+                    ) -> FrozenTrial | None:
     """A completed trial that trained this pattern with this seed at this fidelity (a trial
-    without a recorded fidelity ran at the search's). A running twin numbered below
-    ``before`` is waited for (two workers that drew the same pattern train it once; the lower
-    number trains, so they never wait for each other), while stale trials are failed as in
-    the worker loop; None when it fails or there is no twin."""
-    wanted = fidelity.to_dict()
+    without a recorded fidelity ran at the search's), found through ``index`` (a fresh one
+    if not given). A running twin numbered below ``before`` is waited for (two workers that
+    drew the same pattern train it once; the lower number trains, so they never wait for
+    each other), while stale trials are failed as in the worker loop; None when it fails or
+    there is no twin."""
+    wanted, searched = fidelity.to_dict(), search.to_dict()
+    index = TwinIndex() if index is None else index
     sweep = StaleSweep(grace, liveness_clock(storage_of(study)))
     while True:
-        running = False
-        for t in study.get_trials(deepcopy=False,
-                                  states=(TrialState.COMPLETE, TrialState.RUNNING)):
-            r = TrialRecord.from_trial(t)
-            if r.hash == pattern_hash and r.seed == seed and not r.is_reused and \
-                    (r.fidelity or search.to_dict()) == wanted:
-                if t.state == TrialState.COMPLETE:
-                    return t
-                running |= before is not None and t.number < before
+        # Running ones first: a twin that completes in between is then in the index.
+        running = before is not None and any(
+            t.number < before and r.hash == pattern_hash and r.seed == seed
+            and not r.is_reused and (r.fidelity or searched) == wanted
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            for r in (TrialRecord.from_trial(t),))
+        index.update(study)
+        twin = index.find(pattern_hash, seed, wanted, searched)
+        if twin is not None:
+            return twin
         if not running:
             return None
         interrupts.check()
