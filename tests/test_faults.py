@@ -375,6 +375,34 @@ def test_concurrent_starts_queue_every_slot_once(tmp_path, kind):
         assert len(load_study(name, url).get_trials(deepcopy=False)) == 120
 
 
+def test_a_storage_opened_while_another_process_creates_its_schema_waits_for_it(tmp_path):
+    """CI: a `study start` that looked at a fresh SQLite file while another one was creating
+    Optuna's tables saw half a schema and refused it as "not an Optuna storage"."""
+    import sqlite3
+    import threading
+
+    from nas.search.storage import _file_lock
+
+    file = tmp_path / "s.db"
+    opened: list[object] = []
+    with _file_lock(file):  # this process is creating the schema: one table so far
+        with sqlite3.connect(file) as db:
+            db.execute("CREATE TABLE studies (study_id INTEGER PRIMARY KEY)")
+        opener = threading.Thread(target=lambda: opened.append(open_storage(f"sqlite:///{file}")))
+        opener.start()
+        time.sleep(0.5)
+        file.unlink()  # ... and now the whole of it
+        optuna.storages.RDBStorage(f"sqlite:///{file}")
+    opener.join(30)
+    assert len(opened) == 1
+
+    other = tmp_path / "notes.db"  # a finished file of something else is still refused
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(UserError, match="not an Optuna storage; refusing to write into it"):
+        open_storage(f"sqlite:///{other}")
+
+
 @pytest.mark.parametrize("skew", [10, 600])
 def test_liveness_compares_heartbeat_changes_never_clocks(monkeypatch, skew):
     """F15: heartbeat ages were one worker's clock minus another's, so a worker 10 s off lost

@@ -101,7 +101,6 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     if scheme.startswith("sqlite"):
         file = _sqlite_path(url)
         file.parent.mkdir(parents=True, exist_ok=True)
-        _check_optuna_file(file)
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": COMMIT_WAIT_SECONDS}}
     else:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
@@ -112,11 +111,15 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             kwargs["engine_kwargs"]["connect_args"] = {
                 "options": f"-c idle_in_transaction_session_timeout={timeout_ms}"}
     try:
-        # Two processes creating the schema of a fresh SQLite file at once collide.
+        # Two processes creating the schema of a fresh SQLite file at once collide, and one
+        # that looks while another is creating it sees half a schema: both wait for the lock.
         if scheme.startswith("sqlite"):
             with _file_lock(file):
+                _check_optuna_file(file)
                 return SQLiteStorage(url, file, **kwargs)
         return RDBStorage(url, **kwargs)
+    except UserError:
+        raise
     except Exception as e:  # SQLAlchemy/driver errors vary by backend
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot open storage {mask_url(url)!r}: "
