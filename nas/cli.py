@@ -338,6 +338,12 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
     serve(args.name, _storage(args), args.host, args.port)
 
 
+def cmd_storage_proxy(args: argparse.Namespace) -> None:
+    from .search.storage import serve_proxy
+
+    serve_proxy(args.storage, args.host, args.port, args.threads)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from .results.export import trial_spec
 
@@ -490,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fidelity_parser(sub)
     _add_calibrate_parser(sub)
     _add_worker_parser(sub)
+    _add_storage_proxy_parser(sub)
     return parser
 
 
@@ -695,6 +702,22 @@ def _add_worker_parser(sub: _Commands) -> None:
     p = sub.add_parser("worker", help="one more worker on an existing study's storage")
     _add_study_run_args(p, trials=False, name=True)
     p.set_defaults(func=cmd_worker)
+
+
+def _add_storage_proxy_parser(sub: _Commands) -> None:
+    from .search.storage import PROXY_THREADS
+
+    p = sub.add_parser("storage-proxy", help="serve a study database to workers at "
+                       "grpc://HOST:PORT (fleets beyond the database's connection limit)")
+    p.add_argument("--storage", required=True,
+                   help="the database: sqlite:///FILE.db or postgresql+psycopg://...")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (0.0.0.0: every machine that reaches this one; "
+                        "the channel is not encrypted, keep it inside a trusted network)")
+    p.add_argument("--port", type=int, default=13000)
+    p.add_argument("--threads", type=_positive_int, default=PROXY_THREADS,
+                   help="calls served at once, one database connection each")
+    p.set_defaults(func=cmd_storage_proxy)
 
 
 def _add_study_ref_args(p: argparse.ArgumentParser) -> None:

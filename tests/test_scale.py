@@ -15,6 +15,7 @@ from nas.results.report import search_view
 from nas.search.snapshot import load_snapshot
 from nas.search.storage import open_storage
 from nas.stats import thin
+from tests.testing import ENV, STORAGES, run_cli, tiny_raw, url_of, write_toml
 
 
 def _varied_study(url: str) -> str:
@@ -115,3 +116,67 @@ def test_the_thinned_history_keeps_the_exact_best_so_far_line():
     assert list(np.maximum.accumulate([t.values[0] for t in shown])) == \
         [full_best[i] for i in originals]
     assert search_view(study, limit=None) == (study, list(range(300)), "")
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", [k for k in STORAGES if k != "journal"])
+def test_workers_through_a_storage_proxy_finish_exactly_the_study(tmp_path, kind):
+    """Two workers that reach the database only through `skipnas storage-proxy` claim every
+    queued slot once: exactly N completed trials, none run twice; queueing through the proxy
+    (which cannot lock) is refused with one clear line."""
+    import subprocess
+    import sys
+
+    from nas.search.config import load_config
+    from nas.search.study import create_study
+
+    n, port = 6, _free_port()
+    database = url_of(kind, tmp_path)
+    config = write_toml(tmp_path / "c.toml", tiny_raw(tmp_path, name=f"proxy-{uuid.uuid4().hex}",
+                                                       trials=n, storage=database))
+    create_study(load_config(config))  # queued on the database itself
+    proxy = subprocess.Popen([sys.executable, "-m", "nas.cli", "storage-proxy", "--storage",
+                              database, "--port", str(port)], env=ENV, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        url = f"grpc://127.0.0.1:{port}"
+        workers = [subprocess.Popen([sys.executable, "-m", "nas.cli", "worker", str(config),
+                                     "--storage", url, "-q"], env=ENV, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        for w in workers:
+            out, err = w.communicate(timeout=300)
+            assert w.returncode == 0, err
+        refused = run_cli("study", "start", str(config), "--storage", url, "-q")
+        assert refused.returncode == 2
+        assert refused.stderr.strip().splitlines() == [
+            f"skipnas: error: {url}: a storage proxy cannot lock the study while trials are "
+            f"queued; run `study start`, `confirm` and `fidelity` with the database's own URL "
+            f"(--storage), and workers through the proxy"]
+    finally:
+        proxy.terminate()
+        _, proxy_err = proxy.communicate(timeout=60)
+    assert proxy.returncode == 128 + 15 and "storage proxy for" in proxy_err, proxy_err
+    study = optuna.load_study(study_name=load_config(config).name,
+                              storage=open_storage(database))
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == n
+    assert all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
+
+
+def test_a_storage_proxy_that_does_not_answer_is_one_line(monkeypatch):
+    import nas.search.storage as storage
+
+    monkeypatch.setattr(storage, "GRPC_READY_SECONDS", 0.5)
+    port = _free_port()
+    with pytest.raises(UserError, match=f"no storage proxy answers at 127.0.0.1:{port} within "
+                                        f"0.5 s; start one with `skipnas storage-proxy"):
+        open_storage(f"grpc://127.0.0.1:{port}")
+    with pytest.raises(UserError, match="use grpc://HOST:PORT"):
+        open_storage("grpc://nohost")

@@ -93,6 +93,16 @@ def serialize_sqlite(storage: RDBStorage, begin: Callable[[Any], None]) -> None:
     engine.dispose()  # connections opened before the listeners are dropped
 
 
+def grpc_server(storage: BaseStorage, host: str, port: int, threads: int) -> Any:
+    """Optuna's gRPC storage proxy server for ``storage``, not started (its public
+    `run_grpc_proxy_server` blocks and gives no handle to stop it gracefully)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from optuna.storages._grpc.server import make_server
+
+    return make_server(storage, host, port, ThreadPoolExecutor(max_workers=threads))
+
+
 @contextlib.contextmanager
 def experimental_ok() -> Iterator[None]:
     """Silence Optuna's ExperimentalWarning for the calls inside (TPE's multivariate and
