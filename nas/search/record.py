@@ -77,8 +77,7 @@ class TrialRecord:
     @classmethod
     def from_trial(cls, trial: _HasUserAttrs) -> "TrialRecord":
         """The record of a trial (a FrozenTrial, or a live Trial); absent fields are None."""
-        attrs = trial.user_attrs
-        return cls(**{k: attrs[k] for k in FIELDS if k in attrs})
+        return cls(**{k: v for k, v in trial.user_attrs.items() if k in _FIELD_SET})
 
     def to_user_attrs(self) -> dict[str, Any]:
         """The fields that are set, as Optuna user attrs."""
@@ -132,6 +131,7 @@ class TrialRecord:
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrialRecord))
+_FIELD_SET = frozenset(FIELDS)
 
 # What each kind of slot knows when it is queued (a noise slot learns its pattern when it runs).
 QUEUED_FIELDS: dict[SlotKind, tuple[str, ...]] = {

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import json
+import time
 from collections import defaultdict
-from collections.abc import Container, Sequence
+from collections.abc import Collection, Container, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,34 +22,40 @@ from optuna.storages._rdb import models
 from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import select
+from sqlalchemy import Connection, Select, func, select, true
 
 from ..errors import UserError
 
 
-def load_snapshot(name: str, storage_url: str, params: bool = True) -> optuna.Study:
+def load_snapshot(name: str, storage_url: str, params: bool = True,
+                  keys: Collection[str] | None = None) -> optuna.Study:
     """The stored study ``name`` as a read-only snapshot (clear errors as ``load_study``).
     Without ``params`` its trials carry no parameters or intermediate values (what status and
-    the analysis read: records, values, states and times), half the rows to read."""
+    the analysis read: records, values, states and times), half the rows to read. With
+    ``keys`` they carry only those user and system attrs (status leaves out specs and curves)."""
     from .storage import load_study
 
     live = load_study(name, storage_url)
     return optuna.Study(study_name=name,
-                        storage=SnapshotStorage(live._storage, name, params=params))
+                        storage=SnapshotStorage(live._storage, name, params=params, keys=keys))
 
 
 class SnapshotStorage(BaseStorage):
     """One study of ``source`` as it was when read; writing to it is an error."""
 
-    def __init__(self, source: BaseStorage, study_name: str, params: bool = True):
+    def __init__(self, source: BaseStorage, study_name: str, params: bool = True,
+                 keys: Collection[str] | None = None):
         self._name = study_name
         self._id = source.get_study_id_from_name(study_name)
         self._directions = source.get_study_directions(self._id)
         self._user_attrs = source.get_study_user_attrs(self._id)
         self._system_attrs = source.get_study_system_attrs(self._id)
         rdb = _rdb(source)
-        self._trials = (read_trials(rdb, self._id, params) if rdb is not None
-                        else source.get_all_trials(self._id, deepcopy=False))
+        if rdb is not None:
+            self._trials = read_trials(rdb, self._id, params, keys)
+        else:  # a journal or a proxy: Optuna's own trials, cut to what was asked
+            self._trials = [_cut(t, params, keys)
+                            for t in source.get_all_trials(self._id, deepcopy=False)]
         self._by_id = {t._trial_id: t for t in self._trials}
 
     # -- what a study reads
@@ -110,8 +118,8 @@ def _rdb(storage: BaseStorage) -> RDBStorage | None:
 
 def _local(stored: datetime | None) -> datetime | None:
     """A stored naive UTC time as Optuna's storage returns it: naive local time."""
-    if stored is None:
-        return None
+    if stored is None or (time.timezone == 0 and not time.daylight):  # servers, containers
+        return stored
     return stored.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
 
 
@@ -120,11 +128,30 @@ def _distribution(text: str) -> BaseDistribution:
     return json_to_distribution(text)
 
 
-def read_trials(storage: RDBStorage, study_id: int, params: bool = True) -> list[FrozenTrial]:
+def _cut(trial: FrozenTrial, params: bool, keys: Collection[str] | None) -> FrozenTrial:
+    """``trial`` as :func:`read_trials` reads it with ``params`` and ``keys``."""
+    if params and keys is None:
+        return trial
+    return FrozenTrial(
+        number=trial.number, state=trial.state, value=None, values=trial.values,
+        datetime_start=trial.datetime_start, datetime_complete=trial.datetime_complete,
+        params=trial.params if params else {},
+        distributions=trial.distributions if params else {},
+        user_attrs=_only(trial.user_attrs, keys), system_attrs=_only(trial.system_attrs, keys),
+        intermediate_values=trial.intermediate_values if params else {},
+        trial_id=trial._trial_id)
+
+
+def _only(attrs: dict[str, Any], keys: Collection[str] | None) -> dict[str, Any]:
+    return attrs if keys is None else {k: v for k, v in attrs.items() if k in keys}
+
+
+def read_trials(storage: RDBStorage, study_id: int, params: bool = True,
+                keys: Collection[str] | None = None) -> list[FrozenTrial]:
     """Every trial of a study in an RDB storage, as Optuna's own storage builds them, read
-    with one query per table (without ``params``: no parameters or intermediate values)."""
+    with one query per table (without ``params``: no parameters or intermediate values; with
+    ``keys``: only those user and system attrs)."""
     t = models.TrialModel.__table__.c
-    in_study = select(t.trial_id).where(t.study_id == study_id).scalar_subquery()
     values: dict[int, dict[int, float]] = defaultdict(dict)
     chosen: dict[int, list[tuple[str, float, str]]] = defaultdict(list)
     user: dict[int, dict[str, Any]] = defaultdict(dict)
@@ -133,32 +160,64 @@ def read_trials(storage: RDBStorage, study_id: int, params: bool = True) -> list
     value_of = models.TrialValueModel.stored_repr_to_value
     step_of = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
     with storage.engine.connect() as db:
+        alone = db.execute(select(func.count()).select_from(models.StudyModel)).scalar_one() == 1
+        trial_ids = select(t.trial_id).where(t.study_id == study_id).scalar_subquery()
+
+        def in_study(column: Any) -> Any:
+            # Rows are looked up by this study's trial ids, so another study's are ignored
+            # anyway: the filter only spares reading them, which costs more when there are none.
+            return true() if alone else column.in_(trial_ids)
+
         rows = db.execute(select(t.trial_id, t.number, t.state, t.datetime_start,
                                  t.datetime_complete).where(t.study_id == study_id)
                           .order_by(t.trial_id)).all()
         v = models.TrialValueModel.__table__.c
-        for trial_id, objective, value, kind in db.execute(
-                select(v.trial_id, v.objective, v.value, v.value_type)
-                .where(v.trial_id.in_(in_study))):
-            values[trial_id][objective] = value_of(value, kind)
+        value_type = models.TrialValueModel.TrialValueType
+        for trial_id, objective, value, kind in _plain_rows(db, select(
+                v.trial_id, v.objective, v.value, v.value_type).where(in_study(v.trial_id))):
+            values[trial_id][objective] = value_of(value, value_type[kind])
         p = models.TrialParamModel.__table__.c
-        for trial_id, name, value, dist in db.execute(
-                select(p.trial_id, p.param_name, p.param_value, p.distribution_json)
-                .where(p.trial_id.in_(in_study)).order_by(p.param_id)) if params else ():
+        for trial_id, name, value, dist in _plain_rows(db, select(
+                p.trial_id, p.param_name, p.param_value, p.distribution_json)
+                .where(in_study(p.trial_id)).order_by(p.param_id)) if params else ():
             chosen[trial_id].append((name, value, dist))
         for model, into in ((models.TrialUserAttributeModel, user),
                             (models.TrialSystemAttributeModel, system)):
             a = model.__table__.c
-            for trial_id, key, text in db.execute(
-                    select(a.trial_id, a.key, a.value_json).where(a.trial_id.in_(in_study))):
-                into[trial_id][key] = json.loads(text)
+            query = select(a.trial_id, a.key, a.value_json).where(in_study(a.trial_id))
+            if keys is not None:
+                query = query.where(a.key.in_(sorted(keys)))
+            attrs = _plain_rows(db, query)
+            for (trial_id, key, _), value in zip(attrs, _parsed(text for *_, text in attrs)):
+                into[trial_id][key] = value
         iv = models.TrialIntermediateValueModel.__table__.c
-        for trial_id, step, value, kind in db.execute(
-                select(iv.trial_id, iv.step, iv.intermediate_value, iv.intermediate_value_type)
-                .where(iv.trial_id.in_(in_study))) if params else ():
-            steps[trial_id][step] = step_of(value, kind)
+        step_type = models.TrialIntermediateValueModel.TrialIntermediateValueType
+        for trial_id, step, value, kind in _plain_rows(db, select(
+                iv.trial_id, iv.step, iv.intermediate_value, iv.intermediate_value_type)
+                .where(in_study(iv.trial_id))) if params else ():
+            steps[trial_id][step] = step_of(value, step_type[kind])
     return [_frozen(row, values[row[0]], chosen[row[0]], user[row[0]], system[row[0]],
                     steps[row[0]]) for row in rows]
+
+
+def _parsed(texts: Iterable[str], chunk: int = 10_000) -> Iterator[Any]:
+    """The JSON values of ``texts``, parsed a chunk at a time as one JSON array (one call of
+    the C parser per chunk rather than one per value: 100k trials' attrs in 0.2 s, not 2 s)."""
+    it = iter(texts)
+    while batch := list(itertools.islice(it, chunk)):
+        yield from json.loads("[" + ",".join(batch) + "]")
+
+
+def _plain_rows(db: Connection, query: Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` as the database driver returns them: numbers and strings (enums
+    as their names). SQLAlchemy's row objects would cost more than the read itself here."""
+    sql = str(query.compile(dialect=db.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = db.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def _frozen(row: Sequence[Any], values: dict[int, float], params: list[tuple[str, float, str]],
