@@ -1,6 +1,12 @@
-"""How the read-only commands scale with a study's size: wall time and peak memory of
-`study status`, `analyze`, `report` and `export` on SQLite studies of 1k, 10k and 100k completed
-trials, and each as a ratio against 1k.
+"""How skipnas scales with a study's size. Two measurements:
+
+- the read-only commands: wall time and peak memory of `study status`, `analyze`, `report` and
+  `export` on SQLite studies of 1k, 10k and 100k completed trials, each as a ratio against 1k;
+- scheduling (--workers): W worker processes whose training is a no-op (a test double for
+  `train`; everything else a worker does runs) work off 10 x W queued search trials of a study
+  that already holds N trials, on SQLite and (--postgres URL, an empty database it may
+  overwrite) on PostgreSQL: per-trial overhead from claim to tell (median, p99), each worker's
+  cycle from one tell to the next (claim, stale sweep and progress included) and trials/s.
 
 The studies are synthetic: one tiny real study (4 trials on synthetic data) is run, then its
 first completed trial is cloned N times by SQL with varied accuracy, mean distance, MBD, params
@@ -8,8 +14,8 @@ and hash (no training). They are cached in --work.
 
     python benchmarks/scale.py                          # 1k, 10k, 100k (about 10 min, 1.3 GB disk)
     python benchmarks/scale.py --sizes 1000 10000       # quicker
-
-Not measured here yet (issue 26): worker scheduling overhead with 1-64 workers, PostgreSQL.
+    python benchmarks/scale.py --sizes 1000 100000 --workers 1 8 32 64 \
+        --postgres postgresql+psycopg://postgres@127.0.0.1:5432/scale    # scheduling
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "scale"
@@ -123,13 +130,108 @@ def measure(db: Path, work: Path) -> dict[str, tuple[float, int]]:
     return out
 
 
+# A worker whose training is a no-op (everything else it does runs): argv config, storage.
+NO_TRAINING_WORKER = """
+import random, sys
+from dataclasses import replace
+import nas.search.worker as worker
+from nas.engine.train import Trained, TrainResult
+from nas.search.config import load_config
+
+def no_training(spec, data, train_cfg, **kwargs):
+    return Trained(spec, None, TrainResult(val_accuracy=random.random()))
+
+worker.train = no_training
+cfg = load_config(sys.argv[1])
+worker.run_worker(replace(cfg, storage=sys.argv[2]), progress=False)
+"""
+
+
+def copy_study(db: Path, url: str) -> None:
+    """Replace whatever Optuna tables the database at ``url`` holds by those of ``db``."""
+    from optuna.storages._rdb import models
+    from sqlalchemy import create_engine, text
+
+    source, target = create_engine(f"sqlite:///{db}"), create_engine(url)
+    metadata = models.BaseModel.metadata
+    metadata.drop_all(target)
+    metadata.create_all(target)
+    with source.connect() as src, target.begin() as dst:
+        for table in metadata.sorted_tables:
+            rows = [dict(r._mapping) for r in src.execute(table.select())]
+            for at in range(0, len(rows), 20_000):
+                dst.execute(table.insert(), rows[at:at + 20_000])
+            keys = [c.name for c in table.primary_key.columns if c.autoincrement is True
+                    or (c.autoincrement == "auto" and len(table.primary_key.columns) == 1)]
+            if rows and keys and target.dialect.name == "postgresql":
+                dst.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', "
+                                 f"'{keys[0]}'), (SELECT max({keys[0]}) FROM {table.name}))"))
+
+
+def schedule(work: Path, seed_db: Path, url: str, workers: int) -> dict[str, float]:
+    """Queue 10 x ``workers`` search trials on the study at ``url``, let ``workers`` no-op
+    workers run them, and time it from the stored trials."""
+    import optuna
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+    from sqlalchemy import create_engine, func, select
+
+    from nas.search.record import SlotKind, TrialRecord
+    from nas.search.storage import open_storage
+    from nas.search.study import enqueue_slots
+
+    storage = open_storage(url)
+    study = optuna.Study(study_name=NAME, storage=storage)
+    t = models.TrialModel.__table__.c
+    with create_engine(url).connect() as db:  # not study.get_trials: it reads every trial
+        first = db.execute(select(func.count()).select_from(models.TrialModel)).scalar_one()
+    queued = 10 * workers
+    enqueue_slots(study, [TrialRecord(slot=SlotKind.SEARCH)] * queued)
+    config = work / "seed.toml"
+    clock = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", NO_TRAINING_WORKER, str(config), url],
+                              cwd=ROOT, env={**os.environ, "SKIPNAS_OFFLINE": "1",
+                                             "OMP_NUM_THREADS": "1"})
+             for _ in range(workers)]
+    for p in procs:
+        if p.wait() != 0:
+            raise SystemExit(f"a worker exited with {p.returncode}")
+    wall = time.perf_counter() - clock
+    a = models.TrialUserAttributeModel.__table__.c
+    with create_engine(url).connect() as db:  # typed columns: datetimes on every backend
+        rows = db.execute(select(t.datetime_start, t.datetime_complete, a.value_json)
+                          .join_from(models.TrialModel, models.TrialUserAttributeModel)
+                          .where(a.key == "worker", t.number >= first,
+                                 t.state == TrialState.COMPLETE)).all()
+    if len(rows) != queued:
+        raise SystemExit(f"{len(rows)} of {queued} queued trials completed")
+    busy = sorted((done - start).total_seconds() for start, done, _ in rows)
+    by_worker: dict[str, list[Any]] = {}
+    for _, done, who in rows:
+        by_worker.setdefault(who, []).append(done)
+    cycles = sorted((b - a).total_seconds() for ends in by_worker.values()
+                    for a, b in zip(sorted(ends), sorted(ends)[1:]))
+    starts = [r[0] for r in rows]
+    ends = [r[1] for r in rows]
+    span = (max(ends) - min(starts)).total_seconds()
+    return {"claim_to_tell_median_ms": 1000 * busy[len(busy) // 2],
+            "claim_to_tell_p99_ms": 1000 * busy[min(len(busy) - 1, int(0.99 * len(busy)))],
+            "cycle_median_ms": 1000 * cycles[len(cycles) // 2] if cycles else float("nan"),
+            "trials_per_second": queued / span, "wall_seconds": wall}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     ap.add_argument("--work", type=Path, default=Path("/tmp/skipnas_scale"))
+    ap.add_argument("--workers", type=int, nargs="*", default=[],
+                    help="measure scheduling with these numbers of workers (not the commands)")
+    ap.add_argument("--postgres", help="an empty PostgreSQL database to measure on as well")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     seed = seed_study(args.work)
+    if args.workers:
+        return scheduling(args, seed)
     results = {}
     for n in args.sizes:
         db = args.work / f"study_{n}.db"
@@ -149,6 +251,36 @@ def main() -> None:
                  for n in args.sizes]
         ratio = results[args.sizes[-1]][label][0] / base[label][0]
         print(f"| `{label}` | " + " | ".join(cells) + f" | {ratio:.1f}x |")
+
+
+def scheduling(args: argparse.Namespace, seed: Path) -> None:
+    rows = []
+    for n in args.sizes:
+        db = args.work / f"study_{n}.db"
+        if not db.exists():
+            clone(seed, db, n)
+        for kind in ["sqlite"] + (["postgresql"] if args.postgres else []):
+            for w in args.workers:
+                fresh = args.work / f"sched_{n}.db"
+                if kind == "sqlite":
+                    shutil.copy(db, fresh)
+                    url = f"sqlite:///{fresh}"
+                else:
+                    copy_study(db, args.postgres)
+                    url = args.postgres
+                r = schedule(args.work, seed, url, w)
+                rows.append((kind, n, w, r))
+                print(f"{kind} {n} trials {w} workers: " + ", ".join(
+                    f"{k} {v:.1f}" for k, v in r.items()), flush=True)
+    print("\n| storage | trials | workers | claim to tell, median | p99 | cycle, median "
+          "| trials/s |")
+    print("|---|---|---|---|---|---|---|")
+    for kind, n, w, r in rows:
+        print(f"| {kind} | {n:,} | {w} | {r['claim_to_tell_median_ms']:.0f} ms | "
+              f"{r['claim_to_tell_p99_ms']:.0f} ms | {r['cycle_median_ms']:.0f} ms | "
+              f"{r['trials_per_second']:.1f} |")
+    Path(args.work / "scheduling.json").write_text(json.dumps(
+        [{"storage": k, "trials": n, "workers": w, **r} for k, n, w, r in rows], indent=1))
 
 
 if __name__ == "__main__":

@@ -152,8 +152,8 @@ def test_death_between_claim_and_first_heartbeat_is_recovered(kind, tmp_path):
     cfg = load_config(config)
     create_study(cfg)
     code = ("import os, sys; from nas.search.storage import load_study;"
-            "from nas.search.optuna_api import claim_waiting;"
-            f"s = load_study({cfg.name!r}, {url!r}); print(claim_waiting(s)); os._exit(0)")
+            "from nas.search.reads import claim_next;"
+            f"s = load_study({cfg.name!r}, {url!r}); print(claim_next(s)); os._exit(0)")
     claimed = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True,
                              text=True, check=True, timeout=60).stdout.strip()
     assert claimed != "None"
@@ -168,9 +168,9 @@ def test_claims_are_atomic_across_processes(storage_url, tmp_path):
     cfg = load_config(config)
     create_study(cfg)
     code = ("from nas.search.storage import load_study;"
-            "from nas.search.optuna_api import claim_waiting;"
+            "from nas.search.reads import claim_next;"
             f"s = load_study({cfg.name!r}, {storage_url!r}); got = [];\n"
-            "while (t := claim_waiting(s)) is not None: got.append(t)\n"
+            "while (t := claim_next(s)) is not None: got.append(t)\n"
             "print(*got)")
     procs = [subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
@@ -231,13 +231,14 @@ def test_a_worker_stopped_inside_a_transaction_does_not_block_the_study(tmp_path
     off by PostgreSQL after IDLE_IN_TRANSACTION_SECONDS; the study then recovers its trial."""
     from sqlalchemy import text
 
-    from nas.search.optuna_api import claim_waiting, storage_of
+    from nas.search.optuna_api import storage_of
+    from nas.search.reads import claim_next
     from nas.search.storage import IDLE_IN_TRANSACTION_SECONDS, open_storage
 
     config = write_config(tmp_path / "c.toml", POSTGRES, trials=2)
     cfg = load_config(config)
     study = create_study(cfg)
-    claimed = claim_waiting(study)  # this process is the stuck worker: its trial is RUNNING...
+    claimed = claim_next(study)  # this process is the stuck worker: its trial is RUNNING...
     engine = open_storage(POSTGRES).engine
     stuck = engine.connect()
     stuck.begin()

@@ -22,13 +22,16 @@ from search_spaces.features import screen_score
 
 from ..engine.configs import ArchConfig, DataConfig, TrainConfig
 from ..engine.datasets import DATASETS
-from ..engine.memory import check_fits, log_connections
+from ..engine.memory import check_fits, log_connections, machine_memory
 from ..errors import ConfigError, UserError
 from ..settings import from_dict, require
 from .samplers import PRUNERS, SAMPLERS
 from .storage import NAME_RULE, default_storage_url, is_valid_name
 
-MAX_TRIALS = 10_000  # search trials per study: more is a mistake, or several studies
+MAX_TRIALS = 1_000_000  # search trials per study: more is a mistake, or several studies
+# What reading a study takes per trial (analyze and report, which hold every record: 0.94 GB
+# at 100k trials, benchmarks/scale.py), rounded up: a study must fit this machine's memory.
+STUDY_BYTES_PER_TRIAL = 10_000
 VAL_ACCURACY = "val_accuracy"  # the objective's name: the accuracy on the held-out validation split
 
 
@@ -328,6 +331,12 @@ class StudyConfig:
                                                    if f.batch_size is not None])
         check_fits(space.layers, min(budget, dense), self.architecture, batch,
                    "search_space.layers with architecture")
+        slots = self.trials + self.baselines.count
+        require(slots * STUDY_BYTES_PER_TRIAL <= machine_memory(), "trials",
+                f"{slots:,} trials with the baselines: analyzing them takes about "
+                f"{slots * STUDY_BYTES_PER_TRIAL / 2 ** 30:.1f} GiB, more than this machine's "
+                f"{machine_memory() / 2 ** 30:.0f} GiB; run fewer, or split the search into "
+                f"several studies")
 
     @property
     def storage_url(self) -> str:

@@ -22,6 +22,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from .optuna_api import retry_attrs, retry_history, trial_id
+from .reads import StudyReads
 from .record import TrialRecord
 
 _log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class StaleSweep:
 
     def __call__(self, study: optuna.Study, storage: BaseStorage) -> list[int]:
         """Returns the numbers of the trials this call failed."""
-        trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        trials = StudyReads(study).trials((TrialState.RUNNING,), keys=(HEARTBEAT,))
         now, failed, running = self.clock(), [], set()
         for t in trials:
             tid, beat = trial_id(t), t.system_attrs.get(HEARTBEAT)

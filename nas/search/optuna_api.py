@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import optuna
@@ -59,18 +59,39 @@ def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
     return storage_of(study).get_study_system_attrs(study._study_id)
 
 
-def claim_waiting(study: optuna.Study) -> int | None:
-    """Move one WAITING trial to RUNNING and return its trial id; None when none is waiting.
-    (Optuna has no public "pop a queued trial only" call: `ask` would sample a new one.)"""
+def claim_waiting(study: optuna.Study, waiting: Iterable[int] | None = None) -> int | None:
+    """Move the first of the WAITING trials ``waiting`` (trial ids; default: every WAITING
+    trial) that no other process takes first to RUNNING and return its id; None when every
+    one was taken. (Optuna has no public "pop a queued trial only" call: `ask` would sample a
+    new one.)"""
     storage = storage_of(study)
-    for t in storage.get_all_trials(study._study_id, deepcopy=False,
-                                    states=(TrialState.WAITING,)):
+    if waiting is None:
+        waiting = [trial_id(t) for t in storage.get_all_trials(
+            study._study_id, deepcopy=False, states=(TrialState.WAITING,))]
+    for waiting_id in waiting:
         try:
-            if storage.set_trial_state_values(trial_id(t), state=TrialState.RUNNING):
-                return trial_id(t)
+            if storage.set_trial_state_values(waiting_id, state=TrialState.RUNNING):
+                return waiting_id
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     return None
+
+
+def adopt_trial(study: optuna.Study, trial_id: int) -> None:
+    """Make Optuna's cache in front of an RDB storage know a trial this process claimed, as it
+    does for a trial this process creates (`create_new_trial`): its `set_trial_param` looks the
+    trial up there, and the cache would otherwise learn of it only by reading every unfinished
+    trial of the study again."""
+    from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
+
+    storage = storage_of(study)
+    if not isinstance(storage, _CachedStorage):
+        return
+    frozen = storage._backend.get_trial(trial_id)
+    with storage._lock:
+        if study._study_id not in storage._studies:
+            storage._studies[study._study_id] = _StudyInfo()
+        storage._add_trials_to_cache(study._study_id, [frozen])
 
 
 def serialize_sqlite(storage: RDBStorage, begin: Callable[[Any], None]) -> None:

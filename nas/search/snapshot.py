@@ -147,10 +147,12 @@ def _only(attrs: dict[str, Any], keys: Collection[str] | None) -> dict[str, Any]
 
 
 def read_trials(storage: RDBStorage, study_id: int, params: bool = True,
-                keys: Collection[str] | None = None) -> list[FrozenTrial]:
-    """Every trial of a study in an RDB storage, as Optuna's own storage builds them, read
-    with one query per table (without ``params``: no parameters or intermediate values; with
-    ``keys``: only those user and system attrs)."""
+                keys: Collection[str] | None = None, states: Collection[TrialState] | None = None,
+                ids: Collection[int] | None = None) -> list[FrozenTrial]:
+    """The trials of a study in an RDB storage, as Optuna's own storage builds them, read
+    with one query per table: every trial, or those in ``states`` / with trial ids ``ids``
+    (without ``params``: no parameters or intermediate values; with ``keys``: only those user
+    and system attrs)."""
     t = models.TrialModel.__table__.c
     values: dict[int, dict[int, float]] = defaultdict(dict)
     chosen: dict[int, list[tuple[str, float, str]]] = defaultdict(list)
@@ -160,16 +162,22 @@ def read_trials(storage: RDBStorage, study_id: int, params: bool = True,
     value_of = models.TrialValueModel.stored_repr_to_value
     step_of = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
     with storage.engine.connect() as db:
-        alone = db.execute(select(func.count()).select_from(models.StudyModel)).scalar_one() == 1
-        trial_ids = select(t.trial_id).where(t.study_id == study_id).scalar_subquery()
+        chosen_trials = [t.study_id == study_id]
+        if states is not None:
+            chosen_trials.append(t.state.in_(list(states)))
+        if ids is not None:
+            chosen_trials.append(t.trial_id.in_(sorted(ids)))
+        every = len(chosen_trials) == 1 and db.execute(
+            select(func.count()).select_from(models.StudyModel)).scalar_one() == 1
+        trial_ids = select(t.trial_id).where(*chosen_trials).scalar_subquery()
 
         def in_study(column: Any) -> Any:
-            # Rows are looked up by this study's trial ids, so another study's are ignored
-            # anyway: the filter only spares reading them, which costs more when there are none.
-            return true() if alone else column.in_(trial_ids)
+            # Rows are looked up by the chosen trials' ids, so others are ignored anyway: the
+            # filter only spares reading them, which costs more when there are none.
+            return true() if every else column.in_(trial_ids)
 
         rows = db.execute(select(t.trial_id, t.number, t.state, t.datetime_start,
-                                 t.datetime_complete).where(t.study_id == study_id)
+                                 t.datetime_complete).where(*chosen_trials)
                           .order_by(t.trial_id)).all()
         v = models.TrialValueModel.__table__.c
         value_type = models.TrialValueModel.TrialValueType

@@ -23,7 +23,8 @@ from ..settings import to_dict
 from .config import Fidelity, StudyConfig
 from .evidence import Evidence, evidence
 from .optuna_api import experimental_ok
-from .record import OLD_STYLE, SlotKind, TrialRecord
+from .reads import StudyReads, ensure_hash_index
+from .record import OLD_STYLE, QUEUED_FIELDS, SlotKind, TrialRecord
 from .samplers import make_pruner, make_sampler
 from .snapshot import load_snapshot
 from .storage import exclusive, mask_url, open_storage
@@ -114,6 +115,7 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
     storage = storage or open_storage(cfg.storage_url)
     directions: list[Literal["maximize", "minimize"]] = (
         ["maximize", "minimize"] if cfg.multi_objective else ["maximize"])
+    ensure_hash_index(storage)
     with exclusive(cfg.storage_url, storage, cfg.name):  # concurrent starts queue slots once
         study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
                                     directions=directions,
@@ -163,9 +165,14 @@ def check_config(study: optuna.Study, cfg: StudyConfig) -> None:
                         f"settings: {shown}{more}. Use its config, or another study name.")
 
 
+# What a slot's count reads of every trial: its queued fields and whether it still counts.
+SLOT_FIELDS = tuple(sorted({k for fields in QUEUED_FIELDS.values() for k in fields}
+                           | {"fail_reason", "requeued"}))
+
+
 def _enqueue_missing(study: optuna.Study, cfg: StudyConfig) -> None:
-    slots = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)
-             if counts_as_slot(t)]
+    every = StudyReads(study).trials(list(TrialState), SLOT_FIELDS)
+    slots = [TrialRecord.from_trial(t) for t in every if counts_as_slot(t)]
     style = cfg.search_space.style
     missing = []
     have_baselines = [baseline_key(r, style) for r in slots if r.is_baseline]

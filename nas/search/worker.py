@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,7 +32,8 @@ from ..engine.train import TrainResult, resolve_device, train
 from ..errors import UserError
 from .config import Fidelity, StudyConfig
 from .liveness import Heartbeat, StaleSweep, can_requeue, requeue
-from .optuna_api import claim_waiting, live_trial, storage_of
+from .optuna_api import live_trial, storage_of
+from .reads import StudyReads, claim_next, ensure_hash_index
 from .record import SlotKind, TrialRecord, record
 from .samplers import make_pruner, make_sampler
 from .storage import liveness_clock, load_study
@@ -160,10 +162,15 @@ class _NothingToRepeat(Exception):
     pass
 
 
+# The record fields a twin lookup reads (and the twin's curve, which a reusing trial copies).
+TWIN_FIELDS = ("hash", "seed", "fidelity", "reused_from", "val_curve")
+
+
 class TwinIndex:
-    """A study's completed, trained trials by (pattern hash, seed). A finished trial never
-    changes, so each look reads the records of the trials finished since the last one only: a
-    worker's twin lookup stays flat as its study grows."""
+    """A study's completed, trained trials by (pattern hash, seed), for storages that cannot
+    select trials by hash (journal files, storage proxies; RDB storages are asked directly,
+    :meth:`StudyReads.with_hash`). A finished trial never changes, so each look reads the
+    records of the trials finished since the last one only."""
 
     def __init__(self) -> None:
         self._reset(None)
@@ -189,8 +196,25 @@ class TwinIndex:
              search: dict[str, Any]) -> FrozenTrial | None:
         """The lowest-numbered completed trial of this pattern and seed at fidelity ``wanted``
         (one without a recorded fidelity ran at ``search``)."""
-        return min((t for t, f in self._twins.get((pattern_hash, seed), ())
-                    if (f or search) == wanted), key=lambda t: t.number, default=None)
+        return _first_at(self._twins.get((pattern_hash, seed), ()), wanted, search)
+
+    def lookup(self, study: optuna.Study, pattern_hash: str, seed: int, wanted: dict[str, Any],
+               search: dict[str, Any]) -> FrozenTrial | None:
+        """:meth:`find` on the study as it is now: by hash where the storage can select by
+        it, else through this index, updated first."""
+        trials = StudyReads(study).with_hash(pattern_hash, TWIN_FIELDS)
+        if trials is None:
+            self.update(study)
+            return self.find(pattern_hash, seed, wanted, search)
+        return _first_at([(t, r.fidelity) for t in trials
+                          if (r := TrialRecord.from_trial(t)).seed == seed and not r.is_reused],
+                         wanted, search)
+
+
+def _first_at(twins: Iterable[tuple[FrozenTrial, Any]], wanted: dict[str, Any],
+              search: dict[str, Any]) -> FrozenTrial | None:
+    return min((t for t, f in twins if (f or search) == wanted), key=lambda t: t.number,
+               default=None)
 
 
 def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int, fidelity: Fidelity,
@@ -205,16 +229,16 @@ def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int, fidelity:
     there is no twin."""
     wanted, searched = fidelity.to_dict(), search.to_dict()
     index = TwinIndex() if index is None else index
+    reads = StudyReads(study)
     sweep = StaleSweep(grace, liveness_clock(storage_of(study)))
     while True:
-        # Running ones first: a twin that completes in between is then in the index.
+        # Running ones first: a twin that completes in between is then found complete.
         running = before is not None and any(
             t.number < before and r.hash == pattern_hash and r.seed == seed
             and not r.is_reused and (r.fidelity or searched) == wanted
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            for t in reads.trials((TrialState.RUNNING,), TWIN_FIELDS)
             for r in (TrialRecord.from_trial(t),))
-        index.update(study)
-        twin = index.find(pattern_hash, seed, wanted, searched)
+        twin = index.lookup(study, pattern_hash, seed, wanted, searched)
         if twin is not None:
             return twin
         if not running:
@@ -268,6 +292,7 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
                                sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
                                pruner=make_pruner(cfg))
             check_config(study, cfg)
+        ensure_hash_index(storage_of(study))
         storage = storage_of(study)
         sweep = StaleSweep(3 * cfg.heartbeat_seconds, liveness_clock(storage))
         objective = Objective(cfg)
@@ -276,9 +301,9 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
         while True:
             interrupts.check()
             sweep(study, storage)
-            trial_id = claim_waiting(study)
+            trial_id = claim_next(study)
             if trial_id is None:
-                if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if not StudyReads(study).trials((TrialState.RUNNING,), keys=()):
                     break
                 bar.refresh()  # other workers' trials finish meanwhile
                 time.sleep(poll_seconds)
@@ -465,11 +490,14 @@ class _StudyBar:
         self.last = last or self.last
         if self.bar.disable:
             return
-        trials = [t for t in self.study.get_trials(deepcopy=False) if counts_as_slot(t)]
-        best = max((t.values[0] for t in trials if t.state == TrialState.COMPLETE and t.values),
-                   default=None)
-        self.bar.total = len(trials)
-        self.bar.n = sum(1 for t in trials if t.state in FINISHED)
+        # From counts: a study of 100k trials is not read whole at every trial.
+        reads = StudyReads(self.study)
+        counts = reads.state_counts()
+        failed = reads.trials((TrialState.FAIL,), keys=("fail_reason", "requeued"))
+        dropped = sum(1 for t in failed if not counts_as_slot(t))  # queued again, or stale
+        best = reads.best_value()
+        self.bar.total = sum(counts.values()) - dropped
+        self.bar.n = sum(counts.get(s, 0) for s in FINISHED) - dropped
         self.bar.set_postfix(best=f"{best:.4f}" if best is not None else "-", last=self.last)
 
     def update(self, trial: FrozenTrial) -> None:

@@ -1,0 +1,125 @@
+"""What a worker reads of its study on every pass, at a cost that does not grow with the study.
+
+Optuna's cached storage reads every unfinished trial again, through its ORM, on each
+`get_trials` (whatever states are asked for): with 10,000 queued trials each of a worker's
+reads took seconds. On an RDB storage (SQLite, PostgreSQL) these reads go to the database
+for what they need only: the RUNNING trials, a few WAITING trial ids, the completed trials of
+one pattern (through an index on the pattern hash). Journal files and storage proxies keep
+Optuna's own reads (a journal is replayed in memory; a proxy has no SQL).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Collection
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import func, select, text
+
+from .optuna_api import adopt_trial, backend_of, claim_waiting, storage_of
+from .snapshot import read_trials
+
+_log = logging.getLogger(__name__)
+HASH_INDEX = "skipnas_pattern_hash"  # on the user attrs that hold a trial's pattern hash
+CLAIM_CANDIDATES = 16  # WAITING trials read per claim: enough that racing workers find one
+
+
+def ensure_hash_index(storage: optuna.storages.BaseStorage) -> None:
+    """Index the trials' pattern hashes in an RDB storage (a partial index, created once), so
+    that finding a pattern's trials does not scan every attribute of the study. A database
+    that refuses it (no rights) is noted: the lookups still work, scanning."""
+    rdb = backend_of(storage)
+    if not isinstance(rdb, RDBStorage):
+        return
+    try:
+        with rdb.engine.begin() as db:
+            db.execute(text(f"CREATE INDEX IF NOT EXISTS {HASH_INDEX} ON "
+                            f"trial_user_attributes (value_json) WHERE key = 'hash'"))
+    except Exception as e:  # the driver's error for a read-only or restricted database
+        _log.warning("could not index the pattern hashes (%s: %s); twin lookups scan the "
+                     "study instead", type(e).__name__, str(e).splitlines()[0])
+
+
+def claim_next(study: optuna.Study) -> int | None:
+    """Claim the first WAITING trial of ``study`` that no other process takes first (RUNNING
+    now, its trial id returned); None when none is waiting."""
+    reads = StudyReads(study)
+    while waiting := reads.waiting_ids():
+        if (claimed := claim_waiting(study, waiting)) is not None:
+            adopt_trial(study, claimed)
+            return claimed
+    return None
+
+
+class StudyReads:
+    """A worker's reads of ``study``: straight from the database on RDB storages, through
+    Optuna otherwise."""
+
+    def __init__(self, study: optuna.Study):
+        self.study = study
+        backend = backend_of(storage_of(study))
+        self.rdb = backend if isinstance(backend, RDBStorage) else None
+        self.study_id = storage_of(study).get_study_id_from_name(study.study_name)
+
+    def trials(self, states: Collection[TrialState], keys: Collection[str]) -> list[FrozenTrial]:
+        """The trials in ``states``, carrying the user and system attrs ``keys`` only (and
+        no params): on RDB storages that is all they carry."""
+        if self.rdb is None:
+            return self.study.get_trials(deepcopy=False, states=tuple(states))
+        return read_trials(self.rdb, self.study_id, params=False, keys=keys, states=states)
+
+    def state_counts(self) -> dict[TrialState, int]:
+        """How many trials the study has in each state (states without any left out)."""
+        if self.rdb is None:
+            return dict(Counter(t.state for t in self.study.get_trials(deepcopy=False)))
+        t = models.TrialModel.__table__.c
+        with self.rdb.engine.connect() as db:
+            return {state: n for state, n in db.execute(
+                select(t.state, func.count()).where(t.study_id == self.study_id)
+                .group_by(t.state))}
+
+    def best_value(self) -> float | None:
+        """The highest first objective of a completed trial (None: none completed)."""
+        if self.rdb is None:
+            return max((t.values[0] for t in self.study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE,)) if t.values), default=None)
+        t = models.TrialModel.__table__.c
+        v = models.TrialValueModel.__table__.c
+        with self.rdb.engine.connect() as db:
+            return db.execute(
+                select(func.max(v.value)).join_from(models.TrialValueModel, models.TrialModel)
+                .where(t.study_id == self.study_id, t.state == TrialState.COMPLETE,
+                       v.objective == 0,
+                       v.value_type == models.TrialValueModel.TrialValueType.FINITE)).scalar()
+
+    def waiting_ids(self) -> list[int]:
+        """Trial ids of the first WAITING trials by number (a few: others claim too)."""
+        if self.rdb is None:
+            return [t._trial_id for t in self.study.get_trials(
+                deepcopy=False, states=(TrialState.WAITING,))]
+        t = models.TrialModel.__table__.c
+        with self.rdb.engine.connect() as db:
+            return list(db.execute(
+                select(t.trial_id).where(t.study_id == self.study_id,
+                                         t.state == TrialState.WAITING)
+                .order_by(t.number).limit(CLAIM_CANDIDATES)).scalars())
+
+    def with_hash(self, pattern_hash: str, keys: Collection[str]) -> list[FrozenTrial] | None:
+        """The completed trials of pattern ``pattern_hash`` (attrs ``keys`` only); None where
+        the storage cannot select by hash (then :class:`~nas.search.worker.TwinIndex`)."""
+        if self.rdb is None:
+            return None
+        a = models.TrialUserAttributeModel.__table__.c
+        t = models.TrialModel.__table__.c
+        with self.rdb.engine.connect() as db:
+            ids = list(db.execute(
+                select(a.trial_id).join_from(models.TrialUserAttributeModel, models.TrialModel)
+                .where(a.key == "hash", a.value_json == json.dumps(pattern_hash),
+                       t.study_id == self.study_id, t.state == TrialState.COMPLETE)).scalars())
+        if not ids:
+            return []
+        return read_trials(self.rdb, self.study_id, params=False, keys=keys, ids=ids)
