@@ -260,14 +260,14 @@ def scheduling(args: argparse.Namespace, seed: Path) -> None:
         if not db.exists():
             clone(seed, db, n)
         for kind in ["sqlite"] + (["postgresql"] if args.postgres else []):
+            # One copy per size: each run adds its 10 x W trials to it, a rounding error.
+            if kind == "sqlite":
+                shutil.copy(db, args.work / "sched.db")
+                url = f"sqlite:///{args.work / 'sched.db'}"
+            else:
+                copy_study(db, args.postgres)
+                url = args.postgres
             for w in args.workers:
-                fresh = args.work / f"sched_{n}.db"
-                if kind == "sqlite":
-                    shutil.copy(db, fresh)
-                    url = f"sqlite:///{fresh}"
-                else:
-                    copy_study(db, args.postgres)
-                    url = args.postgres
                 r = schedule(args.work, seed, url, w)
                 rows.append((kind, n, w, r))
                 print(f"{kind} {n} trials {w} workers: " + ", ".join(

@@ -116,6 +116,9 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
 
 
 def cmd_study_start(args: argparse.Namespace) -> None:
+    from optuna.trial import TrialState
+
+    from .search.reads import StudyReads
     from .search.storage import mask_url
     from .search.study import create_study
     from .search.worker import run_workers
@@ -127,6 +130,11 @@ def cmd_study_start(args: argparse.Namespace) -> None:
     print(f"study {cfg.name!r} in {mask_url(cfg.storage_url)}: {space.name} space "
           f"({space.style}), layers {list(space.layers)}, budget {space.build().budget} "
           f"connections")
+    if args.queue_only:
+        waiting = StudyReads(study).state_counts().get(TrialState.WAITING, 0)
+        print(f"{waiting} trials queued; no worker started here (`skipnas worker CONFIG` "
+              f"runs them)")
+        return
     report = run_workers(cfg, cfg.workers, study=study, progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
@@ -567,6 +575,9 @@ def _add_study_parser(sub: _Commands) -> None:
     study_sub = p.add_subparsers(dest="study_command", required=True, parser_class=_Parser)
     q = study_sub.add_parser("start", help="create or resume a study and work on it")
     _add_study_run_args(q, name=True)
+    q.add_argument("--queue-only", action="store_true",
+                   help="create the study and queue its trials, but run none (workers on "
+                        "other machines, or through a storage proxy, will)")
     q.set_defaults(func=cmd_study_start)
     q = study_sub.add_parser("check", help="validate a config, show what it would run "
                                            "(writes nothing)")

@@ -135,13 +135,14 @@ def test_workers_through_a_storage_proxy_finish_exactly_the_study(tmp_path, kind
     import sys
 
     from nas.search.config import load_config
-    from nas.search.study import create_study
 
     n, port = 6, _free_port()
     database = url_of(kind, tmp_path)
     config = write_toml(tmp_path / "c.toml", tiny_raw(tmp_path, name=f"proxy-{uuid.uuid4().hex}",
                                                        trials=n, storage=database))
-    create_study(load_config(config))  # queued on the database itself
+    queued = run_cli("study", "start", str(config), "--queue-only")  # on the database itself
+    assert queued.returncode == 0 and f"{n} trials queued; no worker started here" \
+        in queued.stdout, queued.stderr
     proxy = subprocess.Popen([sys.executable, "-m", "nas.cli", "storage-proxy", "--storage",
                               database, "--port", str(port)], env=ENV, stderr=subprocess.PIPE,
                              text=True)

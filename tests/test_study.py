@@ -22,7 +22,7 @@ from nas.search.storage import open_storage
 from nas.search.study import baseline_pattern, create_study, study_status
 from nas.search.worker import run_worker
 from search_spaces import TEMPLATES, PatternError, template_pattern
-from tests.testing import ENV, run_cli, tiny_config, tiny_raw, write_toml
+from tests.testing import ENV, STORAGES, run_cli, tiny_config, tiny_raw, url_of, write_toml
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -449,19 +449,27 @@ def test_a_running_twin_is_waited_for_then_reused(tmp_path):
     assert found[0].number == first.number and found[0].value == 0.75
 
 
-def test_the_twin_index_finds_what_a_scan_of_every_trial_finds():
-    """The worker's index of completed trials, updated as trials finish in any order, gives
-    the same twin as scanning every completed trial: the lowest-numbered one of the pattern
-    and seed at the fidelity, never a reused result."""
+@pytest.mark.parametrize("kind", ["memory", *STORAGES])
+def test_the_twin_lookup_finds_what_a_scan_of_every_trial_finds(tmp_path, kind):
+    """The worker's twin lookup (by hash in the database on SQLite and PostgreSQL, through its
+    index of completed trials, updated as trials finish in any order, elsewhere) gives the
+    same twin as scanning every completed trial: the lowest-numbered one of the pattern and
+    seed at the fidelity, never a reused result."""
     import random
+    import uuid
 
+    from nas.search.reads import ensure_hash_index
     from nas.search.record import record
     from nas.search.worker import TwinIndex
 
     rng = random.Random(0)
     search = {"epochs": 2, "steps": None, "train_size": 4096, "val_size": 2000}
     other = {**search, "train_size": 16384}
-    study = optuna.create_study(direction="maximize")
+    storage = None if kind == "memory" else open_storage(url_of(kind, tmp_path))
+    if storage is not None:
+        ensure_hash_index(storage)
+    study = optuna.create_study(direction="maximize", storage=storage,
+                                study_name=f"twins-{uuid.uuid4().hex}")
     trials = []
     for _ in range(60):
         trial = study.ask()
@@ -486,11 +494,12 @@ def test_the_twin_index_finds_what_a_scan_of_every_trial_finds():
     for k, trial in enumerate(trials):
         study.tell(trial, rng.random())
         if k % 7 == 0 or k == len(trials) - 1:
-            index.update(study)
             for h in "abcd":
                 for seed in (0, 1):
                     for wanted in (search, other):
-                        assert index.find(h, seed, wanted, search) == scan(h, seed, wanted)
+                        found = index.lookup(study, h, seed, wanted, search)
+                        expected = scan(h, seed, wanted)
+                        assert (found and found.number) == (expected and expected.number)
 
 
 def test_auto_workers_is_one_per_core_on_cpu_and_four_per_gpu_within_the_cores(monkeypatch):
