@@ -120,7 +120,7 @@ def test_fuzzed_study_configs(doc, tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("text", [
     b"\xff\xfe not utf-8", b'name = "x"\n[search_space]\nlayers = [100000]',
-    b'name = "x"\n[architecture]\ngrowth = 100000000', b'name = "x"\ntrials = 1000000',
+    b'name = "x"\n[architecture]\ngrowth = 100000000', b'name = "x"\ntrials = 1000001',
     b'name = "../evil"', b'name = "x"\n[data]\nval_size = inf',
     b'name = "x"\n[data]\nsplit_seed = -1', b'name = "x"\n[training]\ndevice = "foo"',
     # F9: nesting, a 5001-digit integer, an absurd heartbeat, uncapped baseline seeds

@@ -64,7 +64,7 @@ def test_shipped_configs_load_sample_and_build(path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('name = "x"\ntrials = -1', "bad.toml: trials: must be in 0..10000"),
+    ('name = "x"\ntrials = -1', "bad.toml: trials: must be in 0..1000000"),
     ('name = "x"\n[training]\nepoch = 2', "bad.toml: training.epoch: unknown key"),
     ('name = "x"\n[sampler]\nname = "grid"',
      "bad.toml: sampler.name: unknown sampler 'grid'; known: tpe, random, nsga2, cmaes"),
@@ -81,6 +81,19 @@ def test_config_errors_name_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
         load_config(path)
     assert message in str(e.value) and str(path) in str(e.value)
+
+
+def test_a_study_larger_than_this_machine_can_analyze_is_refused(tmp_path, monkeypatch):
+    """Up to a million trials, as long as analyzing them fits this machine's memory (about
+    STUDY_BYTES_PER_TRIAL each)."""
+    from nas.search import config
+
+    assert tiny_config(tmp_path, trials=config.MAX_TRIALS).trials == 1_000_000  # 24 GB here
+    monkeypatch.setattr(config, "machine_memory", lambda: 2 ** 30)  # 1 GiB
+    assert tiny_config(tmp_path, trials=100_000).trials == 100_000
+    with pytest.raises(ConfigError, match=r"trials: 200,000 trials with the baselines: analyzing "
+                       r"them takes about 1\.9 GiB, more than this machine's 1 GiB"):
+        tiny_config(tmp_path, trials=200_000)
 
 
 def test_bad_storage_url_is_clear():

@@ -29,6 +29,7 @@ from .samplers import PRUNERS, SAMPLERS
 from .storage import NAME_RULE, default_storage_url, is_valid_name
 
 MAX_TRIALS = 1_000_000  # search trials per study: more is a mistake, or several studies
+MAX_BASELINES = 10_000  # baseline trials (templates x seeds x ...): more is a typo
 # What reading a study takes per trial (analyze and report, which hold every record: 0.94 GB
 # at 100k trials, benchmarks/scale.py), rounded up: a study must fit this machine's memory.
 STUDY_BYTES_PER_TRIAL = 10_000
@@ -296,9 +297,9 @@ class StudyConfig:
         require(0 <= self.seed < 2 ** 32, "seed", "must be in 0..2**32-1")
         require(1 <= self.heartbeat_seconds <= 3600, "heartbeat_seconds",
                 "must be in 1..3600 (seconds)")
-        require(self.baselines.count <= MAX_TRIALS, "baselines.seeds",
+        require(self.baselines.count <= MAX_BASELINES, "baselines.seeds",
                 f"{self.baselines.count} baseline trials (templates x seeds x styles x budgets x "
-                f"block outputs); at most {MAX_TRIALS}")
+                f"block outputs); at most {MAX_BASELINES}")
         require(0 <= self.workers <= 256, "workers", "must be in 0..256 (0: one per CPU core "
                 "or GPU)")
         require(not (self.multi_objective and self.pruner.name != "none"), "pruner.name",
