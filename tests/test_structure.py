@@ -117,6 +117,36 @@ def test_optuna_adapter_is_pinned_to_the_installed_optuna():
     assert all(storage_of(study).get_trial(i).state == TrialState.RUNNING for i in claimed[:3])
 
 
+def test_a_claimed_trial_is_adopted_by_optunas_cache(tmp_path):
+    """A worker claims straight from the database, so Optuna's cache in front of an RDB
+    storage first hears of its trial from `adopt_trial`: suggesting, telling and reading the
+    study afterwards must work as for a trial the cache read itself."""
+    from nas.search.optuna_api import live_trial
+    from nas.search.reads import claim_next
+    from nas.search.storage import open_storage
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    optuna.create_study(study_name="s", storage=open_storage(url)).enqueue_trial({})
+    study = optuna.load_study(study_name="s", storage=open_storage(url))  # a fresh cache
+    claimed = claim_next(study)
+    assert claimed is not None and claim_next(study) is None
+    trial = live_trial(study, claimed)
+    x = trial.suggest_float("x", 0.0, 1.0)
+    study.tell(trial, x)
+    done, = study.get_trials(deepcopy=False)
+    assert (done.state, done.params, done.value) == (TrialState.COMPLETE, {"x": x}, x)
+
+
+def test_the_record_fields_each_read_names_are_fields():
+    """The reads that fetch only some of a record's fields name real ones (a misspelt one
+    would silently read as None)."""
+    from nas.search.study import SLOT_FIELDS, STATUS_FIELDS
+    from nas.search.worker import TWIN_FIELDS
+
+    for fields in (SLOT_FIELDS, STATUS_FIELDS, TWIN_FIELDS):
+        assert set(fields) <= set(FIELDS), set(fields) - set(FIELDS)
+
+
 def test_importing_the_engine_does_not_change_global_warning_filters():
     code = ("import warnings, torch, optuna, plotly, tqdm.auto; before = list(warnings.filters);"
             "import nas.search.worker, nas.search.study, nas.results.report, nas.cli;"

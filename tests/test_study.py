@@ -84,16 +84,18 @@ def test_config_errors_name_file_and_key(tmp_path, text, message):
 
 
 def test_a_study_larger_than_this_machine_can_analyze_is_refused(tmp_path, monkeypatch):
-    """Up to a million trials, as long as analyzing them fits this machine's memory (about
-    STUDY_BYTES_PER_TRIAL each)."""
+    """Up to a million trials, as long as analyzing them fits the starting machine's memory
+    (about STUDY_BYTES_PER_TRIAL each): refused before anything is written."""
     from nas.search import config
 
-    assert tiny_config(tmp_path, trials=config.MAX_TRIALS).trials == 1_000_000  # 24 GB here
+    assert tiny_config(tmp_path, trials=config.MAX_TRIALS).trials == 1_000_000
     monkeypatch.setattr(config, "machine_memory", lambda: 2 ** 30)  # 1 GiB
-    assert tiny_config(tmp_path, trials=100_000).trials == 100_000
-    with pytest.raises(ConfigError, match=r"trials: 200,000 trials with the baselines: analyzing "
-                       r"them takes about 1\.9 GiB, more than this machine's 1 GiB"):
-        tiny_config(tmp_path, trials=200_000)
+    config.check_study_size(tiny_config(tmp_path, trials=100_000))
+    with pytest.raises(ConfigError, match=r"trials: 200,000 trials with the baselines and noise "
+                       r"repeats: analyzing them takes about 1\.9 GiB, more than this "
+                       r"machine's 1 GiB"):
+        create_study(tiny_config(tmp_path, trials=200_000))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_storage_url_is_clear():
@@ -471,7 +473,7 @@ def test_the_twin_lookup_finds_what_a_scan_of_every_trial_finds(tmp_path, kind):
     import random
     import uuid
 
-    from nas.search.reads import ensure_hash_index
+    from nas.search.reads import ensure_indexes
     from nas.search.record import record
     from nas.search.worker import TwinIndex
 
@@ -480,7 +482,7 @@ def test_the_twin_lookup_finds_what_a_scan_of_every_trial_finds(tmp_path, kind):
     other = {**search, "train_size": 16384}
     storage = None if kind == "memory" else open_storage(url_of(kind, tmp_path))
     if storage is not None:
-        ensure_hash_index(storage)
+        ensure_indexes(storage)
     study = optuna.create_study(direction="maximize", storage=storage,
                                 study_name=f"twins-{uuid.uuid4().hex}")
     trials = []

@@ -332,12 +332,6 @@ class StudyConfig:
                                                    if f.batch_size is not None])
         check_fits(space.layers, min(budget, dense), self.architecture, batch,
                    "search_space.layers with architecture")
-        slots = self.trials + self.baselines.count
-        require(slots * STUDY_BYTES_PER_TRIAL <= machine_memory(), "trials",
-                f"{slots:,} trials with the baselines: analyzing them takes about "
-                f"{slots * STUDY_BYTES_PER_TRIAL / 2 ** 30:.1f} GiB, more than this machine's "
-                f"{machine_memory() / 2 ** 30:.0f} GiB; run fewer, or split the search into "
-                f"several studies")
 
     @property
     def storage_url(self) -> str:
@@ -390,6 +384,18 @@ class StudyConfig:
         return (replace(self.data, train_size=fidelity.train_size, val_size=fidelity.val_size),
                 replace(self.training, epochs=fidelity.epochs, steps=fidelity.steps,
                         batch_size=batch_size))
+
+
+def check_study_size(cfg: StudyConfig) -> None:
+    """Refuse, before a study is created, one whose analysis would not fit this machine's
+    memory (workers elsewhere only run its trials: they do not check)."""
+    slots = cfg.trials + cfg.baselines.count + cfg.noise.repeats
+    if slots * STUDY_BYTES_PER_TRIAL > machine_memory():
+        raise ConfigError(f"trials: {slots:,} trials with the baselines and noise repeats: "
+                          f"analyzing them takes about "
+                          f"{slots * STUDY_BYTES_PER_TRIAL / 2 ** 30:.1f} GiB, more than this "
+                          f"machine's {machine_memory() / 2 ** 30:.0f} GiB; run fewer, or split "
+                          f"the search into several studies")
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> StudyConfig:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
+
+if TYPE_CHECKING:
+    import grpc
 
 TESTED_WITH = "5.0"  # the Optuna release these calls were checked against (major.minor)
 
@@ -25,6 +28,10 @@ def backend_of(storage: BaseStorage) -> BaseStorage:
 
 def trial_id(trial: FrozenTrial) -> int:
     return trial._trial_id
+
+
+def study_id(study: optuna.Study) -> int:
+    return study._study_id
 
 
 def live_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
@@ -60,10 +67,10 @@ def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
 
 
 def claim_waiting(study: optuna.Study, waiting: Iterable[int] | None = None) -> int | None:
-    """Move the first of the WAITING trials ``waiting`` (trial ids; default: every WAITING
-    trial) that no other process takes first to RUNNING and return its id; None when every
-    one was taken. (Optuna has no public "pop a queued trial only" call: `ask` would sample a
-    new one.)"""
+    """Claim one of the WAITING trials ``waiting`` (trial ids; default: every WAITING trial):
+    move the first that no other process takes first to RUNNING and return its id; None when
+    every one was taken. (Optuna has no public "pop a queued trial only" call: `ask` would
+    sample a new one.)"""
     storage = storage_of(study)
     if waiting is None:
         waiting = [trial_id(t) for t in storage.get_all_trials(
@@ -89,9 +96,11 @@ def adopt_trial(study: optuna.Study, trial_id: int) -> None:
         return
     frozen = storage._backend.get_trial(trial_id)
     with storage._lock:
-        if study._study_id not in storage._studies:
-            storage._studies[study._study_id] = _StudyInfo()
+        info = storage._studies.setdefault(study._study_id, _StudyInfo())
         storage._add_trials_to_cache(study._study_id, [frozen])
+        # Read again with the unfinished trials on the cache's next read (on PostgreSQL a
+        # trial can be queued after a higher-numbered one finished: never re-read otherwise).
+        info.unfinished_trial_ids.add(trial_id)
 
 
 def serialize_sqlite(storage: RDBStorage, begin: Callable[[Any], None]) -> None:
@@ -114,7 +123,7 @@ def serialize_sqlite(storage: RDBStorage, begin: Callable[[Any], None]) -> None:
     engine.dispose()  # connections opened before the listeners are dropped
 
 
-def grpc_server(storage: BaseStorage, host: str, port: int, threads: int) -> Any:
+def grpc_server(storage: BaseStorage, host: str, port: int, threads: int) -> grpc.Server:
     """Optuna's gRPC storage proxy server for ``storage``, not started (its public
     `run_grpc_proxy_server` blocks and gives no handle to stop it gracefully)."""
     from concurrent.futures import ThreadPoolExecutor

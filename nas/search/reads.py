@@ -18,30 +18,44 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 
-from .optuna_api import adopt_trial, backend_of, claim_waiting, storage_of
-from .snapshot import read_trials
+from .optuna_api import adopt_trial, backend_of, claim_waiting, storage_of, study_id, trial_id
+from .snapshot import cut, read_trials
 
 _log = logging.getLogger(__name__)
-HASH_INDEX = "skipnas_pattern_hash"  # on the user attrs that hold a trial's pattern hash
+# Indexes the worker's reads need on Optuna's tables (created once; Optuna's own schema has
+# none on a trial's state, nor on attribute values).
+INDEXES = {
+    "skipnas_trial_state": "trials (study_id, state, number)",
+    "skipnas_pattern_hash": "trial_user_attributes (value_json) WHERE key = 'hash'",
+}
 CLAIM_CANDIDATES = 16  # WAITING trials read per claim: enough that racing workers find one
 
 
-def ensure_hash_index(storage: optuna.storages.BaseStorage) -> None:
-    """Index the trials' pattern hashes in an RDB storage (a partial index, created once), so
-    that finding a pattern's trials does not scan every attribute of the study. A database
-    that refuses it (no rights) is noted: the lookups still work, scanning."""
+def ensure_indexes(storage: optuna.storages.BaseStorage) -> None:
+    """Create :data:`INDEXES` in an RDB storage where they are missing, so that a worker's
+    reads (WAITING ids, RUNNING trials, a pattern's trials) do not scan the study. A database
+    that refuses them (no rights) is noted: the reads still work, scanning."""
     rdb = backend_of(storage)
     if not isinstance(rdb, RDBStorage):
         return
-    try:
-        with rdb.engine.begin() as db:
-            db.execute(text(f"CREATE INDEX IF NOT EXISTS {HASH_INDEX} ON "
-                            f"trial_user_attributes (value_json) WHERE key = 'hash'"))
-    except Exception as e:  # the driver's error for a read-only or restricted database
-        _log.warning("could not index the pattern hashes (%s: %s); twin lookups scan the "
-                     "study instead", type(e).__name__, str(e).splitlines()[0])
+    # Looked up first: PostgreSQL locks the table for `CREATE INDEX IF NOT EXISTS` even when
+    # the index is there, which would stall every worker's writes at each start.
+    present = {i["name"] for table in ("trials", "trial_user_attributes")
+               for i in inspect(rdb.engine).get_indexes(table)}
+    for name, on in INDEXES.items():
+        if name in present:
+            continue
+        try:
+            with rdb.engine.begin() as db:
+                db.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON {on}"))
+        except Exception as e:  # the driver's error for a read-only or restricted database
+            if name not in {i["name"] for i in inspect(rdb.engine).get_indexes(
+                    on.split()[0])}:  # not another process's creation in between
+                _log.warning("could not create index %s (%s: %s); the workers' reads scan "
+                             "the study instead", name, type(e).__name__,
+                             str(e).splitlines()[0])
 
 
 def claim_next(study: optuna.Study) -> int | None:
@@ -63,13 +77,14 @@ class StudyReads:
         self.study = study
         backend = backend_of(storage_of(study))
         self.rdb = backend if isinstance(backend, RDBStorage) else None
-        self.study_id = storage_of(study).get_study_id_from_name(study.study_name)
+        self.study_id = study_id(study)
 
     def trials(self, states: Collection[TrialState], keys: Collection[str]) -> list[FrozenTrial]:
         """The trials in ``states``, carrying the user and system attrs ``keys`` only (and
         no params): on RDB storages that is all they carry."""
-        if self.rdb is None:
-            return self.study.get_trials(deepcopy=False, states=tuple(states))
+        if self.rdb is None:  # cut as the database read would be: one shape on every storage
+            return [cut(t, params=False, keys=keys)
+                    for t in self.study.get_trials(deepcopy=False, states=tuple(states))]
         return read_trials(self.rdb, self.study_id, params=False, keys=keys, states=states)
 
     def state_counts(self) -> dict[TrialState, int]:
@@ -99,7 +114,7 @@ class StudyReads:
     def waiting_ids(self) -> list[int]:
         """Trial ids of the first WAITING trials by number (a few: others claim too)."""
         if self.rdb is None:
-            return [t._trial_id for t in self.study.get_trials(
+            return [trial_id(t) for t in self.study.get_trials(
                 deepcopy=False, states=(TrialState.WAITING,))]
         t = models.TrialModel.__table__.c
         with self.rdb.engine.connect() as db:

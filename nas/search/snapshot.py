@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Connection, Select, func, select, true
 
 from ..errors import UserError
+from .optuna_api import backend_of, storage_of
 
 
 def load_snapshot(name: str, storage_url: str, params: bool = True,
@@ -37,7 +38,8 @@ def load_snapshot(name: str, storage_url: str, params: bool = True,
 
     live = load_study(name, storage_url)
     return optuna.Study(study_name=name,
-                        storage=SnapshotStorage(live._storage, name, params=params, keys=keys))
+                        storage=SnapshotStorage(storage_of(live), name, params=params,
+                                                keys=keys))
 
 
 class SnapshotStorage(BaseStorage):
@@ -54,7 +56,7 @@ class SnapshotStorage(BaseStorage):
         if rdb is not None:
             self._trials = read_trials(rdb, self._id, params, keys)
         else:  # a journal or a proxy: Optuna's own trials, cut to what was asked
-            self._trials = [_cut(t, params, keys)
+            self._trials = [cut(t, params, keys)
                             for t in source.get_all_trials(self._id, deepcopy=False)]
         self._by_id = {t._trial_id: t for t in self._trials}
 
@@ -112,7 +114,7 @@ class SnapshotStorage(BaseStorage):
 
 def _rdb(storage: BaseStorage) -> RDBStorage | None:
     """The RDB storage under Optuna's cache wrapper, if it is one."""
-    inner = getattr(storage, "_backend", storage)
+    inner = backend_of(storage)
     return inner if isinstance(inner, RDBStorage) else None
 
 
@@ -128,7 +130,7 @@ def _distribution(text: str) -> BaseDistribution:
     return json_to_distribution(text)
 
 
-def _cut(trial: FrozenTrial, params: bool, keys: Collection[str] | None) -> FrozenTrial:
+def cut(trial: FrozenTrial, params: bool, keys: Collection[str] | None) -> FrozenTrial:
     """``trial`` as :func:`read_trials` reads it with ``params`` and ``keys``."""
     if params and keys is None:
         return trial
@@ -196,7 +198,8 @@ def read_trials(storage: RDBStorage, study_id: int, params: bool = True,
             if keys is not None:
                 query = query.where(a.key.in_(sorted(keys)))
             attrs = _plain_rows(db, query)
-            for (trial_id, key, _), value in zip(attrs, _parsed(text for *_, text in attrs)):
+            for (trial_id, key, _), value in zip(attrs, _parsed(text for *_, text in attrs),
+                                                 strict=True):
                 into[trial_id][key] = value
         iv = models.TrialIntermediateValueModel.__table__.c
         step_type = models.TrialIntermediateValueModel.TrialIntermediateValueType
@@ -216,16 +219,14 @@ def _parsed(texts: Iterable[str], chunk: int = 10_000) -> Iterator[Any]:
         yield from json.loads("[" + ",".join(batch) + "]")
 
 
-def _plain_rows(db: Connection, query: Select[Any]) -> list[tuple[Any, ...]]:
+def _plain_rows(db: Connection, query: Select[Any]) -> Sequence[Any]:
     """The rows of ``query`` as the database driver returns them: numbers and strings (enums
     as their names). SQLAlchemy's row objects would cost more than the read itself here."""
-    sql = str(query.compile(dialect=db.dialect, compile_kwargs={"literal_binds": True}))
-    cursor = db.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    result = db.execute(query)
     try:
-        cursor.execute(sql)
-        return cursor.fetchall()
+        return result.cursor.fetchall()
     finally:
-        cursor.close()
+        result.close()
 
 
 def _frozen(row: Sequence[Any], values: dict[int, float], params: list[tuple[str, float, str]],

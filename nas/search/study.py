@@ -20,10 +20,10 @@ from search_spaces.spaces import sample_patterns
 from .. import interrupts
 from ..errors import UserError
 from ..settings import to_dict
-from .config import Fidelity, StudyConfig
+from .config import Fidelity, StudyConfig, check_study_size
 from .evidence import Evidence, evidence
 from .optuna_api import experimental_ok
-from .reads import StudyReads, ensure_hash_index
+from .reads import StudyReads, ensure_indexes
 from .record import OLD_STYLE, QUEUED_FIELDS, SlotKind, TrialRecord
 from .samplers import make_pruner, make_sampler
 from .snapshot import load_snapshot
@@ -112,11 +112,12 @@ def counts_as_slot(t: FrozenTrial) -> bool:
 def create_study(cfg: StudyConfig, seed: int | None = None,
                  storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
     """Create the study (or load it) and enqueue the trials still missing from the config."""
+    check_study_size(cfg)
     storage = storage or open_storage(cfg.storage_url)
     directions: list[Literal["maximize", "minimize"]] = (
         ["maximize", "minimize"] if cfg.multi_objective else ["maximize"])
-    ensure_hash_index(storage)
     with exclusive(cfg.storage_url, storage, cfg.name):  # concurrent starts queue slots once
+        ensure_indexes(storage)
         study = optuna.create_study(study_name=cfg.name, storage=storage, load_if_exists=True,
                                     directions=directions,
                                     sampler=make_sampler(cfg, cfg.seed if seed is None else seed),

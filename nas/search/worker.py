@@ -33,7 +33,7 @@ from ..errors import UserError
 from .config import Fidelity, StudyConfig
 from .liveness import Heartbeat, StaleSweep, can_requeue, requeue
 from .optuna_api import live_trial, storage_of
-from .reads import StudyReads, claim_next, ensure_hash_index
+from .reads import StudyReads, claim_next, ensure_indexes
 from .record import SlotKind, TrialRecord, record
 from .samplers import make_pruner, make_sampler
 from .storage import liveness_clock, load_study
@@ -292,7 +292,7 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
                                sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
                                pruner=make_pruner(cfg))
             check_config(study, cfg)
-        ensure_hash_index(storage_of(study))
+        ensure_indexes(storage_of(study))
         storage = storage_of(study)
         sweep = StaleSweep(3 * cfg.heartbeat_seconds, liveness_clock(storage))
         objective = Objective(cfg)
