@@ -227,6 +227,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="*", default=[],
                     help="measure scheduling with these numbers of workers (not the commands)")
     ap.add_argument("--postgres", help="an empty PostgreSQL database to measure on as well")
+    ap.add_argument("--storages", nargs="+", choices=["sqlite", "postgresql"],
+                    default=["sqlite", "postgresql"], help="scheduling: which storages")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     seed = seed_study(args.work)
@@ -259,7 +261,7 @@ def scheduling(args: argparse.Namespace, seed: Path) -> None:
         db = args.work / f"study_{n}.db"
         if not db.exists():
             clone(seed, db, n)
-        for kind in ["sqlite"] + (["postgresql"] if args.postgres else []):
+        for kind in [k for k in args.storages if k == "sqlite" or args.postgres]:
             # One copy per size: each run adds its 10 x W trials to it, a rounding error.
             if kind == "sqlite":
                 shutil.copy(db, args.work / "sched.db")
@@ -279,7 +281,7 @@ def scheduling(args: argparse.Namespace, seed: Path) -> None:
         print(f"| {kind} | {n:,} | {w} | {r['claim_to_tell_median_ms']:.0f} ms | "
               f"{r['claim_to_tell_p99_ms']:.0f} ms | {r['cycle_median_ms']:.0f} ms | "
               f"{r['trials_per_second']:.1f} |")
-    Path(args.work / "scheduling.json").write_text(json.dumps(
+    Path(args.work / f"scheduling_{'_'.join(args.storages)}.json").write_text(json.dumps(
         [{"storage": k, "trials": n, "workers": w, **r} for k, n, w, r in rows], indent=1))
 
 
