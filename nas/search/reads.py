@@ -18,7 +18,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, inspect, literal_column, select, text
 
 from .optuna_api import adopt_trial, backend_of, claim_waiting, storage_of, study_id, trial_id
 from .snapshot import cut, read_trials
@@ -129,12 +129,13 @@ class StudyReads:
         if self.rdb is None:
             return None
         a = models.TrialUserAttributeModel.__table__.c
-        t = models.TrialModel.__table__.c
         with self.rdb.engine.connect() as db:
+            # The attrs alone, the key a literal: so the planners take the partial hash index
+            # (joined with the trials, SQLite preferred scanning the completed ones).
             ids = list(db.execute(
-                select(a.trial_id).join_from(models.TrialUserAttributeModel, models.TrialModel)
-                .where(a.key == "hash", a.value_json == json.dumps(pattern_hash),
-                       t.study_id == self.study_id, t.state == TrialState.COMPLETE)).scalars())
+                select(a.trial_id).where(a.key == literal_column("'hash'"),
+                                         a.value_json == json.dumps(pattern_hash))).scalars())
         if not ids:
             return []
-        return read_trials(self.rdb, self.study_id, params=False, keys=keys, ids=ids)
+        return read_trials(self.rdb, self.study_id, params=False, keys=keys,
+                           states=(TrialState.COMPLETE,), ids=ids)
