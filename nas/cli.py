@@ -727,7 +727,7 @@ def _add_storage_proxy_parser(sub: _Commands) -> None:
                         "the channel is not encrypted, keep it inside a trusted network)")
     p.add_argument("--port", type=int, default=13000)
     p.add_argument("--threads", type=_positive_int, default=PROXY_THREADS,
-                   help="calls served at once, one database connection each")
+                   help="calls served at once (over one pool of database connections)")
     p.set_defaults(func=cmd_storage_proxy)
 
 

@@ -36,7 +36,7 @@ LOCK_TRY_SECONDS = 1.0    # one try for SQLite's write lock; interrupts are chec
 LOCK_NOTICE_SECONDS = 10.0  # a wait for a lock this long is reported
 COMMIT_WAIT_SECONDS = 120  # SQLite's wait, at commit, for processes still reading
 GRPC_READY_SECONDS = 30    # a worker's wait for its storage proxy to answer
-PROXY_THREADS = 16         # calls a storage proxy serves at once (one database connection each)
+PROXY_THREADS = 16         # calls a storage proxy serves at once, over one connection pool
 PROXY_GRACE_SECONDS = 5.0  # a stopped proxy finishes the calls in flight this long
 
 
@@ -167,7 +167,7 @@ def _open_grpc(url: str) -> optuna.storages.BaseStorage:
 def serve_proxy(storage_url: str, host: str, port: int, threads: int = PROXY_THREADS) -> None:
     """Serve the storage at ``storage_url`` to workers at grpc://HOST:PORT until stopped
     (Optuna's gRPC storage proxy: every worker's calls go through this one process, so a
-    fleet needs one database connection per proxy thread, not one per worker)."""
+    fleet needs the proxy's pool of database connections, not one per worker)."""
     if storage_url.split(":", 1)[0] in ("grpc", "journal"):
         raise UserError(f"the proxy serves a database (sqlite:///... or postgresql+psycopg://"
                         f"...), not {mask_url(storage_url)!r}")
