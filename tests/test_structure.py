@@ -112,7 +112,8 @@ def test_optuna_adapter_is_pinned_to_the_installed_optuna():
     for n in range(3):
         study.enqueue_trial({}, user_attrs={"n": n})
     waiting = study.get_trials(states=(TrialState.WAITING,))
-    claimed = [claim_waiting(study) for _ in range(4)]
+    ids = [trial_id(t) for t in waiting]
+    claimed = [claim_waiting(study, ids) for _ in range(4)]
     assert claimed[:3] == [trial_id(t) for t in waiting] and claimed[3] is None
     assert all(storage_of(study).get_trial(i).state == TrialState.RUNNING for i in claimed[:3])
 

@@ -66,15 +66,11 @@ def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
     return storage_of(study).get_study_system_attrs(study._study_id)
 
 
-def claim_waiting(study: optuna.Study, waiting: Iterable[int] | None = None) -> int | None:
-    """Claim one of the WAITING trials ``waiting`` (trial ids; default: every WAITING trial):
-    move the first that no other process takes first to RUNNING and return its id; None when
-    every one was taken. (Optuna has no public "pop a queued trial only" call: `ask` would
-    sample a new one.)"""
+def claim_waiting(study: optuna.Study, waiting: Iterable[int]) -> int | None:
+    """Claim one of the WAITING trials ``waiting`` (trial ids): move the first that no other
+    process takes first to RUNNING and return its id; None when every one was taken. (Optuna
+    has no public "pop a queued trial only" call: `ask` would sample a new one.)"""
     storage = storage_of(study)
-    if waiting is None:
-        waiting = [trial_id(t) for t in storage.get_all_trials(
-            study._study_id, deepcopy=False, states=(TrialState.WAITING,))]
     for waiting_id in waiting:
         try:
             if storage.set_trial_state_values(waiting_id, state=TrialState.RUNNING):

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, inspect, literal_column, select, text
 
 from .optuna_api import adopt_trial, backend_of, claim_waiting, storage_of, study_id, trial_id
-from .snapshot import cut, read_trials
+from .snapshot import cut, rdb_backend, read_trials
 
 _log = logging.getLogger(__name__)
 # Indexes the worker's reads need on Optuna's tables (created once; Optuna's own schema has
@@ -75,8 +75,7 @@ class StudyReads:
 
     def __init__(self, study: optuna.Study):
         self.study = study
-        backend = backend_of(storage_of(study))
-        self.rdb = backend if isinstance(backend, RDBStorage) else None
+        self.rdb = rdb_backend(storage_of(study))
         self.study_id = study_id(study)
 
     def trials(self, states: Collection[TrialState], keys: Collection[str]) -> list[FrozenTrial]:

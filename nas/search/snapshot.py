@@ -52,7 +52,7 @@ class SnapshotStorage(BaseStorage):
         self._directions = source.get_study_directions(self._id)
         self._user_attrs = source.get_study_user_attrs(self._id)
         self._system_attrs = source.get_study_system_attrs(self._id)
-        rdb = _rdb(source)
+        rdb = rdb_backend(source)
         if rdb is not None:
             self._trials = read_trials(rdb, self._id, params, keys)
         else:  # a journal or a proxy: Optuna's own trials, cut to what was asked
@@ -112,7 +112,7 @@ class SnapshotStorage(BaseStorage):
     set_trial_intermediate_value = set_trial_user_attr = set_trial_system_attr = _read_only
 
 
-def _rdb(storage: BaseStorage) -> RDBStorage | None:
+def rdb_backend(storage: BaseStorage) -> RDBStorage | None:
     """The RDB storage under Optuna's cache wrapper, if it is one."""
     inner = backend_of(storage)
     return inner if isinstance(inner, RDBStorage) else None
