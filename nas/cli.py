@@ -400,6 +400,16 @@ def _print_bench_summary(bench: "Bench") -> None:
         print(bench.reliability().text())
 
 
+def _bench_out(args: argparse.Namespace, kind: str, name: str) -> Path:
+    """Where a benchmark's replay or proxies report goes: ``--out``, by default ./KIND_NAME;
+    never the benchmark's own folder, whose table it would sit beside as if part of it."""
+    out = Path(args.out or f"{kind}_{name}")
+    if out.resolve() == Path(args.bench).resolve():
+        raise UserError(f"--out {args.out}: that is the benchmark's own folder; write the "
+                        f"{kind} report elsewhere (default ./{kind}_NAME)")
+    return out
+
+
 def cmd_bench_replay(args: argparse.Namespace) -> None:
     from .results.bench_report import (
         regret_figure,
@@ -415,6 +425,7 @@ def cmd_bench_replay(args: argparse.Namespace) -> None:
 
     strategies = tuple(args.sampler or STRATEGIES)
     bench = load_bench(args.bench)
+    out = _bench_out(args, "replay", bench.cfg.name)
     for name in strategies:
         strategy_config(bench.cfg, name)  # an unknown one: one error before any replay
     result = replay_bench(bench, strategies, args.repeats, args.trials,
@@ -425,7 +436,6 @@ def cmd_bench_replay(args: argparse.Namespace) -> None:
     print(format_table(*strategy_table(result)))
     print("\nzero-cost scores against mean accuracy")
     print(format_table(*zero_cost_table(result)))
-    out = Path(args.out or f"replay_{bench.cfg.name}")
     paths = write_replay(result, out, bench)
     try:  # PNGs for READMEs, where headless Chromium is installed
         paths += [write_png(regret_figure(result), out / "regret.png"),
@@ -441,12 +451,13 @@ def cmd_bench_proxies(args: argparse.Namespace) -> None:
     from .search.bench import load_bench
 
     bench = load_bench(args.bench)
+    out = _bench_out(args, "proxies", bench.cfg.name)
     device = resolve_device(args.device or bench.cfg.training.device)
     images, labels = load_batch(bench.cfg, args.batch, device)
     scored = score_patterns(bench, images, labels, args.seed, progress=not args.quiet)
     result = proxy_report(bench, scored, args.batch, args.seed, str(device), args.resamples)
     print(result.text())
-    paths = write_proxies(result, Path(args.out or f"proxies_{bench.cfg.name}"))
+    paths = write_proxies(result, out)
     print(f"\nwrote {', '.join(str(p) for p in paths)}")
 
 

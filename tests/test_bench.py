@@ -250,6 +250,53 @@ def test_replays_measure_what_they_claim(tmp_path):
     assert screened.top1 == 1 and screened.curve[0] == ranked[0].accuracy
 
 
+def test_a_replay_tells_one_seeds_value_and_its_columns_agree(tmp_path, monkeypatch):
+    """A trial is told one seed's accuracy of its pattern (never the mean, the same one again
+    for a repeat); the top 1% comes no earlier than the top 5% and where the curve reaches the
+    best mean; the regret's interval holds its mean."""
+    bench = fake_bench(tmp_path, noise=0.01)
+    seeds = {a for e in bench.entries.values() for a in e.accuracies}
+    means = {e.accuracy for e in bench.entries.values()}
+    told: list[float] = []
+    real_tell = optuna.Study.tell
+
+    def tell(study, trial, value, *args, **kwargs):
+        told.append(value)
+        return real_tell(study, trial, value, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, "tell", tell)
+    best = bench.ranked()[0].accuracy
+    for repeat in range(4):
+        told.clear()
+        run = replay(bench, "tpe", trials=30, repeat=repeat)
+        assert set(told) <= seeds and not set(told) & means
+        assert len(set(told)) == run.distinct
+        if run.top1 is not None:
+            assert run.top5 is not None and run.top5 <= run.top1
+            assert run.curve[run.top1 - 1] == best and run.top1 == 1 + run.curve.index(best)
+        else:
+            assert best not in run.curve
+    result = replay_bench(bench, ("random", "tpe"), repeats=3, trials=10, progress=False,
+                          resamples=20)
+    for s in result["strategies"]:
+        assert len(s["top1_trials"]) == 3
+        for low, mean, high in zip(s["regret_low"], s["regret_mean"], s["regret_high"]):
+            assert low <= mean <= high
+
+
+def test_replay_and_proxies_write_beside_never_into_the_benchmark(tmp_path, monkeypatch):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    fake_bench(folder, L=8)
+    monkeypatch.chdir(tmp_path)
+    for kind in ("replay", "proxies"):
+        assert main(["bench", kind, str(folder), "--out", str(folder), "-q"]) == 2
+    assert sorted(p.name for p in folder.iterdir()) == [CONFIG, TABLE]
+    assert main(["bench", "replay", "bench", "--sampler", "random", "--repeats", "1",
+                 "--trials", "3", "--resamples", "10", "-q"]) == 0
+    assert (tmp_path / "replay_fake" / "replay.json").exists()
+
+
 def test_every_strategy_replays_and_the_report_is_written(tmp_path):
     bench = fake_bench(tmp_path, noise=0.002)
     strategies = ("random", "cmaes", "prior", "tpe_features", "cmaes_features")

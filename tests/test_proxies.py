@@ -73,6 +73,21 @@ def test_params_and_flops_are_the_spec_metrics():
         PROXIES["nope"]
 
 
+def test_params_and_flops_of_a_one_layer_chain_are_counted_by_hand():
+    arch = ArchConfig(growth=4, bottleneck=False, stem_channels=3, input_shape=(1, 8, 8),
+                      num_classes=2)
+    spec = make_spec(template_pattern("chain", 1), arch)
+    x, y = batch(shape=(1, 8, 8), classes=2)
+    params = (3 * 1 * 9            # stem conv 1 -> 3, 3x3, no bias
+              + 2 * 3              # the layer's BatchNorm over 3 channels
+              + 4 * 3 * 9          # its conv 3 -> 4 (growth), 3x3, no bias
+              + 2 * 4              # the final BatchNorm
+              + 4 * 2 + 2)         # the classifier with its bias
+    flops = 2 * 1 * 3 * 9 * 64 + 2 * 3 * 4 * 9 * 64 + 2 * 4 * 2  # multiply-adds x 2 on 8x8
+    assert (PROXIES["params"](spec, None, x, y), PROXIES["flops"](spec, None, x, y)) == \
+        (params, flops) == (159, 17296)
+
+
 def test_synflow_of_a_linear_chain_is_its_closed_form_and_leaves_the_model_alone():
     # With weights |W| and an all-ones input, R = 1^T |W3||W2||W1| 1 (the ReLUs see positive
     # numbers only). R is linear in each layer's weights, so sum_w |dR/dw * w| = R per layer:

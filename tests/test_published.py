@@ -390,7 +390,8 @@ def test_the_proxy_table_in_the_readme_is_the_json(table, n):
         rho, tau = s["spearman"], s["kendall"]
         assert row[2] == f"{rho['r']:+.3f} [{rho['ci_low']:+.3f}, {rho['ci_high']:+.3f}]"
         assert row[4] == f"{tau['r']:+.3f} [{tau['ci_low']:+.3f}, {tau['ci_high']:+.3f}]"
-        assert int(row[6]) == s["n"] == n
+        assert (row[3], row[5]) == (f"{rho['p_value']:.4f}", f"{tau['p_value']:.4f}")
+        assert int(row[6]) == s["n"] == n and row[7] == f"{s['seconds']:.4f}"
 
 
 def test_the_v2_proxy_verdict_is_the_tables():
@@ -431,19 +432,53 @@ def test_the_v2_proxy_verdict_is_the_tables():
     assert f"sqrt({rel.reliability:.3f}) = {rel.ceiling:.3f}" in text
 
 
-def test_the_proxy_scores_are_those_of_the_benchmark_and_its_ceiling_is_the_readmes():
+@pytest.mark.parametrize("table,name", [("bench_v1", "bench_fashion_mnist"),
+                                        ("bench_v2", "bench_fashion_mnist_v2")])
+def test_the_proxy_json_is_its_benchmark_and_its_correlations_are_its_scores(table, name):
+    """Per pattern: the table's mean accuracy and skipnas' scores; per row: the Spearman and
+    Kendall of its scores; the combined row: the best candidate's z-score sum; the ceiling:
+    the table's."""
+    from nas.results.proxies_report import COMBINE_CANDIDATES, COMBINED_FROM, combined_score
+    from nas.search.bench import load_bench
+    from nas.stats import kendall, spearman
+    from search_spaces.features import SCORES
+
+    bench = load_bench(ROOT / "studies" / "results" / name)
+    result = json.loads((PROXIES / table / "proxies.json").read_text())
+    patterns = result["per_pattern"]
+    assert [p["hash"] for p in patterns] == list(bench.entries)
+    for p, entry in zip(patterns, bench.entries.values()):
+        assert p["accuracy"] == pytest.approx(entry.accuracy)
+        for score, of in SCORES.items():
+            assert p["scores"][score] == pytest.approx(of(entry.pattern))
+    accuracy = np.array([p["accuracy"] for p in patterns])
+    rows = {s["score"]: s for s in result["scores"]}
+    for score, row in rows.items():
+        values = np.array([p["scores"][score] for p in patterns], dtype=float)
+        ok = np.isfinite(values)
+        assert row["n"] == ok.sum()
+        assert row["spearman"]["r"] == pytest.approx(spearman(values[ok], accuracy[ok]))
+        assert row["kendall"]["r"] == pytest.approx(kendall(values[ok], accuracy[ok]))
+    best = max(COMBINE_CANDIDATES, key=lambda c: rows[c]["spearman"]["r"])
+    assert result["combined_from"] == best
+    combined = combined_score(np.array([p["scores"]["-mean_distance"] for p in patterns]),
+                              np.array([p["scores"][best] for p in patterns]), best)
+    assert [p["scores"][COMBINED_FROM + best] for p in patterns] == pytest.approx(combined)
+    rel = bench.reliability()
+    assert result["reliability"] == pytest.approx(
+        {"seeds": rel.seeds, "split_half": rel.split_half, "reliability": rel.reliability,
+         "ceiling": rel.ceiling})
+    assert f"noise ceiling for any score's Spearman with them: {rel.ceiling:.3f}" in \
+        (PROXIES / table / "proxies.md").read_text()
+
+
+def test_the_v1_proxy_readme_numbers_are_its_benchmarks():
     from nas.search.bench import load_bench
     from nas.stats import correlate, spearman, spearman_brown
-    from search_spaces.features import SCORES
 
     bench = load_bench(ROOT / "studies" / "results" / "bench_fashion_mnist")
     result = json.loads((PROXIES / "bench_v1" / "proxies.json").read_text())
     by_hash = {p["hash"]: p for p in result["per_pattern"]}
-    assert set(by_hash) == set(bench.entries)
-    for h, entry in bench.entries.items():
-        assert by_hash[h]["accuracy"] == pytest.approx(entry.accuracy)
-        assert by_hash[h]["scores"]["-mean_distance"] == pytest.approx(
-            SCORES["-mean_distance"](entry.pattern))
     snip = np.array([by_hash[h]["scores"]["snip"] for h in bench.entries])
     accuracy = np.array([e.accuracy for e in bench.entries.values()])
     r, *_ = correlate(snip, accuracy, "spearman", resamples=10)

@@ -26,6 +26,7 @@ from nas.search.record import TrialRecord
 from nas.search.storage import load_study
 from nas.search.study import create_study
 from nas.search.worker import run_worker
+from search_spaces import offsets_in_words
 from tests.testing import ENV, run_cli
 
 
@@ -183,6 +184,23 @@ def test_dashboard_serves_study_with_our_plots(study_cfg):
             conn.request("DELETE", f"/api/studies/{study_id}", headers=headers)
             assert conn.getresponse().status == 403, headers
             conn.close()
+        # The Best Trial card lists the best trial's pattern in words, not the sampler's keys;
+        # the trials themselves keep their keys.
+        ids = {s["study_name"]: s["study_id"] for s in body["study_summaries"]}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{ids['rep']}",
+                                    timeout=10) as r:
+            detail = json.load(r)
+    study = load_study("rep", study_cfg.storage_url)
+    best = study.best_trial
+    (card,) = detail["best_trials"]
+    shown = {p["name"]: p["param_external_value"] for p in card["params"]}
+    pattern = PatternSpec.from_dict(TrialRecord.from_trial(best).spec).pattern
+    assert card["number"] == best.number
+    assert shown["pattern"].startswith(offsets_in_words(pattern))
+    assert float(shown["mean_distance"]) == pytest.approx(best.user_attrs["mean_distance"],
+                                                          rel=1e-5)
+    assert not set(shown) & set(best.params)
+    assert {p["name"] for p in detail["trials"][best.number]["params"]} == set(best.params)
     study = load_study("rep", study_cfg.storage_url)
     graphs = {k.split(":")[2] for k in study_system_attrs(study)
               if k.startswith("dashboard:plot_data:")}
@@ -213,8 +231,8 @@ def test_dashboard_pages_in_a_browser_name_the_metric_and_the_features(study_cfg
              "--window-size=1400,2400"]
     with dashboard(study_cfg) as (port, body):
         ids = {s["study_name"]: s["study_id"] for s in body["study_summaries"]}
-        for name, wanted in (("rep", "val_accuracy"), ("rep" + FEATURES_SUFFIX,
-                                                        "mean_distance")):
+        for name, wanted in (("rep", "val_accuracy"), ("rep", "pattern: reads 1 back"),
+                             ("rep" + FEATURES_SUFFIX, "mean_distance")):
             dom = subprocess.run(flags + ["--dump-dom",
                                           f"http://127.0.0.1:{port}/dashboard/studies/"
                                           f"{ids[name]}"],

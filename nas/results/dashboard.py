@@ -6,12 +6,15 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from optuna.storages import BaseStorage
+
 from ..errors import UserError
-from ..search.optuna_api import live_trial, trial_id
+from ..search.optuna_api import live_trial, study_id, trial_id
+from ..search.record import TrialRecord
 from ..search.storage import load_study, open_storage
 from ..search.study import stored_config, study_evidence
 from .analysis import evidence_lines
-from .features import feature_rows, features_study
+from .features import FeatureRow, feature_row, feature_rows, features_study
 from .report import figures
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -70,6 +73,58 @@ def attach_plots(name: str, storage_url: str) -> list[str]:
     return ids
 
 
+def card_params(row: FeatureRow) -> list[dict[str, Any]]:
+    """A pattern as optuna-dashboard's Best Trial card lists params: its offsets in words,
+    then its features."""
+    shown = [("pattern", f"{row.offsets} ({row.hash})")]
+    shown += [(k, f"{v:g}") for k, v in row.values.items()]
+    return [{"name": k, "param_internal_value": 0, "param_external_value": v,
+             "param_external_pytyp": "<class 'str'>",
+             "distribution": {"type": "CategoricalDistribution",
+                              "choices": [{"pytype": "<class 'str'>", "value": v}]}}
+            for k, v in shown]
+
+
+def best_trials_in_words(app: WSGIApp, storage: BaseStorage, study: int) -> WSGIApp:
+    """optuna-dashboard's Best Trial card lists the best trial's params, which here are the
+    sampler's keys: serve study ``study``'s best trials with their pattern in words and its
+    features instead (the trials' own rows and pages keep their params)."""
+    path, rows = f"/api/studies/{study}", {}
+
+    def row(trial: int) -> FeatureRow | None:
+        if trial not in rows:   # completed trials do not change: each is read once
+            frozen = storage.get_trial(trial)
+            record = TrialRecord.from_trial(frozen)
+            rows[trial] = None if record.spec is None or record.hash is None \
+                else feature_row(frozen, record)
+        return rows[trial]
+
+    def described(environ: dict[str, Any], start_response: Callable[..., Any]
+                  ) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != path or environ.get("REQUEST_METHOD") != "GET":
+            return app(environ, start_response)
+        answer: list[Any] = []
+        chunks = app(environ, lambda status, headers, exc_info=None: answer.extend(
+            (status, headers)))
+        try:
+            body = b"".join(chunks)
+        finally:
+            getattr(chunks, "close", lambda: None)()
+        status, headers = answer
+        if status.startswith("200"):
+            detail = json.loads(body)
+            for trial in detail["best_trials"]:
+                if (described_row := row(trial["trial_id"])) is not None:
+                    trial["params"] = card_params(described_row)
+            body = json.dumps(detail).encode()
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [body]
+
+    return described
+
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -107,8 +162,10 @@ def serve(name: str, storage_url: str, host: str = "127.0.0.1", port: int = 8080
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (wsgiref's name)
             pass
 
+    storage = open_storage(storage_url)
+    app = best_trials_in_words(wsgi(storage), storage, study_id(load_study(name, storage_url)))
     try:
-        server = make_server(host, port, loopback_only(wsgi(open_storage(storage_url)), port),
+        server = make_server(host, port, loopback_only(app, port),
                              server_class=Server, handler_class=QuietHandler)
     except OSError as e:
         raise UserError(f"dashboard port {port} on {host}: {e.strerror} (choose another with "

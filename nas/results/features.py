@@ -53,16 +53,18 @@ def feature_rows(study: optuna.Study, limit: int | None = None,
     trained = trained_trials(study) if trained is None else trained
     if limit is not None:
         trained = [trained[i] for i in thin(len(trained), limit)]
-    rows = []
-    for t, r in trained:
-        assert r.spec is not None and r.hash is not None   # trained_trials keeps only these
-        pattern = PatternSpec.from_dict(r.spec).pattern
-        values = pattern_features(pattern).to_dict()
-        values.update({k: float(v) for k, v in (("params", r.params), ("flops", r.flops))
-                       if v is not None})
-        rows.append(FeatureRow(t.number, t.values[0], r.hash, offsets_in_words(pattern),
-                               values))
-    return rows
+    return [feature_row(t, r) for t, r in trained]
+
+
+def feature_row(trial: FrozenTrial, record: TrialRecord) -> FeatureRow:
+    """A completed trial's pattern features (its record must hold a spec and a hash)."""
+    assert record.spec is not None and record.hash is not None
+    pattern = PatternSpec.from_dict(record.spec).pattern
+    values = pattern_features(pattern).to_dict()
+    values.update({k: float(v) for k, v in (("params", record.params), ("flops", record.flops))
+                   if v is not None})
+    return FeatureRow(trial.number, trial.values[0], record.hash, offsets_in_words(pattern),
+                      values)
 
 
 def features_study(study: optuna.Study, storage_url: str | None = None,

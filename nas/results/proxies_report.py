@@ -22,7 +22,7 @@ from search_spaces.features import SCORES
 from ..engine.proxies import PROXIES, measure_proxies
 from ..engine.spec import make_spec
 from ..errors import UserError
-from ..search.bench import Bench
+from ..search.bench import Bench, Reliability
 from ..stats import RESAMPLE_LIMIT, correlate
 from ..tables import format_table, html_table, markdown_table
 from .analysis import SCORE_SIGN, Table
@@ -95,12 +95,15 @@ class ProxyReport:
     combined_from: str | None    # the proxy the combined score adds to the distance
     rows: tuple[ScoreRow, ...]
     patterns: tuple[PatternScores, ...]
+    reliability: Reliability | None = None   # the table's (None: one seed per pattern)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (NaN and infinities kept as JSON's NaN and Infinity)."""
         return {"bench": self.bench, "patterns": len(self.patterns), "batch": self.batch,
                 "seed": self.seed, "device": self.device, "resamples": self.resamples,
                 "sign": SIGN_NOTE, "combined_from": self.combined_from,
+                "reliability": None if self.reliability is None else
+                {**asdict(self.reliability), "ceiling": self.reliability.ceiling},
                 "scores": [r.to_json() for r in self.rows],
                 "per_pattern": [p.to_json() for p in self.patterns]}
 
@@ -111,7 +114,8 @@ class ProxyReport:
         return (f"{self.bench}: {len(self.patterns)} patterns, networks initialised with seed "
                 f"{self.seed} and scored on one batch of {self.batch} training images "
                 f"({self.device}); correlations with the mean accuracy over seeds, 95% "
-                f"{intervals}; {SIGN_NOTE}")
+                f"{intervals}; {SIGN_NOTE}"
+                + ("" if self.reliability is None else f"; {self.reliability.text()}"))
 
     def notes(self) -> list[str]:
         out = []
@@ -230,12 +234,14 @@ def proxy_report(bench: Bench, scored: list[PatternScores], batch: int, seed: in
         rows.append(ScoreRow(label, COMBINED, n, rho, tau, seconds))
         scored = [replace(p, scores={**p.scores, label: float(c)})
                   for p, c in zip(scored, combined)]
+    reliability = bench.reliability() if len(bench.cfg.bench.seeds) > 1 else None
     return ProxyReport(bench.cfg.name, batch, seed, device, resamples, best, tuple(rows),
-                       tuple(scored))
+                       tuple(scored), reliability)
 
 
 def proxies_figure(report: ProxyReport) -> go.Figure:
-    """Spearman and Kendall of every score with the mean accuracy, with their 95% CIs."""
+    """Spearman and Kendall of every score with the mean accuracy, with their 95% CIs and the
+    table's noise ceiling (either sign)."""
     rows = [r for r in report.rows if math.isfinite(r.spearman.r)][::-1]  # first on top
     fig = go.Figure()
     for method, color in (("spearman", "#1f77b4"), ("kendall", "#ff7f0e")):
@@ -246,6 +252,10 @@ def proxies_figure(report: ProxyReport) -> go.Figure:
             error_x={"type": "data", "symmetric": False,
                      "array": [c.ci_high - c.r for c in corr],
                      "arrayminus": [c.r - c.ci_low for c in corr]}))
+    if report.reliability is not None and math.isfinite(ceiling := report.reliability.ceiling):
+        for x in (-ceiling, ceiling):
+            fig.add_vline(x=x, line={"dash": "dash", "color": "#555"},
+                          annotation_text=f"noise ceiling {x:+.2f}")
     return fig.update_layout(
         barmode="group", title=f"{report.bench}: zero-cost scores against mean accuracy "
                                f"({len(report.patterns)} patterns; 95% CIs)",
