@@ -414,6 +414,81 @@ def test_gp_posterior_is_surest_where_it_has_data():
     assert np.corrcoef(mu[:12], y)[0, 1] > 0.9
 
 
+def test_a_guided_samplers_history_read_incrementally_is_the_studys():
+    """Tried patterns and completed results, read a few new trials at a time, equal a full
+    read of the study after every step, with trials finishing out of order, failing, waiting
+    and running."""
+    from nas.search.config import config_from_dict
+    from nas.search.guided import PriorSampler
+
+    cfg = config_from_dict({"name": "h", "search_space": {"name": "offsets", "layers": [10]}})
+    space = cfg.search_space.build()
+    sampler = PriorSampler(space, seed=0, candidates=8)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    rng = np.random.default_rng(0)
+    running: list[optuna.Trial] = []
+    for step in range(40):
+        if step % 7 == 3:
+            study.enqueue_trial({}, skip_if_exists=False)   # waits, no params yet
+        if running and rng.random() < 0.6:                  # a random one finishes
+            trial = running.pop(int(rng.integers(len(running))))
+            if rng.random() < 0.2:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(trial, float(rng.random()))
+        else:
+            trial = study.ask()
+            if trial.number % 5 != 4:  # some asked trials never get params
+                space.suggest(trial)
+            running.append(trial)
+        trials = study.get_trials(deepcopy=False)
+        tried = {space.suggest(FixedParams(t.params)).hash for t in trials if t.params}
+        done = [(space.suggest(FixedParams(t.params)).hash, t.values[0]) for t in trials
+                if t.state == optuna.trial.TrialState.COMPLETE and t.params]
+        got_tried, got_done = sampler.history(study)
+        assert got_tried == tried and sorted((p.hash, a) for p, a in got_done) == sorted(done)
+
+
+def test_prior_fits_each_pattern_once_and_at_most_gp_points_of_them(monkeypatch):
+    import nas.search.guided as guided
+
+    cfg_space = make_space("offsets", [12])
+    patterns = cfg_space.all_patterns()[:30]
+    sampler = guided.PriorSampler(cfg_space, seed=0)
+    done = [(p, 0.5 + 0.01 * k) for k, p in enumerate(patterns)] + [(patterns[0], 0.7)]
+    kept, y, runs = sampler.gp_points(done)
+    assert [p.hash for p in kept] == [p.hash for p in patterns]
+    assert y[0] == pytest.approx(0.6) and runs[0] == 2 and set(runs[1:]) == {1.0}
+    monkeypatch.setattr(guided, "GP_POINTS", 10)
+    kept, y, runs = sampler.gp_points(done)
+    best = sorted(range(30), key=lambda k: -(0.6 if k == 0 else 0.5 + 0.01 * k))[:5]
+    assert len(kept) == 10 and {patterns[k].hash for k in best} <= {p.hash for p in kept}
+    # One run each: the noise is the single-run noise of before.
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    mu, sigma = gp_posterior(x, x[:, 0], x[:2] + 1)
+    assert np.allclose(gp_posterior(x, x[:, 0], x[:2] + 1, np.ones(6)), (mu, sigma))
+
+
+def test_tpe_features_keeps_its_inner_study_bounded(monkeypatch):
+    import nas.search.guided as guided
+
+    monkeypatch.setattr(guided, "INNER_TRIALS", 12)
+    space = make_space("offsets", [12])
+    sampler = guided.EmbeddedSampler(space, seed=0, candidates=16, inner="tpe")
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    first: dict[str, float] = {}   # each pattern's first result: what the inner TPE is told
+    for k in range(30):
+        trial = study.ask()
+        pattern = space.suggest(trial)
+        study.tell(trial, 0.5 + 0.001 * k * (-1) ** k)
+        assert len(sampler.inner.get_trials(deepcopy=False)) <= 12 + 2
+        if k < 29:   # the last result is told on the next ask
+            first.setdefault(pattern.hash, study.trials[-1].value)
+    complete = (optuna.trial.TrialState.COMPLETE,)
+    told = [t.values[0] for t in sampler.inner.get_trials(states=complete)]
+    assert max(told) == max(first.values())   # the best point survives every rebuild
+
+
 def test_random_keys_remember_their_answers():
     keys = RandomKeys(np.random.default_rng(0))
     space = make_space("offsets", [9])

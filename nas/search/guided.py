@@ -30,6 +30,12 @@ from search_spaces.spaces import FixedParams, RandomKeys
 
 from ..errors import ConfigError
 
+# The most patterns `prior`'s GP is fit to (its cost is cubic in them), and the most trials
+# `tpe_features`' inner TPE study holds before it is rebuilt from its best and latest points
+# (TPE's cost is linear in them): so neither grows with the study.
+GP_POINTS = 500
+INNER_TRIALS = 1000
+
 
 class PatternSampler(optuna.samplers.BaseSampler):
     """Plans one pattern per trial from ``candidates`` random draws of ``space``."""
@@ -41,6 +47,11 @@ class PatternSampler(optuna.samplers.BaseSampler):
         self._decoded: dict[int, Pattern] = {}
         self._features: dict[str, np.ndarray] = {}
         self._fallback = optuna.samplers.RandomSampler(seed=seed)
+        # What the study's trials have shown so far (see `history`).
+        self._tried: set[str] = set()
+        self._done: list[tuple[Pattern, float]] = []
+        self._counted: set[int] = set()   # finished trials already in _tried and _done
+        self._settled = 0                 # trials before this position are all counted
 
     def features_of(self, patterns: list[Pattern]) -> np.ndarray:
         """The patterns' graph features, one row each (computed once per pattern)."""
@@ -75,9 +86,34 @@ class PatternSampler(optuna.samplers.BaseSampler):
                 return None
         return self._decoded[trial.number]
 
-    def _plan(self, study: optuna.Study) -> dict[str, Any]:
+    def history(self, study: optuna.Study) -> tuple[set[str], list[tuple[Pattern, float]]]:
+        """The hashes of the patterns tried (trials with params, in any state) and the
+        (pattern, accuracy) of the completed trials, in trial order. Read incrementally: a
+        finished trial is looked at once, and the leading run of finished trials never again,
+        so the cost follows the trials that are new or unfinished, not the study's size."""
         trials = study.get_trials(deepcopy=False)
-        tried = {p.hash for t in trials if t.params and (p := self.pattern_of(t)) is not None}
+        unfinished: set[str] = set()
+        for t in trials[self._settled:]:
+            if t.number in self._counted:
+                continue
+            pattern = self.pattern_of(t) if t.params else None
+            if not t.state.is_finished():
+                if pattern is not None:
+                    unfinished.add(pattern.hash)
+                continue
+            self._counted.add(t.number)
+            self._decoded.pop(t.number, None)  # never decoded again
+            if pattern is not None:
+                self._tried.add(pattern.hash)
+                if t.state == TrialState.COMPLETE and t.values:
+                    self._done.append((pattern, t.values[0]))
+        while self._settled < len(trials) and trials[self._settled].number in self._counted:
+            self._counted.discard(trials[self._settled].number)
+            self._settled += 1
+        return self._tried | unfinished, self._done
+
+    def _plan(self, study: optuna.Study) -> dict[str, Any]:
+        tried, done = self.history(study)
         pool: dict[str, tuple[Pattern, dict[str, Any]]] = {}
         for _ in range(self.candidates):
             keys = RandomKeys(self.rng)
@@ -86,9 +122,6 @@ class PatternSampler(optuna.samplers.BaseSampler):
                 pool.setdefault(pattern.hash, (pattern, keys.params))
         if not pool:  # every candidate tried already: a random draw
             return {}
-        done = [(p, t.values[0]) for t in trials
-                if t.state == TrialState.COMPLETE and t.values and
-                (p := self.pattern_of(t)) is not None]
         patterns = [p for p, _ in pool.values()]
         best = int(np.argmax(self.scores(patterns, done)))
         return pool[patterns[best].hash][1]
@@ -129,10 +162,30 @@ class PriorSampler(PatternSampler):
         xc = self.features_of(candidates)
         if len(done) < self.startup:  # the prior alone: shortest mean distance first
             return -xc[:, MEAN_DISTANCE]
-        xd = self.features_of([p for p, _ in done])
-        y = np.array([a for _, a in done])
-        mu, sigma = gp_posterior(xd, y, xc)
+        patterns, y, runs = self.gp_points(done)
+        mu, sigma = gp_posterior(self.features_of(patterns), y, xc, runs)
         return expected_improvement(mu, sigma, y.max())
+
+    def gp_points(self, done: list[tuple[Pattern, float]]
+                  ) -> tuple[list[Pattern], np.ndarray, np.ndarray]:
+        """What the GP is fit to: each pattern once, with its mean accuracy and run count; of
+        more than :data:`GP_POINTS` patterns, the best half of them and a random draw of the
+        rest."""
+        runs: dict[str, list[float]] = {}
+        pattern: dict[str, Pattern] = {}
+        for p, accuracy in done:
+            runs.setdefault(p.hash, []).append(accuracy)
+            pattern.setdefault(p.hash, p)
+        hashes = list(runs)
+        mean = np.array([np.mean(runs[h]) for h in hashes])
+        if len(hashes) > GP_POINTS:
+            order = np.argsort(-mean, kind="stable")
+            best, rest = order[:GP_POINTS // 2], order[GP_POINTS // 2:]
+            keep = np.concatenate([best, self.rng.choice(rest, GP_POINTS - len(best),
+                                                         replace=False)])
+            hashes, mean = [hashes[k] for k in keep], mean[keep]
+        return ([pattern[h] for h in hashes], mean,
+                np.array([len(runs[h]) for h in hashes], dtype=float))
 
 
 class EmbeddedSampler(PatternSampler):
@@ -149,8 +202,10 @@ class EmbeddedSampler(PatternSampler):
                 "cmaes": lambda: optuna.samplers.CmaEsSampler(
                     seed=seed, n_startup_trials=5, warn_independent_sampling=False)}[inner]
         self.inner = optuna.create_study(direction="maximize", sampler=make())
+        self._make_inner = make
         self._asked: dict[str, optuna.Trial] = {}       # pattern hash -> inner trial
         self._told: set[str] = set()
+        self._points: list[FrozenTrial] = []            # what TPE was told, in order
         # The embedding: the top principal components of the standardised features of a
         # sample of the space. Few dimensions keep the inner sampler's box mostly filled by
         # real patterns (in all ten, most of it is empty and the nearest pattern to a proposal
@@ -181,9 +236,12 @@ class EmbeddedSampler(PatternSampler):
                 continue
             # TPE learns where the trained pattern really lies, whoever proposed it.
             z = np.clip(self._z([pattern])[0], self.low, self.high)
-            self.inner.add_trial(optuna.trial.create_trial(
+            self._points.append(optuna.trial.create_trial(
                 params={k: float(v) for k, v in zip(self.dists, z)},
                 distributions=self.dists, value=accuracy))
+            self.inner.add_trial(self._points[-1])
+        if self.inner_name == "tpe" and len(self.inner.get_trials(deepcopy=False)) > INNER_TRIALS:
+            self._rebuild_inner()
         trial = self.inner.ask(self.dists)
         point = np.array([trial.params[k] for k in self.dists])
         score = -np.linalg.norm(self._z(candidates) - point, axis=1)
@@ -192,6 +250,17 @@ class EmbeddedSampler(PatternSampler):
         else:
             self.inner.tell(trial, state=TrialState.FAIL)  # its point is replaced by the pattern's
         return score
+
+
+    def _rebuild_inner(self) -> None:
+        """A fresh inner TPE study told the best and the latest :data:`INNER_TRIALS` / 4
+        points each (each ask also leaves a failed trial in it: rebuilt, it stays bounded)."""
+        keep = INNER_TRIALS // 4
+        best = sorted(range(len(self._points)), key=lambda k: -self._points[k].values[0])[:keep]
+        latest = range(max(0, len(self._points) - keep), len(self._points))
+        self._points = [self._points[k] for k in sorted(set(best) | set(latest))]
+        self.inner = optuna.create_study(direction="maximize", sampler=self._make_inner())
+        self.inner.add_trials(self._points)
 
 
 class UniformSampler(PatternSampler):
@@ -210,8 +279,7 @@ class UniformSampler(PatternSampler):
         self.patterns = patterns
 
     def _plan(self, study: optuna.Study) -> dict[str, Any]:
-        tried = {p.hash for t in study.get_trials(deepcopy=False)
-                 if t.params and (p := self.pattern_of(t)) is not None}
+        tried, _ = self.history(study)
         untried = [p for p in self.patterns if p.hash not in tried]
         if not untried:  # every pattern tried: a random draw
             return {}
@@ -223,10 +291,12 @@ class UniformSampler(PatternSampler):
         return params
 
 
-def gp_posterior(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gp_posterior(x: np.ndarray, y: np.ndarray, xq: np.ndarray, runs: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and std at ``xq`` of a GP fit to (x, y). Features are standardised over
     all points; the prior mean is a + b * (-mean distance) with b >= 0 fit by least squares; an
-    RBF kernel (median-distance length scale) with noise models the rest."""
+    RBF kernel (median-distance length scale) with noise models the rest. ``runs``: how many
+    runs each y is the mean of (default one each; its noise shrinks as 1 / runs)."""
     everything = np.vstack([x, xq])
     scale = everything.std(axis=0)
     scale[scale == 0] = 1.0
@@ -245,7 +315,8 @@ def gp_posterior(x: np.ndarray, y: np.ndarray, xq: np.ndarray) -> tuple[np.ndarr
     k = variance * np.exp(-d / (2 * length ** 2))
     kq = variance * np.exp(-sq_dists(zq, z) / (2 * length ** 2))
     noise = 0.5 * variance  # two seeds of one pattern differ by about this much
-    chol = np.linalg.cholesky(k + noise * np.eye(len(y)))
+    chol = np.linalg.cholesky(k + noise * np.diag(1 / (np.ones(len(y)) if runs is None
+                                                         else runs)))
     alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, residual))
     mu = offset + slope * sq + kq @ alpha
     v = np.linalg.solve(chol, kq.T)

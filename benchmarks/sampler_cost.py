@@ -1,0 +1,107 @@
+"""Each sampler's cost per trial as a study grows: ask, the space's suggestions and tell, on an
+in-memory study already holding N completed trials (random patterns of the quickstart's space,
+`offsets` at L = 24, with random accuracies), so the time is the sampler's and Optuna's, not a
+database's. The first trial after the N is timed apart: the guided samplers decode every
+earlier trial's pattern once, then remember it.
+
+    python benchmarks/sampler_cost.py                              # 1k, 10k; every sampler
+    python benchmarks/sampler_cost.py --sizes 100000 --samplers random screen prior
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.trial import FrozenTrial, create_trial
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nas.search.config import config_from_dict  # noqa: E402
+from nas.search.samplers import make_sampler  # noqa: E402
+from search_spaces.spaces import RandomKeys  # noqa: E402
+
+SAMPLERS = ("random", "tpe", "uniform", "screen", "prior", "tpe_features", "cmaes_features",
+            "cmaes")
+
+
+class Recorded(RandomKeys):
+    """Random keys that also note each key's distribution (what a trial would store)."""
+
+    def __init__(self, rng: np.random.Generator):
+        super().__init__(rng)
+        self.distributions: dict[str, BaseDistribution] = {}
+
+    def suggest_float(self, name: str, low: float, high: float) -> float:
+        self.distributions[name] = FloatDistribution(low, high)
+        return super().suggest_float(name, low, high)
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        self.distributions[name] = CategoricalDistribution(choices)
+        return super().suggest_categorical(name, choices)
+
+
+def history(space: Any, n: int, seed: int = 0) -> list[FrozenTrial]:
+    """``n`` completed trials of random patterns of ``space`` with random accuracies."""
+    rng = np.random.default_rng(seed)
+    trials = []
+    for _ in range(n):
+        keys = Recorded(rng)
+        space.suggest(keys)
+        trials.append(create_trial(params=keys.params, distributions=keys.distributions,
+                                   value=float(rng.uniform(0.5, 0.7))))
+    return trials
+
+
+def cost(name: str, trials: list[FrozenTrial], repeats: int) -> tuple[float, float]:
+    """(seconds of the first trial, median seconds of the next ``repeats``) of sampler
+    ``name`` on a study holding ``trials``."""
+    cfg = config_from_dict({"name": "cost", "search_space": {"name": "offsets", "layers": [24]},
+                            "sampler": {"name": name}})
+    space = cfg.search_space.build()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(cfg, 0))
+    study.add_trials(trials)
+    rng = np.random.default_rng(1)
+    times = []
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        trial = study.ask()
+        space.suggest(trial)
+        study.tell(trial, float(rng.uniform(0.5, 0.7)))
+        times.append(time.perf_counter() - t)
+    return times[0], statistics.median(times[1:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000])
+    ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
+    ap.add_argument("--repeats", type=int, default=5, help="timed trials after the first")
+    args = ap.parse_args()
+    space = config_from_dict({"name": "cost", "search_space": {
+        "name": "offsets", "layers": [24]}}).search_space.build()
+    rows: dict[str, dict[int, tuple[float, float]]] = {name: {} for name in args.samplers}
+    for n in args.sizes:
+        trials = history(space, n)
+        for name in args.samplers:
+            rows[name][n] = cost(name, trials, args.repeats)
+            first, then = rows[name][n]
+            print(f"{name} at {n} trials: first {first * 1e3:.0f} ms, then {then * 1e3:.1f} ms "
+                  f"median", flush=True)
+    print("\n| sampler | " + " | ".join(f"{n:,} trials: first / then" for n in args.sizes)
+          + " |")
+    print("|---|" + "---|" * len(args.sizes))
+    for name, by_size in rows.items():
+        print(f"| {name} | " + " | ".join(f"{by_size[n][0] * 1e3:.0f} / {by_size[n][1] * 1e3:.1f}"
+                                          " ms" for n in args.sizes) + " |")
+
+
+if __name__ == "__main__":
+    main()
