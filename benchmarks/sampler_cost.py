@@ -2,7 +2,8 @@
 in-memory study already holding N completed trials (random patterns of the quickstart's space,
 `offsets` at L = 24, with random accuracies), so the time is the sampler's and Optuna's, not a
 database's. The first trial after the N is timed apart: the guided samplers decode every
-earlier trial's pattern once, then remember it.
+earlier trial's pattern once, then remember it. The samplers take turns on one study (each
+adds its few timed trials to it).
 
     python benchmarks/sampler_cost.py                              # 1k, 10k; every sampler
     python benchmarks/sampler_cost.py --sizes 100000 --samplers random screen prior
@@ -59,15 +60,13 @@ def history(space: Any, n: int, seed: int = 0) -> list[FrozenTrial]:
     return trials
 
 
-def cost(name: str, trials: list[FrozenTrial], repeats: int) -> tuple[float, float]:
+def cost(name: str, storage: optuna.storages.BaseStorage, repeats: int) -> tuple[float, float]:
     """(seconds of the first trial, median seconds of the next ``repeats``) of sampler
-    ``name`` on a study holding ``trials``."""
+    ``name`` on the study in ``storage`` (each sampler adds its few trials to it)."""
     cfg = config_from_dict({"name": "cost", "search_space": {"name": "offsets", "layers": [24]},
                             "sampler": {"name": name}})
     space = cfg.search_space.build()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=make_sampler(cfg, 0))
-    study.add_trials(trials)
+    study = optuna.load_study(study_name="cost", storage=storage, sampler=make_sampler(cfg, 0))
     rng = np.random.default_rng(1)
     times = []
     for _ in range(repeats + 1):
@@ -88,10 +87,13 @@ def main() -> None:
     space = config_from_dict({"name": "cost", "search_space": {
         "name": "offsets", "layers": [24]}}).search_space.build()
     rows: dict[str, dict[int, tuple[float, float]]] = {name: {} for name in args.samplers}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     for n in args.sizes:
-        trials = history(space, n)
+        storage = optuna.storages.InMemoryStorage()
+        optuna.create_study(study_name="cost", storage=storage,
+                            direction="maximize").add_trials(history(space, n))
         for name in args.samplers:
-            rows[name][n] = cost(name, trials, args.repeats)
+            rows[name][n] = cost(name, storage, args.repeats)
             first, then = rows[name][n]
             print(f"{name} at {n} trials: first {first * 1e3:.0f} ms, then {then * 1e3:.1f} ms "
                   f"median", flush=True)

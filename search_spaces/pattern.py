@@ -24,6 +24,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -189,7 +190,7 @@ class Pattern:
             raise PatternError(f"pattern: not valid JSON ({e})") from None
         return cls.from_dict(data)
 
-    @property
+    @cached_property  # the fields are frozen; samplers ask for it thousands of times a trial
     def hash(self) -> str:
         """Canonical hash (sha256 of the canonical JSON, 16 hex digits), stable across processes."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]

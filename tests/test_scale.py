@@ -63,6 +63,35 @@ def test_a_snapshot_reads_every_trial_as_optuna_does(storage_url):
             assert a.params == {} and a.intermediate_values == {}
 
 
+def test_trials_queued_in_bulk_are_those_optuna_queues(storage_url, monkeypatch):
+    """`enqueue` writes what Optuna's enqueue_trial writes, numbered after the study's trials,
+    a chunk per transaction; a worker's claim takes them in order."""
+    import nas.search.queue as queue
+    from nas.search.reads import claim_next
+
+    monkeypatch.setattr(queue, "CHUNK", 3)
+    attrs = [{"slot": "search"}, {"slot": "baseline", "template": "log", "seed": 1}, {}] * 3
+    studies = {}
+    for how in ("bulk", "optuna"):
+        name = _varied_study(storage_url)   # 12 trials in every state before the queue
+        study = optuna.load_study(study_name=name, storage=open_storage(storage_url))
+        if how == "bulk":
+            queue.enqueue(study, attrs)
+        else:
+            for a in attrs:
+                study.enqueue_trial({}, user_attrs=a)
+        studies[how] = optuna.load_study(study_name=name, storage=open_storage(storage_url))
+    bulk, optunas = (s.get_trials(deepcopy=False)[12:] for s in studies.values())
+    assert len(bulk) == len(optunas) == len(attrs)
+    for a, b in zip(bulk, optunas):
+        assert (a.number, a.state, a.params, a.user_attrs, a.system_attrs, a.datetime_start,
+                a.values) == (b.number, b.state, b.params, b.user_attrs, b.system_attrs,
+                              b.datetime_start, b.values)
+    if not storage_url.startswith("journal"):
+        claimed = claim_next(studies["bulk"])
+        assert claimed == bulk[0]._trial_id
+
+
 def test_a_snapshot_gives_local_times_as_optuna_does(tmp_path, monkeypatch):
     """Optuna stores naive UTC and returns naive local time; so does the snapshot."""
     url = f"sqlite:///{tmp_path}/s.db"

@@ -157,6 +157,8 @@ class PriorSampler(PatternSampler):
                  startup: int = 3):
         super().__init__(space, seed, candidates)
         self.startup = startup
+        self._sums: dict[str, list[Any]] = {}   # hash -> [pattern, sum of accuracies, runs]
+        self._summed = 0                        # entries of the history added up so far
 
     def scores(self, candidates: list[Pattern], done: list[tuple[Pattern, float]]) -> np.ndarray:
         xc = self.features_of(candidates)
@@ -170,22 +172,23 @@ class PriorSampler(PatternSampler):
                   ) -> tuple[list[Pattern], np.ndarray, np.ndarray]:
         """What the GP is fit to: each pattern once, with its mean accuracy and run count; of
         more than :data:`GP_POINTS` patterns, the best half of them and a random draw of the
-        rest."""
-        runs: dict[str, list[float]] = {}
-        pattern: dict[str, Pattern] = {}
-        for p, accuracy in done:
-            runs.setdefault(p.hash, []).append(accuracy)
-            pattern.setdefault(p.hash, p)
-        hashes = list(runs)
-        mean = np.array([np.mean(runs[h]) for h in hashes])
+        rest. ``done`` only grows from call to call (the sampler's history): only its new
+        entries are added up."""
+        for p, accuracy in done[self._summed:]:
+            total = self._sums.setdefault(p.hash, [p, 0.0, 0])
+            total[1] += accuracy
+            total[2] += 1
+        self._summed = len(done)
+        hashes = list(self._sums)
+        mean = np.array([self._sums[h][1] / self._sums[h][2] for h in hashes])
         if len(hashes) > GP_POINTS:
             order = np.argsort(-mean, kind="stable")
             best, rest = order[:GP_POINTS // 2], order[GP_POINTS // 2:]
             keep = np.concatenate([best, self.rng.choice(rest, GP_POINTS - len(best),
                                                          replace=False)])
             hashes, mean = [hashes[k] for k in keep], mean[keep]
-        return ([pattern[h] for h in hashes], mean,
-                np.array([len(runs[h]) for h in hashes], dtype=float))
+        return ([self._sums[h][0] for h in hashes], mean,
+                np.array([self._sums[h][2] for h in hashes], dtype=float))
 
 
 class EmbeddedSampler(PatternSampler):

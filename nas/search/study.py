@@ -17,12 +17,12 @@ from optuna.trial import FrozenTrial, TrialState
 from search_spaces import Pattern, PatternError, SearchSpace, budgeted_pattern, template_pattern
 from search_spaces.spaces import sample_patterns
 
-from .. import interrupts
 from ..errors import UserError
 from ..settings import to_dict
 from .config import Fidelity, StudyConfig, check_study_size
 from .evidence import Evidence, evidence
 from .optuna_api import experimental_ok
+from .queue import enqueue
 from .reads import StudyReads, ensure_indexes
 from .record import OLD_STYLE, QUEUED_FIELDS, SlotKind, TrialRecord
 from .samplers import make_pruner, make_sampler
@@ -192,12 +192,9 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig) -> None:
 
 
 def enqueue_slots(study: optuna.Study, slots: list[TrialRecord]) -> None:
-    """Queue one WAITING trial per slot; Ctrl-C takes effect between two slots, never inside
-    one's commit."""
-    with interrupts.deferred():
-        for slot in slots:
-            interrupts.check()
-            study.enqueue_trial({}, user_attrs=slot.to_user_attrs())
+    """Queue one WAITING trial per slot (:func:`nas.search.queue.enqueue`: in bulk on RDB
+    storages); Ctrl-C takes effect between two commits, never inside one."""
+    enqueue(study, [slot.to_user_attrs() for slot in slots])
 
 
 def config_summary(cfg: StudyConfig, space: SearchSpace) -> dict[str, Any]:
