@@ -39,9 +39,10 @@ def enqueue(study: optuna.Study, user_attrs: Sequence[dict[str, Any]]) -> None:
                 interrupts.check()
                 study.enqueue_trial({}, user_attrs=attrs)
             return
+        number = None
         for chunk in _chunks(user_attrs, CHUNK):
             interrupts.check()
-            _insert(rdb, study_id(study), chunk)
+            number = _insert(rdb, study_id(study), chunk, number)
 
 
 def _chunks(items: Sequence[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -50,23 +51,27 @@ def _chunks(items: Sequence[dict[str, Any]], size: int) -> Iterator[list[dict[st
         yield chunk
 
 
-def _insert(rdb: optuna.storages.RDBStorage, study: int, chunk: list[dict[str, Any]]) -> None:
+def _insert(rdb: optuna.storages.RDBStorage, study: int, chunk: list[dict[str, Any]],
+            first: int | None) -> int:
+    """Write ``chunk``'s trials numbered from ``first`` (None: after the study's trials, counted
+    here); returns the number after the last."""
     t = models.TrialModel.__table__
     with rdb.engine.begin() as db:
         # As Optuna does for each trial: the study's row locked while trials are numbered.
         db.execute(select(models.StudyModel.__table__.c.study_id)
                    .where(models.StudyModel.__table__.c.study_id == study).with_for_update())
-        first = db.execute(select(func.count()).select_from(t)
-                           .where(t.c.study_id == study)).scalar_one()
-        db.execute(insert(t), [{"study_id": study, "number": first + k,
-                                "state": TrialState.WAITING, "datetime_start": None,
-                                "datetime_complete": None} for k in range(len(chunk))])
-        ids: dict[int, int] = dict(db.execute(select(t.c.number, t.c.trial_id)
-                              .where(t.c.study_id == study, t.c.number >= first)).all())
-        user = [{"trial_id": ids[first + k], "key": key, "value_json": json.dumps(value)}
+        if first is None:
+            first = db.execute(select(func.count()).select_from(t)
+                               .where(t.c.study_id == study)).scalar_one()
+        ids = list(db.execute(
+            insert(t).returning(t.c.trial_id, sort_by_parameter_order=True),
+            [{"study_id": study, "number": first + k, "state": TrialState.WAITING,
+              "datetime_start": None, "datetime_complete": None}
+             for k in range(len(chunk))]).scalars())
+        user = [{"trial_id": ids[k], "key": key, "value_json": json.dumps(value)}
                 for k, attrs in enumerate(chunk) for key, value in attrs.items()]
         if user:
             db.execute(insert(models.TrialUserAttributeModel.__table__), user)
         db.execute(insert(models.TrialSystemAttributeModel.__table__),
-                   [{"trial_id": ids[first + k], "key": FIXED_PARAMS, "value_json": "{}"}
-                    for k in range(len(chunk))])
+                   [{"trial_id": i, "key": FIXED_PARAMS, "value_json": "{}"} for i in ids])
+    return first + len(chunk)
