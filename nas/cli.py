@@ -405,7 +405,7 @@ def _bench_out(args: argparse.Namespace, kind: str, name: str) -> Path:
     never the benchmark's own folder, whose table it would sit beside as if part of it."""
     out = Path(args.out or f"{kind}_{name}")
     if out.resolve() == Path(args.bench).resolve():
-        raise UserError(f"--out {args.out}: that is the benchmark's own folder; write the "
+        raise UserError(f"--out {out}: that is the benchmark's own folder; write the "
                         f"{kind} report elsewhere (default ./{kind}_NAME)")
     return out
 

@@ -92,6 +92,34 @@ def test_trials_queued_in_bulk_are_those_optuna_queues(storage_url, monkeypatch)
         assert claimed == bulk[0]._trial_id
 
 
+def test_a_trial_another_process_adds_between_two_chunks_keeps_its_own_number(storage_url,
+                                                                               monkeypatch):
+    """A worker re-queues a trial (Optuna's add_trial, no lock) between two of a start's
+    chunks: every trial keeps a number of its own, in order."""
+    import nas.search.queue as queue
+
+    monkeypatch.setattr(queue, "CHUNK", 2)
+    name = _varied_study(storage_url)
+    study = optuna.load_study(study_name=name, storage=open_storage(storage_url))
+    other = optuna.load_study(study_name=name, storage=open_storage(storage_url))
+    real_insert = queue._insert
+
+    def insert_then_another_adds(*args, **kwargs):
+        after = real_insert(*args, **kwargs)
+        other.enqueue_trial({}, user_attrs={"by": "other"})
+        return after
+
+    monkeypatch.setattr(queue, "_insert", insert_then_another_adds)
+    queue.enqueue(study, [{"k": k} for k in range(7)])
+    trials = optuna.load_study(study_name=name, storage=open_storage(storage_url)).trials
+    assert [t.number for t in trials] == list(range(12 + 7 + (4 if "journal" not in
+                                                               storage_url else 0)))
+    ids = [t._trial_id for t in trials]
+    assert ids == sorted(ids)   # numbered in the order they were written
+    assert [t.user_attrs.get("k") for t in trials[12:] if "by" not in t.user_attrs] == \
+        list(range(7))
+
+
 def test_a_snapshot_gives_local_times_as_optuna_does(tmp_path, monkeypatch):
     """Optuna stores naive UTC and returns naive local time; so does the snapshot."""
     url = f"sqlite:///{tmp_path}/s.db"

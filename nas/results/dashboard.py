@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,6 +18,7 @@ from .analysis import evidence_lines
 from .features import FeatureRow, feature_row, feature_rows, features_study
 from .report import figures
 
+_log = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # Our plots shown in optuna-dashboard's study page, by figure id (attached under
@@ -93,10 +95,15 @@ def best_trials_in_words(app: WSGIApp, storage: BaseStorage, study: int) -> WSGI
 
     def row(trial: int) -> FeatureRow | None:
         if trial not in rows:   # completed trials do not change: each is read once
-            frozen = storage.get_trial(trial)
-            record = TrialRecord.from_trial(frozen)
-            rows[trial] = None if record.spec is None or record.hash is None \
-                else feature_row(frozen, record)
+            try:
+                frozen = storage.get_trial(trial)
+                record = TrialRecord.from_trial(frozen)
+                rows[trial] = None if record.spec is None or record.hash is None \
+                    else feature_row(frozen, record)
+            except Exception as e:  # a record this version cannot read: the card keeps keys
+                _log.warning("dashboard: trial id %s shown with its keys (%s: %s)", trial,
+                             type(e).__name__, e)
+                rows[trial] = None
         return rows[trial]
 
     def described(environ: dict[str, Any], start_response: Callable[..., Any]
@@ -104,8 +111,11 @@ def best_trials_in_words(app: WSGIApp, storage: BaseStorage, study: int) -> WSGI
         if environ.get("PATH_INFO") != path or environ.get("REQUEST_METHOD") != "GET":
             return app(environ, start_response)
         answer: list[Any] = []
-        chunks = app(environ, lambda status, headers, exc_info=None: answer.extend(
-            (status, headers)))
+
+        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            answer[:] = [status, headers]   # sent below, once the body is rewritten
+
+        chunks = app(environ, keep)
         try:
             body = b"".join(chunks)
         finally:

@@ -17,6 +17,7 @@ any study (``[sampler] name = "screen"`` or ``"prior"``), on any storage, with a
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from search_spaces.features import MEAN_DISTANCE, SCORES, features, screen_score
 from search_spaces.spaces import FixedParams, RandomKeys
 
 from ..errors import ConfigError
+from .optuna_api import trial_id
 
 # The most patterns `prior`'s GP is fit to (its cost is cubic in them), and the most trials
 # `tpe_features`' inner TPE study holds before it is rebuilt from its best and latest points
@@ -50,8 +52,8 @@ class PatternSampler(optuna.samplers.BaseSampler):
         # What the study's trials have shown so far (see `history`).
         self._tried: set[str] = set()
         self._done: list[tuple[Pattern, float]] = []
-        self._counted: set[int] = set()   # finished trials already in _tried and _done
-        self._settled = 0                 # trials before this position are all counted
+        self._counted: set[int] = set()   # trial ids of finished trials in _tried and _done
+        self._settled = 0                 # trials numbered below this are all counted
 
     def features_of(self, patterns: list[Pattern]) -> np.ndarray:
         """The patterns' graph features, one row each (computed once per pattern)."""
@@ -91,25 +93,28 @@ class PatternSampler(optuna.samplers.BaseSampler):
         (pattern, accuracy) of the completed trials, in trial order. Read incrementally: a
         finished trial is looked at once, and the leading run of finished trials never again,
         so the cost follows the trials that are new or unfinished, not the study's size."""
-        trials = study.get_trials(deepcopy=False)
+        trials = study.get_trials(deepcopy=False)   # by number
+        start = bisect_left(trials, self._settled, key=lambda t: t.number)
         unfinished: set[str] = set()
-        for t in trials[self._settled:]:
-            if t.number in self._counted:
+        for t in trials[start:]:
+            if trial_id(t) in self._counted:
                 continue
             pattern = self.pattern_of(t) if t.params else None
             if not t.state.is_finished():
                 if pattern is not None:
                     unfinished.add(pattern.hash)
                 continue
-            self._counted.add(t.number)
+            self._counted.add(trial_id(t))
             self._decoded.pop(t.number, None)  # never decoded again
             if pattern is not None:
                 self._tried.add(pattern.hash)
                 if t.state == TrialState.COMPLETE and t.values:
                     self._done.append((pattern, t.values[0]))
-        while self._settled < len(trials) and trials[self._settled].number in self._counted:
-            self._counted.discard(trials[self._settled].number)
-            self._settled += 1
+        for t in trials[start:]:
+            if trial_id(t) not in self._counted:
+                break
+            self._counted.discard(trial_id(t))   # below _settled: never looked at again
+            self._settled = t.number + 1
         return self._tried | unfinished, self._done
 
     def _plan(self, study: optuna.Study) -> dict[str, Any]:
@@ -253,7 +258,6 @@ class EmbeddedSampler(PatternSampler):
         else:
             self.inner.tell(trial, state=TrialState.FAIL)  # its point is replaced by the pattern's
         return score
-
 
     def _rebuild_inner(self) -> None:
         """A fresh inner TPE study told the best and the latest :data:`INNER_TRIALS` / 4
