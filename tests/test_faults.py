@@ -12,6 +12,7 @@ from collections import Counter
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
 from nas.errors import UserError
@@ -402,6 +403,36 @@ def test_a_storage_opened_while_another_process_creates_its_schema_waits_for_it(
         db.execute("CREATE TABLE notes (text TEXT)")
     with pytest.raises(UserError, match="not an Optuna storage; refusing to write into it"):
         open_storage(f"sqlite:///{other}")
+
+
+def test_a_complete_storage_opens_without_waiting_for_the_creation_lock(tmp_path):
+    """64 workers opening one SQLite study queued for its lock file at start (up to 2 min):
+    a file that holds Optuna's whole, stamped schema opens without it; one with every table
+    but not yet stamped still waits."""
+    import sqlite3
+    import threading
+
+    from optuna.storages._rdb import models
+
+    from nas.search.storage import _file_lock, _schema_complete
+
+    done = tmp_path / "done.db"
+    optuna.storages.RDBStorage(f"sqlite:///{done}")
+    half = tmp_path / "half.db"
+    models.BaseModel.metadata.create_all(sqlalchemy.create_engine(f"sqlite:///{half}"))
+    with sqlite3.connect(half) as db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32))")
+    assert _schema_complete(done) and not _schema_complete(half)
+    opened: dict[str, object] = {}
+    with _file_lock(done), _file_lock(half):   # another process holds both lock files
+        openers = [threading.Thread(target=lambda f=f: opened.setdefault(
+            f.name, open_storage(f"sqlite:///{f}"))) for f in (done, half)]
+        for t in openers:
+            t.start()
+        openers[0].join(20)
+        assert "done.db" in opened and "half.db" not in opened
+    openers[1].join(30)
+    assert "half.db" in opened
 
 
 @pytest.mark.parametrize("skew", [10, 600])

@@ -24,6 +24,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
 
 from .. import interrupts
 from ..errors import UserError
@@ -90,6 +91,23 @@ def _check_optuna_file(path: Path) -> None:
                         f"write into it")
 
 
+def _schema_complete(path: Path) -> bool:
+    """Whether an SQLite file holds Optuna's whole schema, stamped (every table, the version
+    row and the alembic revision Optuna writes last), so that opening it creates nothing.
+    Anything else (missing, half made, not a database) is False: the caller then looks again
+    under the creation lock."""
+    if not path.is_file():
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            return set(models.BaseModel.metadata.tables) | {"alembic_version"} <= tables and \
+                all(db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()
+                    for t in ("version_info", "alembic_version"))
+    except sqlite3.DatabaseError:
+        return False
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """Optuna storage for ``url``: ``sqlite:///file.db`` (one machine, a few workers),
     ``journal:///file.log`` (many local processes, file-locked), ``postgresql+psycopg://...``
@@ -122,6 +140,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         # Two processes creating the schema of a fresh SQLite file at once collide, and one
         # that looks while another is creating it sees half a schema: both wait for the lock.
         if scheme.startswith("sqlite"):
+            if _schema_complete(file):   # nothing to create: no need to wait for the lock
+                return SQLiteStorage(url, file, **kwargs)
             with _file_lock(file):
                 _check_optuna_file(file)
                 return SQLiteStorage(url, file, **kwargs)
