@@ -11,7 +11,6 @@ from optuna.trial import TrialState
 
 from nas import interrupts
 from nas.engine.data import Split, batches
-from nas.search.optuna_api import storage_of
 from nas.search.record import TrialRecord
 from nas.search.study import create_study
 from nas.search.worker import run_worker
@@ -71,20 +70,21 @@ def test_batches_stop_at_the_next_batch():
 
 def test_ctrl_c_during_a_storage_write_lands_at_the_next_batch_and_the_trial_is_given_back(
         tmp_path, monkeypatch):
+    import nas.search.record as record_module
+
     cfg = synthetic_config(tmp_path, trials=3)
     study = create_study(cfg)
-    storage = storage_of(study)
-    write, writes = storage.set_trial_user_attr, []
+    write, writes = record_module.set_user_attrs, []
 
-    def signal_mid_write(trial_id, key, value):
-        if key == "hash" and not writes:  # the pattern is built; training comes next
+    def signal_mid_write(trial, attrs):
+        if "hash" in attrs and not writes:  # the pattern is built; training comes next
             send(signal.SIGINT)
-            write(trial_id, key, value)
-            writes.append(key)  # the write went through
+            write(trial, attrs)
+            writes.append("hash")  # the write went through
         else:
-            write(trial_id, key, value)
+            write(trial, attrs)
 
-    monkeypatch.setattr(storage, "set_trial_user_attr", signal_mid_write)
+    monkeypatch.setattr(record_module, "set_user_attrs", signal_mid_write)
     with pytest.raises(KeyboardInterrupt) as e:
         run_worker(cfg, study=study, progress=False)
     frames = [f.name for f in traceback.extract_tb(e.tb)]

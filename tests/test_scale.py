@@ -15,7 +15,7 @@ from nas.results.report import search_view
 from nas.search.snapshot import load_snapshot
 from nas.search.storage import open_storage
 from nas.stats import thin
-from tests.testing import ENV, STORAGES, run_cli, tiny_raw, url_of, write_toml
+from tests.testing import ENV, STORAGES, run_cli, tiny_config, tiny_raw, url_of, write_toml
 
 
 def _varied_study(url: str) -> str:
@@ -118,6 +118,79 @@ def test_a_trial_another_process_adds_between_two_chunks_keeps_its_own_number(st
     assert ids == sorted(ids)   # numbered in the order they were written
     assert [t.user_attrs.get("k") for t in trials[12:] if "by" not in t.user_attrs] == \
         list(range(7))
+
+
+def _commits(study: optuna.Study) -> list[int]:
+    """A list that grows by one at each commit the study's database sees (none: a journal)."""
+    from sqlalchemy import event
+
+    from nas.search.optuna_api import backend_of, storage_of
+
+    commits: list[int] = []
+    backend = backend_of(storage_of(study))
+    if isinstance(backend, optuna.storages.RDBStorage):
+        event.listen(backend.engine, "commit", lambda _connection: commits.append(1))
+    return commits
+
+
+def test_a_trials_keys_and_record_are_each_written_in_one_transaction(storage_url, tmp_path):
+    """A worker writes the keys its space suggests in one transaction and each record in one
+    (Optuna commits every key and attr apart: ~45 commits a trial), storing exactly what
+    Optuna's writes one at a time store."""
+    from nas.search.optuna_api import params_in_one_transaction
+    from nas.search.record import TrialRecord, record
+
+    space = tiny_config(tmp_path).search_space.build()
+    fields = {"hash": "ab12", "seed": 3, "connections": 17, "mean_distance": 1.5,
+              "spec": {"blocks": [[0, 1]]}, "val_curve": [0.5, 0.6], "status": "ok"}
+    stored, commits = {}, {}
+    for how in ("together", "apart"):
+        study = optuna.create_study(study_name=f"tx-{how}-{uuid.uuid4().hex[:8]}",
+                                    storage=open_storage(storage_url),
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = study.ask()
+        counted = _commits(study)
+        if how == "together":
+            with params_in_one_transaction(trial):
+                pattern = space.suggest(trial)
+            record(trial, **fields)
+        else:
+            pattern = space.suggest(trial)
+            for key, value in TrialRecord(**fields).to_user_attrs().items():
+                trial.set_user_attr(key, value)
+        commits[how] = len(counted)
+        assert trial.storage is study._storage
+        assert trial.user_attrs == TrialRecord(**fields).to_user_attrs()  # the live trial knows
+        done = study.tell(trial, 0.5)
+        stored[how] = (pattern.hash, done.params, done.distributions, done.user_attrs)
+    assert stored["together"] == stored["apart"] and len(stored["apart"][1]) > 10
+    if not storage_url.startswith("journal"):
+        assert commits == {"together": 2, "apart": len(stored["apart"][1]) + len(fields)}
+
+
+@pytest.mark.parametrize("kind", [k for k in STORAGES if k != "journal"])  # journals: Optuna's
+def test_keys_suggested_before_an_error_are_stored_and_before_an_interrupt_are_not(kind,
+                                                                                    tmp_path):
+    from nas.search.optuna_api import params_in_one_transaction
+
+    study = optuna.create_study(study_name=f"tx-{uuid.uuid4().hex[:8]}",
+                                storage=open_storage(url_of(kind, tmp_path)))
+    for error, kept in ((ValueError, {"a", "b"}), (KeyboardInterrupt, set())):
+        trial = study.ask()
+        with pytest.raises(error), params_in_one_transaction(trial):
+            trial.suggest_float("a", 0.0, 1.0)
+            trial.suggest_categorical("b", ["x", "y"])
+            raise error("the space refused the pattern")
+        assert trial.storage is study._storage
+        assert set(study._storage.get_trial(trial._trial_id).params) == kept
+    # A key of another kind than the study's earlier trials gave it is refused, as Optuna
+    # refuses it, and nothing of that trial is stored.
+    trial = study.ask()
+    with pytest.raises(ValueError, match="different distribution kind"), \
+            params_in_one_transaction(trial):
+        trial.suggest_float("c", 0.0, 1.0)
+        trial.suggest_float("b", 0.0, 1.0)
+    assert study._storage.get_trial(trial._trial_id).params == {}
 
 
 def test_a_snapshot_gives_local_times_as_optuna_does(tmp_path, monkeypatch):

@@ -45,8 +45,13 @@ def test_registry_keeps_order_and_refuses_a_second_entry_of_a_name():
     assert reg["a"] == 1
 
 
-def test_trial_record_round_trips_through_optuna_storage():
-    study = optuna.create_study()
+def test_trial_record_round_trips_through_optuna_storage(storage_url):
+    import uuid
+
+    from nas.search.storage import open_storage
+
+    study = optuna.create_study(study_name=f"r-{uuid.uuid4().hex[:8]}",
+                                storage=open_storage(storage_url))
     full = TrialRecord(**{name: None for name in FIELDS})
     values = {"slot": "search", "baseline": "log", "seed": 3, "budget_mode": "authors",
               "style": "v2", "block_output": "all",

@@ -99,6 +99,87 @@ def adopt_trial(study: optuna.Study, trial_id: int) -> None:
         info.unfinished_trial_ids.add(trial_id)
 
 
+def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
+    """Store ``attrs`` as user attrs of a live trial in one transaction on an RDB storage
+    (Optuna commits each attr apart: about 6 ms a commit on SQLite, a trial's record has ~20).
+    Any other trial (another storage, a test double) gets them one `set_user_attr` at a time."""
+    backend = backend_of(trial.storage) if isinstance(trial, optuna.Trial) else None
+    if not isinstance(backend, RDBStorage):
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session) as session:
+        for key, value in attrs.items():
+            backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel,
+                                                   trial._trial_id, key, value)
+    trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+class _ParamsHeld:
+    """A trial's storage that holds back `set_trial_param` (everything else passes through)."""
+
+    def __init__(self, storage: BaseStorage):
+        self._storage = storage
+        self.held: list[tuple[str, float, Any]] = []  # (name, internal value, distribution)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: Any) -> None:
+        self.held.append((param_name, param_value_internal, distribution))
+
+
+@contextlib.contextmanager
+def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
+    """Inside, the params a live trial suggests on an RDB storage are written together, in one
+    transaction, when the block ends (Optuna commits each as it is suggested: about 10 ms a
+    commit on SQLite, and a pattern has tens of keys). A block left by an error still writes
+    the params suggested before it; one left by an interrupt (KeyboardInterrupt) does not, the
+    trial being given back."""
+    from optuna.storages._cached_storage import _CachedStorage
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    storage = trial.storage
+    backend = backend_of(storage)
+    if not isinstance(backend, RDBStorage):
+        yield
+        return
+    held = _ParamsHeld(storage)
+    trial.storage = held  # type: ignore[assignment]  # Optuna's `_suggest` writes through it
+
+    def write() -> None:
+        if not held.held:
+            return
+        cache = storage if isinstance(storage, _CachedStorage) else None
+        # As Optuna's cache writes one param: under its lock, checked against the
+        # distribution it knows for the name (else the database's).
+        with cache._lock if cache else contextlib.nullcontext():
+            known = cache._studies[trial.study._study_id].param_distribution if cache else {}
+            with _create_scoped_session(backend.scoped_session) as session, \
+                    session.no_autoflush:  # the rows go in at the commit, in one batch
+                for name, value, distribution in held.held:
+                    backend._set_trial_param_without_commit(
+                        session, trial._trial_id, name, value, distribution, known.get(name))
+            for name, _, distribution in held.held:
+                known.setdefault(name, distribution)
+
+    try:
+        yield
+    except Exception:
+        trial.storage = storage
+        write()
+        raise
+    except BaseException:
+        trial.storage = storage
+        raise
+    trial.storage = storage
+    write()
+
+
 def serialize_sqlite(storage: RDBStorage, begin: Callable[[Any], None]) -> None:
     """Open every transaction on an SQLite storage with ``begin(sqlite3_connection)``, which
     must run `BEGIN IMMEDIATE`: SQLite ignores `SELECT ... FOR UPDATE`, so Optuna's

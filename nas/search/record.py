@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .optuna_api import set_user_attrs
+
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
@@ -145,9 +147,9 @@ QUEUED_FIELDS: dict[SlotKind, tuple[str, ...]] = {
 
 
 def record(trial: _Settable, **fields: Any) -> None:
-    """Store some fields of a trial's record now (validated: an unknown name raises)."""
-    for key, value in TrialRecord(**fields).to_user_attrs().items():
-        trial.set_user_attr(key, value)
+    """Store some fields of a trial's record now, together (validated: an unknown name
+    raises)."""
+    set_user_attrs(trial, TrialRecord(**fields).to_user_attrs())
 
 
 @dataclass(frozen=True)

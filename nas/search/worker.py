@@ -32,7 +32,7 @@ from ..engine.train import TrainResult, resolve_device, train
 from ..errors import UserError
 from .config import Fidelity, StudyConfig
 from .liveness import Heartbeat, StaleSweep, can_requeue, requeue
-from .optuna_api import live_trial, storage_of
+from .optuna_api import live_trial, params_in_one_transaction, storage_of
 from .reads import StudyReads, claim_next, ensure_indexes
 from .record import SlotKind, TrialRecord, record
 from .samplers import make_pruner, make_sampler
@@ -91,7 +91,9 @@ class Objective:
             assert slot.seed is not None
             return Pattern.from_dict(slot.pattern), slot.seed
         if slot.baseline is None:
-            return self.space.suggest(_Interruptible(trial)), self.cfg.training.seed
+            with params_in_one_transaction(trial):
+                pattern = self.space.suggest(_Interruptible(trial))
+            return pattern, self.cfg.training.seed
         assert slot.seed is not None
         return baseline_pattern(self.space, slot.baseline, slot.style_in(self.space.style),
                                 slot.budget, slot.output), slot.seed
