@@ -4,8 +4,8 @@
 # PostgreSQL server on loopback for the multi-worker tests, runs the suite, and stops the server
 # at the end. CI (.ci/run) calls exactly this. As root the server runs as the postgres user;
 # as another user (the Debian packages already there) it runs as that user.
-#   bash scripts/test.sh --fast     the quick loop: every test not marked slow (about 2 min)
-#   bash scripts/test.sh -k NAME    anything else goes to pytest
+#   bash scripts/test.sh --fast     the quick loop: every test not marked slow (about 2.5 min)
+#   bash scripts/test.sh -k NAME    anything else goes to pytest (-n 0: in one process)
 set -euo pipefail
 fast=()
 if [ "${1:-}" = "--fast" ]; then shift; fast=(-m "not slow"); fi
@@ -39,4 +39,6 @@ export SKIPNAS_TEST_POSTGRES="postgresql+psycopg://postgres@127.0.0.1:$port/post
 
 "$python" -m ruff check .       # lint (config in pyproject.toml)
 "$python" -m mypy               # types of nas/ and search_spaces/
-"$python" -m pytest -q "${fast[@]}" "$@"
+# Two test processes (pytest-xdist), each module on one of them (its fixtures built once), each
+# training on one thread: many tests wait on heartbeats and subprocesses, so two overlap well.
+OMP_NUM_THREADS=1 "$python" -m pytest -q -n 2 --dist loadscope "${fast[@]}" "$@"
