@@ -18,6 +18,7 @@ any study (``[sampler] name = "screen"`` or ``"prior"``), on any storage, with a
 from __future__ import annotations
 
 from bisect import bisect_left
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -154,6 +155,14 @@ class ScreenSampler(PatternSampler):
         return np.array([self._scored[p.hash] for p in candidates])
 
 
+@dataclass
+class _Runs:
+    """A pattern's runs so far, added up: the sum of their accuracies and their count."""
+    pattern: Pattern
+    accuracy: float = 0.0
+    runs: int = 0
+
+
 class PriorSampler(PatternSampler):
     """Expected improvement under a GP on graph features, its prior mean linear in the mean
     backprop distance (slope fit to the data, never rewarding longer distances)."""
@@ -162,7 +171,7 @@ class PriorSampler(PatternSampler):
                  startup: int = 3):
         super().__init__(space, seed, candidates)
         self.startup = startup
-        self._sums: dict[str, list[Any]] = {}   # hash -> [pattern, sum of accuracies, runs]
+        self._sums: dict[str, _Runs] = {}       # hash -> the pattern's runs so far
         self._summed = 0                        # entries of the history added up so far
 
     def scores(self, candidates: list[Pattern], done: list[tuple[Pattern, float]]) -> np.ndarray:
@@ -180,20 +189,20 @@ class PriorSampler(PatternSampler):
         rest. ``done`` only grows from call to call (the sampler's history): only its new
         entries are added up."""
         for p, accuracy in done[self._summed:]:
-            total = self._sums.setdefault(p.hash, [p, 0.0, 0])
-            total[1] += accuracy
-            total[2] += 1
+            total = self._sums.setdefault(p.hash, _Runs(p))
+            total.accuracy += accuracy
+            total.runs += 1
         self._summed = len(done)
         hashes = list(self._sums)
-        mean = np.array([self._sums[h][1] / self._sums[h][2] for h in hashes])
+        mean = np.array([self._sums[h].accuracy / self._sums[h].runs for h in hashes])
         if len(hashes) > GP_POINTS:
             order = np.argsort(-mean, kind="stable")
             best, rest = order[:GP_POINTS // 2], order[GP_POINTS // 2:]
             keep = np.concatenate([best, self.rng.choice(rest, GP_POINTS - len(best),
                                                          replace=False)])
             hashes, mean = [hashes[k] for k in keep], mean[keep]
-        return ([self._sums[h][0] for h in hashes], mean,
-                np.array([self._sums[h][2] for h in hashes], dtype=float))
+        return ([self._sums[h].pattern for h in hashes], mean,
+                np.array([self._sums[h].runs for h in hashes], dtype=float))
 
 
 class EmbeddedSampler(PatternSampler):

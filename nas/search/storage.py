@@ -82,8 +82,8 @@ def _check_optuna_file(path: Path) -> None:
     if not path.is_file() or path.stat().st_size == 0:
         return
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        with _read_only(path) as db:
+            tables = _tables(db)
     except sqlite3.DatabaseError as e:
         raise UserError(storage_failure(e, str(path))) from None
     if tables and "version_info" not in tables:
@@ -99,13 +99,22 @@ def _schema_complete(path: Path) -> bool:
     if not path.is_file():
         return False
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            return set(models.BaseModel.metadata.tables) | {"alembic_version"} <= tables and \
-                all(db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()
-                    for t in ("version_info", "alembic_version"))
+        with _read_only(path) as db:
+            return set(models.BaseModel.metadata.tables) | {"alembic_version"} <= _tables(db) \
+                and all(db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()
+                        for t in ("version_info", "alembic_version"))
     except sqlite3.DatabaseError:
         return False
+
+
+def _read_only(path: Path) -> contextlib.closing[sqlite3.Connection]:
+    """An SQLite file opened read-only, closed after the block (sqlite3's own `with` only
+    commits)."""
+    return contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
