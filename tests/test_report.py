@@ -291,3 +291,22 @@ def test_the_dashboard_never_replaces_a_users_study_named_like_its_features_stud
     optuna.delete_study(study_name="rep" + FEATURES_SUFFIX, storage=url)
     made = features_study(copy, url)
     assert len(features_study(copy, url).trials) == len(made.trials)   # ours: replaced
+
+
+@pytest.mark.parametrize("lines", [1, 3, 5])
+def test_a_pattern_heatmaps_title_hangs_above_its_plot_within_a_dashboard_card(lines):
+    """The title of a pattern's heatmap (its accuracy, its offsets in words, its distances)
+    has a top margin of its own below the tool bar, however many lines it takes: Plotly's
+    default put the first line mid-margin, so four lines ran into the plot in
+    optuna-dashboard's 450 px cards."""
+    from nas.results.report import _heatmap
+    from search_spaces import template_pattern
+
+    fig = _heatmap(template_pattern("log", [24]), "<br>".join(["a line"] * lines))
+    layout = fig.layout
+    total = lines + 1  # the distances' line is added
+    assert layout.height <= 450
+    # Top-anchored in the figure, starting below the tool bar (~40 px), each line ~20 px.
+    assert (layout.title.yref, layout.title.yanchor) == ("container", "top")
+    first_line = (1 - layout.title.y) * layout.height
+    assert first_line >= 40 and first_line + 20 * total <= layout.margin.t

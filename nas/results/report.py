@@ -88,11 +88,17 @@ def _heatmap(pattern: Pattern, title: str) -> go.Figure:
         offset += block.num_layers + 1
     stats = distance_stats(pattern)
     fig = go.Figure(go.Heatmap(z=a, colorscale=[[0, "#ffffff"], [1, "#08306b"]], showscale=False))
-    fig.update_layout(title=f"{title}<br>{pattern.connections} connections, MBD {stats.mbd}, "
-                            f"mean {stats.mean:.2f}",
-                      xaxis_title="reads node", yaxis_title="node", width=380, height=460,
+    text = f"{title}<br>{pattern.connections} connections, MBD {stats.mbd}, mean {stats.mean:.2f}"
+    # The title hangs from below the figure's tool bar, over a margin that holds every line
+    # (Plotly's default puts a title's first baseline mid-margin, so a long one ran into the
+    # plot; optuna-dashboard's card showed it).
+    top = 50 + 20 * (text.count("<br>") + 1)
+    height = min(450, 320 + top)  # optuna-dashboard draws every figure 450 px high
+    fig.update_layout(title={"text": text, "y": 1 - 44 / height, "yref": "container",
+                             "yanchor": "top"},
+                      xaxis_title="reads node", yaxis_title="node", width=380, height=height,
                       yaxis={"autorange": "reversed", "scaleanchor": "x"},
-                      margin={"l": 40, "r": 10, "t": 110, "b": 40})
+                      margin={"l": 40, "r": 10, "t": top, "b": 40})
     return fig
 
 
