@@ -36,6 +36,8 @@ port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0));
 as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w \
   -o "-p $port -k $pg_data -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
 export SKIPNAS_TEST_POSTGRES="postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
+# Optuna's tables, made once here: two test processes creating them at once could collide.
+"$python" -c 'import os, optuna; optuna.storages.RDBStorage(os.environ["SKIPNAS_TEST_POSTGRES"])'
 
 "$python" -m ruff check .       # lint (config in pyproject.toml)
 "$python" -m mypy               # types of nas/ and search_spaces/

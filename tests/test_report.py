@@ -293,7 +293,7 @@ def test_the_dashboard_never_replaces_a_users_study_named_like_its_features_stud
     assert len(features_study(copy, url).trials) == len(made.trials)   # ours: replaced
 
 
-@pytest.mark.parametrize("lines", [1, 3, 5])
+@pytest.mark.parametrize("lines", [1, 3, 6])
 def test_a_pattern_heatmaps_title_hangs_above_its_plot_within_a_dashboard_card(lines):
     """The title of a pattern's heatmap (its accuracy, its offsets in words, its distances)
     has a top margin of its own below the tool bar, however many lines it takes: Plotly's
@@ -306,7 +306,9 @@ def test_a_pattern_heatmaps_title_hangs_above_its_plot_within_a_dashboard_card(l
     layout = fig.layout
     total = lines + 1  # the distances' line is added
     assert layout.height <= 450
-    # Top-anchored in the figure, starting below the tool bar (~40 px), each line ~20 px.
+    # Top-anchored in the figure, starting below the tool bar (~40 px), each line 1.3 x the
+    # font's size (Plotly's line spacing; its default title font is 17 px).
     assert (layout.title.yref, layout.title.yanchor) == ("container", "top")
     first_line = (1 - layout.title.y) * layout.height
-    assert first_line >= 40 and first_line + 20 * total <= layout.margin.t
+    line = 1.3 * (layout.title.font.size or 17)
+    assert first_line >= 40 and first_line + line * total <= layout.margin.t

@@ -191,6 +191,13 @@ def test_keys_suggested_before_an_error_are_stored_and_before_an_interrupt_are_n
         trial.suggest_float("c", 0.0, 1.0)
         trial.suggest_float("b", 0.0, 1.0)
     assert study._storage.get_trial(trial._trial_id).params == {}
+    # The block's own error is the one raised when its params cannot be stored either.
+    trial = study.ask()
+    with pytest.raises(RuntimeError, match="the space's own") as raised, \
+            params_in_one_transaction(trial):
+        trial.suggest_float("b", 0.0, 1.0)
+        raise RuntimeError("the space's own error")
+    assert any("its params were not stored (ValueError" in n for n in raised.value.__notes__)
 
 
 def test_a_snapshot_gives_local_times_as_optuna_does(tmp_path, monkeypatch):
@@ -311,3 +318,20 @@ def test_a_storage_proxy_that_does_not_answer_is_one_line(monkeypatch):
         open_storage(f"grpc://127.0.0.1:{port}")
     with pytest.raises(UserError, match="use grpc://HOST:PORT"):
         open_storage("grpc://nohost")
+
+
+def test_reading_a_study_leaves_the_garbage_collector_as_it_was(tmp_path):
+    import gc
+
+    from nas.search.snapshot import gc_paused
+
+    for enabled in (True, False):
+        gc.enable() if enabled else gc.disable()
+        try:
+            with gc_paused():
+                assert not gc.isenabled()
+            with pytest.raises(ValueError), gc_paused():
+                raise ValueError("a read that fails")
+            assert gc.isenabled() == enabled
+        finally:
+            gc.enable()

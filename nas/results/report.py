@@ -78,6 +78,9 @@ def _scatter(rows: list[TrialRow], x: str, title: str, fit: bool) -> go.Figure:
     return fig
 
 
+_TITLE_LINE = 24  # px: Plotly's title font (17 px) takes 1.3 x that a line
+
+
 def _heatmap(pattern: Pattern, title: str) -> go.Figure:
     n = pattern.num_nodes
     a = np.zeros((n, n))
@@ -92,7 +95,7 @@ def _heatmap(pattern: Pattern, title: str) -> go.Figure:
     # The title hangs from below the figure's tool bar, over a margin that holds every line
     # (Plotly's default puts a title's first baseline mid-margin, so a long one ran into the
     # plot; optuna-dashboard's card showed it).
-    top = 50 + 20 * (text.count("<br>") + 1)
+    top = 50 + _TITLE_LINE * (text.count("<br>") + 1)
     height = min(450, 320 + top)  # optuna-dashboard draws every figure 450 px high
     fig.update_layout(title={"text": text, "y": 1 - 44 / height, "yref": "container",
                              "yanchor": "top"},

@@ -108,9 +108,13 @@ def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         return
+    if not attrs:
+        return
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
+    # Unlike Optuna's, an IntegrityError is raised, not ignored: ignoring it would drop every
+    # attr of the batch (attrs are upserts here, so none is expected).
     with _create_scoped_session(backend.scoped_session) as session:
         for key, value in attrs.items():
             backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel,
@@ -169,9 +173,14 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
 
     try:
         yield
-    except Exception:
+    except Exception as error:
         trial.storage = storage
-        write()
+        try:
+            write()
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise  # failed as stale meanwhile: the worker drops the trial, whatever it was
+        except Exception as e:  # the block's own error is the one to report
+            error.add_note(f"its params were not stored ({type(e).__name__}: {e})")
         raise
     except BaseException:
         trial.storage = storage

@@ -5,8 +5,10 @@ here, and several calls a command); this reads the same tables with one plain qu
 each distinct distribution once, and serves every later ``get_trials`` from memory."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import gc
 import itertools
 import json
 import time
@@ -148,6 +150,21 @@ def _only(attrs: dict[str, Any], keys: Collection[str] | None) -> dict[str, Any]
     return attrs if keys is None else {k: v for k, v in attrs.items() if k in keys}
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector inside (as it was after): while a study's
+    trials are built, every few hundred new objects make it rescan all those built so far,
+    which are garbage-free and all kept (a fifth of `study status` at 100k trials)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@gc_paused()
 def read_trials(storage: RDBStorage, study_id: int, params: bool = True,
                 keys: Collection[str] | None = None, states: Collection[TrialState] | None = None,
                 ids: Collection[int] | None = None) -> list[FrozenTrial]:
