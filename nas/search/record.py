@@ -1,9 +1,10 @@
 """The trial record: what every skipnas trial stores in its Optuna user attrs, named once.
 
 Workers write it a part at a time as the trial goes (its slot when queued, its pattern before
-training, its outcome after), each part in one transaction; analysis, reports, export and the benchmark table read it back
-with :meth:`TrialRecord.from_trial`. A misspelt field fails at once instead of writing or
-reading a key nobody else uses. A completed trial is read as a :class:`TrialRow`.
+training, its outcome after), each part in one transaction; analysis, reports, export and the
+benchmark table read it back with :meth:`TrialRecord.from_trial`. A misspelt field fails at
+once instead of writing or reading a key nobody else uses. A completed trial is read as a
+:class:`TrialRow`.
 """
 from __future__ import annotations
 
