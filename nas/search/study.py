@@ -8,6 +8,7 @@ the study still ends with exactly the configured number of finished trials.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -286,7 +287,8 @@ def study_status(name: str, storage_url: str) -> StudyStatus:
     trials, and its :class:`Evidence`."""
     study = load_snapshot(name, storage_url, params=False, keys=STATUS_FIELDS)
     trials = study.get_trials(deepcopy=False)
-    counts = {s.name: sum(1 for t in trials if t.state == s) for s in TrialState}
+    by_state = Counter(t.state for t in trials)
+    counts = {s.name: by_state[s] for s in TrialState}
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in complete
                  if t.datetime_start and t.datetime_complete]
