@@ -1,7 +1,10 @@
 """How skipnas scales with a study's size. Two measurements:
 
 - the read-only commands: wall time and peak memory of `study status`, `analyze`, `report` and
-  `export` on SQLite studies of 1k, 10k and 100k completed trials, each as a ratio against 1k;
+  `export` on SQLite studies of 1k, 10k and 100k completed trials, each as a ratio against 1k,
+  and of `bench replay` on synthetic tables of about as many rows (every pattern of the
+  offsets space at L = 16, 22 and 24, with 2, 2 and 10 seeds: 592, 8472 and 95430 rows; a
+  table lists a space, and spaces list at most 10,000 patterns);
 - scheduling (--workers): W worker processes whose training is a no-op (a test double for
   `train`; everything else a worker does runs) work off 10 x W queued search trials of a study
   that already holds N trials, on SQLite and (--postgres URL, an empty database it may
@@ -12,7 +15,7 @@ The studies are synthetic: one tiny real study (4 trials on synthetic data) is r
 first completed trial is cloned N times by SQL with varied accuracy, mean distance, MBD, params
 and hash (no training). They are cached in --work.
 
-    python benchmarks/scale.py                          # 1k, 10k, 100k (about 10 min, 1.3 GB disk)
+    python benchmarks/scale.py                      # 1k, 10k, 100k (5 min once built; 1.4 GB disk)
     python benchmarks/scale.py --sizes 1000 10000       # quicker
     python benchmarks/scale.py --sizes 1000 100000 --workers 1 8 32 64 \
         --postgres postgresql+psycopg://postgres@127.0.0.1:5432/scale    # scheduling
@@ -20,6 +23,7 @@ and hash (no training). They are cached in --work.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import random
@@ -58,6 +62,30 @@ COMMANDS = {
     "report": ["report", NAME, "--out", "{work}/report.html"],
     "export": ["export", NAME, "--out", "{work}/export.json"],
 }
+# A benchmark config over every pattern of an offsets space (the table is written, not built).
+BENCH_CONFIG = """
+name = "scale_bench"
+trials = 0
+[bench]
+seeds = {seeds}
+[search_space]
+name = "offsets"
+layers = [{layers}]
+[data]
+name = "synthetic"
+[architecture]
+growth = 4
+bottleneck = false
+[sampler]
+name = "random"
+"""
+# The offsets spaces (layers, seeds) whose tables have about as many rows as the studies have
+# trials.
+BENCH_TABLES = {1000: (16, 2), 10_000: (22, 2), 100_000: (24, 10)}
+REPLAY_LABEL = "bench replay"
+REPLAY = ["--sampler", "random", "uniform", "prior", "--repeats", "3", "--trials", "40",
+          "--resamples", "200", "-q"]
+
 # Runs a command and prints its peak resident memory (KB): the wrapper's only child is it.
 PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], "
         "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN)"
@@ -118,16 +146,56 @@ def clone(seed: Path, out: Path, n: int) -> None:
     db.close()
 
 
+def bench_table(work: Path, layers: int, seeds: int) -> tuple[Path, int]:
+    """A synthetic benchmark (directory, rows) over every pattern of the offsets space at
+    ``layers``, ``seeds`` seeds each: accuracy falling with mean distance, plus noise per seed
+    (cached)."""
+    from nas.search.bench import COLUMNS, CONFIG, TABLE
+    from nas.search.config import load_config
+    from search_spaces import distance_stats
+
+    out = work / f"bench_L{layers}_{seeds}"
+    if not (out / TABLE).exists():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG).write_text(BENCH_CONFIG.format(layers=layers, seeds=list(range(seeds))))
+        cfg = load_config(out / CONFIG)
+        patterns = cfg.search_space.build().all_patterns()
+        if not patterns:
+            raise SystemExit(f"the offsets space at L = {layers} is too large to list")
+        rng = random.Random(0)
+        with (out / "partial.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, COLUMNS)
+            writer.writeheader()
+            for pattern in patterns:
+                d = distance_stats(pattern)
+                for seed in cfg.bench.seeds:
+                    accuracy = min(1.0, max(0.0, 0.9 - 0.05 * d.mean + rng.gauss(0, 0.01)))
+                    writer.writerow({
+                        "hash": pattern.hash, "seed": seed, "accuracy": accuracy,
+                        "connections": pattern.connections, "mbd": d.mbd,
+                        "mean_distance": d.mean, "params": "", "flops": "",
+                        "train_seconds": "",
+                        "pattern": json.dumps(pattern.to_dict(), separators=(",", ":"))})
+        (out / "partial.csv").rename(out / TABLE)
+    with (out / TABLE).open(encoding="utf-8") as f:
+        return out, sum(1 for _ in f) - 1
+
+
 def measure(db: Path, work: Path) -> dict[str, tuple[float, int]]:
     """{command: (seconds, peak KB)} on the study in ``db``."""
     out = {}
     for label, args in COMMANDS.items():
         argv = [a.format(work=work) for a in args] + ["--storage", f"sqlite:///{db}"]
-        t = time.perf_counter()
-        run = subprocess.run([sys.executable, "-c", PEAK, *skipnas(*argv)], cwd=ROOT,
-                             capture_output=True, text=True, check=True)
-        out[label] = (time.perf_counter() - t, int(run.stdout.split()[-1]))
+        out[label] = timed(argv)
     return out
+
+
+def timed(argv: list[str]) -> tuple[float, int]:
+    """(seconds, peak KB) of `skipnas ARGV`."""
+    t = time.perf_counter()
+    run = subprocess.run([sys.executable, "-c", PEAK, *skipnas(*argv)], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    return time.perf_counter() - t, int(run.stdout.split()[-1])
 
 
 # A worker whose training is a no-op (everything else it does runs): argv config, storage.
@@ -234,7 +302,8 @@ def main() -> None:
     seed = seed_study(args.work)
     if args.workers:
         return scheduling(args, seed)
-    results = {}
+    results: dict[int, dict[str, tuple[float, int]]] = {}
+    rows: dict[int, int] = {}   # bench replay: the rows of the table replayed at that size
     for n in args.sizes:
         db = args.work / f"study_{n}.db"
         if not db.exists():
@@ -242,14 +311,21 @@ def main() -> None:
             clone(seed, db, n)
             print(f"built {db} ({n} trials) in {time.perf_counter() - t:.0f} s", flush=True)
         results[n] = measure(db, args.work)
+        if n in BENCH_TABLES:
+            table, rows[n] = bench_table(args.work, *BENCH_TABLES[n])
+            results[n][REPLAY_LABEL] = timed(["bench", "replay", str(table), "--out",
+                                              str(args.work / f"replay_{n}"), *REPLAY])
         print(f"{n} trials: " + ", ".join(f"{k} {s:.1f} s / {kb / 1024:.0f} MB"
                                          for k, (s, kb) in results[n].items()), flush=True)
     base = results[args.sizes[0]]
     print("\n| command | " + " | ".join(f"{n:,} trials" for n in args.sizes)
           + f" | ratio {args.sizes[-1]:,} / {args.sizes[0]:,} |")
     print("|---|" + "---|" * (len(args.sizes) + 1))
-    for label in COMMANDS:
+    for label in [*COMMANDS, REPLAY_LABEL]:
+        if not all(label in results[n] for n in args.sizes):
+            continue
         cells = [f"{results[n][label][0]:.1f} s, {results[n][label][1] / 1024:.0f} MB"
+                 + (f" ({rows[n]:,} rows)" if label == REPLAY_LABEL else "")
                  for n in args.sizes]
         ratio = results[args.sizes[-1]][label][0] / base[label][0]
         print(f"| `{label}` | " + " | ".join(cells) + f" | {ratio:.1f}x |")
