@@ -15,7 +15,7 @@ The studies are synthetic: one tiny real study (4 trials on synthetic data) is r
 first completed trial is cloned N times by SQL with varied accuracy, mean distance, MBD, params
 and hash (no training). They are cached in --work.
 
-    python benchmarks/scale.py                      # 1k, 10k, 100k (5 min once built; 1.4 GB disk)
+    python benchmarks/scale.py                          # 1k, 10k, 100k (5 min once built, 1.4 GB)
     python benchmarks/scale.py --sizes 1000 10000       # quicker
     python benchmarks/scale.py --sizes 1000 100000 --workers 1 8 32 64 \
         --postgres postgresql+psycopg://postgres@127.0.0.1:5432/scale    # scheduling
