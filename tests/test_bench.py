@@ -414,17 +414,22 @@ def test_gp_posterior_is_surest_where_it_has_data():
     assert np.corrcoef(mu[:12], y)[0, 1] > 0.9
 
 
-def test_a_guided_samplers_history_read_incrementally_is_the_studys():
-    """Tried patterns and completed results, read a few new trials at a time, equal a full
-    read of the study after every step, with trials finishing out of order, failing, waiting
-    and running."""
+def test_a_guided_samplers_history_read_incrementally_is_the_studys(storage_url):
+    """Tried patterns and completed results, read a few new trials at a time (on a database
+    without the WAITING trials), equal a full read of the study after every step, with trials
+    finishing out of order, failing, waiting (then taken) and running."""
+    import uuid
+
     from nas.search.config import config_from_dict
     from nas.search.guided import PriorSampler
+    from nas.search.storage import open_storage
 
     cfg = config_from_dict({"name": "h", "search_space": {"name": "offsets", "layers": [10]}})
     space = cfg.search_space.build()
     sampler = PriorSampler(space, seed=0, candidates=8)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study = optuna.create_study(direction="maximize", sampler=sampler,
+                                study_name=f"h-{uuid.uuid4().hex[:8]}",
+                                storage=open_storage(storage_url))
     rng = np.random.default_rng(0)
     running: list[optuna.Trial] = []
     for step in range(40):
@@ -447,6 +452,39 @@ def test_a_guided_samplers_history_read_incrementally_is_the_studys():
                 if t.state == optuna.trial.TrialState.COMPLETE and t.params]
         got_tried, got_done = sampler.history(study)
         assert got_tried == tried and sorted((p.hash, a) for p, a in got_done) == sorted(done)
+
+
+def test_a_trial_queued_before_finished_ones_enters_the_history_when_it_finishes(storage_url):
+    """On a database the history is read without the WAITING trials: one numbered before
+    trials that finished must still hold back the part of the study never read again."""
+    import uuid
+
+    from optuna.distributions import FloatDistribution
+
+    from nas.search.guided import PriorSampler
+    from nas.search.storage import open_storage
+    from search_spaces.spaces import RandomKeys
+
+    space = make_space("offsets", [10])
+    sampler = PriorSampler(space, seed=0, candidates=8)
+    study = optuna.create_study(direction="maximize", sampler=sampler,
+                                study_name=f"q-{uuid.uuid4().hex[:8]}",
+                                storage=open_storage(storage_url))
+    study.enqueue_trial({}, skip_if_exists=False)            # number 0, waits
+    rng = np.random.default_rng(0)
+    for value in (0.1, 0.2, 0.3):                             # numbers 1-3, finished
+        keys = RandomKeys(rng)
+        space.suggest(keys)
+        study.add_trial(optuna.trial.create_trial(
+            params=keys.params, value=value,
+            distributions={k: FloatDistribution(0.0, 1.0) for k in keys.params}))
+    assert len(sampler.history(study)[1]) == 3
+    queued = study.ask()                                      # takes number 0 now
+    assert queued.number == 0
+    pattern = space.suggest(queued)
+    study.tell(queued, 0.9)
+    tried, done = sampler.history(study)
+    assert pattern.hash in tried and (pattern.hash, 0.9) in {(p.hash, a) for p, a in done}
 
 
 def test_prior_fits_each_pattern_once_and_at_most_gp_points_of_them(monkeypatch):

@@ -86,6 +86,25 @@ class StudyReads:
                     for t in self.study.get_trials(deepcopy=False, states=tuple(states))]
         return read_trials(self.rdb, self.study_id, params=False, keys=keys, states=states)
 
+    def tried_since(self, number: int) -> tuple[list[FrozenTrial], int | None] | None:
+        """For a sampler's history: the trials numbered ``number`` or above that are not
+        WAITING, with their params and values (no attrs), by number, and the lowest such
+        number of a trial still WAITING or RUNNING then (None: none). None where the storage
+        is no database (then Optuna's trials). Read before the trials, that number is never
+        above a queued trial the read could miss."""
+        if self.rdb is None:
+            return None
+        t = models.TrialModel.__table__.c
+        with self.rdb.engine.connect() as db:
+            first_open = db.execute(
+                select(func.min(t.number)).where(
+                    t.study_id == self.study_id, t.number >= number,
+                    t.state.in_([TrialState.WAITING, TrialState.RUNNING]))).scalar()
+        trials = read_trials(self.rdb, self.study_id, params=True, keys=(),
+                             states=[s for s in TrialState if s != TrialState.WAITING],
+                             from_number=number)
+        return sorted(trials, key=lambda trial: trial.number), first_open
+
     def state_counts(self) -> dict[TrialState, int]:
         """How many trials the study has in each state (states without any left out)."""
         if self.rdb is None:

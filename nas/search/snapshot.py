@@ -167,11 +167,11 @@ def gc_paused() -> Iterator[None]:
 @gc_paused()
 def read_trials(storage: RDBStorage, study_id: int, params: bool = True,
                 keys: Collection[str] | None = None, states: Collection[TrialState] | None = None,
-                ids: Collection[int] | None = None) -> list[FrozenTrial]:
+                ids: Collection[int] | None = None, from_number: int = 0) -> list[FrozenTrial]:
     """The trials of a study in an RDB storage, as Optuna's own storage builds them, read
-    with one query per table: every trial, or those in ``states`` / with trial ids ``ids``
-    (without ``params``: no parameters or intermediate values; with ``keys``: only those user
-    and system attrs)."""
+    with one query per table: every trial, or those in ``states`` / with trial ids ``ids`` /
+    numbered ``from_number`` or above (without ``params``: no parameters or intermediate
+    values; with ``keys``: only those user and system attrs)."""
     t = models.TrialModel.__table__.c
     values: dict[int, dict[int, float]] = defaultdict(dict)
     chosen: dict[int, list[tuple[str, float, str]]] = defaultdict(list)
@@ -186,6 +186,8 @@ def read_trials(storage: RDBStorage, study_id: int, params: bool = True,
             chosen_trials.append(t.state.in_(list(states)))
         if ids is not None:
             chosen_trials.append(t.trial_id.in_(sorted(ids)))
+        if from_number:
+            chosen_trials.append(t.number >= from_number)
         every = len(chosen_trials) == 1 and db.execute(
             select(func.count()).select_from(models.StudyModel)).scalar_one() == 1
         trial_ids = select(t.trial_id).where(*chosen_trials).scalar_subquery()
