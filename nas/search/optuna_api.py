@@ -173,8 +173,7 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
 
     try:
         yield
-    except Exception as error:
-        trial.storage = storage
+    except Exception as error:   # not an interrupt: that writes nothing
         try:
             write()
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -182,10 +181,8 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
         except Exception as e:  # the block's own error is the one to report
             error.add_note(f"its params were not stored ({type(e).__name__}: {e})")
         raise
-    except BaseException:
+    finally:
         trial.storage = storage
-        raise
-    trial.storage = storage
     write()
 
 
