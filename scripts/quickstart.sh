@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the default real data: installs what it needs (Fashion-MNIST from Debian's
 # dataset-fashion-mnist when it is missing, which needs root; skipnas into the virtual
-# environment .venv), runs the quickstart study (~2 min on 2 CPU cores with bf16, ~5 without;
-# running it again resumes), confirms its top patterns and log with fresh seeds (~1 min with
-# bf16, ~2.5 without), prints the principle analysis, writes the HTML report and exports the
+# environment .venv), runs the quickstart study (~1.5 min on 2 CPU cores; running it again
+# resumes), confirms its top patterns and log with fresh seeds (~0.5 min), prints the principle analysis, writes the HTML report and exports the
 # confirmed winner. Without root: have the Debian package installed, or Fashion-MNIST's IDX
 # files in $SKIPNAS_DATA/fashion-mnist.
 set -euo pipefail

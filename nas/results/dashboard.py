@@ -23,8 +23,10 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # Our plots shown in optuna-dashboard's study page, by figure id (attached under
 # "skipnas-<id>", so restarting the dashboard overwrites them rather than adding copies).
-ATTACHED = ("feature-importances", "top-1-pattern", "accuracy-vs-mean-distance",
-            "accuracy-vs-mbd", "accuracy-vs-params", "confirmed")
+# The features' importances are not among them: the page's own Hyperparameter Importance card
+# shows them (importances_over_features).
+ATTACHED = ("top-1-pattern", "accuracy-vs-mean-distance", "accuracy-vs-mbd",
+            "accuracy-vs-params", "confirmed")
 NOTED_TRIALS = 5  # the best trials that get a note with their pattern in words
 
 
@@ -38,11 +40,11 @@ def config_markdown(config: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def attach_plots(name: str, storage_url: str) -> list[str]:
+def attach_plots(name: str, storage_url: str) -> int:
     """Prepare the storage for optuna-dashboard: our plots and a note (what the study is, how
     far its numbers can be trusted) on the study, each top trial's pattern in words as its
     note, and the features study NAME.features (importances, slices and contours over pattern
-    features); returns the plots' ids."""
+    features); returns the features study's id."""
     from optuna_dashboard import save_note, save_plotly_graph_object
 
     study = load_study(name, storage_url)
@@ -67,12 +69,10 @@ def attach_plots(name: str, storage_url: str) -> list[str]:
                 f"pattern with its features as parameters: open it for importances, slices and "
                 f"contours over mean distance, MBD, reads of node 0, params and FLOPs.\n"
               + (f"\n## Config\n\n{config_markdown(config)}\n" if config else ""))
-    ids = []
     for fig in figures(study, ev, rows):
         if fig.id in ATTACHED:
-            ids.append(save_plotly_graph_object(study, fig.figure,
-                                                graph_object_id=f"skipnas-{fig.id}"))
-    return ids
+            save_plotly_graph_object(study, fig.figure, graph_object_id=f"skipnas-{fig.id}")
+    return study_id(features)
 
 
 def card_params(row: FeatureRow) -> list[dict[str, Any]]:
@@ -90,7 +90,8 @@ def card_params(row: FeatureRow) -> list[dict[str, Any]]:
 def best_trials_in_words(app: WSGIApp, storage: BaseStorage, study: int) -> WSGIApp:
     """optuna-dashboard's Best Trial card lists the best trial's params, which here are the
     sampler's keys: serve study ``study``'s best trials with their pattern in words and its
-    features instead (the trials' own rows and pages keep their params)."""
+    features instead (the trials' own rows and pages keep their params), and leave out plots
+    an older skipnas attached that are no longer among ours (the storage cannot drop them)."""
     path, rows = f"/api/studies/{study}", {}
 
     def row(trial: int) -> FeatureRow | None:
@@ -126,6 +127,9 @@ def best_trials_in_words(app: WSGIApp, storage: BaseStorage, study: int) -> WSGI
             for trial in detail["best_trials"]:
                 if (described_row := row(trial["trial_id"])) is not None:
                     trial["params"] = card_params(described_row)
+            detail["plotly_graph_objects"] = [
+                g for g in detail["plotly_graph_objects"]
+                if not g["id"].startswith("skipnas-") or g["id"][8:] in ATTACHED]
             body = json.dumps(detail).encode()
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
             headers.append(("Content-Length", str(len(body))))
@@ -133,6 +137,20 @@ def best_trials_in_words(app: WSGIApp, storage: BaseStorage, study: int) -> WSGI
         return [body]
 
     return described
+
+
+def importances_over_features(app: WSGIApp, study: int, features: int) -> WSGIApp:
+    """optuna-dashboard's Hyperparameter Importance card ranks the sampler's keys, which tell
+    patterns apart only together (each gets the same share): answer study ``study``'s
+    importances with those of its features study ``features`` (mean distance, MBD, params...)."""
+    path = f"/api/studies/{study}/param_importances"
+
+    def routed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == path:
+            environ = {**environ, "PATH_INFO": f"/api/studies/{features}/param_importances"}
+        return app(environ, start_response)
+
+    return routed
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -173,14 +191,16 @@ def serve(name: str, storage_url: str, host: str = "127.0.0.1", port: int = 8080
             pass
 
     storage = open_storage(storage_url)
-    app = best_trials_in_words(wsgi(storage), storage, study_id(load_study(name, storage_url)))
-    try:
+    study = study_id(load_study(name, storage_url))
+    app = best_trials_in_words(wsgi(storage), storage, study)
+    try:  # the port first: a busy one fails before the storage is written
         server = make_server(host, port, loopback_only(app, port),
                              server_class=Server, handler_class=QuietHandler)
     except OSError as e:
         raise UserError(f"dashboard port {port} on {host}: {e.strerror} (choose another with "
                         f"--port)") from None
-    attach_plots(name, storage_url)
+    features = attach_plots(name, storage_url)
+    server.set_app(loopback_only(importances_over_features(app, study, features), port))
     print(f"optuna-dashboard for {name!r} on http://{host}:{port}/dashboard/ (Ctrl-C stops)",
           flush=True)
     with server:
