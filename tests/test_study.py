@@ -140,6 +140,10 @@ def test_end_to_end_sqlite_resume_and_dedup(tmp_path):
     assert len(finished(study)) == 13
     status = study_status("syn", cfg.storage_url)
     assert status.counts["COMPLETE"] == 13 and status.best.accuracy == study.best_value
+    # Status reads every trial's kind, pattern and seed; the best trial's size whole.
+    best = TrialRecord.from_trial(study.trials[status.best.number])
+    assert (status.best.hash, status.best.connections, status.best.mbd) == \
+        (best.hash, best.connections, best.mbd) and best.connections is not None
 
 
 def test_study_rejects_a_changed_search_space(tmp_path):

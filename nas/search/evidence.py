@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from ..stats import Difference, MeanCI, mean_ci, pooled_std, spearman, welch_difference
 from .config import Fidelity
@@ -27,8 +27,7 @@ SEARCH_KINDS = (SlotKind.SEARCH, SlotKind.NOISE, SlotKind.BASELINE, SlotKind.BEN
 REFERENCE = "log"      # the confirmed template every pattern is compared with
 
 
-@dataclass(frozen=True)
-class Run:
+class Run(NamedTuple):  # a tuple, not a frozen dataclass: status builds one per trial (100k)
     """One completed trial as evidence: its pattern, seed, fidelity and accuracy."""
     number: int
     kind: SlotKind
@@ -40,12 +39,20 @@ class Run:
     repeat_of: int | None
 
 
-def runs(study: optuna.Study) -> list[Run]:
+Recorded = Sequence[tuple[FrozenTrial, TrialRecord]]  # completed trials with their records
+
+
+def recorded(study: optuna.Study) -> Recorded:
+    """The study's completed trials with their records."""
+    return [(t, TrialRecord.from_trial(t))
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+
+
+def runs(complete: Recorded) -> list[Run]:
     """Every completed trial with a pattern (reused ones included: a twin's result is a real
     run of that pattern, seed and fidelity)."""
     out = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        r = TrialRecord.from_trial(t)
+    for t, r in complete:
         if r.hash is None or r.seed is None or not t.values:
             continue
         out.append(Run(t.number, r.kind, r.baseline or "search", r.hash, r.seed, r.fidelity,
@@ -188,10 +195,12 @@ def is_search_fidelity(run: Run, fidelity: Fidelity | None) -> bool:
     return run.fidelity is None or (fidelity is not None and run.fidelity == fidelity.to_dict())
 
 
-def evidence(study: optuna.Study, fidelity: Fidelity | None = None) -> Evidence:
+def evidence(study: optuna.Study, fidelity: Fidelity | None = None,
+             complete: Recorded | None = None) -> Evidence:
     """The study's noise, best run and confirmed patterns. ``fidelity``: the search's (confirm
-    runs at it also measure the noise); None counts only the search's own trials."""
-    all_runs = runs(study)
+    runs at it also measure the noise); None counts only the search's own trials.
+    ``complete``: :func:`recorded`, when already read."""
+    all_runs = runs(recorded(study) if complete is None else complete)
     search = [r for r in all_runs if r.kind in SEARCH_KINDS]
     confirm = [r for r in all_runs if r.kind == SlotKind.CONFIRM]
     noise = noise_of(search + [r for r in confirm if is_search_fidelity(r, fidelity)])

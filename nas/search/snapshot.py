@@ -44,12 +44,21 @@ def load_snapshot(name: str, storage_url: str, params: bool = True,
                                                 keys=keys))
 
 
+def snapshot_source(study: optuna.Study) -> BaseStorage:
+    """The storage a snapshot was read from (to read a trial again whole, say)."""
+    snapshot = storage_of(study)
+    if not isinstance(snapshot, SnapshotStorage):
+        raise TypeError(f"study {study.study_name!r} is not a snapshot")
+    return snapshot._source
+
+
 class SnapshotStorage(BaseStorage):
     """One study of ``source`` as it was when read; writing to it is an error."""
 
     def __init__(self, source: BaseStorage, study_name: str, params: bool = True,
                  keys: Collection[str] | None = None):
         self._name = study_name
+        self._source = source
         self._id = source.get_study_id_from_name(study_name)
         self._directions = source.get_study_directions(self._id)
         self._user_attrs = source.get_study_user_attrs(self._id)
@@ -120,8 +129,11 @@ def rdb_backend(storage: BaseStorage) -> RDBStorage | None:
     return inner if isinstance(inner, RDBStorage) else None
 
 
-def _local(stored: datetime | None) -> datetime | None:
-    """A stored naive UTC time as Optuna's storage returns it: naive local time."""
+def _local(stored: datetime | str | None) -> datetime | None:
+    """A stored naive UTC time (SQLite's driver reads it as text) as Optuna's storage returns
+    it: naive local time."""
+    if isinstance(stored, str):
+        stored = datetime.fromisoformat(stored)
     if stored is None or (time.timezone == 0 and not time.daylight):  # servers, containers
         return stored
     return stored.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
@@ -197,9 +209,9 @@ def read_trials(storage: RDBStorage, study_id: int, params: bool = True,
             # filter only spares reading them, which costs more when there are none.
             return true() if every else column.in_(trial_ids)
 
-        rows = db.execute(select(t.trial_id, t.number, t.state, t.datetime_start,
-                                 t.datetime_complete).where(*chosen_trials)
-                          .order_by(t.trial_id)).all()
+        rows = _plain_rows(db, select(t.trial_id, t.number, t.state, t.datetime_start,
+                                      t.datetime_complete).where(*chosen_trials)
+                           .order_by(t.trial_id))
         v = models.TrialValueModel.__table__.c
         value_type = models.TrialValueModel.TrialValueType
         for trial_id, objective, value, kind in _plain_rows(db, select(
@@ -254,7 +266,7 @@ def _frozen(row: Sequence[Any], values: dict[int, float], params: list[tuple[str
     trial_id, number, state, start, complete = row
     dists = {name: _distribution(text) for name, _, text in params}
     return FrozenTrial(
-        number=number, state=state, value=None,
+        number=number, state=TrialState[state], value=None,
         values=[values[k] for k in range(len(values))] if values else None,
         datetime_start=_local(start), datetime_complete=_local(complete),
         params={name: dists[name].to_external_repr(value) for name, value, _ in params},

@@ -21,13 +21,13 @@ from search_spaces.spaces import sample_patterns
 from ..errors import UserError
 from ..settings import to_dict
 from .config import Fidelity, StudyConfig, check_study_size
-from .evidence import Evidence, evidence
+from .evidence import Evidence, Recorded, evidence
 from .optuna_api import experimental_ok
 from .queue import enqueue
 from .reads import StudyReads, ensure_indexes
 from .record import OLD_STYLE, QUEUED_FIELDS, SlotKind, TrialRecord
 from .samplers import make_pruner, make_sampler
-from .snapshot import load_snapshot
+from .snapshot import gc_paused, load_snapshot, snapshot_source
 from .storage import exclusive, mask_url, open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -242,9 +242,10 @@ def search_fidelity(study: optuna.Study) -> Fidelity | None:
                     data.get("val_size"))
 
 
-def study_evidence(study: optuna.Study) -> Evidence:
-    """The study's noise, best single run and confirmed patterns (:mod:`.evidence`)."""
-    return evidence(study, search_fidelity(study))
+def study_evidence(study: optuna.Study, complete: Recorded | None = None) -> Evidence:
+    """The study's noise, best single run and confirmed patterns (:mod:`.evidence`;
+    ``complete``: its completed trials with their records, when already read)."""
+    return evidence(study, search_fidelity(study), complete)
 
 
 @dataclass(frozen=True)
@@ -277,11 +278,12 @@ class StudyStatus:
                 "reused": self.reused, "evidence": self.evidence.to_json()}
 
 
-# The record fields status reads: kinds, patterns, seeds and fidelities (no specs or curves).
-STATUS_FIELDS = ("slot", "baseline", "seed", "fidelity", "repeat_of", "hash", "connections",
-                 "mbd", "reused_from")
+# The record fields status reads of every trial: kinds, patterns, seeds and fidelities (no
+# specs or curves; the best trial is read again whole, for its connections and MBD).
+STATUS_FIELDS = ("slot", "baseline", "seed", "fidelity", "repeat_of", "hash", "reused_from")
 
 
+@gc_paused()  # 100k records and runs are built here too, and none holds a cycle
 def study_status(name: str, storage_url: str) -> StudyStatus:
     """The status of a stored study: counts by state, the best trial, an ETA for the queued
     trials, and its :class:`Evidence`."""
@@ -299,8 +301,9 @@ def study_status(name: str, storage_url: str) -> StudyStatus:
     best = None
     top = best_trial(study)
     if top is not None:
-        r = TrialRecord.from_trial(top)
+        r = TrialRecord.from_trial(snapshot_source(study).get_trial(top._trial_id))
         best = TopTrial(top.number, top.values[0], r.hash, r.connections, r.mbd)
+    records = [(t, TrialRecord.from_trial(t)) for t in complete]
     return StudyStatus(name, mask_url(storage_url), counts, best, per_trial, eta,
-                       sum(1 for t in complete if TrialRecord.from_trial(t).is_reused),
-                       study_evidence(study))
+                       sum(1 for _, r in records if r.is_reused),
+                       study_evidence(study, records))
