@@ -15,7 +15,7 @@ The studies are synthetic: one tiny real study (4 trials on synthetic data) is r
 first completed trial is cloned N times by SQL with varied accuracy, mean distance, MBD, params
 and hash (no training). They are cached in --work.
 
-    python benchmarks/scale.py                          # 1k, 10k, 100k (5 min once built, 1.4 GB)
+    python benchmarks/scale.py                          # 1k, 10k, 100k (~10 min once built, 1.4 GB)
     python benchmarks/scale.py --sizes 1000 10000       # quicker
     python benchmarks/scale.py --sizes 1000 100000 --workers 1 8 32 64 \
         --postgres postgresql+psycopg://postgres@127.0.0.1:5432/scale    # scheduling
@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -181,13 +182,16 @@ def bench_table(work: Path, layers: int, seeds: int) -> tuple[Path, int]:
         return out, sum(1 for _ in f) - 1
 
 
-def measure(db: Path, work: Path) -> dict[str, tuple[float, int]]:
-    """{command: (seconds, peak KB)} on the study in ``db``."""
-    out = {}
-    for label, args in COMMANDS.items():
-        argv = [a.format(work=work) for a in args] + ["--storage", f"sqlite:///{db}"]
-        out[label] = timed(argv)
-    return out
+def measure(db: Path, work: Path, repeats: int) -> dict[str, tuple[float, int]]:
+    """{command: (median seconds, peak KB)} over ``repeats`` runs on the study in ``db``, the
+    commands taking turns (this machine's speed drifts by up to 1.8x within minutes)."""
+    runs: dict[str, list[tuple[float, int]]] = {label: [] for label in COMMANDS}
+    for _ in range(repeats):
+        for label, args in COMMANDS.items():
+            argv = [a.format(work=work) for a in args] + ["--storage", f"sqlite:///{db}"]
+            runs[label].append(timed(argv))
+    return {label: (statistics.median(s for s, _ in r), max(kb for _, kb in r))
+            for label, r in runs.items()}
 
 
 def timed(argv: list[str]) -> tuple[float, int]:
@@ -294,6 +298,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/skipnas_scale"))
     ap.add_argument("--workers", type=int, nargs="*", default=[],
                     help="measure scheduling with these numbers of workers (not the commands)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="runs of each read-only command (the median is shown)")
     ap.add_argument("--postgres", help="an empty PostgreSQL database to measure on as well")
     ap.add_argument("--storages", nargs="+", choices=["sqlite", "postgresql"],
                     default=["sqlite", "postgresql"], help="scheduling: which storages")
@@ -310,7 +316,7 @@ def main() -> None:
             t = time.perf_counter()
             clone(seed, db, n)
             print(f"built {db} ({n} trials) in {time.perf_counter() - t:.0f} s", flush=True)
-        results[n] = measure(db, args.work)
+        results[n] = measure(db, args.work, args.repeats)
         if n in BENCH_TABLES:
             table, rows[n] = bench_table(args.work, *BENCH_TABLES[n])
             results[n][REPLAY_LABEL] = timed(["bench", "replay", str(table), "--out",
