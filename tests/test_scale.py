@@ -191,6 +191,14 @@ def test_keys_suggested_before_an_error_are_stored_and_before_an_interrupt_are_n
         trial.suggest_float("c", 0.0, 1.0)
         trial.suggest_float("b", 0.0, 1.0)
     assert study._storage.get_trial(trial._trial_id).params == {}
+    # So is one checked against the database's (another process: its cache knows nothing).
+    fresh = optuna.load_study(study_name=study.study_name,
+                              storage=open_storage(url_of(kind, tmp_path)))
+    trial = fresh.ask()
+    with pytest.raises(ValueError, match="different distribution kind"), \
+            params_in_one_transaction(trial):
+        trial.suggest_float("b", 0.0, 1.0)
+    assert fresh._storage.get_trial(trial._trial_id).params == {}
     # The block's own error is the one raised when its params cannot be stored either.
     trial = study.ask()
     with pytest.raises(RuntimeError, match="the space's own") as raised, \
@@ -198,6 +206,24 @@ def test_keys_suggested_before_an_error_are_stored_and_before_an_interrupt_are_n
         trial.suggest_float("b", 0.0, 1.0)
         raise RuntimeError("the space's own error")
     assert any("its params were not stored (ValueError" in n for n in raised.value.__notes__)
+
+
+@pytest.mark.parametrize("kind", [k for k in STORAGES if k != "journal"])
+def test_attrs_written_together_overwrite_as_optunas_do_and_spare_a_finished_trial(kind,
+                                                                                  tmp_path):
+    from nas.search.optuna_api import set_user_attrs
+
+    study = optuna.create_study(study_name=f"ua-{uuid.uuid4().hex[:8]}",
+                                storage=open_storage(url_of(kind, tmp_path)))
+    trial = study.ask()
+    set_user_attrs(trial, {"a": 1, "b": [1, 2]})
+    set_user_attrs(trial, {"b": {"c": None}, "d": "x"})
+    stored = study._storage.get_trial(trial._trial_id).user_attrs
+    assert stored == trial.user_attrs == {"a": 1, "b": {"c": None}, "d": "x"}
+    study.tell(trial, 0.5)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        set_user_attrs(trial, {"a": 2})
+    assert study._storage.get_trial(trial._trial_id).user_attrs["a"] == 1
 
 
 def test_a_snapshot_gives_local_times_as_optuna_does(tmp_path, monkeypatch):

@@ -3,13 +3,16 @@ to the installed Optuna, so an upgrade that moves them fails there and not in a 
 from __future__ import annotations
 
 import contextlib
+import json
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 if TYPE_CHECKING:
     import grpc
@@ -113,13 +116,37 @@ def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
+    upsert = _UPSERTS.get(backend.engine.name)
     # Unlike Optuna's, an IntegrityError is raised, not ignored: ignoring it would drop every
     # attr of the batch (attrs are upserts here, so none is expected).
     with _create_scoped_session(backend.scoped_session) as session:
-        for key, value in attrs.items():
-            backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel,
-                                                   trial._trial_id, key, value)
+        if upsert is None:  # another database: Optuna's own statement, an attr at a time
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(
+                    session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+        else:  # Optuna's check and its upsert, once for all the attrs
+            updatable(backend, session, trial._trial_id)
+            a = models.TrialUserAttributeModel
+            rows = upsert(a).values([{"trial_id": trial._trial_id, "key": key,
+                                      "value_json": json.dumps(value)}
+                                     for key, value in attrs.items()])
+            session.execute(rows.on_conflict_do_update(
+                index_elements=[a.trial_id, a.key],
+                set_={"value_json": rows.excluded.value_json}))
     trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+# Multi-row upserts (INSERT ... ON CONFLICT DO UPDATE), by SQLAlchemy dialect name.
+_UPSERTS: dict[str, Callable[[Any], Any]] = {"sqlite": sqlite_insert, "postgresql": pg_insert}
+
+
+def updatable(backend: RDBStorage, session: Any, trial_id: int) -> Any:
+    """The trial's row, once Optuna's check that it may still be written has passed."""
+    from optuna.storages._rdb import models
+
+    row = models.TrialModel.find_or_raise_by_id(trial_id, session)
+    backend.check_trial_is_updatable(trial_id, cast(TrialState, row.state))
+    return row
 
 
 class _ParamsHeld:
@@ -144,7 +171,9 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
     commit on SQLite, and a pattern has tens of keys). A block left by an error still writes
     the params suggested before it; one left by an interrupt (KeyboardInterrupt) does not, the
     trial being given back."""
+    from optuna.distributions import check_distribution_compatibility, distribution_to_json
     from optuna.storages._cached_storage import _CachedStorage
+    from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
     storage = trial.storage
@@ -165,9 +194,16 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
             known = cache._studies[trial.study._study_id].param_distribution if cache else {}
             with _create_scoped_session(backend.scoped_session) as session, \
                     session.no_autoflush:  # the rows go in at the commit, in one batch
+                row = updatable(backend, session, trial._trial_id)
                 for name, value, distribution in held.held:
-                    backend._set_trial_param_without_commit(
-                        session, trial._trial_id, name, value, distribution, known.get(name))
+                    # Optuna's checks and row for one param, its trial's row read once.
+                    previous = known.get(name) or first_distribution(session, row.study_id,
+                                                                     name)
+                    if previous is not None:
+                        check_distribution_compatibility(previous, distribution)
+                    session.add(models.TrialParamModel(
+                        trial_id=trial._trial_id, param_name=name, param_value=value,
+                        distribution_json=distribution_to_json(distribution)))
             for name, _, distribution in held.held:
                 known.setdefault(name, distribution)
 
@@ -184,6 +220,18 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
     finally:
         trial.storage = storage
     write()
+
+
+def first_distribution(session: Any, study: int, name: str) -> Any:
+    """The distribution of the study's first stored param ``name`` (None: none stored), which
+    a new one must be compatible with (as Optuna's `_set_trial_param_without_commit` reads)."""
+    from optuna.distributions import json_to_distribution
+    from optuna.storages._rdb import models
+
+    first = (session.query(models.TrialParamModel).join(models.TrialModel)
+             .filter(models.TrialModel.study_id == study)
+             .filter(models.TrialParamModel.param_name == name).first())
+    return None if first is None else json_to_distribution(first.distribution_json)
 
 
 def serialize_sqlite(storage: RDBStorage, begin: Callable[[Any], None]) -> None:
