@@ -197,8 +197,9 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
                 row = updatable(backend, session, trial._trial_id)
                 for name, value, distribution in held.held:
                     # Optuna's checks and row for one param, its trial's row read once.
-                    previous = known.get(name) or first_distribution(session, row.study_id,
-                                                                     name)
+                    previous = known.get(name)
+                    if previous is None:
+                        previous = first_distribution(session, row.study_id, name)
                     if previous is not None:
                         check_distribution_compatibility(previous, distribution)
                     session.add(models.TrialParamModel(
