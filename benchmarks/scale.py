@@ -298,7 +298,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/skipnas_scale"))
     ap.add_argument("--workers", type=int, nargs="*", default=[],
                     help="measure scheduling with these numbers of workers (not the commands)")
-    ap.add_argument("--repeats", type=int, default=3,
+    ap.add_argument("--repeats", type=lambda s: max(1, int(s)), default=3,
                     help="runs of each read-only command (the median is shown)")
     ap.add_argument("--postgres", help="an empty PostgreSQL database to measure on as well")
     ap.add_argument("--storages", nargs="+", choices=["sqlite", "postgresql"],

@@ -2,9 +2,11 @@
 # The main job on the default real data: installs what it needs (Fashion-MNIST from Debian's
 # dataset-fashion-mnist when it is missing, which needs root; skipnas into the virtual
 # environment .venv), runs the quickstart study (~1.5 min on 2 CPU cores; running it again
-# resumes), confirms its top patterns and log with fresh seeds (~0.5 min), prints the principle analysis, writes the HTML report and exports the
-# confirmed winner. Without root: have the Debian package installed, or Fashion-MNIST's IDX
-# files in $SKIPNAS_DATA/fashion-mnist.
+# resumes), confirms its top patterns and log with fresh seeds (~0.5 min), prints the
+# principle analysis, writes the HTML report and exports the confirmed winner. Without root:
+# have the Debian package installed, or Fashion-MNIST's IDX files in
+# $SKIPNAS_DATA/fashion-mnist. A studies/quickstart.db made before the quickstart's stem
+# stride became 4 (2026-11-30) is refused, the difference named: move it aside.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh

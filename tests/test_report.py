@@ -24,7 +24,7 @@ from nas.results.report import figures, write_report
 from nas.search.config import config_from_dict
 from nas.search.optuna_api import study_system_attrs
 from nas.search.record import TrialRecord
-from nas.search.storage import load_study
+from nas.search.storage import load_study, open_storage
 from nas.search.study import create_study
 from nas.search.worker import run_worker
 from search_spaces import offsets_in_words
@@ -280,6 +280,39 @@ def test_cli_analyze_table_and_json(study_cfg):
     assert len(result["correlations"]) == 8
     out = run_cli("analyze", "rep", "--storage", study_cfg.storage_url, "--resamples", "50")
     assert out.returncode == 0 and "mean_distance" in out.stdout and "templates" in out.stdout
+
+
+def test_the_importance_card_reads_the_features_study_while_it_exists(study_cfg, tmp_path):
+    """The study's importances are answered from its features study, found by name on each
+    request (another dashboard may store it again); without one, Optuna's own answer."""
+    from nas.results.dashboard import attach_plots, importances_over_features
+
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(environ["PATH_INFO"])
+        return [b""]
+
+    storage = open_storage(study_cfg.storage_url)
+    study = load_study("rep", study_cfg.storage_url)
+    assert attach_plots("rep", study_cfg.storage_url)   # its features vary
+    routed = importances_over_features(app, storage, study._study_id, "rep" + FEATURES_SUFFIX)
+    features = storage.get_study_id_from_name("rep" + FEATURES_SUFFIX)
+    for path in (f"/api/studies/{study._study_id}/param_importances",
+                 f"/api/studies/{study._study_id}"):
+        routed({"PATH_INFO": path}, None)
+    assert seen == [f"/api/studies/{features}/param_importances",
+                    f"/api/studies/{study._study_id}"]
+    routed = importances_over_features(app, storage, study._study_id, "gone.features")
+    routed({"PATH_INFO": f"/api/studies/{study._study_id}/param_importances"}, None)
+    assert seen[-1] == f"/api/studies/{study._study_id}/param_importances"
+    # A study whose trained patterns share every feature has no importances to show.
+    url = f"sqlite:///{tmp_path}/same.db"
+    same = optuna.create_study(study_name="same", storage=open_storage(url),
+                               direction="maximize")
+    trained = next(t for t in study.trials if TrialRecord.from_trial(t).hash is not None)
+    same.add_trials([trained, trained])
+    assert not attach_plots("same", url)
 
 
 def test_the_dashboard_never_replaces_a_users_study_named_like_its_features_study(study_cfg,

@@ -15,7 +15,7 @@ from ..search.record import TrialRecord
 from ..search.storage import load_study, open_storage
 from ..search.study import stored_config, study_evidence
 from .analysis import evidence_lines
-from .features import FeatureRow, feature_row, feature_rows, features_study
+from .features import FEATURES_SUFFIX, FeatureRow, feature_row, feature_rows, features_study
 from .report import figures
 
 _log = logging.getLogger(__name__)
@@ -40,11 +40,11 @@ def config_markdown(config: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def attach_plots(name: str, storage_url: str) -> int:
+def attach_plots(name: str, storage_url: str) -> bool:
     """Prepare the storage for optuna-dashboard: our plots and a note (what the study is, how
     far its numbers can be trusted) on the study, each top trial's pattern in words as its
     note, and the features study NAME.features (importances, slices and contours over pattern
-    features); returns the features study's id."""
+    features); returns whether the features study has a feature that varies (importances)."""
     from optuna_dashboard import save_note, save_plotly_graph_object
 
     study = load_study(name, storage_url)
@@ -72,7 +72,7 @@ def attach_plots(name: str, storage_url: str) -> int:
     for fig in figures(study, ev, rows):
         if fig.id in ATTACHED:
             save_plotly_graph_object(study, fig.figure, graph_object_id=f"skipnas-{fig.id}")
-    return study_id(features)
+    return bool(features.trials) and bool(features.trials[0].params)
 
 
 def card_params(row: FeatureRow) -> list[dict[str, Any]]:
@@ -139,15 +139,21 @@ def best_trials_in_words(app: WSGIApp, storage: BaseStorage, study: int) -> WSGI
     return described
 
 
-def importances_over_features(app: WSGIApp, study: int, features: int) -> WSGIApp:
+def importances_over_features(app: WSGIApp, storage: BaseStorage, study: int,
+                              features: str) -> WSGIApp:
     """optuna-dashboard's Hyperparameter Importance card ranks the sampler's keys, which tell
     patterns apart only together (each gets the same share): answer study ``study``'s
-    importances with those of its features study ``features`` (mean distance, MBD, params...)."""
+    importances with those of the features study named ``features`` (mean distance, MBD,
+    params..., as stored when the dashboard started, like our plots), while it exists."""
     path = f"/api/studies/{study}/param_importances"
 
     def routed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == path:
-            environ = {**environ, "PATH_INFO": f"/api/studies/{features}/param_importances"}
+            try:  # by name: another dashboard on the storage may have stored it again
+                other = storage.get_study_id_from_name(features)
+            except KeyError:
+                other = study   # deleted meanwhile: Optuna's card, over the keys
+            environ = {**environ, "PATH_INFO": f"/api/studies/{other}/param_importances"}
         return app(environ, start_response)
 
     return routed
@@ -190,17 +196,23 @@ def serve(name: str, storage_url: str, host: str = "127.0.0.1", port: int = 8080
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (wsgiref's name)
             pass
 
+    def nothing_yet(environ: dict[str, Any], start_response: Callable[..., Any]
+                    ) -> Iterable[bytes]:
+        raise RuntimeError("the dashboard served a request before its app was set")
+
     storage = open_storage(storage_url)
-    study = study_id(load_study(name, storage_url))
-    app = best_trials_in_words(wsgi(storage), storage, study)
-    try:  # the port first: a busy one fails before the storage is written
-        server = make_server(host, port, loopback_only(app, port),
-                             server_class=Server, handler_class=QuietHandler)
+    live = load_study(name, storage_url)
+    try:  # the port before the plots: a busy one fails before the storage is written
+        server = make_server(host, port, nothing_yet, server_class=Server,
+                             handler_class=QuietHandler)
     except OSError as e:
         raise UserError(f"dashboard port {port} on {host}: {e.strerror} (choose another with "
                         f"--port)") from None
-    features = attach_plots(name, storage_url)
-    server.set_app(loopback_only(importances_over_features(app, study, features), port))
+    app = best_trials_in_words(wsgi(storage), storage, study_id(live))
+    # One objective: the features study has only the first (nsga2's second would vanish).
+    if attach_plots(name, storage_url) and len(live.directions) == 1:
+        app = importances_over_features(app, storage, study_id(live), name + FEATURES_SUFFIX)
+    server.set_app(loopback_only(app, port))
     print(f"optuna-dashboard for {name!r} on http://{host}:{port}/dashboard/ (Ctrl-C stops)",
           flush=True)
     with server:

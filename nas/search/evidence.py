@@ -42,10 +42,9 @@ class Run(NamedTuple):  # a tuple, not a frozen dataclass: status builds one per
 Recorded = Sequence[tuple[FrozenTrial, TrialRecord]]  # completed trials with their records
 
 
-def recorded(study: optuna.Study) -> Recorded:
-    """The study's completed trials with their records."""
-    return [(t, TrialRecord.from_trial(t))
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+def recorded(complete: Iterable[FrozenTrial]) -> Recorded:
+    """Completed trials with their records."""
+    return [(t, TrialRecord.from_trial(t)) for t in complete]
 
 
 def runs(complete: Recorded) -> list[Run]:
@@ -200,7 +199,9 @@ def evidence(study: optuna.Study, fidelity: Fidelity | None = None,
     """The study's noise, best run and confirmed patterns. ``fidelity``: the search's (confirm
     runs at it also measure the noise); None counts only the search's own trials.
     ``complete``: :func:`recorded`, when already read."""
-    all_runs = runs(recorded(study) if complete is None else complete)
+    if complete is None:
+        complete = recorded(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    all_runs = runs(complete)
     search = [r for r in all_runs if r.kind in SEARCH_KINDS]
     confirm = [r for r in all_runs if r.kind == SlotKind.CONFIRM]
     noise = noise_of(search + [r for r in confirm if is_search_fidelity(r, fidelity)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
@@ -136,8 +137,10 @@ def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
     trial._cached_frozen_trial.user_attrs.update(attrs)
 
 
-# Multi-row upserts (INSERT ... ON CONFLICT DO UPDATE), by SQLAlchemy dialect name.
-_UPSERTS: dict[str, Callable[[Any], Any]] = {"sqlite": sqlite_insert, "postgresql": pg_insert}
+# Multi-row upserts (INSERT ... ON CONFLICT DO UPDATE), by SQLAlchemy dialect name (SQLite's
+# from 3.24, as Optuna's own upsert).
+_UPSERTS: dict[str, Callable[[Any], Any]] = {"postgresql": pg_insert} | (
+    {"sqlite": sqlite_insert} if sqlite3.sqlite_version_info >= (3, 24, 0) else {})
 
 
 def updatable(backend: RDBStorage, session: Any, trial_id: int) -> Any:
@@ -196,7 +199,8 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
                     session.no_autoflush:  # the rows go in at the commit, in one batch
                 row = updatable(backend, session, trial._trial_id)
                 for name, value, distribution in held.held:
-                    # Optuna's checks and row for one param, its trial's row read once.
+                    # Optuna 5.0's `_set_trial_param_without_commit` for one param (its
+                    # checks and its row), the trial's row read once for all.
                     previous = known.get(name)
                     if previous is None:
                         previous = first_distribution(session, row.study_id, name)

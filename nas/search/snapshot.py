@@ -251,8 +251,9 @@ def _parsed(texts: Iterable[str], chunk: int = 10_000) -> Iterator[Any]:
 
 
 def _plain_rows(db: Connection, query: Select[Any]) -> Sequence[Any]:
-    """The rows of ``query`` as the database driver returns them: numbers and strings (enums
-    as their names). SQLAlchemy's row objects would cost more than the read itself here."""
+    """The rows of ``query`` as the database driver returns them: numbers, strings (enums as
+    their names) and, but on SQLite (text), datetimes. SQLAlchemy's row objects would cost
+    more than the read itself here."""
     result = db.execute(query)
     try:
         return result.cursor.fetchall()

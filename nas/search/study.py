@@ -21,7 +21,7 @@ from search_spaces.spaces import sample_patterns
 from ..errors import UserError
 from ..settings import to_dict
 from .config import Fidelity, StudyConfig, check_study_size
-from .evidence import Evidence, Recorded, evidence
+from .evidence import Evidence, Recorded, evidence, recorded
 from .optuna_api import experimental_ok
 from .queue import enqueue
 from .reads import StudyReads, ensure_indexes
@@ -283,7 +283,7 @@ class StudyStatus:
 STATUS_FIELDS = ("slot", "baseline", "seed", "fidelity", "repeat_of", "hash", "reused_from")
 
 
-@gc_paused()  # 100k records and runs are built here too, and none holds a cycle
+@gc_paused()  # 100k records and runs are built here too: garbage-free, all kept to the end
 def study_status(name: str, storage_url: str) -> StudyStatus:
     """The status of a stored study: counts by state, the best trial, an ETA for the queued
     trials, and its :class:`Evidence`."""
@@ -303,7 +303,7 @@ def study_status(name: str, storage_url: str) -> StudyStatus:
     if top is not None:
         r = TrialRecord.from_trial(snapshot_source(study).get_trial(top._trial_id))
         best = TopTrial(top.number, top.values[0], r.hash, r.connections, r.mbd)
-    records = [(t, TrialRecord.from_trial(t)) for t in complete]
+    records = recorded(complete)
     return StudyStatus(name, mask_url(storage_url), counts, best, per_trial, eta,
                        sum(1 for _, r in records if r.is_reused),
                        study_evidence(study, records))
