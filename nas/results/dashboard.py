@@ -72,7 +72,7 @@ def attach_plots(name: str, storage_url: str) -> bool:
     for fig in figures(study, ev, rows):
         if fig.id in ATTACHED:
             save_plotly_graph_object(study, fig.figure, graph_object_id=f"skipnas-{fig.id}")
-    return bool(features.trials) and bool(features.trials[0].params)
+    return bool(rows) and bool(features.best_trial.params)  # one trial read, not all
 
 
 def card_params(row: FeatureRow) -> list[dict[str, Any]]:
