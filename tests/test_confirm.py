@@ -5,6 +5,7 @@ import json
 import math
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from nas.search.study import create_study, study_status
 from nas.search.worker import _completed_twin, run_worker
 from nas.stats import mean_ci, pooled_std, welch_difference
 from tests.test_faults import finish, skipnas, wait_mid_trial
-from tests.testing import tiny_raw, write_toml
+from tests.testing import stacks, tiny_raw, write_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,8 +138,11 @@ def test_confirm_on_a_real_study_killed_and_resumed(tmp_path, kind):
 
     # Confirm with a second worker that is killed mid-trial: its trial is retried elsewhere.
     confirm = skipnas("confirm", str(config))
+    deadline = time.time() + 120
     while not records(study, SlotKind.CONFIRM, (TrialState.WAITING, TrialState.RUNNING)):
         assert confirm.poll() is None, confirm.communicate()
+        assert time.time() < deadline, stacks(confirm)
+        time.sleep(0.1)
     worker = skipnas("worker", str(config))
     killed, victim = wait_mid_trial(study, [worker])
     victim.send_signal(signal.SIGKILL)

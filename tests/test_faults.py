@@ -2,6 +2,7 @@
 every storage (journal file, SQLite, PostgreSQL), atomic claims, a worker with another config.
 Each test is bounded in time and asserts exactly N COMPLETE, no slot run twice, every process
 exited."""
+import contextlib
 import os
 import re
 import signal
@@ -22,7 +23,7 @@ from nas.search.record import TrialRecord
 from nas.search.storage import load_study, open_storage
 from nas.search.study import create_study
 from nas.search.worker import run_worker
-from tests.testing import ENV, POSTGRES, STORAGES, tiny_raw, url_of, write_toml
+from tests.testing import ENV, POSTGRES, STORAGES, stacks, tiny_raw, url_of, write_toml
 
 N = 6
 
@@ -54,10 +55,14 @@ def wait_mid_trial(study, procs, timeout=120):
 
 
 def finish(procs, timeout=240):
-    """Wait for every process; returns their (returncode, stderr)."""
+    """Wait for every process; returns their (returncode, stderr). One still running after
+    ``timeout`` seconds fails the test with its threads' stacks."""
     out = []
     for p in procs:
-        _, err = p.communicate(timeout=timeout)
+        try:
+            _, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{p.args} still ran after {timeout} s:\n{stacks(p)}") from None
         out.append((p.returncode, err))
     return out
 
@@ -126,13 +131,34 @@ def test_sigint_and_sigterm_fail_the_trial_requeue_it_and_exit_cleanly(storage_u
             [TrialState.COMPLETE]
 
 
+def pause_outside_a_transaction(proc, url, timeout=60):
+    """SIGSTOP ``proc`` at a moment it holds no SQLite write lock: a process stopped inside a
+    transaction (its heartbeat's, while it trains) holds every other one until it goes on (F3:
+    they wait, by design), this test's reads included."""
+    import sqlite3
+
+    deadline = time.time() + timeout
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        if not url.startswith("sqlite"):
+            return
+        with contextlib.closing(sqlite3.connect(url.split("///", 1)[1], timeout=0.2,
+                                                isolation_level=None)) as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("ROLLBACK")
+                return
+            except sqlite3.OperationalError:  # held, by it or by the other worker
+                assert time.time() < deadline, "the write lock was never free"
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_a_paused_worker_drops_its_taken_over_trial_quietly(storage_url, tmp_path):
     _, study, workers, number, paused = two_workers_mid_trial(storage_url, tmp_path)
-    # Paused while training, not inside the storage calls that follow the pattern's record: a
-    # worker stopped while it holds SQLite's write lock freezes the others (F3, still open).
     time.sleep(0.5)
-    paused.send_signal(signal.SIGSTOP)
+    pause_outside_a_transaction(paused, storage_url)
     deadline = time.time() + 120  # the other worker fails it after 3 silent heartbeats
     while study.get_trials(deepcopy=False)[number].state == TrialState.RUNNING:
         assert time.time() < deadline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,9 @@ from nas.search.config import StudyConfig, config_from_dict
 
 POSTGRES = os.environ.get("SKIPNAS_TEST_POSTGRES")  # scripts/test.sh starts a server
 STORAGES = ["journal", "sqlite"] + (["postgres"] if POSTGRES else [])
-ENV = {**os.environ, "SKIPNAS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+# PYTHONFAULTHANDLER: a CLI process sent SIGABRT prints every thread's stack (see `stacks`).
+ENV = {**os.environ, "SKIPNAS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+CLI_TIMEOUT = 600  # seconds; the slowest CLI call of the suite takes about a minute
 
 
 def url_of(kind: str, folder: Path, stem: str = "s") -> str:
@@ -67,7 +70,27 @@ def write_toml(path: Path, raw: dict[str, Any]) -> Path:
     return path
 
 
-def run_cli(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """`skipnas ARGV` in a fresh process (offline, one thread), run to the end."""
-    return subprocess.run([sys.executable, "-m", "nas.cli", *argv], capture_output=True,
-                          text=True, env=ENV, **kwargs)
+def run_cli(*argv: str, timeout: float = CLI_TIMEOUT,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`skipnas ARGV` in a fresh process (offline, one thread), run to the end; one still
+    running after ``timeout`` seconds fails the test with its threads' stacks."""
+    with subprocess.Popen([sys.executable, "-m", "nas.cli", *argv], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=ENV, cwd=cwd) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"skipnas {' '.join(argv)} still ran after {timeout} s:\n"
+                                 f"{stacks(proc)}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def stacks(proc: subprocess.Popen[str]) -> str:
+    """The end of a hung CLI process's stderr with the stacks of all its threads (it was started
+    with :data:`ENV`, so SIGABRT makes it print them); the process is gone after."""
+    proc.send_signal(signal.SIGABRT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # its children hold the pipe: what came so far
+        proc.kill()
+        return "(its stderr stayed open: no stacks)"
+    return (err or "")[-20_000:]
