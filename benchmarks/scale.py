@@ -5,11 +5,14 @@
   and of `bench replay` on synthetic tables of about as many rows (every pattern of the
   offsets space at L = 16, 22 and 24, with 2, 2 and 10 seeds: 592, 8472 and 95430 rows; a
   table lists a space, and spaces list at most 10,000 patterns);
-- scheduling (--workers): W worker processes whose training is a no-op (a test double for
-  `train`; everything else a worker does runs) work off 10 x W queued search trials of a study
-  that already holds N trials, on SQLite and (--postgres URL, an empty database it may
-  overwrite) on PostgreSQL: per-trial overhead from claim to tell (median, p99), each worker's
-  cycle from one tell to the next (claim, stale sweep and progress included) and trials/s.
+- scheduling (--workers): W worker processes whose training is a test double for `train`
+  (it sleeps --trial-seconds, the GPU's time, 0 by default; everything else a worker does
+  runs) work off 10 x W queued search trials of a study that already holds N trials, on SQLite
+  and (--postgres URL, an empty database it may overwrite) on PostgreSQL: per-trial overhead
+  from claim to tell less the trial's sleep (median, p99), each worker's cycle from one tell to
+  the next (claim, stale sweep and progress included) and trials/s. The workers start together
+  once all have imported, and trials that started before every worker had told its first are
+  left out: a worker's start (importing torch, compiling its first step) is not scheduling.
 
 The studies are synthetic: one tiny real study (4 trials on synthetic data) is run, then its
 first completed trial is cloned N times by SQL with varied accuracy, mean distance, MBD, params
@@ -19,6 +22,7 @@ and hash (no training). They are cached in --work.
     python benchmarks/scale.py --sizes 1000 10000       # quicker
     python benchmarks/scale.py --sizes 1000 100000 --workers 1 8 32 64 \
         --postgres postgresql+psycopg://postgres@127.0.0.1:5432/scale    # scheduling
+    python benchmarks/scale.py ... --workers 32 --trial-seconds 2   # as with 2 s GPU trials
 """
 from __future__ import annotations
 
@@ -202,15 +206,23 @@ def timed(argv: list[str]) -> tuple[float, int]:
     return time.perf_counter() - t, int(run.stdout.split()[-1])
 
 
-# A worker whose training is a no-op (everything else it does runs): argv config, storage.
+# A worker whose training sleeps (everything else it does runs); argv: config, storage,
+# seconds, and a folder where it says it is ready and waits for "go" (all imports done).
 NO_TRAINING_WORKER = """
-import random, sys
+import os, random, sys, time
 from dataclasses import replace
+from pathlib import Path
 import nas.search.worker as worker
 from nas.engine.train import Trained, TrainResult
 from nas.search.config import load_config
 
+ready = Path(sys.argv[4])
+(ready / str(os.getpid())).touch()
+while not (ready / "go").exists():
+    time.sleep(0.05)
+
 def no_training(spec, data, train_cfg, **kwargs):
+    time.sleep(float(sys.argv[3]))
     return Trained(spec, None, TrainResult(val_accuracy=random.random()))
 
 worker.train = no_training
@@ -240,9 +252,10 @@ def copy_study(db: Path, url: str) -> None:
                                  f"'{keys[0]}'), (SELECT max({keys[0]}) FROM {table.name}))"))
 
 
-def schedule(work: Path, seed_db: Path, url: str, workers: int) -> dict[str, float]:
-    """Queue 10 x ``workers`` search trials on the study at ``url``, let ``workers`` no-op
-    workers run them, and time it from the stored trials."""
+def schedule(work: Path, seed_db: Path, url: str, workers: int,
+             trial_seconds: float) -> dict[str, float]:
+    """Queue 10 x ``workers`` search trials on the study at ``url``, let ``workers`` workers
+    whose training sleeps ``trial_seconds`` run them, and time it from the stored trials."""
     import optuna
     from optuna.storages._rdb import models
     from optuna.trial import TrialState
@@ -260,11 +273,20 @@ def schedule(work: Path, seed_db: Path, url: str, workers: int) -> dict[str, flo
     queued = 10 * workers
     enqueue_slots(study, [TrialRecord(slot=SlotKind.SEARCH)] * queued)
     config = work / "seed.toml"
-    clock = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-c", NO_TRAINING_WORKER, str(config), url],
+    ready = work / "ready"
+    shutil.rmtree(ready, ignore_errors=True)
+    ready.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", NO_TRAINING_WORKER, str(config), url,
+                               str(trial_seconds), str(ready)],
                               cwd=ROOT, env={**os.environ, "SKIPNAS_OFFLINE": "1",
                                              "OMP_NUM_THREADS": "1"})
              for _ in range(workers)]
+    while len(list(ready.iterdir())) < workers:  # every worker started: no import measured
+        if any(p.poll() is not None for p in procs):
+            raise SystemExit("a worker exited before it was ready")
+        time.sleep(0.1)
+    clock = time.perf_counter()
+    (ready / "go").touch()
     for p in procs:
         if p.wait() != 0:
             raise SystemExit(f"a worker exited with {p.returncode}")
@@ -277,19 +299,23 @@ def schedule(work: Path, seed_db: Path, url: str, workers: int) -> dict[str, flo
                                  t.state == TrialState.COMPLETE)).all()
     if len(rows) != queued:
         raise SystemExit(f"{len(rows)} of {queued} queued trials completed")
-    busy = sorted((done - start).total_seconds() for start, done, _ in rows)
     by_worker: dict[str, list[Any]] = {}
     for _, done, who in rows:
         by_worker.setdefault(who, []).append(done)
+    warm = max(min(ends) for ends in by_worker.values())  # every worker has told one trial
+    steady = [(start, done, who) for start, done, who in rows if start >= warm]
+    if len(steady) < queued // 2:
+        raise SystemExit(f"only {len(steady)} of {queued} trials started once every worker "
+                         f"was warm: queue more per worker")
+    busy = sorted((done - start).total_seconds() - trial_seconds for start, done, _ in steady)
     cycles = sorted((b - a).total_seconds() for ends in by_worker.values()
-                    for a, b in zip(sorted(ends), sorted(ends)[1:]))
-    starts = [r[0] for r in rows]
-    ends = [r[1] for r in rows]
-    span = (max(ends) - min(starts)).total_seconds()
+                    for a, b in zip(sorted(ends), sorted(ends)[1:]) if a >= warm)
+    span = (max(r[1] for r in steady) - warm).total_seconds()
     return {"claim_to_tell_median_ms": 1000 * busy[len(busy) // 2],
             "claim_to_tell_p99_ms": 1000 * busy[min(len(busy) - 1, int(0.99 * len(busy)))],
             "cycle_median_ms": 1000 * cycles[len(cycles) // 2] if cycles else float("nan"),
-            "trials_per_second": queued / span, "wall_seconds": wall}
+            "trials_per_second": len(steady) / span, "steady_trials": len(steady),
+            "wall_seconds": wall}
 
 
 def main() -> None:
@@ -301,6 +327,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=lambda s: max(1, int(s)), default=3,
                     help="runs of each read-only command (the median is shown)")
     ap.add_argument("--postgres", help="an empty PostgreSQL database to measure on as well")
+    ap.add_argument("--trial-seconds", type=float, default=0.0,
+                    help="scheduling: each trial's training sleeps this long (a GPU's time)")
     ap.add_argument("--storages", nargs="+", choices=["sqlite", "postgresql"],
                     default=["sqlite", "postgresql"], help="scheduling: which storages")
     args = ap.parse_args()
@@ -352,7 +380,7 @@ def scheduling(args: argparse.Namespace, seed: Path) -> None:
                 copy_study(db, args.postgres)
                 url = args.postgres
             for w in args.workers:
-                r = schedule(args.work, seed, url, w)
+                r = schedule(args.work, seed, url, w, args.trial_seconds)
                 rows.append((kind, n, w, r))
                 print(f"{kind} {n} trials {w} workers: " + ", ".join(
                     f"{k} {v:.1f}" for k, v in r.items()), flush=True)

@@ -45,6 +45,27 @@ def test_flops_closed_form_for_chain():
     assert count_flops(model, arch.input_shape) == stem + layer + head
 
 
+@pytest.mark.parametrize("style", list(STYLES))
+@pytest.mark.parametrize("arch", [
+    ArchConfig(growth=4, input_shape=(3, 16, 16), num_classes=5),
+    ArchConfig(growth=3, bottleneck=False, stem_stride=2, compression=1.0, input_shape=(1, 12, 8)),
+    ArchConfig(growth=4, bn_size=2, memory_efficient=True, stem_stride=4, input_shape=(1, 28, 28)),
+], ids=["bottleneck", "plain-stride2", "memory-efficient-stride4"])
+def test_flops_counted_by_hooks_equal_torchs_flop_counter(style, arch):
+    """count_flops reads each conv's and linear layer's output: exactly what FlopCounterMode
+    counts, for every style and layer variant (a stored spec's FLOPs must still match)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    for template in ("log", "dense", "nearest"):
+        model = PatternNet(template_pattern(template, [3, 4], k=2, style=style), arch)
+        model.train()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.eval()(torch.zeros(1, *arch.input_shape))
+        model.train()
+        assert count_flops(model, arch.input_shape) == counter.get_total_flops() > 0
+        assert model.training  # left as it was
+
+
 def test_layers_read_only_their_inputs():
     """Gradient test: each node's output depends on exactly the nodes it reaches in the DAG."""
     pattern = Pattern([Block([[0], [0], [1], [1, 3], [0, 2, 4]])])  # node 2 unread by 3, 4

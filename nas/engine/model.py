@@ -1,6 +1,7 @@
 """DenseNet-style networks whose layers read exactly the inputs their pattern names."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -268,13 +269,30 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
-    """Forward FLOPs for one image (torch.utils.flop_counter; a multiply-add counts as 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """Forward FLOPs for one image, as torch.utils.flop_counter counts them (a multiply-add
+    counts as 2; convolutions and linear layers, the only ops it counts that these networks
+    run: tests/test_model.py checks the two agree). Counted from each layer's output by forward
+    hooks, 4-5x faster than its FlopCounterMode: a worker counts every trial's network."""
+    total = 0
 
+    def conv(m: nn.Conv2d, inputs: object, out: torch.Tensor) -> None:
+        nonlocal total
+        total += 2 * out.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
+
+    def linear(m: nn.Linear, inputs: object, out: torch.Tensor) -> None:
+        nonlocal total
+        total += 2 * out.numel() * m.in_features
+
+    hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     param = next(model.parameters())
     was_training = model.training
     model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
-    model.train(was_training)
-    return int(counter.get_total_flops())
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return total
