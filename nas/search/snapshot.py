@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Collection, Container, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import optuna
@@ -209,9 +210,12 @@ def read_trials(storage: RDBStorage, study_id: int, params: bool = True,
             # filter only spares reading them, which costs more when there are none.
             return true() if every else column.in_(trial_ids)
 
-        rows = _plain_rows(db, select(t.trial_id, t.number, t.state, t.datetime_start,
-                                      t.datetime_complete).where(*chosen_trials)
-                           .order_by(t.trial_id))
+        # Sorted here, not by ORDER BY: for it SQLite (no statistics) walks the study's whole
+        # trial_id index rather than skipnas_trial_state (21 ms for the RUNNING trials of a
+        # study of 100k, where a worker reads them several times a trial; 0.1 ms this way).
+        rows = sorted(_plain_rows(db, select(t.trial_id, t.number, t.state, t.datetime_start,
+                                             t.datetime_complete).where(*chosen_trials)),
+                      key=itemgetter(0))
         v = models.TrialValueModel.__table__.c
         value_type = models.TrialValueModel.TrialValueType
         for trial_id, objective, value, kind in _plain_rows(db, select(
