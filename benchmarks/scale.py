@@ -12,7 +12,7 @@
   from claim to tell less the trial's sleep (median, p99), each worker's cycle from one tell to
   the next (claim, stale sweep and progress included) and trials/s. The workers start together
   once all have imported, and trials that started before every worker had told its first are
-  left out: a worker's start (importing torch, compiling its first step) is not scheduling.
+  left out: a worker's start (importing torch; its first trial's lazy imports) is not scheduling.
 
 The studies are synthetic: one tiny real study (4 trials on synthetic data) is run, then its
 first completed trial is cloned N times by SQL with varied accuracy, mean distance, MBD, params
