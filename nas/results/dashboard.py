@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -216,4 +217,12 @@ def serve(name: str, storage_url: str, host: str = "127.0.0.1", port: int = 8080
     print(f"optuna-dashboard for {name!r} on http://{host}:{port}/dashboard/ (Ctrl-C stops)",
           flush=True)
     with server:
-        server.serve_forever()
+        # Requests are served on a thread of their own, so Ctrl-C and SIGTERM land on this one:
+        # raised inside a request, wsgiref's handler would catch them and serve on.
+        serving = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
+        serving.start()
+        try:
+            while serving.is_alive():
+                serving.join(0.5)
+        finally:
+            server.shutdown()
