@@ -58,7 +58,6 @@ def test_flops_counted_by_hooks_equal_torchs_flop_counter(style, arch):
 
     for template in ("log", "dense", "nearest"):
         model = PatternNet(template_pattern(template, [3, 4], k=2, style=style), arch)
-        model.train()
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model.eval()(torch.zeros(1, *arch.input_shape))
         model.train()

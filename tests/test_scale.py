@@ -380,7 +380,8 @@ def test_a_workers_reads_of_trials_in_a_state_take_the_state_index_on_sqlite(tmp
     seen = []
 
     def keep(conn, cursor, statement, parameters, context, executemany):
-        if "FROM trials" in statement and "WHERE" in statement:
+        if statement.lstrip().upper().startswith("SELECT") and \
+                "FROM trials" in statement.split("WHERE")[0]:
             seen.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", keep)
@@ -391,11 +392,9 @@ def test_a_workers_reads_of_trials_in_a_state_take_the_state_index_on_sqlite(tmp
     finally:
         event.remove(engine, "before_cursor_execute", keep)
     assert [t.number for t in running] == [3, 7, 11] and [t.number for t in failed] == [1, 5, 9]
-    trials_queries = [(s, p) for s, p in seen if s.lstrip().upper().startswith("SELECT")
-                      and "FROM trials" in s.split("WHERE")[0]]
-    assert trials_queries
+    assert seen
     with engine.connect() as db:
-        for statement, parameters in trials_queries:
+        for statement, parameters in seen:
             plan = " ".join(str(row) for row in db.exec_driver_sql(
                 "EXPLAIN QUERY PLAN " + statement, parameters))
             assert "skipnas_trial_state" in plan, (statement, plan)
