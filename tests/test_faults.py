@@ -197,7 +197,7 @@ def test_claims_are_atomic_across_processes(storage_url, tmp_path):
     code = ("from nas.search.storage import load_study;"
             "from nas.search.reads import claim_next;"
             f"s = load_study({cfg.name!r}, {storage_url!r}); got = [];\n"
-            "while (t := claim_next(s)) is not None: got.append(t)\n"
+            "while (t := claim_next(s)) is not None: got.append(t.number)\n"
             "print(*got)")
     procs = [subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
@@ -266,16 +266,17 @@ def test_a_worker_stopped_inside_a_transaction_does_not_block_the_study(tmp_path
     cfg = load_config(config)
     study = create_study(cfg)
     claimed = claim_next(study)  # this process is the stuck worker: its trial is RUNNING...
+    assert claimed is not None
     engine = open_storage(POSTGRES).engine
     stuck = engine.connect()
     stuck.begin()
     stuck.execute(text("SELECT trial_id FROM trials WHERE trial_id = :t FOR UPDATE"),
-                  {"t": claimed})  # ... and it holds the trial's row lock, never committing
+                  {"t": claimed._trial_id})  # ... and holds the trial's row lock, never committing
     clock = time.time()
     (rc, err), = finish([skipnas("worker", str(config))], timeout=IDLE_IN_TRANSACTION_SECONDS + 120)
     assert rc == 0, err
     check_exactly_n(study, 2)
-    assert storage_of(study).get_trial(claimed).state == TrialState.FAIL
+    assert storage_of(study).get_trial(claimed._trial_id).state == TrialState.FAIL
     assert time.time() - clock >= IDLE_IN_TRANSACTION_SECONDS - 5  # it waited for the cut-off
     stuck.invalidate()
 

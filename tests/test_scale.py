@@ -89,7 +89,7 @@ def test_trials_queued_in_bulk_are_those_optuna_queues(storage_url, monkeypatch)
                               b.datetime_start, b.values)
     if not storage_url.startswith("journal"):
         claimed = claim_next(studies["bulk"])
-        assert claimed == bulk[0]._trial_id
+        assert claimed is not None and claimed._trial_id == bulk[0]._trial_id
 
 
 def test_a_trial_another_process_adds_between_two_chunks_keeps_its_own_number(storage_url,

@@ -134,13 +134,85 @@ def test_a_claimed_trial_is_adopted_by_optunas_cache(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     optuna.create_study(study_name="s", storage=open_storage(url)).enqueue_trial({})
     study = optuna.load_study(study_name="s", storage=open_storage(url))  # a fresh cache
-    claimed = claim_next(study)
+    claimed = claim_next(study, {"worker": "w"}, {"beat": 1.0})
     assert claimed is not None and claim_next(study) is None
-    trial = live_trial(study, claimed)
+    assert (claimed.state, claimed.user_attrs, claimed.system_attrs) == \
+        (TrialState.RUNNING, {"worker": "w"}, {"beat": 1.0, "fixed_params": {}})
+    trial = live_trial(study, trial_id(claimed), claimed)
     x = trial.suggest_float("x", 0.0, 1.0)
     study.tell(trial, x)
     done, = study.get_trials(deepcopy=False)
     assert (done.state, done.params, done.value) == (TrialState.COMPLETE, {"x": x}, x)
+    assert done.datetime_start == claimed.datetime_start
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_live_trial_from_a_read_trial_is_the_one_optuna_builds(tmp_path, kind):
+    """`live_trial` with the trial already read replicates Optuna's `Trial.__init__`
+    (fails when Optuna's constructor sets anything else)."""
+    from nas.search.optuna_api import live_trial
+    from nas.search.storage import open_storage
+
+    storage = None if kind == "memory" else open_storage(f"sqlite:///{tmp_path}/s.db")
+    study = optuna.create_study(storage=storage)
+    study.enqueue_trial({"x": 0.5}, user_attrs={"slot": "search"})
+    waiting, = study.get_trials(states=(TrialState.WAITING,))
+    ours = live_trial(study, trial_id(waiting), storage_of(study).get_trial(trial_id(waiting)))
+    theirs = optuna.Trial(study, trial_id(waiting))
+    assert vars(ours).keys() == vars(theirs).keys()
+    for name, value in vars(theirs).items():
+        if name == "_cached_frozen_trial":
+            assert value == vars(ours)[name] and value.user_attrs == {"slot": "search"}
+        else:
+            assert vars(ours)[name] == value, name
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("outcome", ["complete", "multi", "pruned", "pruned_nan", "fail",
+                                     "nan"])
+def test_tell_live_stores_what_optunas_tell_stores(tmp_path, kind, outcome):
+    """A worker's tell (no reads of the trial) leaves the stored trial as `Study.tell` does:
+    state, values (a pruned trial's last reported value), and returns it so; it refuses what
+    `Study.tell` refuses, and a trial finished elsewhere raises."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    from nas.search.optuna_api import tell_live
+    from nas.search.storage import open_storage
+
+    directions = ["maximize", "minimize"] if outcome == "multi" else ["maximize"]
+    state, told = {"complete": (TrialState.COMPLETE, 0.25),
+                   "multi": (TrialState.COMPLETE, (0.25, 3.0)),
+                   "pruned": (TrialState.PRUNED, None), "pruned_nan": (TrialState.PRUNED, None),
+                   "fail": (TrialState.FAIL, None),
+                   "nan": (TrialState.COMPLETE, float("nan"))}[outcome]
+    stored = []
+    for tell in ("optuna", "ours"):
+        storage = None if kind == "memory" else open_storage(f"sqlite:///{tmp_path}/{tell}.db")
+        study = optuna.create_study(storage=storage, directions=directions,
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        if outcome != "multi":
+            trial.report(0.5, 0)
+            trial.report(float("nan") if outcome == "pruned_nan" else 0.75, 1)
+        if outcome == "nan":
+            with pytest.raises(ValueError, match="nan"):
+                tell_live(study, trial, state, told)
+            with pytest.raises(ValueError, match="nan"):
+                study.tell(trial, told, state=state)
+            return
+        if tell == "optuna":
+            returned = study.tell(trial, told, state=state)
+        else:
+            returned = tell_live(study, trial, state, told)
+            with pytest.raises(UpdateFinishedTrialError):
+                tell_live(study, trial, state, told)
+        again, = study.get_trials()
+        assert (returned.state, returned.values, returned.params) == \
+            (again.state, again.values, again.params)
+        stored.append((again.state, again.values, again.params,
+                       repr(again.intermediate_values)))  # nan != nan
+    assert stored[0] == stored[1] and stored[0][0] == state
 
 
 def test_the_record_fields_each_read_names_are_fields():

@@ -443,14 +443,21 @@ def test_a_restart_continues_the_search_and_a_fresh_one_replays(tmp_path):
     assert search_hashes(replay) == hashes[:3]
 
 
-def test_a_running_twin_is_waited_for_then_reused(tmp_path):
+@pytest.mark.parametrize("kind", ["memory", *STORAGES])
+def test_a_running_twin_is_waited_for_then_reused(tmp_path, kind):
     import threading
+    import uuid
 
+    from nas.search.reads import ensure_indexes
     from nas.search.record import record
     from nas.search.worker import _completed_twin
 
     cfg = synthetic_config(tmp_path)
-    study = optuna.create_study(direction="maximize")
+    storage = None if kind == "memory" else open_storage(url_of(kind, tmp_path))
+    if storage is not None:
+        ensure_indexes(storage)
+    study = optuna.create_study(direction="maximize", storage=storage,
+                                study_name=f"twins-{uuid.uuid4().hex}")
     first, second = study.ask(), study.ask()
     for trial in (first, second):
         record(trial, hash="abc", seed=0)
@@ -473,7 +480,8 @@ def test_the_twin_lookup_finds_what_a_scan_of_every_trial_finds(tmp_path, kind):
     """The worker's twin lookup (by hash in the database on SQLite and PostgreSQL, through its
     index of completed trials, updated as trials finish in any order, elsewhere) gives the
     same twin as scanning every completed trial: the lowest-numbered one of the pattern and
-    seed at the fidelity, never a reused result."""
+    seed at the fidelity, never a reused result nor the asking trial; and the same running
+    ones."""
     import random
     import uuid
 
@@ -500,13 +508,10 @@ def test_the_twin_lookup_finds_what_a_scan_of_every_trial_finds(tmp_path, kind):
         record(trial, **fields)
         trials.append(trial)
 
-    def scan(h, seed, wanted):
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            r = TrialRecord.from_trial(t)
-            if (r.hash, r.seed) == (h, seed) and not r.is_reused and \
-                    (r.fidelity or search) == wanted:
-                return t
-        return None
+    def scan(state, h, seed, wanted, but):
+        return [t.number for t in study.get_trials(deepcopy=False, states=(state,))
+                if (r := TrialRecord.from_trial(t)).hash == h and r.seed == seed
+                and not r.is_reused and (r.fidelity or search) == wanted and t.number != but]
 
     index = TwinIndex()
     rng.shuffle(trials)   # they finish in another order than they started
@@ -516,9 +521,13 @@ def test_the_twin_lookup_finds_what_a_scan_of_every_trial_finds(tmp_path, kind):
             for h in "abcd":
                 for seed in (0, 1):
                     for wanted in (search, other):
-                        found = index.lookup(study, h, seed, wanted, search)
-                        expected = scan(h, seed, wanted)
-                        assert (found and found.number) == (expected and expected.number)
+                        asking = trials[-1 - k]   # still running, or not
+                        found, running = index.lookup(study, h, seed, wanted, search,
+                                                      asking=asking._trial_id)
+                        complete = scan(TrialState.COMPLETE, h, seed, wanted, asking.number)
+                        assert (found and found.number) == min(complete, default=None)
+                        assert sorted(t.number for t in running) == \
+                            scan(TrialState.RUNNING, h, seed, wanted, asking.number)
 
 
 def test_auto_workers_is_one_per_core_on_cpu_and_four_per_gpu_within_the_cores(monkeypatch):

@@ -82,15 +82,23 @@ class StaleSweep:
         return failed
 
 
+def first_beat() -> dict[str, float]:
+    """A trial's first heartbeat, as system attrs to store with its claim."""
+    return {HEARTBEAT: time.time()}
+
+
 class Heartbeat:
     """Beats for one trial from a background thread while the trial runs; the first beat is
-    written before the constructor returns. Stops by itself once the trial is finished (for
+    written before the constructor returns, unless it was stored with the claim
+    (``beaten``: :func:`first_beat`). Stops by itself once the trial is finished (for
     instance failed as stale by another worker while this one was paused)."""
 
-    def __init__(self, storage: BaseStorage, trial_id: int, interval: float):
+    def __init__(self, storage: BaseStorage, trial_id: int, interval: float,
+                 beaten: bool = False):
         self.storage, self.trial_id, self.interval = storage, trial_id, interval
         self.stop = threading.Event()
-        self.beat()
+        if not beaten:
+            self.beat()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 

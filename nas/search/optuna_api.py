@@ -3,15 +3,19 @@ to the installed Optuna, so an upgrade that moves them fails there and not in a 
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import json
 import sqlite3
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -30,7 +34,7 @@ def backend_of(storage: BaseStorage) -> BaseStorage:
     return getattr(storage, "_backend", storage)
 
 
-def trial_id(trial: FrozenTrial) -> int:
+def trial_id(trial: FrozenTrial | optuna.Trial) -> int:
     return trial._trial_id
 
 
@@ -38,10 +42,58 @@ def study_id(study: optuna.Study) -> int:
     return study._study_id
 
 
-def live_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
+def live_trial(study: optuna.Study, trial_id: int,
+               frozen: FrozenTrial | None = None) -> optuna.Trial:
     """The Trial object of a stored trial (Optuna builds them only inside `ask`): for one this
-    process claimed, or to attach a dashboard note to any trial."""
-    return optuna.Trial(study, trial_id)
+    process claimed, or to attach a dashboard note to any trial. ``frozen``: the trial as this
+    process just read it, so it is not read again."""
+    if frozen is None:
+        return optuna.Trial(study, trial_id)
+    # Optuna 5.0's `Trial.__init__`, its read of the trial replaced by ``frozen``
+    # (tests/test_structure.py checks both build the same object).
+    trial = object.__new__(optuna.Trial)
+    trial.study, trial._trial_id, trial.storage = study, trial_id, study._storage
+    trial._cached_frozen_trial = frozen
+    study.sampler.before_trial(optuna.pruners._filter_study(study, frozen), frozen)
+    trial.relative_search_space, trial._relative_params = None, None
+    trial._fixed_params = frozen.system_attrs.get("fixed_params", {})
+    return trial
+
+
+def tell_live(study: optuna.Study, trial: optuna.Trial, state: TrialState,
+              values: float | Sequence[float] | None = None) -> FrozenTrial:
+    """Tell the outcome of a trial this process runs, as `Study.tell` does, without its two
+    reads of the trial: the trial as this process wrote it stands in (its completion time
+    this process's clock). Raises UpdateFinishedTrialError when another process finished
+    it meanwhile; ValueError for values `Study.tell` refuses."""
+    from optuna.study._tell import _check_state_and_values, _check_values_are_feasible
+
+    frozen = trial._cached_frozen_trial
+    if values is not None:
+        values = list(values) if isinstance(values, Sequence) else [values]
+    _check_state_and_values(state, values)
+    if state == TrialState.COMPLETE:
+        assert values is not None
+        if (problem := _check_values_are_feasible(study, values)) is not None:
+            raise ValueError(problem)
+    elif state == TrialState.PRUNED and frozen.last_step is not None:
+        # As Optuna: a pruned trial's value is its last reported one, when it is a number.
+        last = frozen.intermediate_values[frozen.last_step]
+        if _check_values_are_feasible(study, [last]) is None:
+            values = [last]
+    values = None if values is None else [float(v) for v in values]
+    study._thread_local.cached_all_trials = None
+    try:
+        study.sampler.after_trial(optuna.pruners._filter_study(study, frozen), frozen, state,
+                                  values)
+    finally:
+        if (backend := upserting(study._storage)) is not None:
+            _finish_in_one_transaction(backend, frozen._trial_id, state, values)
+        else:
+            study._storage.set_trial_state_values(frozen._trial_id, state, values)
+    told = copy.copy(frozen)
+    told.state, told.values, told.datetime_complete = state, values, datetime.now()
+    return told
 
 
 # Optuna's retry bookkeeping (as `RetryFailedTrialCallback` writes it): a trial queued again
@@ -70,71 +122,158 @@ def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
     return storage_of(study).get_study_system_attrs(study._study_id)
 
 
-def claim_waiting(study: optuna.Study, waiting: Iterable[int]) -> int | None:
+def claim_waiting(study: optuna.Study, waiting: Iterable[int],
+                  user_attrs: dict[str, Any] | None = None,
+                  system_attrs: dict[str, Any] | None = None) -> int | None:
     """Claim one of the WAITING trials ``waiting`` (trial ids): move the first that no other
-    process takes first to RUNNING and return its id; None when every one was taken. (Optuna
-    has no public "pop a queued trial only" call: `ask` would sample a new one.)"""
+    process takes first to RUNNING, store ``user_attrs`` and ``system_attrs`` on it and return
+    its id; None when every one was taken. (Optuna has no public "pop a queued trial only"
+    call: `ask` would sample a new one.) On SQLite and PostgreSQL a claim is one transaction
+    (Optuna's calls would take three)."""
     storage = storage_of(study)
+    backend = upserting(storage)
+    user_attrs, system_attrs = user_attrs or {}, system_attrs or {}
     for waiting_id in waiting:
+        if backend is not None:
+            if _claim_in_one_transaction(backend, waiting_id, user_attrs, system_attrs):
+                return waiting_id
+            continue
         try:
             if storage.set_trial_state_values(waiting_id, state=TrialState.RUNNING):
+                for key, value in user_attrs.items():
+                    storage.set_trial_user_attr(waiting_id, key, value)
+                for key, value in system_attrs.items():
+                    storage.set_trial_system_attr(waiting_id, key, value)
                 return waiting_id
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     return None
 
 
-def adopt_trial(study: optuna.Study, trial_id: int) -> None:
-    """Make Optuna's cache in front of an RDB storage know a trial this process claimed, as it
-    does for a trial this process creates (`create_new_trial`): its `set_trial_param` looks the
-    trial up there, and the cache would otherwise learn of it only by reading every unfinished
-    trial of the study again."""
+# A worker's own writes on SQLite and PostgreSQL: Optuna's rows and checks, each write one
+# transaction through SQLAlchemy Core (Optuna's ORM session costs more CPU than the database
+# does for such small writes: with many workers on few cores that is what they wait for).
+# SQLite's `BEGIN IMMEDIATE` (`serialize_sqlite`) applies to these transactions as to Optuna's.
+
+def upserting(storage: BaseStorage) -> RDBStorage | None:
+    """The RDB storage under ``storage`` when its database takes multi-row upserts (SQLite,
+    PostgreSQL); None for any other storage."""
+    backend = backend_of(storage)
+    return backend if isinstance(backend, RDBStorage) and backend.engine.name in _UPSERTS \
+        else None
+
+
+def _claim_in_one_transaction(backend: RDBStorage, waiting_id: int, user_attrs: dict[str, Any],
+                              system_attrs: dict[str, Any]) -> bool:
+    """WAITING -> RUNNING as one compare-and-set statement (on PostgreSQL a racing claim
+    waits for the row and then finds it RUNNING; SQLite runs one writer at a time), with the
+    start time and the attrs, committed together."""
+    from optuna.storages._rdb import models
+    from sqlalchemy import update
+
+    t = models.TrialModel.__table__.c
+    with backend.engine.begin() as db:
+        claimed = db.execute(
+            update(models.TrialModel.__table__)
+            .where(t.trial_id == waiting_id, t.state == TrialState.WAITING)
+            .values(state=TrialState.RUNNING, datetime_start=_stored_now())).rowcount == 1
+        if claimed:
+            _upsert_attrs(backend, db, models.TrialUserAttributeModel, waiting_id, user_attrs)
+            _upsert_attrs(backend, db, models.TrialSystemAttributeModel, waiting_id,
+                          system_attrs)
+    return claimed
+
+
+def _finish_in_one_transaction(backend: RDBStorage, trial_id: int, state: TrialState,
+                               values: list[float] | None) -> None:
+    """RUNNING -> ``state`` (finished) as one compare-and-set statement, with the completion
+    time and ``values``; UpdateFinishedTrialError when the trial is not running (another
+    process finished it)."""
+    from optuna.storages._rdb import models
+    from sqlalchemy import update
+
+    t = models.TrialModel.__table__.c
+    with backend.engine.begin() as db:
+        if db.execute(update(models.TrialModel.__table__)
+                      .where(t.trial_id == trial_id, t.state == TrialState.RUNNING)
+                      .values(state=state, datetime_complete=_stored_now())).rowcount != 1:
+            raise optuna.exceptions.UpdateFinishedTrialError(
+                f"trial id {trial_id} is not running: another process finished it")
+        if values:
+            v = models.TrialValueModel
+            db.execute(_upsert(backend.engine.name, v, ("objective",), ("value", "value_type")),
+                       [{"trial_id": trial_id, "objective": objective, "value": stored,
+                         "value_type": kind}
+                        for objective, (stored, kind) in enumerate(map(v.value_to_stored_repr,
+                                                                       values))])
+
+
+def _stored_now() -> datetime:
+    """Now, as Optuna's `TrialModel` stores a trial's times: naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def adopt_trial(study: optuna.Study, frozen: FrozenTrial) -> None:
+    """Make Optuna's cache in front of an RDB storage know a trial this process claimed (as
+    just read: ``frozen``), as it does for a trial this process creates (`create_new_trial`):
+    its `set_trial_param` looks the trial up there, and the cache would otherwise learn of it
+    only by reading every unfinished trial of the study again."""
     from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 
     storage = storage_of(study)
     if not isinstance(storage, _CachedStorage):
         return
-    frozen = storage._backend.get_trial(trial_id)
+    trial_id = frozen._trial_id
     with storage._lock:
         info = storage._studies.setdefault(study._study_id, _StudyInfo())
-        storage._add_trials_to_cache(study._study_id, [frozen])
+        # A copy: the Trial that runs it changes its own (params, attrs) as it goes.
+        storage._add_trials_to_cache(study._study_id, [copy.deepcopy(frozen)])
         # Read again with the unfinished trials on the cache's next read (on PostgreSQL a
         # trial can be queued after a higher-numbered one finished: never re-read otherwise).
         info.unfinished_trial_ids.add(trial_id)
 
 
 def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
-    """Store ``attrs`` as user attrs of a live trial in one transaction on an RDB storage
-    (Optuna commits each attr apart: about 6 ms a commit on SQLite, a trial's record has ~20).
-    Any other trial (another storage, a test double) gets them one `set_user_attr` at a time."""
-    backend = backend_of(trial.storage) if isinstance(trial, optuna.Trial) else None
-    if not isinstance(backend, RDBStorage):
+    """Store ``attrs`` as user attrs of a live trial in one transaction on SQLite and
+    PostgreSQL (Optuna commits each attr apart: about 6 ms a commit on SQLite, a trial's record
+    has ~20). Any other trial (another storage, a test double) gets them one `set_user_attr`
+    at a time."""
+    backend = upserting(trial.storage) if isinstance(trial, optuna.Trial) else None
+    if backend is None:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         return
     if not attrs:
         return
     from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
 
-    upsert = _UPSERTS.get(backend.engine.name)
     # Unlike Optuna's, an IntegrityError is raised, not ignored: ignoring it would drop every
     # attr of the batch (attrs are upserts here, so none is expected).
-    with _create_scoped_session(backend.scoped_session) as session:
-        if upsert is None:  # another database: Optuna's own statement, an attr at a time
-            for key, value in attrs.items():
-                backend._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial._trial_id, key, value)
-        else:  # Optuna's check and its upsert, once for all the attrs
-            updatable(backend, session, trial._trial_id)
-            a = models.TrialUserAttributeModel
-            rows = upsert(a).values([{"trial_id": trial._trial_id, "key": key,
-                                      "value_json": json.dumps(value)}
-                                     for key, value in attrs.items()])
-            session.execute(rows.on_conflict_do_update(
-                index_elements=[a.trial_id, a.key],
-                set_={"value_json": rows.excluded.value_json}))
+    with backend.engine.begin() as db:
+        updatable(db, trial._trial_id)
+        _upsert_attrs(backend, db, models.TrialUserAttributeModel, trial._trial_id, attrs)
     trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def _upsert_attrs(backend: RDBStorage, db: Connection, model: Any, trial_id: int,
+                  attrs: dict[str, Any]) -> None:
+    """Optuna's upsert of a trial's attrs (``model``: its user or system attr table), all of
+    ``attrs`` in one call."""
+    if attrs:
+        db.execute(_upsert(backend.engine.name, model, ("key",), ("value_json",)),
+                   [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                    for key, value in attrs.items()])
+
+
+@functools.cache
+def _upsert(dialect: str, model: Any, key: tuple[str, ...], set_: tuple[str, ...]) -> Any:
+    """INSERT ... ON CONFLICT (trial_id, ``key``) DO UPDATE ``set_`` into ``model``'s table,
+    built once: run with a list of rows, SQLAlchemy sends them as one multi-row statement (on
+    SQLite, one executemany) and compiles it once per process."""
+    rows = _UPSERTS[dialect](model)
+    return rows.on_conflict_do_update(
+        index_elements=[model.trial_id, *(getattr(model, k) for k in key)],
+        set_={name: getattr(rows.excluded, name) for name in set_})
 
 
 # Multi-row upserts (INSERT ... ON CONFLICT DO UPDATE), by SQLAlchemy dialect name (SQLite's
@@ -143,13 +282,22 @@ _UPSERTS: dict[str, Callable[[Any], Any]] = {"postgresql": pg_insert} | (
     {"sqlite": sqlite_insert} if sqlite3.sqlite_version_info >= (3, 24, 0) else {})
 
 
-def updatable(backend: RDBStorage, session: Any, trial_id: int) -> Any:
-    """The trial's row, once Optuna's check that it may still be written has passed."""
+def updatable(db: Connection, trial_id: int) -> int:
+    """The trial's study id, once Optuna's check that the trial may still be written has
+    passed (UpdateFinishedTrialError; KeyError for a trial that does not exist, as Optuna's).
+    Not Optuna's `check_trial_is_updatable`: it reads the trial again for its message, on
+    another connection, which on SQLite waits for the write lock this transaction holds."""
     from optuna.storages._rdb import models
 
-    row = models.TrialModel.find_or_raise_by_id(trial_id, session)
-    backend.check_trial_is_updatable(trial_id, cast(TrialState, row.state))
-    return row
+    t = models.TrialModel.__table__.c
+    row = db.execute(select(t.study_id, t.number, t.state)
+                     .where(t.trial_id == trial_id)).one_or_none()
+    if row is None:
+        raise KeyError(f"No trial with trial_id {trial_id} exists.")
+    if row.state.is_finished():
+        raise optuna.exceptions.UpdateFinishedTrialError(
+            f"Trial#{row.number} has already finished and can not be updated.")
+    return cast(int, row.study_id)
 
 
 class _ParamsHeld:
@@ -177,11 +325,11 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
     from optuna.distributions import check_distribution_compatibility, distribution_to_json
     from optuna.storages._cached_storage import _CachedStorage
     from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import insert
 
     storage = trial.storage
-    backend = backend_of(storage)
-    if not isinstance(backend, RDBStorage):
+    backend = upserting(storage)
+    if backend is None:
         yield
         return
     held = _ParamsHeld(storage)
@@ -195,20 +343,21 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
         # distribution it knows for the name (else the database's).
         with cache._lock if cache else contextlib.nullcontext():
             known = cache._studies[trial.study._study_id].param_distribution if cache else {}
-            with _create_scoped_session(backend.scoped_session) as session, \
-                    session.no_autoflush:  # the rows go in at the commit, in one batch
-                row = updatable(backend, session, trial._trial_id)
+            with backend.engine.begin() as db:
+                study = updatable(db, trial._trial_id)
+                rows = []
                 for name, value, distribution in held.held:
                     # Optuna 5.0's `_set_trial_param_without_commit` for one param (its
                     # checks and its row), the trial's row read once for all.
                     previous = known.get(name)
                     if previous is None:
-                        previous = first_distribution(session, row.study_id, name)
+                        previous = first_distribution(db, study, name)
                     if previous is not None:
                         check_distribution_compatibility(previous, distribution)
-                    session.add(models.TrialParamModel(
-                        trial_id=trial._trial_id, param_name=name, param_value=value,
-                        distribution_json=distribution_to_json(distribution)))
+                    rows.append({"trial_id": trial._trial_id, "param_name": name,
+                                 "param_value": value,
+                                 "distribution_json": distribution_to_json(distribution)})
+                db.execute(insert(models.TrialParamModel.__table__), rows)
             for name, _, distribution in held.held:
                 known.setdefault(name, distribution)
 
@@ -227,16 +376,17 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
     write()
 
 
-def first_distribution(session: Any, study: int, name: str) -> Any:
+def first_distribution(db: Connection, study: int, name: str) -> Any:
     """The distribution of the study's first stored param ``name`` (None: none stored), which
     a new one must be compatible with (as Optuna's `_set_trial_param_without_commit` reads)."""
     from optuna.distributions import json_to_distribution
     from optuna.storages._rdb import models
 
-    first = (session.query(models.TrialParamModel).join(models.TrialModel)
-             .filter(models.TrialModel.study_id == study)
-             .filter(models.TrialParamModel.param_name == name).first())
-    return None if first is None else json_to_distribution(first.distribution_json)
+    p, t = models.TrialParamModel.__table__.c, models.TrialModel.__table__.c
+    first = db.execute(select(p.distribution_json).join_from(
+        models.TrialParamModel.__table__, models.TrialModel.__table__)
+        .where(t.study_id == study, p.param_name == name).limit(1)).scalar()
+    return None if first is None else json_to_distribution(first)
 
 
 def serialize_sqlite(storage: RDBStorage, begin: Callable[[Any], None]) -> None:

@@ -13,6 +13,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Collection
+from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
@@ -58,14 +59,17 @@ def ensure_indexes(storage: optuna.storages.BaseStorage) -> None:
                              str(e).splitlines()[0])
 
 
-def claim_next(study: optuna.Study) -> int | None:
-    """Claim the first WAITING trial of ``study`` that no other process takes first (RUNNING
-    now, its trial id returned); None when none is waiting."""
+def claim_next(study: optuna.Study, user_attrs: dict[str, Any] | None = None,
+               system_attrs: dict[str, Any] | None = None) -> FrozenTrial | None:
+    """Claim the first WAITING trial of ``study`` that no other process takes first, storing
+    ``user_attrs`` and ``system_attrs`` with the claim: the trial as stored then (RUNNING);
+    None when none is waiting."""
     reads = StudyReads(study)
     while waiting := reads.waiting_ids():
-        if (claimed := claim_waiting(study, waiting)) is not None:
-            adopt_trial(study, claimed)
-            return claimed
+        if (claimed := claim_waiting(study, waiting, user_attrs, system_attrs)) is not None:
+            trial = reads.trial(claimed)
+            adopt_trial(study, trial)
+            return trial
     return None
 
 
@@ -85,6 +89,13 @@ class StudyReads:
             return [cut(t, params=False, keys=keys)
                     for t in self.study.get_trials(deepcopy=False, states=tuple(states))]
         return read_trials(self.rdb, self.study_id, params=False, keys=keys, states=states)
+
+    def trial(self, trial_id: int) -> FrozenTrial:
+        """One trial, by id, whole."""
+        if self.rdb is None:
+            return storage_of(self.study).get_trial(trial_id)
+        trial, = read_trials(self.rdb, self.study_id, ids=(trial_id,))
+        return trial
 
     def tried_since(self, number: int) -> tuple[list[FrozenTrial], int | None] | None:
         """For a sampler's history: the trials numbered ``number`` or above that are not
@@ -141,8 +152,11 @@ class StudyReads:
                                          t.state == TrialState.WAITING)
                 .order_by(t.number).limit(CLAIM_CANDIDATES)).scalars())
 
-    def with_hash(self, pattern_hash: str, keys: Collection[str]) -> list[FrozenTrial] | None:
-        """The completed trials of pattern ``pattern_hash`` (attrs ``keys`` only); None where
+    def with_hash(self, pattern_hash: str, keys: Collection[str],
+                  states: Collection[TrialState] = (TrialState.COMPLETE,),
+                  other_than: int | None = None) -> list[FrozenTrial] | None:
+        """The trials of pattern ``pattern_hash`` in ``states`` (attrs ``keys`` only), but
+        trial id ``other_than`` (the asking trial: most often no other is read); None where
         the storage cannot select by hash (then :class:`~nas.search.worker.TwinIndex`)."""
         if self.rdb is None:
             return None
@@ -153,7 +167,8 @@ class StudyReads:
             ids = list(db.execute(
                 select(a.trial_id).where(a.key == literal_column("'hash'"),
                                          a.value_json == json.dumps(pattern_hash))).scalars())
+        ids = [i for i in ids if i != other_than]
         if not ids:
             return []
-        return read_trials(self.rdb, self.study_id, params=False, keys=keys,
-                           states=(TrialState.COMPLETE,), ids=ids)
+        return read_trials(self.rdb, self.study_id, params=False, keys=keys, states=states,
+                           ids=ids)

@@ -216,6 +216,8 @@ def read_trials(storage: RDBStorage, study_id: int, params: bool = True,
         rows = sorted(_plain_rows(db, select(t.trial_id, t.number, t.state, t.datetime_start,
                                              t.datetime_complete).where(*chosen_trials)),
                       key=itemgetter(0))
+        if not rows:  # nothing else to read (a worker's lookups often find nothing)
+            return []
         v = models.TrialValueModel.__table__.c
         value_type = models.TrialValueModel.TrialValueType
         for trial_id, objective, value, kind in _plain_rows(db, select(

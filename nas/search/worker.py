@@ -14,7 +14,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,8 +30,8 @@ from ..engine.spec import PatternSpec, make_spec
 from ..engine.train import TrainResult, resolve_device, train
 from ..errors import UserError
 from .config import Fidelity, StudyConfig
-from .liveness import Heartbeat, StaleSweep, can_requeue, requeue
-from .optuna_api import live_trial, params_in_one_transaction, storage_of
+from .liveness import Heartbeat, StaleSweep, can_requeue, first_beat, requeue
+from .optuna_api import live_trial, params_in_one_transaction, storage_of, tell_live, trial_id
 from .reads import StudyReads, claim_next, ensure_indexes
 from .record import SlotKind, TrialRecord, record
 from .samplers import make_pruner, make_sampler
@@ -69,7 +68,7 @@ class Objective:
         spec = self.describe(trial, pattern, seed)
         twin = _completed_twin(trial.study, pattern.hash, seed, fidelity, search,
                                before=trial.number, grace=3 * self.cfg.heartbeat_seconds,
-                               index=self.twins)
+                               index=self.twins, asking=trial_id(trial))
         if twin is not None:  # same pattern, seed and fidelity already trained: reuse it
             record(trial, reused_from=twin.number, train_seconds=0.0,
                    val_curve=TrialRecord.from_trial(twin).val_curve)
@@ -180,7 +179,7 @@ class TwinIndex:
     def _reset(self, study: str | None) -> None:
         self._study = study
         self._seen: set[int] = set()
-        self._twins: dict[tuple[str, int | None], list[tuple[FrozenTrial, Any]]] = {}
+        self._twins: dict[tuple[str, int | None], list[FrozenTrial]] = {}
 
     def update(self, study: optuna.Study) -> None:
         """Index the trials of ``study`` completed since the last update."""
@@ -192,58 +191,51 @@ class TwinIndex:
             self._seen.add(t.number)
             r = TrialRecord.from_trial(t)
             if r.hash is not None and not r.is_reused:
-                self._twins.setdefault((r.hash, r.seed), []).append((t, r.fidelity))
-
-    def find(self, pattern_hash: str, seed: int, wanted: dict[str, Any],
-             search: dict[str, Any]) -> FrozenTrial | None:
-        """The lowest-numbered completed trial of this pattern and seed at fidelity ``wanted``
-        (one without a recorded fidelity ran at ``search``)."""
-        return _first_at(self._twins.get((pattern_hash, seed), ()), wanted, search)
+                self._twins.setdefault((r.hash, r.seed), []).append(t)
 
     def lookup(self, study: optuna.Study, pattern_hash: str, seed: int, wanted: dict[str, Any],
-               search: dict[str, Any]) -> FrozenTrial | None:
-        """:meth:`find` on the study as it is now: by hash where the storage can select by
-        it, else through this index, updated first."""
-        trials = StudyReads(study).with_hash(pattern_hash, TWIN_FIELDS)
+               search: dict[str, Any], asking: int | None = None
+               ) -> tuple[FrozenTrial | None, list[FrozenTrial]]:
+        """On the study as it is now, the lowest-numbered completed trial of this pattern and
+        seed at fidelity ``wanted`` (one without a recorded fidelity ran at ``search``), and
+        the RUNNING ones, leaving out trial id ``asking`` (the trial that asks): in one read by
+        hash where the storage can select by it, else the running trials read first, then
+        this index updated (a twin that completes in between is then found complete)."""
+        reads = StudyReads(study)
+        trials = reads.with_hash(pattern_hash, TWIN_FIELDS,
+                                 states=(TrialState.COMPLETE, TrialState.RUNNING),
+                                 other_than=asking)
         if trials is None:
+            trials = reads.trials((TrialState.RUNNING,), TWIN_FIELDS)
             self.update(study)
-            return self.find(pattern_hash, seed, wanted, search)
-        return _first_at([(t, r.fidelity) for t in trials
-                          if (r := TrialRecord.from_trial(t)).seed == seed and not r.is_reused],
-                         wanted, search)
-
-
-def _first_at(twins: Iterable[tuple[FrozenTrial, Any]], wanted: dict[str, Any],
-              search: dict[str, Any]) -> FrozenTrial | None:
-    return min((t for t, f in twins if (f or search) == wanted), key=lambda t: t.number,
-               default=None)
+            trials += self._twins.get((pattern_hash, seed), [])
+        twins = [t for t in trials if trial_id(t) != asking and
+                 (r := TrialRecord.from_trial(t)).hash == pattern_hash and r.seed == seed and
+                 not r.is_reused and (r.fidelity or search) == wanted]
+        complete = min((t for t in twins if t.state == TrialState.COMPLETE),
+                       key=lambda t: t.number, default=None)
+        return complete, [t for t in twins if t.state == TrialState.RUNNING]
 
 
 def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int, fidelity: Fidelity,
                     search: Fidelity, before: int | None = None, grace: float = 30.0,
-                    poll_seconds: float = 1.0, index: TwinIndex | None = None
-                    ) -> FrozenTrial | None:
+                    poll_seconds: float = 1.0, index: TwinIndex | None = None,
+                    asking: int | None = None) -> FrozenTrial | None:
     """A completed trial that trained this pattern with this seed at this fidelity (a trial
     without a recorded fidelity ran at the search's), found through ``index`` (a fresh one
     if not given). A running twin numbered below ``before`` is waited for (two workers that
     drew the same pattern train it once; the lower number trains, so they never wait for
     each other), while stale trials are failed as in the worker loop; None when it fails or
-    there is no twin."""
+    there is no twin. ``asking``: the trial id of the trial that asks, never its own twin
+    (and not read)."""
     wanted, searched = fidelity.to_dict(), search.to_dict()
     index = TwinIndex() if index is None else index
-    reads = StudyReads(study)
     sweep = StaleSweep(grace, liveness_clock(storage_of(study)))
     while True:
-        # Running ones first: a twin that completes in between is then found complete.
-        running = before is not None and any(
-            t.number < before and r.hash == pattern_hash and r.seed == seed
-            and not r.is_reused and (r.fidelity or searched) == wanted
-            for t in reads.trials((TrialState.RUNNING,), TWIN_FIELDS)
-            for r in (TrialRecord.from_trial(t),))
-        twin = index.lookup(study, pattern_hash, seed, wanted, searched)
+        twin, running = index.lookup(study, pattern_hash, seed, wanted, searched, asking)
         if twin is not None:
             return twin
-        if not running:
+        if before is None or not any(t.number < before for t in running):
             return None
         interrupts.check()
         time.sleep(poll_seconds)
@@ -303,22 +295,22 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
         while True:
             interrupts.check()
             sweep(study, storage)
-            trial_id = claim_next(study)
-            if trial_id is None:
+            claimed = claim_next(study, TrialRecord(worker=_worker_name()).to_user_attrs(),
+                                 first_beat())
+            if claimed is None:
                 if not StudyReads(study).trials((TrialState.RUNNING,), keys=()):
                     break
                 bar.refresh()  # other workers' trials finish meanwhile
                 time.sleep(poll_seconds)
                 continue
             if not seeded:
-                first = storage.get_trial(trial_id).number
-                study.sampler = make_sampler(cfg, (cfg.seed + first) % 2 ** 32)
+                study.sampler = make_sampler(cfg, (cfg.seed + claimed.number) % 2 ** 32)
                 seeded = True
             start = time.perf_counter()
-            frozen = _run_one(study, trial_id, objective, cfg.heartbeat_seconds)
+            frozen = _run_one(study, claimed, objective, cfg.heartbeat_seconds)
             if frozen is None:
-                bar.note(f"trial {storage.get_trial(trial_id).number} was failed and queued "
-                         f"again while this worker was silent; its result is dropped")
+                bar.note(f"trial {claimed.number} was failed and queued again while this "
+                         f"worker was silent; its result is dropped")
                 continue
             report.trials += 1
             report.seconds += time.perf_counter() - start
@@ -409,16 +401,21 @@ def _child_worker(cfg: StudyConfig, reports: Any, threads: int) -> None:
         sys.exit(128 + signal.SIGINT)
 
 
-def _run_one(study: optuna.Study, trial_id: int, objective: Objective,
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _run_one(study: optuna.Study, claimed: FrozenTrial, objective: Objective,
              heartbeat_seconds: float) -> FrozenTrial | None:
-    """Run one claimed trial and tell its outcome; None when another worker failed it as stale
-    meanwhile (this one was paused or cut off). Interrupted (Ctrl-C, SIGTERM): the trial is
-    failed with reason "interrupted", its slot queued again, and the interrupt goes on."""
-    heartbeat = Heartbeat(storage_of(study), trial_id, heartbeat_seconds)
+    """Run one trial this worker claimed (its first heartbeat stored with the claim) and tell
+    its outcome; None when another worker failed it as stale meanwhile (this one was paused or
+    cut off). Interrupted (Ctrl-C, SIGTERM): the trial is failed with reason "interrupted",
+    its slot queued again, and the interrupt goes on."""
+    claimed_id = trial_id(claimed)
+    heartbeat = Heartbeat(storage_of(study), claimed_id, heartbeat_seconds, beaten=True)
     try:
-        trial = live_trial(study, trial_id)
+        trial = live_trial(study, claimed_id, claimed)
         try:
-            record(trial, worker=f"{socket.gethostname()}:{os.getpid()}")
             values = objective(trial)
         except UpdateFinishedTrialError:
             raise
@@ -431,7 +428,7 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Objective,
                 record(trial, fail_reason=f"{type(e).__name__}: {e}")
             return _tell(study, trial, TrialState.FAIL)
         except KeyboardInterrupt:
-            _give_back(study, trial, trial_id)
+            _give_back(study, trial, claimed_id)
             raise
         return _tell(study, trial, TrialState.COMPLETE, values)
     except UpdateFinishedTrialError:
@@ -440,7 +437,7 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Objective,
         heartbeat.close()
 
 
-def _give_back(study: optuna.Study, trial: optuna.Trial, trial_id: int) -> None:
+def _give_back(study: optuna.Study, trial: optuna.Trial, claimed_id: int) -> None:
     """Fail an interrupted trial with reason "interrupted" and queue its slot again. A storage
     error here (a forced second Ctrl-C, a lost connection) gets a second attempt, and a trial
     still not written is left to the other workers' stale sweep. The interrupt itself always
@@ -449,7 +446,7 @@ def _give_back(study: optuna.Study, trial: optuna.Trial, trial_id: int) -> None:
              "for 3 heartbeats), which queued its slot again")
     for attempt in range(2):
         try:
-            again = can_requeue(storage_of(study).get_trial(trial_id))
+            again = can_requeue(storage_of(study).get_trial(claimed_id))
             record(trial, fail_reason="interrupted", requeued=again or None)
             failed = _tell(study, trial, TrialState.FAIL)
             if failed is None:
@@ -471,9 +468,11 @@ def _give_back(study: optuna.Study, trial: optuna.Trial, trial_id: int) -> None:
 def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState,
           values: Values | None = None) -> FrozenTrial | None:
     """Tell the outcome; None when the trial was already finished by another worker."""
-    frozen = study.tell(trial, values if state == TrialState.COMPLETE else None,
-                        state=state, skip_if_finished=True)
-    return frozen if frozen.state == state else None
+    told = values if state == TrialState.COMPLETE else None
+    try:
+        return tell_live(study, trial, state, told)
+    except UpdateFinishedTrialError:
+        return None
 
 
 class _StudyBar:
