@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import optuna
@@ -17,6 +18,7 @@ from nas.search.record import FIELDS, SlotKind, TrialRecord, record
 from nas.search.samplers import PRUNERS, SAMPLERS
 from nas.tables import format_table, html_table, markdown_table
 from search_spaces import SEARCH_SPACES, STYLES, TEMPLATES, PatternError, Registry
+from tests.testing import STORAGES, url_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "studies" / "results" / "principle_fashion_mnist"
@@ -167,8 +169,8 @@ def test_a_live_trial_from_a_read_trial_is_the_one_optuna_builds(tmp_path, kind)
             assert vars(ours)[name] == value, name
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-@pytest.mark.parametrize("outcome", ["complete", "multi", "pruned", "pruned_nan", "fail",
+@pytest.mark.parametrize("kind", ["memory", *STORAGES])
+@pytest.mark.parametrize("outcome", ["complete", "inf", "multi", "pruned", "pruned_nan", "fail",
                                      "nan"])
 def test_tell_live_stores_what_optunas_tell_stores(tmp_path, kind, outcome):
     """A worker's tell (no reads of the trial) leaves the stored trial as `Study.tell` does:
@@ -181,14 +183,16 @@ def test_tell_live_stores_what_optunas_tell_stores(tmp_path, kind, outcome):
 
     directions = ["maximize", "minimize"] if outcome == "multi" else ["maximize"]
     state, told = {"complete": (TrialState.COMPLETE, 0.25),
+                   "inf": (TrialState.COMPLETE, float("-inf")),
                    "multi": (TrialState.COMPLETE, (0.25, 3.0)),
                    "pruned": (TrialState.PRUNED, None), "pruned_nan": (TrialState.PRUNED, None),
                    "fail": (TrialState.FAIL, None),
                    "nan": (TrialState.COMPLETE, float("nan"))}[outcome]
     stored = []
     for tell in ("optuna", "ours"):
-        storage = None if kind == "memory" else open_storage(f"sqlite:///{tmp_path}/{tell}.db")
+        storage = None if kind == "memory" else open_storage(url_of(kind, tmp_path, tell))
         study = optuna.create_study(storage=storage, directions=directions,
+                                    study_name=f"tell-{uuid.uuid4().hex}",
                                     sampler=optuna.samplers.RandomSampler(seed=0))
         trial = study.ask()
         trial.suggest_float("x", 0.0, 1.0)

@@ -317,6 +317,29 @@ def test_the_study_bar_counts_a_large_study_only_now_and_then():
     bar.close()
 
 
+def test_an_interrupted_trial_is_queued_again_with_its_stored_keys_only(tmp_path):
+    """Ctrl-C while a pattern is drawn writes none of the keys drawn so far: the slot queued
+    again carries what is stored (none), not the half-drawn pattern this process holds."""
+    from nas.search.optuna_api import live_trial, params_in_one_transaction, trial_id
+    from nas.search.reads import claim_next
+    from nas.search.worker import _give_back
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/s.db"),
+                                direction="maximize")
+    study.enqueue_trial({}, user_attrs={"slot": "search"})
+    claimed = claim_next(study)
+    trial = live_trial(study, trial_id(claimed), claimed)
+    with pytest.raises(KeyboardInterrupt), params_in_one_transaction(trial):
+        trial.suggest_float("x", 0.0, 1.0)
+        raise KeyboardInterrupt
+    assert "x" in trial.params  # drawn, in this process only
+    _give_back(study, trial, trial_id(claimed))
+    failed, queued = study.get_trials(deepcopy=False)
+    assert (failed.state, failed.params) == (TrialState.FAIL, {})
+    assert (queued.state, queued.params, queued.user_attrs) == (TrialState.WAITING, {},
+                                                                {"slot": "search"})
+
+
 def start_workers(config, count: int) -> list[subprocess.Popen]:
     """``count`` `skipnas worker` processes on one config, one CPU thread each."""
     return [subprocess.Popen([sys.executable, "-m", "nas.cli", "worker", str(config), "-q"],

@@ -68,6 +68,8 @@ def tell_live(study: optuna.Study, trial: optuna.Trial, state: TrialState,
     it meanwhile; ValueError for values `Study.tell` refuses."""
     from optuna.study._tell import _check_state_and_values, _check_values_are_feasible
 
+    if not state.is_finished():
+        raise ValueError(f"Cannot tell a trial {state.name}.")
     frozen = trial._cached_frozen_trial
     if values is not None:
         values = list(values) if isinstance(values, Sequence) else [values]
@@ -83,6 +85,9 @@ def tell_live(study: optuna.Study, trial: optuna.Trial, state: TrialState,
             values = [last]
     values = None if values is None else [float(v) for v in values]
     study._thread_local.cached_all_trials = None
+    # The sampler hears of the outcome before it is stored, as in `Study.tell` (a sampler may
+    # write to the trial then), so also of a trial another process finished meanwhile, which
+    # `Study.tell` read first and skipped: no sampler here keeps state in `after_trial`.
     try:
         study.sampler.after_trial(optuna.pruners._filter_study(study, frozen), frozen, state,
                                   values)
@@ -290,8 +295,10 @@ def updatable(db: Connection, trial_id: int) -> int:
     from optuna.storages._rdb import models
 
     t = models.TrialModel.__table__.c
-    row = db.execute(select(t.study_id, t.number, t.state)
-                     .where(t.trial_id == trial_id)).one_or_none()
+    # Shared-locked until the write commits (PostgreSQL; SQLite's transactions are serial): a
+    # stale sweep failing the trial meanwhile waits, so it never requeues the slot without it.
+    row = db.execute(select(t.study_id, t.number, t.state).where(t.trial_id == trial_id)
+                     .with_for_update(read=True)).one_or_none()
     if row is None:
         raise KeyError(f"No trial with trial_id {trial_id} exists.")
     if row.state.is_finished():

@@ -454,8 +454,8 @@ def _give_back(study: optuna.Study, trial: optuna.Trial, claimed_id: int) -> Non
             failed = _tell(study, trial, TrialState.FAIL)
             if failed is None:
                 _log.warning(taken, trial.number)
-            elif again:
-                requeue(study, failed)
+            elif again:  # as stored: keys suggested but not yet written are not the slot's
+                requeue(study, storage_of(study).get_trial(claimed_id))
             return
         except UpdateFinishedTrialError:  # failed meanwhile (stale sweep, or our 1st attempt)
             _log.warning(taken, trial.number)
