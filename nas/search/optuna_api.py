@@ -170,18 +170,13 @@ def upserting(storage: BaseStorage) -> RDBStorage | None:
 
 def _claim_in_one_transaction(backend: RDBStorage, waiting_id: int, user_attrs: dict[str, Any],
                               system_attrs: dict[str, Any]) -> bool:
-    """WAITING -> RUNNING as one compare-and-set statement (on PostgreSQL a racing claim
-    waits for the row and then finds it RUNNING; SQLite runs one writer at a time), with the
-    start time and the attrs, committed together."""
+    """WAITING -> RUNNING as one compare-and-set statement, with the start time and the
+    attrs, committed together."""
     from optuna.storages._rdb import models
-    from sqlalchemy import update
 
-    t = models.TrialModel.__table__.c
     with backend.engine.begin() as db:
-        claimed = db.execute(
-            update(models.TrialModel.__table__)
-            .where(t.trial_id == waiting_id, t.state == TrialState.WAITING)
-            .values(state=TrialState.RUNNING, datetime_start=_stored_now())).rowcount == 1
+        claimed = _compare_and_set(db, waiting_id, TrialState.WAITING, TrialState.RUNNING,
+                                   datetime_start=_stored_now())
         if claimed:
             _upsert_attrs(backend, db, models.TrialUserAttributeModel, waiting_id, user_attrs)
             _upsert_attrs(backend, db, models.TrialSystemAttributeModel, waiting_id,
@@ -195,13 +190,10 @@ def _finish_in_one_transaction(backend: RDBStorage, trial_id: int, state: TrialS
     time and ``values``; UpdateFinishedTrialError when the trial is not running (another
     process finished it)."""
     from optuna.storages._rdb import models
-    from sqlalchemy import update
 
-    t = models.TrialModel.__table__.c
     with backend.engine.begin() as db:
-        if db.execute(update(models.TrialModel.__table__)
-                      .where(t.trial_id == trial_id, t.state == TrialState.RUNNING)
-                      .values(state=state, datetime_complete=_stored_now())).rowcount != 1:
+        if not _compare_and_set(db, trial_id, TrialState.RUNNING, state,
+                                datetime_complete=_stored_now()):
             raise optuna.exceptions.UpdateFinishedTrialError(
                 f"trial id {trial_id} is not running: another process finished it")
         if values:
@@ -211,6 +203,20 @@ def _finish_in_one_transaction(backend: RDBStorage, trial_id: int, state: TrialS
                          "value_type": kind}
                         for objective, (stored, kind) in enumerate(map(v.value_to_stored_repr,
                                                                        values))])
+
+
+def _compare_and_set(db: Connection, trial_id: int, was: TrialState, state: TrialState,
+                     **columns: Any) -> bool:
+    """Move a trial from state ``was`` to ``state`` (and set ``columns``) in one statement;
+    False when it was not in ``was`` (on PostgreSQL a racing writer waits for the row, then
+    finds it moved; SQLite runs one writer at a time)."""
+    from optuna.storages._rdb import models
+    from sqlalchemy import update
+
+    t = models.TrialModel.__table__.c
+    return db.execute(update(models.TrialModel.__table__)
+                      .where(t.trial_id == trial_id, t.state == was)
+                      .values(state=state, **columns)).rowcount == 1
 
 
 def _stored_now() -> datetime:
