@@ -449,13 +449,14 @@ def _give_back(study: optuna.Study, trial: optuna.Trial, claimed_id: int) -> Non
              "for 3 heartbeats), which queued its slot again")
     for attempt in range(2):
         try:
-            again = can_requeue(storage_of(study).get_trial(claimed_id))
+            # As stored: keys drawn but not yet written are not the slot's.
+            stored = storage_of(study).get_trial(claimed_id)
+            again = can_requeue(stored)
             record(trial, fail_reason="interrupted", requeued=again or None)
-            failed = _tell(study, trial, TrialState.FAIL)
-            if failed is None:
+            if _tell(study, trial, TrialState.FAIL) is None:
                 _log.warning(taken, trial.number)
-            elif again:  # as stored: keys suggested but not yet written are not the slot's
-                requeue(study, storage_of(study).get_trial(claimed_id))
+            elif again:  # its params, slot fields and retry history are what `stored` holds
+                requeue(study, stored)
             return
         except UpdateFinishedTrialError:  # failed meanwhile (stale sweep, or our 1st attempt)
             _log.warning(taken, trial.number)
