@@ -386,6 +386,37 @@ START_ONLY = ("import sys; from nas.search.config import load_config; "
               "from nas.search.study import create_study; create_study(load_config(sys.argv[1]))")
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_starts_with_other_temporary_directories_still_exclude_each_other(tmp_path, kind):
+    """N1: the start lock was a file in $TMPDIR, so two `study start`s whose processes have
+    different TMPDIRs (two users, PrivateTmp, two containers on one study folder) queued the
+    study twice. While this process holds the storage's lock, a start under another TMPDIR
+    queues nothing; once it is released, exactly the configured trials."""
+    from nas.search.storage import _file_lock
+
+    url = url_of(kind, tmp_path)
+    config = write_config(tmp_path / "c.toml", url, trials=40)
+    name = load_config(config).name
+    create_study(load_config(config))   # the study exists, its slots queued
+    study = load_study(name, url)
+    for t in study.get_trials(deepcopy=False)[20:]:  # as if a start had queued half of them
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    other_tmp = tmp_path / "other-tmp"
+    other_tmp.mkdir()
+    file = tmp_path / ("s.db" if kind == "sqlite" else "s.log")
+    with _file_lock(file):
+        proc = subprocess.Popen([sys.executable, "-c", START_ONLY, str(config)],
+                                env={**ENV, "TMPDIR": str(other_tmp)}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert proc.poll() is None, proc.communicate()
+        assert len(load_study(name, url).get_trials(deepcopy=False)) == 40  # nothing queued
+    [(rc, err)] = finish([proc])
+    assert rc == 0, err
+    trials = load_study(name, url).get_trials(deepcopy=False)
+    assert sum(t.state == TrialState.WAITING for t in trials) == 40
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", STORAGES)
 def test_concurrent_starts_queue_every_slot_once(tmp_path, kind):

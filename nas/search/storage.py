@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ COMMIT_WAIT_SECONDS = 120  # SQLite's wait, at commit, for processes still readi
 GRPC_READY_SECONDS = 30    # a worker's wait for its storage proxy to answer
 PROXY_THREADS = 16         # calls a storage proxy serves at once, over one connection pool
 PROXY_GRACE_SECONDS = 5.0  # a stopped proxy finishes the calls in flight this long
+LOCK_SUFFIX = ".skipnas-lock"  # a storage file's lock file, beside it
 
 
 def is_valid_name(name: str) -> bool:
@@ -382,11 +382,18 @@ def _is_json(line: bytes) -> bool:
         return False
 
 
+def lock_path(path: Path) -> Path:
+    """The lock file of the storage file ``path`` (Optuna's journal lock is ``<file>.lock``:
+    this one is apart from it)."""
+    return path.with_name(f"{path.name}{LOCK_SUFFIX}")
+
+
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between the processes of this machine on a storage file (kept in the
-    temporary directory, so study folders hold no lock files)."""
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    """An exclusive lock between the processes that share a storage file. The lock file lies
+    beside the storage (``<file>.skipnas-lock``, kept): every process that can write the
+    storage finds the same one, whatever its temporary directory (other users, a systemd
+    unit's PrivateTmp, containers sharing the study folder)."""
 
     def take() -> bool:
         deadline = time.monotonic() + LOCK_TRY_SECONDS
@@ -399,7 +406,7 @@ def _file_lock(path: Path) -> Iterator[None]:
                     return False
                 time.sleep(0.05)
 
-    with open(Path(tempfile.gettempdir()) / f"skipnas-{digest}.lock", "a") as f:
+    with open(lock_path(path), "a") as f:
         LockWait(f"storage {path}", "its lock file").until(take)
         try:
             yield
