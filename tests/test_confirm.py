@@ -1,6 +1,7 @@
 """Winners you can trust: the noise of one trial, the confirm stage and export by confirmed
 evidence. The statistics against closed forms and scipy; real tiny studies on SQLite and a
 journal file, with a worker killed mid-confirm; studies from before confirm still work."""
+import dataclasses
 import json
 import math
 import shutil
@@ -21,11 +22,11 @@ from nas.results.export import trial_spec
 from nas.results.report import write_report
 from nas.search.config import config_from_dict, load_config
 from nas.search.confirm import confirm_slots, start_confirm
-from nas.search.evidence import Run, evidence, noise_of
+from nas.search.evidence import Run, describe_winner, evidence, noise_of
 from nas.search.guided import ScreenSampler
 from nas.search.record import SlotKind, TrialRecord, record
 from nas.search.storage import load_study
-from nas.search.study import create_study, study_status
+from nas.search.study import create_study, enqueue_slots, study_status
 from nas.search.worker import _completed_twin, run_worker
 from nas.stats import mean_ci, pooled_std, welch_difference
 from tests.test_faults import finish, skipnas, wait_mid_trial
@@ -183,6 +184,55 @@ def test_confirm_on_a_real_study_killed_and_resumed(tmp_path, kind):
     assert exported.note.startswith("confirmed: ")
     status = study_status("conf", storage[kind])
     assert status.evidence.winner == winner and status.evidence.confirm_pending == 0
+
+
+def test_nothing_is_confirmed_while_confirm_trials_wait(tmp_path, capsys):
+    """N2: with the confirm stage killed after its first trial, `status` called a pattern
+    resting on one seed "confirmed" ([nan, nan]), `export` exported it and wrote NaN into the
+    spec. While a confirm trial waits or runs nothing is confirmed: status says what is
+    pending, export takes the best single run marked unconfirmed, and the JSON is valid."""
+    cfg = tiny(tmp_path, confirm={"top": 1, "seeds": 2})
+    study = create_study(cfg)
+    run_worker(cfg, study=study, progress=False)
+    start_confirm(cfg)
+    run_worker(cfg, study=study, progress=False)
+    url = cfg.storage_url
+    assert study_status("conf", url).evidence.winner is not None
+    [(_, done)] = records(study, SlotKind.CONFIRM)[:1]   # one more seed of a pattern, queued
+    enqueue_slots(study, [dataclasses.replace(done.queued(), seed=99)])
+
+    ev = study_status("conf", url).evidence
+    assert ev.winner is None and ev.confirmed == () and ev.confirm_pending == 1
+    assert main(["study", "status", "conf", "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert "confirmed: none yet (1 confirm trials queued or running" in out
+    assert "confirmed best" not in out
+    assert main(["export", "conf", "--storage", url, "--out", str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert "single unconfirmed run" in out and "1 confirm trials are still queued" in out
+
+    def no_nan(word):
+        raise AssertionError(f"{word} in the exported JSON")
+    spec = json.loads((tmp_path / "b.json").read_text(), parse_constant=no_nan)
+    assert "confirmed" not in spec["origin"]
+
+
+def test_a_pattern_missing_confirm_seeds_is_left_out():
+    """N2: a pattern whose confirm trial failed for good rests on fewer seeds than the others:
+    it is left out of the confirmed patterns, and the winner's line says so."""
+    study = optuna.create_study(direction="maximize")
+    for hash_, seeds, acc in (("a", (1, 2, 3), 0.70), ("b", (1,), 0.90), ("c", (1, 2, 3), 0.60)):
+        for seed in seeds:
+            trial = study.ask()
+            record(trial, slot="confirm", hash=hash_, seed=seed, baseline="log" if hash_ == "c"
+                   else None)
+            study.tell(trial, acc + seed / 1000)
+    ev = evidence(study)
+    assert [c.hash for c in ev.confirmed] == ["a", "c"] and ev.confirm_short == 1
+    assert all(math.isfinite(c.mean.ci_low) for c in ev.confirmed)
+    line = describe_winner(ev)
+    assert line.startswith("confirmed best: ") and "(pattern a)" in line
+    assert line.endswith("left out: 1 patterns miss confirm seeds (their trials failed)")
 
 
 @pytest.mark.slow

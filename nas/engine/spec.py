@@ -40,7 +40,8 @@ class PatternSpec:
                 "origin": dict(self.origin)}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+        # NaN or infinity is not JSON: a bug upstream, never a file other tools cannot read.
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True, allow_nan=False)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

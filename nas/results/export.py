@@ -41,9 +41,11 @@ def trial_spec(name: str, storage_url: str, number: int | None = None) -> Export
         raise UserError(f"study {name!r} has no completed trial to export")
     spec = _spec(best, {"study": name, "trial": best.number, "accuracy": best.values[0]})
     se = "" if not ev.noise.measured else f", SE {ev.noise.seed_std:.4f}"
+    then = (f"{ev.confirm_pending} confirm trials are still queued or running: `skipnas "
+            f"confirm CONFIG` finishes them" if ev.confirm_pending else
+            "`skipnas confirm CONFIG` re-trains the top patterns and log with more seeds")
     return Exported(spec, f"the pick is a single unconfirmed run (trial {best.number}, accuracy "
-                          f"{best.values[0]:.4f}{se}); `skipnas confirm CONFIG` re-trains the "
-                          f"top patterns and log with more seeds")
+                          f"{best.values[0]:.4f}{se}); {then}")
 
 
 def _confirmed(study: optuna.Study, name: str, ev: Evidence, w: Confirmed) -> Exported:

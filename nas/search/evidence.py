@@ -138,6 +138,7 @@ class Evidence:
     confirm_fidelity: dict[str, Any] | None
     confirm_pending: int                    # confirm trials queued or running
     same_fidelity: bool                     # confirmed at the search's fidelity
+    confirm_short: int = 0                  # patterns left out: some confirm seeds missing
 
     @property
     def winner(self) -> Confirmed | None:
@@ -172,7 +173,8 @@ class Evidence:
         best = data["best"] and BestRun(**_nan(data["best"]))
         return cls(Noise(**_nan(data["noise"])), best,
                    tuple(confirmed(c) for c in data["confirmed"]), data["confirm_fidelity"],
-                   data["confirm_pending"], data["same_fidelity"])
+                   data["confirm_pending"], data["same_fidelity"],
+                   data.get("confirm_short", 0))
 
 
 def _nan(fields: dict[str, Any]) -> dict[str, Any]:
@@ -212,12 +214,23 @@ def evidence(study: optuna.Study, fidelity: Fidelity | None = None,
                      r.accuracy >= top.accuracy - noise.seed_std)
         best = BestRun(top.number, top.accuracy, top.hash, noise.seed_std,
                        within if noise.measured else 0)
-    pending = sum(1 for t in study.get_trials(deepcopy=False,
-                                              states=(TrialState.WAITING, TrialState.RUNNING))
-                  if TrialRecord.from_trial(t).is_confirm)
-    return Evidence(noise, best, confirmed_patterns(search, confirm),
-                    confirm[0].fidelity if confirm else None, pending,
-                    bool(confirm) and is_search_fidelity(confirm[0], fidelity))
+    pending = [r for r in (TrialRecord.from_trial(t) for t in study.get_trials(
+        deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))) if r.is_confirm]
+    finished, short = _finished(confirm, {r.seed for r in pending if r.seed is not None})
+    return Evidence(noise, best, () if pending else confirmed_patterns(search, finished),
+                    confirm[0].fidelity if confirm else None, len(pending),
+                    bool(confirm) and is_search_fidelity(confirm[0], fidelity), short)
+
+
+def _finished(confirm: list[Run], pending_seeds: set[int]) -> tuple[list[Run], int]:
+    """The confirm runs of patterns that hold every confirm seed (every seed any confirm trial
+    was queued with), and how many patterns miss some (a confirm trial failed for good)."""
+    seeds = {r.seed for r in confirm} | pending_seeds
+    held: dict[str, set[int]] = {}
+    for r in confirm:
+        held.setdefault(r.hash, set()).add(r.seed)
+    whole = {h for h, s in held.items() if s >= seeds}
+    return [r for r in confirm if r.hash in whole], len(held) - len(whole)
 
 
 def confirmed_patterns(search: list[Run], confirm: list[Run]) -> tuple[Confirmed, ...]:
@@ -292,9 +305,14 @@ def describe_curse(ev: Evidence) -> str | None:
 def describe_winner(ev: Evidence) -> str:
     """One line on the confirmed winner, or what is missing."""
     w = ev.winner
+    short = "" if not ev.confirm_short else \
+        f"{ev.confirm_short} patterns miss confirm seeds (their trials failed)"
     if w is None:
         if ev.confirm_pending:
-            return f"confirmed: none yet ({ev.confirm_pending} confirm trials queued or running)"
+            return (f"confirmed: none yet ({ev.confirm_pending} confirm trials queued or "
+                    f"running; `skipnas confirm CONFIG` finishes them)")
+        if short:
+            return f"confirmed: none ({short})"
         return "confirmed: none (run `skipnas confirm CONFIG`)"
     m = w.mean
     line = (f"confirmed best: {w.name} (pattern {w.hash}) {m.mean:.4f} "
@@ -312,4 +330,4 @@ def describe_winner(ev: Evidence) -> str:
             line += ": not separated from log"
     elif w.label == REFERENCE:
         line += "; no searched pattern has a higher confirmed mean than log"
-    return line
+    return line + (f"; left out: {short}" if short else "")
