@@ -3,7 +3,7 @@ optimiser step (data, augmentation, evaluation, building, bookkeeping), for two 
 
 - quickstart: Fashion-MNIST, one block of 24 layers, k=8, no bottleneck, stride-2 stem,
   2 epochs of 4096 images, batch 128 (studies/quickstart.toml with the stride-2 stem it had
-  when the README's speed tables were measured; it now has a stride-4 stem, ~3x faster);
+  when docs/performance.md's speed tables were measured; it now has a stride-4 stem, ~3x faster);
 - cifar: synthetic 3x32x32 images, DenseNet-BC 3x16 k=12 (dense), batch 64.
 
     python benchmarks/trial_throughput.py                      # both, on the default device

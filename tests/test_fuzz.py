@@ -273,8 +273,9 @@ def test_port_in_use_is_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("key, value", [("params", -5), ("params", 1e300), ("flops", 7)])
 def test_a_spec_with_edited_params_or_flops_is_refused_before_training(
         spec_dict, tmp_path, capsys, monkeypatch, key, value):
-    """F10: the README promises edited metrics are refused; params and FLOPs were not checked
-    (they need the network built), so the spec trained and reported them."""
+    """F10: docs/failures_and_security.md promises edited metrics are refused; params and
+    FLOPs were not checked (they need the network built), so the spec trained and reported
+    them."""
     monkeypatch.chdir(tmp_path)
     data = json.loads(json.dumps(spec_dict))
     data["metrics"][key] = value

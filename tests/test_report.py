@@ -353,3 +353,86 @@ def test_a_pattern_heatmaps_title_hangs_above_its_plot_within_a_dashboard_card(l
     first_line = (1 - layout.title.y) * layout.height
     line = 1.3 * (layout.title.font.size or 17)
     assert first_line >= 40 and first_line + line * total <= layout.margin.t
+
+
+def test_the_dashboard_answer_the_best_trial_filter_rewrites_keeps_its_shape():
+    """best_trials_in_words rewrites optuna-dashboard's internal /api/studies/{id} answer: the
+    real app's answer (the pinned version) still has the fields it reads and replaces, and a
+    string parameter is listed exactly as card_params builds one."""
+    from wsgiref.util import setup_testing_defaults
+
+    from optuna_dashboard import save_plotly_graph_object, wsgi
+
+    from nas.results.dashboard import best_trials_in_words, card_params
+    from nas.results.features import FeatureRow
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="shape", direction="maximize")
+    study.enqueue_trial({"c": "a", "x": 0.5})
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) + (t.suggest_categorical("c", ["a"])
+                                                          == "a"), n_trials=1)
+    save_plotly_graph_object(study, go.Figure(), graph_object_id="skipnas-gone")
+    save_plotly_graph_object(study, go.Figure(), graph_object_id="users")
+
+    def get(app):
+        environ, answer = {}, []
+        setup_testing_defaults(environ)
+        environ["PATH_INFO"] = f"/api/studies/{study._study_id}"
+        body = b"".join(app(environ, lambda status, headers, exc_info=None:
+                            answer.append((status, headers))))
+        assert answer[0][0].startswith("200"), answer
+        return json.loads(body), dict(answer[0][1])
+
+    detail, _ = get(wsgi(storage))
+    (best,) = detail["best_trials"]
+    assert isinstance(best["trial_id"], int) and isinstance(best["params"], list)
+    param = next(p for p in best["params"] if p["name"] == "c")
+    (ours,) = card_params(FeatureRow(trial=0, hash="h", offsets="a", accuracy=1.0, values={}))
+    assert set(param) == set(ours) and set(param["distribution"]) == set(ours["distribution"])
+    assert param["param_external_pytyp"] == ours["param_external_pytyp"]
+    assert param["distribution"]["type"] == ours["distribution"]["type"]
+    assert [set(c) for c in param["distribution"]["choices"]] == \
+        [set(c) for c in ours["distribution"]["choices"]]
+    graphs = detail["plotly_graph_objects"]
+    assert all(isinstance(g["id"], str) for g in graphs) and len(graphs) == 2
+    # The filter runs over the real answer: the stale skipnas plot goes, the rest stays.
+    filtered, headers = get(best_trials_in_words(wsgi(storage), storage, study._study_id))
+    assert [g["id"] for g in filtered["plotly_graph_objects"]] == ["users"]
+    assert filtered["best_trials"] == detail["best_trials"]   # no skipnas record: keys kept
+    assert int(headers["Content-Length"]) == len(json.dumps(filtered).encode())
+
+
+def test_the_dashboard_refuses_an_untested_optuna_dashboard_in_one_line(monkeypatch, tmp_path):
+    from importlib.metadata import version
+
+    from nas.errors import UserError
+    from nas.results.dashboard import TESTED_DASHBOARD, check_dashboard_version, serve
+
+    check_dashboard_version()   # the installed one is the tested one
+    assert tuple(int(p) for p in version("optuna-dashboard").split(".")[:2]) == TESTED_DASHBOARD
+    tested = ".".join(map(str, TESTED_DASHBOARD))
+    check_dashboard_version(f"{tested}.7")
+    for other in ("0.15.1", "0.22.0", "1.21.0", "nonsense"):
+        with pytest.raises(UserError) as e:
+            check_dashboard_version(other)
+        message = str(e.value)
+        assert "\n" not in message and other in message and f"{tested}.x" in message
+    # pyproject pins the same minor version.
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml")
+                            .read_text())["project"]
+    (req,) = [Requirement(r) for r in project["dependencies"]
+              if Requirement(r).name == "optuna-dashboard"]
+    major, minor = TESTED_DASHBOARD
+    assert Version(f"{tested}.0") in req.specifier and Version(f"{tested}.99") in req.specifier
+    assert Version(f"{major}.{minor + 1}.0") not in req.specifier
+    assert Version(f"{major}.{minor - 1}.99") not in req.specifier
+    # `skipnas dashboard` checks first, before it opens the storage or a port.
+    monkeypatch.setattr("importlib.metadata.version", lambda name: "0.15.0")
+    with pytest.raises(UserError, match=r"optuna-dashboard 0\.15\.0 is installed"):
+        serve("none", f"sqlite:///{tmp_path}/none.db")
+    assert not (tmp_path / "none.db").exists()

@@ -1,4 +1,4 @@
-"""Pattern spec: the JSON that `export` writes and `train` reads (README: Vocabulary). Torch-free:
+"""Pattern spec: the JSON that `export` writes and `train` reads (docs/concepts.md). Torch-free:
 only :func:`make_spec` builds a network, to measure it."""
 from __future__ import annotations
 

@@ -29,6 +29,27 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ATTACHED = ("top-1-pattern", "accuracy-vs-mean-distance", "accuracy-vs-mbd",
             "accuracy-vs-params", "confirmed")
 NOTED_TRIALS = 5  # the best trials that get a note with their pattern in words
+# best_trials_in_words rewrites optuna-dashboard's internal /api/studies/{id} answer: the minor
+# version whose answer it was checked against (pyproject pins it; tests/test_report.py checks
+# the shape). Another version may answer otherwise, so the dashboard refuses to start on it.
+TESTED_DASHBOARD = (0, 21)
+
+
+def check_dashboard_version(installed: str | None = None) -> None:
+    """Refuse, in one line, an optuna-dashboard whose minor version is not the tested one."""
+    if installed is None:
+        from importlib.metadata import version
+        installed = version("optuna-dashboard")
+    major, minor = TESTED_DASHBOARD
+    try:
+        ok = tuple(int(part) for part in installed.split(".")[:2]) == TESTED_DASHBOARD
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UserError(f"optuna-dashboard {installed} is installed, but skipnas' dashboard "
+                        f"was tested with {major}.{minor}.x (it rewrites that version's API "
+                        f"answers): pip install 'optuna-dashboard>={major}.{minor},"
+                        f"<{major}.{minor + 1}'")
 
 
 def config_markdown(config: dict[str, Any]) -> str:
@@ -187,6 +208,7 @@ def serve(name: str, storage_url: str, host: str = "127.0.0.1", port: int = 8080
 
     from optuna_dashboard import wsgi
 
+    check_dashboard_version()
     if host not in LOOPBACK:
         raise UserError(f"dashboard host {host!r}: only loopback is served; use an SSH tunnel")
 
