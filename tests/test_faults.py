@@ -23,7 +23,7 @@ from nas.search.record import TrialRecord
 from nas.search.storage import load_study, open_storage
 from nas.search.study import create_study
 from nas.search.worker import run_worker
-from tests.testing import ENV, POSTGRES, STORAGES, stacks, tiny_raw, url_of, write_toml
+from tests.testing import ENV, POSTGRES, STORAGES, stacks, tiny_config, tiny_raw, url_of, write_toml
 
 N = 6
 
@@ -634,3 +634,21 @@ def test_a_full_disk_stops_an_sqlite_worker_with_one_line_and_loses_nothing(tmp_
     assert len(err) == 1 and "cannot grow: the disk is full" in err[0], err
     assert main(["worker", str(config), "-q"]) == 0  # space freed: the study finishes
     check_exactly_n(study, 3)
+
+
+def test_a_study_name_of_ten_thousand_characters_is_refused_in_one_line(tmp_path, capsys):
+    """N6: a 10,000-character study name was accepted on SQLite with an explicit storage (a
+    name also names files: NAME.db, its lock file, the NAME.features study)."""
+    from nas.cli import main
+
+    name = "a" * 10_000
+    config = write_toml(tmp_path / "long.toml", tiny_raw(
+        tmp_path, name=name, storage=f"sqlite:///{tmp_path}/s.db"))
+    assert main(["study", "start", str(config), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "name: use at most 200 letters" in err and len(err) < 300
+    assert not (tmp_path / "s.db").exists()
+    assert main(["study", "status", name]) == 2
+    err = capsys.readouterr().err
+    assert "use at most 200" in err and "(10000 characters)" in err and len(err) < 300
+    tiny_config(tmp_path, name="b" * 200)   # the longest name allowed

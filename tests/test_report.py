@@ -369,8 +369,15 @@ def test_the_dashboard_answer_the_best_trial_filter_rewrites_keeps_its_shape():
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage, study_name="shape", direction="maximize")
     study.enqueue_trial({"c": "a", "x": 0.5})
-    study.optimize(lambda t: t.suggest_float("x", 0, 1) + (t.suggest_categorical("c", ["a"])
-                                                          == "a"), n_trials=1)
+    def objective(t):
+        t.set_user_attr("hash", "h")   # a search trial, without a spec
+        return t.suggest_float("x", 0, 1) + (t.suggest_categorical("c", ["a"]) == "a")
+
+    study.optimize(objective, n_trials=1)
+    confirm = study.ask()   # Optuna's best, at another fidelity: the card keeps the search's
+    confirm.set_user_attr("slot", "confirm")
+    confirm.set_user_attr("hash", "h")
+    study.tell(confirm, 9.0)
     save_plotly_graph_object(study, go.Figure(), graph_object_id="skipnas-gone")
     save_plotly_graph_object(study, go.Figure(), graph_object_id="users")
 
@@ -385,8 +392,10 @@ def test_the_dashboard_answer_the_best_trial_filter_rewrites_keeps_its_shape():
 
     detail, _ = get(wsgi(storage))
     (best,) = detail["best_trials"]
+    assert best["number"] == 1   # Optuna's best: the confirm run
+    search, confirm_run = detail["trials"]
     assert isinstance(best["trial_id"], int) and isinstance(best["params"], list)
-    param = next(p for p in best["params"] if p["name"] == "c")
+    param = next(p for p in search["params"] if p["name"] == "c")
     (ours,) = card_params(FeatureRow(trial=0, hash="h", offsets="a", accuracy=1.0, values={}))
     assert set(param) == set(ours) and set(param["distribution"]) == set(ours["distribution"])
     assert param["param_external_pytyp"] == ours["param_external_pytyp"]
@@ -398,7 +407,9 @@ def test_the_dashboard_answer_the_best_trial_filter_rewrites_keeps_its_shape():
     # The filter runs over the real answer: the stale skipnas plot goes, the rest stays.
     filtered, headers = get(best_trials_in_words(wsgi(storage), storage, study._study_id))
     assert [g["id"] for g in filtered["plotly_graph_objects"]] == ["users"]
-    assert filtered["best_trials"] == detail["best_trials"]   # no skipnas record: keys kept
+    # N6: the card shows the search's best, not a confirm run (Optuna's best); without a
+    # spec the trial keeps its keys.
+    assert filtered["best_trials"] == [search]
     assert int(headers["Content-Length"]) == len(json.dumps(filtered).encode())
 
 
@@ -436,3 +447,21 @@ def test_the_dashboard_refuses_an_untested_optuna_dashboard_in_one_line(monkeypa
     with pytest.raises(UserError, match=r"optuna-dashboard 0\.15\.0 is installed"):
         serve("none", f"sqlite:///{tmp_path}/none.db")
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_config_string_stays_inside_its_cell_of_the_dashboard_note():
+    """N6: a newline in a config string left the note's Markdown table, and what followed was
+    rendered as Markdown (an image fetched from another host)."""
+    from nas.results.dashboard import config_markdown
+
+    evil = "a|b\n\n![x](http://attacker.example/p.png)\r\n# heading"
+    md = config_markdown({"data": {"root": evil, "name": "fashion_mnist"}})
+    lines = md.splitlines()
+    assert len(lines) == 4 and all(line.startswith("| ") and line.endswith(" |")
+                                   for line in lines[2:])
+    root = lines[2]
+    assert "![" not in root and "](" not in root and "\n#" not in md
+    # Unescaped, the cell reads as the text on one line; its pipes are not column breaks.
+    cell = root.removeprefix("| data.root | ").removesuffix(" |")
+    assert re.sub(r"\\(.)", r"\1", cell) == " ".join(evil.splitlines())
+    assert not re.search(r"(?<!\\)\|", cell)

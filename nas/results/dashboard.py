@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from optuna.storages import BaseStorage
+from optuna.trial import TrialState
 
 from ..errors import UserError
 from ..search.optuna_api import live_trial, study_id, trial_id
 from ..search.record import TrialRecord
 from ..search.storage import load_study, open_storage
-from ..search.study import stored_config, study_evidence
+from ..search.study import best_of, stored_config, study_evidence
 from .analysis import evidence_lines
 from .features import FEATURES_SUFFIX, FeatureRow, feature_row, feature_rows, features_study
 from .report import figures
@@ -53,13 +55,21 @@ def check_dashboard_version(installed: str | None = None) -> None:
 
 
 def config_markdown(config: dict[str, Any]) -> str:
-    """The study's stored config as a Markdown table, one setting per row."""
+    """The study's stored config as a Markdown table, one setting per row, each shown as
+    plain text (a config string may hold a line break or Markdown of its own)."""
     lines = ["| setting | value |", "|---|---|"]
     for section, table in config.items():
         for key, value in table.items():
             shown = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-            lines.append(f"| {section}.{key} | {shown.replace('|', '/')} |")
+            lines.append(f"| {plain_markdown(f'{section}.{key}')} | {plain_markdown(shown)} |")
     return "\n".join(lines)
+
+
+def plain_markdown(text: str) -> str:
+    """``text`` as Markdown that renders as that text on one line: line breaks become
+    spaces, Markdown's punctuation is escaped."""
+    one_line = " ".join(text.splitlines())
+    return re.sub(r"([\\`*_{}\[\]()#+!<>|~])", r"\\\1", one_line)
 
 
 def attach_plots(name: str, storage_url: str) -> bool:
@@ -129,6 +139,19 @@ def best_trials_in_words(app: WSGIApp, storage: BaseStorage, study: int) -> WSGI
                 rows[trial] = None
         return rows[trial]
 
+    def search_best(detail: dict[str, Any]) -> list[dict[str, Any]]:
+        """The search's best trials: Optuna's best (or Pareto front) may hold confirm runs,
+        which train at another fidelity."""
+        if len(detail["directions"]) > 1:
+            return [t for t in detail["best_trials"]
+                    if not TrialRecord.from_trial(storage.get_trial(t["trial_id"])).is_apart]
+        from optuna_dashboard._serializer import serialize_frozen_trial  # the tested version's
+
+        best = best_of(storage.get_all_trials(study, deepcopy=False,
+                                              states=(TrialState.COMPLETE,)))
+        return [] if best is None else [
+            serialize_frozen_trial(study, best, storage.get_study_system_attrs(study))]
+
     def described(environ: dict[str, Any], start_response: Callable[..., Any]
                   ) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != path or environ.get("REQUEST_METHOD") != "GET":
@@ -146,6 +169,7 @@ def best_trials_in_words(app: WSGIApp, storage: BaseStorage, study: int) -> WSGI
         status, headers = answer
         if status.startswith("200"):
             detail = json.loads(body)
+            detail["best_trials"] = search_best(detail)
             for trial in detail["best_trials"]:
                 if (described_row := row(trial["trial_id"])) is not None:
                     trial["params"] = card_params(described_row)

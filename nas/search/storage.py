@@ -30,7 +30,8 @@ from ..errors import UserError
 from .optuna_api import backend_of, experimental_ok, grpc_server, serialize_sqlite
 
 _log = logging.getLogger(__name__)
-NAME_RULE = "use letters, digits, '-', '_' or '.' (not first)"
+MAX_NAME = 200  # characters: a name is also a file name (with suffixes), and a column
+NAME_RULE = f"use at most {MAX_NAME} letters, digits, '-', '_' or '.' (not first)"
 IDLE_IN_TRANSACTION_SECONDS = 30  # PostgreSQL ends a session stuck this long inside a transaction
 LOCK_TRY_SECONDS = 1.0    # one try for SQLite's write lock; interrupts are checked between tries
 LOCK_NOTICE_SECONDS = 10.0  # a wait for a lock this long is reported
@@ -43,12 +44,18 @@ LOCK_SUFFIX = ".skipnas-lock"  # a storage file's lock file, beside it
 
 def is_valid_name(name: str) -> bool:
     """Study names are file names: no path separators, no leading dot (no traversal)."""
-    return bool(name) and name[0] != "." and all(c.isalnum() or c in "-_." for c in name)
+    return 0 < len(name) <= MAX_NAME and name[0] != "." and \
+        all(c.isalnum() or c in "-_." for c in name)
+
+
+def shown_name(name: str) -> str:
+    """``name`` for an error message: cut when long."""
+    return repr(name) if len(name) <= 60 else f"{name[:40]!r}... ({len(name)} characters)"
 
 
 def check_name(name: str) -> str:
     if not is_valid_name(name):
-        raise UserError(f"study name {name!r}: {NAME_RULE}")
+        raise UserError(f"study name {shown_name(name)}: {NAME_RULE}")
     return name
 
 

@@ -9,6 +9,7 @@ the study still ends with exactly the configured number of finished trials.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -222,8 +223,13 @@ def study_style(study: optuna.Study) -> str:
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
     """The search's best single run: the completed trial with the highest accuracy (the first
-    objective), confirm trials apart."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    objective), confirm trials apart (Optuna's own `best_trial` may be a confirm run, at
+    another fidelity)."""
+    return best_of(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def best_of(complete: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """:func:`best_trial` among the completed trials ``complete``."""
     # Most accurate first, the first with a pattern that is no confirm run: records are read
     # for the few at the top only (a study of 100k trials).
     for t in sorted(complete, key=lambda t: t.values[0], reverse=True):
