@@ -13,6 +13,7 @@ import grpc
 import optuna
 import pytest
 
+import nas.search.proxy as proxy
 from nas.errors import UserError
 from nas.search.optuna_api import experimental_ok, grpc_client
 from nas.search.proxy import CA_ENV, TOKEN_ENV, server_keys
@@ -97,7 +98,8 @@ def test_a_loopback_proxy_says_every_local_user_can_use_it(tmp_path):
 def test_a_secured_proxy_serves_only_the_clients_that_present_its_token(tmp_path, monkeypatch):
     """The proxy listens on every address, with TLS and a token: a plain client (the red team's
     repro) cannot connect, a TLS client without the token or with another is refused every
-    call, a worker with both lists the studies; none is deleted."""
+    call, a worker with both lists the studies; none is deleted. A worker that does not trust
+    the proxy's certificate, or has no keys, is told so."""
     keys = _keys(tmp_path / "keys")
     database = _database(tmp_path, "first", "second")
     port = _free_port()
@@ -122,6 +124,22 @@ def test_a_secured_proxy_serves_only_the_clients_that_present_its_token(tmp_path
                 call()
             assert denied.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
+        monkeypatch.setattr(proxy, "GRPC_READY_SECONDS", 2)
+        stranger = _keys(tmp_path / "stranger")  # a certificate the proxy's is not
+        monkeypatch.setenv(CA_ENV, str(stranger / "proxy.crt"))
+        with pytest.raises(UserError) as untrusted:
+            open_storage(url)
+        assert str(untrusted.value).endswith(
+            f"(or the one there has no TLS, or a certificate that {CA_ENV}, "
+            f"{stranger / 'proxy.crt'}, does not sign)")
+        monkeypatch.delenv(CA_ENV)
+        monkeypatch.delenv(TOKEN_ENV)
+        with pytest.raises(UserError) as plain_worker:
+            open_storage(url)
+        assert str(plain_worker.value).endswith(
+            f"(one with TLS answers only with {CA_ENV} and {TOKEN_ENV} set)")
+
+        monkeypatch.setenv(CA_ENV, str(keys / "proxy.crt"))
         other = tmp_path / "other.token"
         other.write_text("0123456789abcdef0123456789abcdef")
         monkeypatch.setenv(TOKEN_ENV, str(other))

@@ -146,11 +146,12 @@ def open_proxy(url: str) -> optuna.storages.BaseStorage:
     try:
         storage.wait_server_ready(timeout=GRPC_READY_SECONDS)
     except ConnectionError:
-        tls = "" if keys is None else (f", or its TLS certificate is not signed by "
-                                       f"{os.environ[CA_ENV]} ({CA_ENV})")
+        why = (f" (one with TLS answers only with {CA_ENV} and {TOKEN_ENV} set)"
+               if keys is None else f" (or the one there has no TLS, or a certificate that "
+                                    f"{CA_ENV}, {os.environ[CA_ENV]}, does not sign)")
         raise UserError(f"no storage proxy answers at {host}:{port} within "
-                        f"{GRPC_READY_SECONDS} s{tls}; start one with `skipnas storage-proxy "
-                        f"--storage URL --port {port}`") from None
+                        f"{GRPC_READY_SECONDS} s; start one with `skipnas storage-proxy "
+                        f"--storage URL --port {port}`{why}") from None
     try:  # any call shows whether the proxy takes this client; a study of no name is cheap
         storage.get_study_id_from_name("")
     except KeyError:
