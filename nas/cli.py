@@ -347,9 +347,10 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
 
 
 def cmd_storage_proxy(args: argparse.Namespace) -> None:
-    from .search.storage import serve_proxy
+    from .search.proxy import serve_proxy, server_keys
 
-    serve_proxy(args.storage, args.host, args.port, args.threads)
+    keys = server_keys(args.tls_cert, args.tls_key, args.token_file)
+    serve_proxy(args.storage, args.host, args.port, args.threads, keys)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -727,18 +728,24 @@ def _add_worker_parser(sub: _Commands) -> None:
 
 
 def _add_storage_proxy_parser(sub: _Commands) -> None:
-    from .search.storage import PROXY_THREADS
+    from .search.proxy import CA_ENV, PROXY_THREADS, TOKEN_ENV
 
     p = sub.add_parser("storage-proxy", help="serve a study database to workers at "
                        "grpc://HOST:PORT (fleets beyond the database's connection limit)")
     p.add_argument("--storage", required=True,
                    help="the database: sqlite:///FILE.db or postgresql+psycopg://...")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (0.0.0.0: every machine that reaches this one; "
-                        "the channel is not encrypted, keep it inside a trusted network)")
+                   help="address to listen on (default: this machine only, where any of its "
+                        "users can connect; any other, e.g. 0.0.0.0, needs --tls-cert, "
+                        "--tls-key and --token-file)")
     p.add_argument("--port", type=int, default=13000)
     p.add_argument("--threads", type=_positive_int, default=PROXY_THREADS,
                    help="calls served at once (over one pool of database connections)")
+    p.add_argument("--tls-cert", metavar="PEM", help="the proxy's TLS certificate (workers "
+                   f"trust it through {CA_ENV}; deploy/proxy-keys.sh makes one)")
+    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    p.add_argument("--token-file", metavar="FILE", help="a file holding the token every call "
+                   f"must present (workers name the file in {TOKEN_ENV})")
     p.set_defaults(func=cmd_storage_proxy)
 
 

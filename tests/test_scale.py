@@ -335,9 +335,9 @@ def test_workers_through_a_storage_proxy_finish_exactly_the_study(tmp_path, kind
 
 
 def test_a_storage_proxy_that_does_not_answer_is_one_line(monkeypatch):
-    import nas.search.storage as storage
+    import nas.search.proxy as proxy
 
-    monkeypatch.setattr(storage, "GRPC_READY_SECONDS", 0.5)
+    monkeypatch.setattr(proxy, "GRPC_READY_SECONDS", 0.5)
     port = _free_port()
     with pytest.raises(UserError, match=f"no storage proxy answers at 127.0.0.1:{port} within "
                                         f"0.5 s; start one with `skipnas storage-proxy"):

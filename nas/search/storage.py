@@ -27,7 +27,7 @@ from optuna.storages._rdb import models
 
 from .. import interrupts
 from ..errors import UserError
-from .optuna_api import backend_of, experimental_ok, grpc_server, serialize_sqlite
+from .optuna_api import backend_of, serialize_sqlite
 
 _log = logging.getLogger(__name__)
 MAX_NAME = 200  # characters: a name is also a file name (with suffixes), and a column
@@ -36,9 +36,6 @@ IDLE_IN_TRANSACTION_SECONDS = 30  # PostgreSQL ends a session stuck this long in
 LOCK_TRY_SECONDS = 1.0    # one try for SQLite's write lock; interrupts are checked between tries
 LOCK_NOTICE_SECONDS = 10.0  # a wait for a lock this long is reported
 COMMIT_WAIT_SECONDS = 120  # SQLite's wait, at commit, for processes still reading
-GRPC_READY_SECONDS = 30    # a worker's wait for its storage proxy to answer
-PROXY_THREADS = 16         # calls a storage proxy serves at once, over one connection pool
-PROXY_GRACE_SECONDS = 5.0  # a stopped proxy finishes the calls in flight this long
 LOCK_SUFFIX = ".skipnas-lock"  # a storage file's lock file, beside it
 
 
@@ -134,7 +131,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     if scheme == "journal":
         return _open_journal(url)
     if scheme == "grpc":
-        return _open_grpc(url)
+        from .proxy import open_proxy  # which imports this module
+        return open_proxy(url)
     if not scheme.startswith(("sqlite", "postgresql", "mysql")):
         raise UserError(f"bad storage URL {mask_url(url)!r}: expected sqlite:///FILE.db, "
                         f"journal:///FILE.log, postgresql+psycopg://USER:PASS@HOST/DB or "
@@ -168,56 +166,6 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot open storage {mask_url(url)!r}: "
                         f"{_without_secrets(reason, url)}") from None
-
-
-def _grpc_address(url: str) -> tuple[str, int]:
-    host, _, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
-    if not url.startswith("grpc://") or not host or not port.isdigit():
-        raise UserError(f"bad storage URL {url!r}: use grpc://HOST:PORT (a `skipnas "
-                        f"storage-proxy`)")
-    return host, int(port)
-
-
-def _check_grpc() -> None:
-    try:
-        import grpc  # noqa: F401
-    except ImportError:
-        raise UserError("grpc:// storages and `skipnas storage-proxy` need grpcio: "
-                        "pip install 'skipnas[grpc]'") from None
-
-
-def _open_grpc(url: str) -> optuna.storages.BaseStorage:
-    host, port = _grpc_address(url)
-    _check_grpc()
-    with experimental_ok():
-        storage = optuna.storages.GrpcStorageProxy(host=host, port=port)
-    try:
-        storage.wait_server_ready(timeout=GRPC_READY_SECONDS)
-    except ConnectionError:
-        raise UserError(f"no storage proxy answers at {host}:{port} within "
-                        f"{GRPC_READY_SECONDS} s; start one with `skipnas storage-proxy "
-                        f"--storage URL --port {port}`") from None
-    return storage
-
-
-def serve_proxy(storage_url: str, host: str, port: int, threads: int = PROXY_THREADS) -> None:
-    """Serve the storage at ``storage_url`` to workers at grpc://HOST:PORT until stopped
-    (Optuna's gRPC storage proxy: every worker's calls go through this one process, so a
-    fleet needs the proxy's pool of database connections, not one per worker)."""
-    if storage_url.split(":", 1)[0] in ("grpc", "journal"):
-        raise UserError(f"the proxy serves a database (sqlite:///... or postgresql+psycopg://"
-                        f"...), not {mask_url(storage_url)!r}")
-    _check_grpc()
-    # Optuna's cache in front of the database, as its proxy documentation asks.
-    storage = optuna.storages.get_storage(open_storage(storage_url))
-    server = grpc_server(storage, host, port, threads)
-    server.start()
-    _log.warning("storage proxy for %s at grpc://%s:%d (%d threads); stop it with Ctrl-C",
-                 mask_url(storage_url), host, port, threads)
-    try:
-        server.wait_for_termination()
-    finally:  # Ctrl-C or SIGTERM: the calls in flight finish, none is cut mid-transaction
-        server.stop(grace=PROXY_GRACE_SECONDS).wait()
 
 
 def liveness_clock(storage: optuna.storages.BaseStorage) -> Callable[[], float]:
