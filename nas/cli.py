@@ -112,6 +112,8 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
                  ("trials", getattr(args, "trials", None)),
                  ("workers", getattr(args, "workers", None)))
     changes: dict[str, Any] = {k: v for k, v in overrides if v is not None}
+    if getattr(args, "threads", None) is not None:
+        changes["training"] = replace(cfg.training, threads=args.threads)
     return replace(cfg, **changes) if changes else cfg
 
 
@@ -768,6 +770,9 @@ def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True,
     p.add_argument("--workers", type=_natural,
                    help="worker processes on this machine, sharing its cores or GPUs "
                         "(default: the config's workers; 0: one per CPU core, or 4 per GPU)")
+    p.add_argument("--threads", type=_positive_int,
+                   help="CPU threads each worker trains on (default: the config's [training] "
+                        "threads; unset, this machine's workers of the study share its cores)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 

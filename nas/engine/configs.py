@@ -103,6 +103,8 @@ class TrainConfig:
     compile: str = "none"            # torch.compile mode for the training step, or "none"
     seed: int = 0
     device: str = "auto"             # "auto", "cpu", "cuda", "cuda:1", ...
+    threads: int = 0                 # CPU threads; 0: OMP_NUM_THREADS, else every core (a
+                                     # study's workers share a machine's cores instead)
 
     def __post_init__(self):
         require(self.epochs is None or self.epochs >= 1, "epochs", "must be >= 1")
@@ -117,6 +119,7 @@ class TrainConfig:
         require(math.isfinite(self.lr) and math.isfinite(self.weight_decay), "lr",
                 "lr and weight_decay must be finite")
         require(0 <= self.seed < 2 ** 32, "seed", "must be in 0..2**32-1")
+        require(0 <= self.threads <= 1024, "threads", "must be in 0..1024 (0: automatic)")
         require(self.compile in COMPILE_MODES, "compile",
                 f"{self.compile!r}: use one of {', '.join(COMPILE_MODES)}")
         require(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None, "device",

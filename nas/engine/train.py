@@ -72,10 +72,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def seed_everything(seed: int, device: torch.device) -> None:
+def seed_everything(seed: int, device: torch.device, threads: int = 0) -> None:
+    """Seed torch; on CPU train on ``threads`` threads (0: OMP_NUM_THREADS, else every core)."""
     torch.manual_seed(seed)
     if device.type == "cpu":
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+        torch.set_num_threads(threads or int(os.environ.get("OMP_NUM_THREADS") or 0)
+                              or os.cpu_count() or 1)
         # Same seed, same accuracy: CPU kernels are deterministic with this set.
         torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -108,7 +110,7 @@ def train(spec: "PatternSpec", data: DataBundle | DataConfig, cfg: TrainConfig, 
         spec = spec.with_data(info.input_shape, info.num_classes)
     check_fits(spec.pattern.stages, spec.pattern.connections, spec.arch, cfg.batch_size,
                f"pattern {spec.hash}")
-    seed_everything(cfg.seed, data.train.labels.device)
+    seed_everything(cfg.seed, data.train.labels.device, cfg.threads)
     model = build_model(spec)
     trainer = Trainer(model, data, cfg, on_epoch=on_epoch, on_batch=on_batch, progress=progress,
                       checkpoint=checkpoint, identity={"pattern": spec.hash,

@@ -66,6 +66,7 @@ class TrialRecord:
     params: int | None = None
     flops: int | None = None
     device: str | None = None
+    threads: int | None = None             # CPU threads it trained on (CPU trials)
     worker: str | None = None              # "host:pid" of the worker that claimed it
     # The outcome.
     reused_from: int | None = None         # number of the completed twin whose result it reuses

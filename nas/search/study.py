@@ -140,7 +140,7 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
 
 # Settings that may differ between the machines that share a study, and between runs of it
 # (fidelity.target judges the report only; studies made before it was left out store it).
-PER_MACHINE = ("training.device", "training.compile", "data.root")
+PER_MACHINE = ("training.device", "training.compile", "training.threads", "data.root")
 PER_RUN = ("fidelity.target",)
 # Keys added to the stored config after studies were made, with the value those studies ran.
 ADDED_LATER = {"sampler.score": "-mean_distance"}

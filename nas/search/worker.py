@@ -12,7 +12,6 @@ import math
 import multiprocessing
 import os
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -31,6 +30,7 @@ from ..engine.spec import PatternSpec, make_spec
 from ..engine.train import TrainResult, resolve_device, train
 from ..errors import UserError
 from .config import Fidelity, StudyConfig
+from .cores import CoreShare, worker_name
 from .liveness import Heartbeat, StaleSweep, can_requeue, first_beat, requeue
 from .optuna_api import live_trial, params_in_one_transaction, storage_of, tell_live, trial_id
 from .reads import StudyReads, claim_next, ensure_indexes
@@ -54,6 +54,7 @@ class Objective:
         self._data = {cfg.data: cfg.data.load(self.device)}
         self.progress = progress
         self.twins = TwinIndex()
+        self.threads = cfg.training.threads  # CPU threads of the next trial (CoreShare)
 
     def data(self, data_cfg: DataConfig) -> DataBundle:
         """The data of a fidelity, loaded once per worker."""
@@ -106,8 +107,9 @@ class Objective:
         spec = make_spec(pattern, self.cfg.architecture,
                          origin={"study": self.cfg.name, "trial": trial.number, "seed": seed,
                                  **template})
+        cpu = {"threads": self.threads} if self.device.type == "cpu" and self.threads else {}
         record(trial, spec=spec.to_dict(), hash=pattern.hash, seed=seed, device=str(self.device),
-               style=pattern.style, **spec.metrics)
+               style=pattern.style, **cpu, **spec.metrics)
         return spec
 
     def train(self, trial: optuna.Trial, spec: PatternSpec, seed: int, fidelity: Fidelity,
@@ -124,7 +126,8 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after epoch {epoch} at accuracy {accuracy:.4f}")
 
         data_cfg, train_cfg = cfg.at_fidelity(fidelity)
-        result = train(spec, self.data(data_cfg), replace(train_cfg, seed=seed), on_epoch=report,
+        result = train(spec, self.data(data_cfg), replace(train_cfg, seed=seed,
+                                                          threads=self.threads), on_epoch=report,
                        on_batch=interrupts.check, progress=self.progress).result
         record(trial, train_seconds=result.train_seconds, val_curve=result.val_curve,
                loss_curve=result.loss_curve, images_per_second=result.images_per_second,
@@ -270,7 +273,8 @@ class WorkerReport:
 
 
 def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = True,
-               study: optuna.Study | None = None, poll_seconds: float = 1.0) -> WorkerReport:
+               study: optuna.Study | None = None, poll_seconds: float = 1.0,
+               local_workers: int = 1) -> WorkerReport:
     """Claim and run WAITING trials until none is waiting and none is running elsewhere
     (a running one may still fail and be queued again here). Each pass first fails the trials
     of workers silent for 3 heartbeats and queues their slots again. Ctrl-C and SIGTERM take
@@ -279,7 +283,10 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
     The sampler is seeded with ``seed``, or else with the study's seed plus the number of the
     first trial this worker claims: one worker on a fresh study replays exactly, while a
     restart, an extension or another worker (each claims a later trial first) proposes new
-    patterns instead of drawing the same ones again."""
+    patterns instead of drawing the same ones again.
+
+    Before each trial the worker takes its share of the machine's cores (:class:`CoreShare`;
+    ``local_workers``: the workers its caller started on this machine)."""
     seeded = seed is not None
     with interrupts.deferred():
         if study is None:
@@ -291,12 +298,13 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
         storage = storage_of(study)
         sweep = StaleSweep(3 * cfg.heartbeat_seconds, liveness_clock(storage))
         objective = Objective(cfg)
+        share = CoreShare(cfg.training.threads, local_workers)
         report = WorkerReport()
         bar = _StudyBar(study, disable=not progress)
         while True:
             interrupts.check()
             sweep(study, storage)
-            claimed = claim_next(study, TrialRecord(worker=_worker_name()).to_user_attrs(),
+            claimed = claim_next(study, TrialRecord(worker=worker_name()).to_user_attrs(),
                                  first_beat())
             if claimed is None:
                 if not StudyReads(study).trials((TrialState.RUNNING,), keys=()):
@@ -308,6 +316,8 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
                 study.sampler = make_sampler(cfg, (cfg.seed + claimed.number) % 2 ** 32)
                 seeded = True
             start = time.perf_counter()
+            if objective.device.type == "cpu":
+                objective.threads = share(study)
             frozen = _run_one(study, claimed, objective, cfg.heartbeat_seconds)
             if frozen is None:
                 bar.note(f"trial {claimed.number} was failed and queued again while this "
@@ -343,12 +353,11 @@ def auto_workers(device: str) -> int:
 def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
                 study: optuna.Study | None = None) -> WorkerReport:
     """``workers`` workers on this machine (0: :func:`auto_workers`): this process and
-    ``workers - 1`` spawned ones, each of those on its share of the CPU cores (torch threads),
+    ``workers - 1`` spawned ones, each on its share of the CPU cores (:class:`CoreShare`),
     spreading over the GPUs (``device = "auto"`` or ``"cuda"``)."""
     workers = workers or auto_workers(cfg.training.device)
     if workers == 1:
         return run_worker(cfg, progress=progress, study=study)
-    threads = max(1, (os.cpu_count() or 1) // workers)
     devices = [cfg.training.device] * workers
     if resolve_device(cfg.training.device).type == "cuda" and \
             cfg.training.device in ("auto", "cuda"):
@@ -357,20 +366,18 @@ def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
     context = multiprocessing.get_context("spawn")  # no forked CUDA or storage state
     reports = context.Queue()
     children = [context.Process(target=_child_worker, daemon=True,
-                                args=(_on_device(cfg, devices[w]), reports, threads))
+                                args=(_on_device(cfg, devices[w]), reports, workers))
                 for w in range(1, workers)]
     for child in children:
         child.start()
-    before = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # this process trains on its share too
     try:
-        report = run_worker(_on_device(cfg, devices[0]), progress=progress, study=study)
+        report = run_worker(_on_device(cfg, devices[0]), progress=progress, study=study,
+                            local_workers=workers)
         for child in children:
             child.join()
             if child.exitcode == 0:
                 report += WorkerReport(**reports.get(timeout=60))
     finally:
-        _restore_env("OMP_NUM_THREADS", before)
         for child in children:  # interrupted: the others give their trials back too
             if child.is_alive():
                 child.terminate()
@@ -382,30 +389,19 @@ def run_workers(cfg: StudyConfig, workers: int, *, progress: bool = True,
     return report
 
 
-def _restore_env(name: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
-
-
 def _on_device(cfg: StudyConfig, device: str) -> StudyConfig:
     return cfg if device == cfg.training.device else \
         replace(cfg, training=replace(cfg.training, device=device))
 
 
-def _child_worker(cfg: StudyConfig, reports: Any, threads: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # this process's: its trials train on these
+def _child_worker(cfg: StudyConfig, reports: Any, local_workers: int) -> None:
     signal.signal(signal.SIGTERM, interrupts.terminate)  # like the CLI: give the trial back
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        reports.put(dataclasses.asdict(run_worker(cfg, progress=False)))
+        reports.put(dataclasses.asdict(run_worker(cfg, progress=False,
+                                                  local_workers=local_workers)))
     except KeyboardInterrupt:
         sys.exit(128 + signal.SIGINT)
-
-
-def _worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _run_one(study: optuna.Study, claimed: FrozenTrial, objective: Objective,
