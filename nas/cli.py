@@ -127,7 +127,7 @@ def cmd_study_start(args: argparse.Namespace) -> None:
 
     cfg = _study_config(args)
     clock = time.perf_counter()
-    study = create_study(cfg)
+    study = create_study(cfg, progress=not args.quiet)
     space = cfg.search_space
     print(f"study {cfg.name!r} in {mask_url(cfg.storage_url)}: {space.name} space "
           f"({space.style}), layers {list(space.layers)}, budget {space.build().budget} "

@@ -281,6 +281,58 @@ def test_a_worker_stopped_inside_a_transaction_does_not_block_the_study(tmp_path
     stuck.invalidate()
 
 
+@pytest.mark.skipif(not POSTGRES, reason="scripts/test.sh starts PostgreSQL")
+def test_a_long_read_on_postgresql_is_not_cut_off_but_a_paused_writer_is(monkeypatch):
+    """N5: every session carried the idle-in-transaction timeout, so a read doing more Python
+    work than it between two statements (read_trials parsing a large study's rows) was cut
+    off. Only a transaction that writes or locks is cut off now (the timeout lowered to 1 s
+    here, each pause 2 s)."""
+    from sqlalchemy import text
+
+    import nas.search.snapshot as snapshot
+    import nas.search.storage as storage
+
+    monkeypatch.setattr(storage, "IDLE_IN_TRANSACTION_SECONDS", 1)
+    study = optuna.create_study(storage=open_storage(POSTGRES))
+    study.enqueue_trial({}, user_attrs={"k": 1})
+    engine = open_storage(POSTGRES).engine
+    real_parsed = snapshot._parsed
+
+    def parsed_slowly(*args, **kwargs):
+        time.sleep(2)
+        return real_parsed(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "_parsed", parsed_slowly)
+    trials = snapshot.read_trials(storage.backend_of(study._storage), study._study_id)
+    assert [t.user_attrs for t in trials] == [{"k": 1}]
+    for holds in ("SELECT study_id FROM studies FOR UPDATE",
+                  "UPDATE studies SET study_name = study_name WHERE study_id = -1"):
+        with engine.connect() as db:
+            db.execute(text(holds))
+            time.sleep(2)
+            with pytest.raises(sqlalchemy.exc.DBAPIError, match="idle-in-transaction"):
+                db.execute(text("SELECT 1"))
+
+
+@pytest.mark.parametrize("statement, writes", [
+    ("SELECT trials.trial_id FROM trials WHERE trials.study_id = %(id)s", False),
+    ("\n  with t as (select 1) select * from t", False),
+    ("SELECT studies.study_id FROM studies WHERE studies.study_id = 1 FOR UPDATE", True),
+    ("SELECT trial_id FROM trials WHERE trial_id = 3 FOR NO KEY UPDATE", True),
+    ("SELECT trial_id FROM trials FOR KEY SHARE", True),
+    ("SELECT pg_advisory_lock(42)", True),
+    ("INSERT INTO trials (number) VALUES (1) RETURNING trials.trial_id", True),
+    ("WITH x AS (DELETE FROM trials RETURNING 1) SELECT 1", True),
+    ("update trials set state = 'FAIL'", True),
+    ("CREATE INDEX IF NOT EXISTS i ON trials (state)", True),
+    ("SHOW idle_in_transaction_session_timeout", True),  # not known to be a read: limited
+])
+def test_what_counts_as_a_statement_that_writes_or_locks(statement, writes):
+    from nas.search.storage import writes_or_locks
+
+    assert writes_or_locks(statement) == writes
+
+
 @pytest.mark.slow
 def test_three_sqlite_workers_one_killed_the_starter_interrupted_and_restarted(tmp_path):
     n = 10

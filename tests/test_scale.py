@@ -1,8 +1,13 @@
 """What keeps large studies fast: the one-pass snapshot that read-only commands load, and the
 even samples that figures draw."""
+import json
 import math
+import os
+import signal
+import threading
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -63,20 +68,40 @@ def test_a_snapshot_reads_every_trial_as_optuna_does(storage_url):
             assert a.params == {} and a.intermediate_values == {}
 
 
+def _chunk_writer(storage_url: str) -> str:
+    """The name, in nas.search.queue, of the call that writes one chunk to this storage."""
+    return "append_waiting_trials" if storage_url.startswith("journal") else "_insert"
+
+
+def _journal_records(url: str, study: optuna.Study) -> list[dict]:
+    """The journal's trial-creating records of ``study``, less the writer's and study's ids."""
+    path = url.removeprefix("journal:///")
+    records = [json.loads(line) for line in Path(path).read_text("utf-8").splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("worker_id", "study_id")}
+            for r in records if r["op_code"] == 4 and r["study_id"] == study._study_id]
+
+
 def test_trials_queued_in_bulk_are_those_optuna_queues(storage_url, monkeypatch):
     """`enqueue` writes what Optuna's enqueue_trial writes, numbered after the study's trials,
-    a chunk per transaction; a worker's claim takes them in order."""
+    a chunk per transaction (a journal: per locked append, its records Optuna's own), and the
+    process that queued them reads them at once; a worker's claim takes them in order."""
     import nas.search.queue as queue
     from nas.search.reads import claim_next
 
     monkeypatch.setattr(queue, "CHUNK", 3)
     attrs = [{"slot": "search"}, {"slot": "baseline", "template": "log", "seed": 1}, {}] * 3
-    studies = {}
+    studies, appends = {}, []
     for how in ("bulk", "optuna"):
         name = _varied_study(storage_url)   # 12 trials in every state before the queue
         study = optuna.load_study(study_name=name, storage=open_storage(storage_url))
         if how == "bulk":
+            if storage_url.startswith("journal"):
+                backend = study._storage._backend
+                monkeypatch.setattr(backend, "append_logs", lambda logs, real=backend.append_logs:
+                                    appends.append(len(logs)) or real(logs))
             queue.enqueue(study, attrs)
+            assert study.get_trials(deepcopy=False) == optuna.load_study(
+                study_name=name, storage=open_storage(storage_url)).get_trials(deepcopy=False)
         else:
             for a in attrs:
                 study.enqueue_trial({}, user_attrs=a)
@@ -84,10 +109,15 @@ def test_trials_queued_in_bulk_are_those_optuna_queues(storage_url, monkeypatch)
     bulk, optunas = (s.get_trials(deepcopy=False)[12:] for s in studies.values())
     assert len(bulk) == len(optunas) == len(attrs)
     for a, b in zip(bulk, optunas):
-        assert (a.number, a.state, a.params, a.user_attrs, a.system_attrs, a.datetime_start,
-                a.values) == (b.number, b.state, b.params, b.user_attrs, b.system_attrs,
-                              b.datetime_start, b.values)
-    if not storage_url.startswith("journal"):
+        assert (a.number, a.state, a.params, a.distributions, a.user_attrs, a.system_attrs,
+                a.datetime_start, a.datetime_complete, a.values, a.intermediate_values) == \
+            (b.number, b.state, b.params, b.distributions, b.user_attrs, b.system_attrs,
+             b.datetime_start, b.datetime_complete, b.values, b.intermediate_values)
+    if storage_url.startswith("journal"):
+        assert appends == [3, 3, 3]
+        assert _journal_records(storage_url, studies["bulk"])[12:] == \
+            _journal_records(storage_url, studies["optuna"])[12:]
+    else:
         claimed = claim_next(studies["bulk"])
         assert claimed is not None and claimed._trial_id == bulk[0]._trial_id
 
@@ -102,22 +132,82 @@ def test_a_trial_another_process_adds_between_two_chunks_keeps_its_own_number(st
     name = _varied_study(storage_url)
     study = optuna.load_study(study_name=name, storage=open_storage(storage_url))
     other = optuna.load_study(study_name=name, storage=open_storage(storage_url))
-    real_insert = queue._insert
+    real_write = getattr(queue, _chunk_writer(storage_url))
 
-    def insert_then_another_adds(*args, **kwargs):
-        after = real_insert(*args, **kwargs)
+    def write_then_another_adds(*args, **kwargs):
+        after = real_write(*args, **kwargs)
         other.enqueue_trial({}, user_attrs={"by": "other"})
         return after
 
-    monkeypatch.setattr(queue, "_insert", insert_then_another_adds)
+    monkeypatch.setattr(queue, _chunk_writer(storage_url), write_then_another_adds)
     queue.enqueue(study, [{"k": k} for k in range(7)])
-    trials = optuna.load_study(study_name=name, storage=open_storage(storage_url)).trials
-    assert [t.number for t in trials] == list(range(12 + 7 + (4 if "journal" not in
-                                                               storage_url else 0)))
-    ids = [t._trial_id for t in trials]
-    assert ids == sorted(ids)   # numbered in the order they were written
-    assert [t.user_attrs.get("k") for t in trials[12:] if "by" not in t.user_attrs] == \
-        list(range(7))
+    for seen in (study, optuna.load_study(study_name=name, storage=open_storage(storage_url))):
+        trials = seen.get_trials(deepcopy=False)
+        assert [t.number for t in trials] == list(range(12 + 7 + 4))
+        ids = [t._trial_id for t in trials]
+        assert ids == sorted(ids)   # numbered in the order they were written
+        assert [t.user_attrs.get("k") for t in trials[12:] if "by" not in t.user_attrs] == \
+            list(range(7))
+        assert [t.number for t in trials if "by" in t.user_attrs] == [14, 17, 20, 22]
+
+
+def test_ctrl_c_while_a_chunk_is_written_stops_the_queue_after_that_chunk(storage_url,
+                                                                          monkeypatch):
+    import nas.search.queue as queue
+
+    monkeypatch.setattr(queue, "CHUNK", 4)
+    study = optuna.create_study(study_name=f"q-{uuid.uuid4().hex[:8]}",
+                                storage=open_storage(storage_url))
+    real_write = getattr(queue, _chunk_writer(storage_url))
+
+    def interrupted_while_writing(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(queue, _chunk_writer(storage_url), interrupted_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        queue.enqueue(study, [{"k": k} for k in range(10)])
+    stored = optuna.load_study(study_name=study.study_name, storage=open_storage(storage_url))
+    assert [t.user_attrs["k"] for t in stored.trials] == [0, 1, 2, 3]
+
+
+def test_a_queue_of_more_than_a_chunk_shows_a_progress_bar(tmp_path, monkeypatch, capsys):
+    import nas.search.queue as queue
+
+    monkeypatch.setattr(queue, "CHUNK", 2)
+    study = optuna.create_study(study_name="q", storage=open_storage(url_of("journal",
+                                                                             tmp_path)))
+    for n, progress in ((2, True), (5, False), (5, True)):
+        queue.enqueue(study, [{"k": k} for k in range(n)], progress=progress)
+        shown = capsys.readouterr().err
+        assert ("queueing" in shown and f"{n}/{n}" in shown) == (n > 2 and progress), shown
+    assert len(study.trials) == 12
+
+
+def test_a_journal_queue_waits_while_another_process_appends(tmp_path, monkeypatch):
+    """Each chunk is appended under the journal's file lock: while another process holds it
+    (mid-append), nothing of the queue is written; once it lets go, the queue is."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    import nas.search.queue as queue
+
+    url = url_of("journal", tmp_path)
+    study = optuna.create_study(study_name="q", storage=open_storage(url))
+    lock = study._storage._backend._lock
+    asking, real_acquire = threading.Event(), lock.acquire
+    monkeypatch.setattr(lock, "acquire", lambda: asking.set() or real_acquire())
+    other = JournalFileSymlinkLock(url.removeprefix("journal:///"))
+    other.acquire()
+    try:
+        queuing = threading.Thread(target=queue.enqueue, args=(study, [{"k": 0}, {"k": 1}]))
+        queuing.start()
+        assert asking.wait(30)
+        queuing.join(0.5)
+        assert queuing.is_alive() and _journal_records(url, study) == []
+    finally:
+        other.release()
+    queuing.join(30)
+    assert [t.user_attrs for t in study.trials] == [{"k": 0}, {"k": 1}]
 
 
 def _commits(study: optuna.Study) -> list[int]:

@@ -21,8 +21,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 if TYPE_CHECKING:
     import grpc
+    from optuna.storages import JournalStorage
 
 TESTED_WITH = "5.0"  # the Optuna release these calls were checked against (major.minor)
+FIXED_PARAMS = "fixed_params"  # the system attr Optuna's enqueue_trial sets (params: none here)
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:
@@ -56,7 +58,7 @@ def live_trial(study: optuna.Study, trial_id: int,
     trial._cached_frozen_trial = frozen
     study.sampler.before_trial(optuna.pruners._filter_study(study, frozen), frozen)
     trial.relative_search_space, trial._relative_params = None, None
-    trial._fixed_params = frozen.system_attrs.get("fixed_params", {})
+    trial._fixed_params = frozen.system_attrs.get(FIXED_PARAMS, {})
     return trial
 
 
@@ -400,6 +402,33 @@ def first_distribution(db: Connection, study: int, name: str) -> Any:
         models.TrialParamModel.__table__, models.TrialModel.__table__)
         .where(t.study_id == study, p.param_name == name).limit(1)).scalar()
     return None if first is None else json_to_distribution(first)
+
+
+def journal_of(storage: BaseStorage) -> JournalStorage | None:
+    """The journal storage ``storage`` is, or None for any other kind."""
+    from optuna.storages import JournalStorage
+
+    return storage if isinstance(storage, JournalStorage) else None
+
+
+def append_waiting_trials(journal: JournalStorage, study: int,
+                          user_attrs: Sequence[dict[str, Any]]) -> None:
+    """Queue one WAITING trial per entry of ``user_attrs`` in study ``study`` of ``journal``:
+    the records Optuna's `enqueue_trial` appends one locked write each (Optuna 5.0's
+    `create_new_trial` with enqueue_trial's template), appended in one write under the
+    journal's file lock. The replay numbers them in file order, after whatever other processes
+    appended before; this process's replay then reads them in, as Optuna's write does."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    with journal._thread_lock:
+        worker = journal._replay_result.worker_id
+        journal._backend.append_logs([
+            {"op_code": JournalOperation.CREATE_TRIAL, "worker_id": worker, "study_id": study,
+             "datetime_start": None, "state": TrialState.WAITING, "value": None,
+             "values": None, "distributions": {}, "params": {}, "user_attrs": attrs,
+             "system_attrs": {FIXED_PARAMS: {}}, "intermediate_values": {}}
+            for attrs in user_attrs])
+        journal._sync_with_backend()
 
 
 def serialize_sqlite(storage: RDBStorage, begin: Callable[[Any], None]) -> None:

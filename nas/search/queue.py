@@ -1,11 +1,12 @@
 """Queueing many WAITING trials at once.
 
-Optuna's `enqueue_trial` writes each trial in its own transaction and numbers it by counting
-the study's earlier trials, so queueing a million took hours. On an RDB storage (SQLite,
-PostgreSQL) the trials are written here a chunk per transaction, exactly as `enqueue_trial`
-writes them (state WAITING, no start time, the user attrs, `fixed_params` {} as the only
-system attr, numbered in order after the study's last trial); journal files, storage proxies
-and in-memory studies keep `enqueue_trial`.
+Optuna's `enqueue_trial` writes each trial in its own transaction (a journal: its own locked
+append) and numbers it by counting the study's earlier trials, so queueing a million took
+hours. Here the trials are written a chunk per transaction on an RDB storage (SQLite,
+PostgreSQL) and a chunk per locked append on a journal file, exactly as `enqueue_trial` writes
+them (state WAITING, no start time, the user attrs, `fixed_params` {} as the only system attr,
+numbered in order after the study's last trial); storage proxies and in-memory studies keep
+`enqueue_trial`.
 """
 from __future__ import annotations
 
@@ -18,34 +19,40 @@ import optuna
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 from sqlalchemy import func, insert, select
+from tqdm.auto import tqdm
 
 from .. import interrupts
-from .optuna_api import storage_of, study_id
+from .optuna_api import FIXED_PARAMS, append_waiting_trials, journal_of, storage_of, study_id
 from .snapshot import rdb_backend
 
-CHUNK = 5000  # trials per transaction: a Ctrl-C waits for at most one chunk's commit
-FIXED_PARAMS = "fixed_params"  # the system attr Optuna's enqueue_trial sets (params: none here)
+CHUNK = 5000  # trials per transaction or append: a Ctrl-C waits for at most one chunk's write
 
 
-def enqueue(study: optuna.Study, user_attrs: Sequence[dict[str, Any]]) -> None:
+def enqueue(study: optuna.Study, user_attrs: Sequence[dict[str, Any]],
+            progress: bool = False) -> None:
     """Queue one WAITING trial per entry of ``user_attrs`` (its user attrs), in order. Each
-    chunk numbers its trials after every trial the study holds when it commits, as Optuna
+    chunk numbers its trials after every trial the study holds when it is written, as Optuna
     does (a worker may re-queue a trial between two chunks). Ctrl-C takes effect between two
-    chunks, never inside one's commit."""
-    rdb = rdb_backend(storage_of(study))
-    with interrupts.deferred():
-        if rdb is None or not rdb.engine.dialect.\
-                insert_executemany_returning_sort_by_parameter_order:
-            # Journal files, proxies; databases without RETURNING on many rows (MySQL, SQLite
-            # before 3.35): Optuna's own, a trial at a time.
-            for attrs in user_attrs:
-                interrupts.check()
-                study.enqueue_trial({}, user_attrs=attrs)
-            return
-        after: tuple[int, int] | None = None   # (next number, last trial id) of the last chunk
+    chunks, never inside one's write. ``progress``: a bar when there is more than a chunk."""
+    storage = storage_of(study)
+    rdb, journal = rdb_backend(storage), journal_of(storage)
+    if rdb is not None and not rdb.engine.dialect.\
+            insert_executemany_returning_sort_by_parameter_order:
+        rdb = None  # MySQL, SQLite before 3.35: no RETURNING on many rows
+    after: tuple[int, int] | None = None   # (next number, last trial id) of the last chunk
+    with interrupts.deferred(), tqdm(total=len(user_attrs), unit="trial", desc="queueing",
+                                     disable=not progress or len(user_attrs) <= CHUNK) as bar:
         for chunk in _chunks(user_attrs, CHUNK):
             interrupts.check()
-            after = _insert(rdb, study_id(study), chunk, after)
+            if rdb is not None:
+                after = _insert(rdb, study_id(study), chunk, after)
+            elif journal is not None:
+                append_waiting_trials(journal, study_id(study), chunk)
+            else:  # proxies, MySQL: Optuna's own, a trial at a time
+                for attrs in chunk:
+                    interrupts.check()
+                    study.enqueue_trial({}, user_attrs=attrs)
+            bar.update(len(chunk))
 
 
 def _chunks(items: Sequence[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

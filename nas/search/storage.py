@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 import optuna
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
+from sqlalchemy import Connection, Engine
 
 from .. import interrupts
 from ..errors import UserError
@@ -32,7 +34,7 @@ from .optuna_api import backend_of, serialize_sqlite
 _log = logging.getLogger(__name__)
 MAX_NAME = 200  # characters: a name is also a file name (with suffixes), and a column
 NAME_RULE = f"use at most {MAX_NAME} letters, digits, '-', '_' or '.' (not first)"
-IDLE_IN_TRANSACTION_SECONDS = 30  # PostgreSQL ends a session stuck this long inside a transaction
+IDLE_IN_TRANSACTION_SECONDS = 30  # a session idle this long in a writing transaction is ended
 LOCK_TRY_SECONDS = 1.0    # one try for SQLite's write lock; interrupts are checked between tries
 LOCK_NOTICE_SECONDS = 10.0  # a wait for a lock this long is reported
 COMMIT_WAIT_SECONDS = 120  # SQLite's wait, at commit, for processes still reading
@@ -144,12 +146,6 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": COMMIT_WAIT_SECONDS}}
     else:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
-        if scheme.startswith("postgresql"):
-            # A worker paused inside a transaction would hold its row locks and block every
-            # other worker's claim or failure of its trial; the server ends such a session.
-            timeout_ms = IDLE_IN_TRANSACTION_SECONDS * 1000
-            kwargs["engine_kwargs"]["connect_args"] = {
-                "options": f"-c idle_in_transaction_session_timeout={timeout_ms}"}
     try:
         # Two processes creating the schema of a fresh SQLite file at once collide, and one
         # that looks while another is creating it sees half a schema: both wait for the lock.
@@ -159,13 +155,48 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             with _file_lock(file):
                 _check_optuna_file(file)
                 return SQLiteStorage(url, file, **kwargs)
-        return RDBStorage(url, **kwargs)
+        storage = RDBStorage(url, **kwargs)
+        if scheme.startswith("postgresql"):
+            _limit_idle_writes(storage.engine)
+        return storage
     except UserError:
         raise
     except Exception as e:  # SQLAlchemy/driver errors vary by backend
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot open storage {mask_url(url)!r}: "
                         f"{_without_secrets(reason, url)}") from None
+
+
+# Statements that may write or lock rows (or take advisory locks): all but plain reads.
+_READ = re.compile(r"\s*(SELECT|WITH)\b", re.IGNORECASE)
+_WRITE_OR_LOCK = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|SHARE)\b|advisory", re.IGNORECASE)
+_IDLE_LIMIT_SET = "skipnas_idle_limit_set"  # in a connection's info: set in this transaction
+
+
+def writes_or_locks(statement: str) -> bool:
+    """Whether an SQL statement may write or lock: anything but a plain SELECT."""
+    return not _READ.match(statement) or bool(_WRITE_OR_LOCK.search(statement))
+
+
+def _limit_idle_writes(engine: Engine) -> None:
+    """Have PostgreSQL end a session that sits idle for IDLE_IN_TRANSACTION_SECONDS inside a
+    transaction that writes or locks: a worker paused there would hold its row locks and block
+    every other worker's claim or failure of its trial. Set per transaction (`SET LOCAL`, at
+    its first such statement) and not on the session, so a long read, which locks no row,
+    may work between its statements as long as it needs."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "begin")
+    @event.listens_for(engine, "rollback_savepoint")  # it undoes a SET LOCAL made within
+    def _unset(connection: Connection, *_: Any) -> None:
+        connection.info.pop(_IDLE_LIMIT_SET, None)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _limit(connection: Connection, cursor: Any, statement: str, *_: Any) -> None:
+        if _IDLE_LIMIT_SET not in connection.info and writes_or_locks(statement):
+            cursor.execute(f"SET LOCAL idle_in_transaction_session_timeout = "
+                           f"{int(IDLE_IN_TRANSACTION_SECONDS * 1000)}")
+            connection.info[_IDLE_LIMIT_SET] = True
 
 
 def liveness_clock(storage: optuna.storages.BaseStorage) -> Callable[[], float]:

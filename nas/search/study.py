@@ -112,8 +112,10 @@ def counts_as_slot(t: FrozenTrial) -> bool:
 
 
 def create_study(cfg: StudyConfig, seed: int | None = None,
-                 storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
-    """Create the study (or load it) and enqueue the trials still missing from the config."""
+                 storage: optuna.storages.BaseStorage | None = None,
+                 progress: bool = False) -> optuna.Study:
+    """Create the study (or load it) and enqueue the trials still missing from the config
+    (``progress``: a bar while a large queue is written)."""
     check_study_size(cfg)
     storage = storage or open_storage(cfg.storage_url)
     directions: list[Literal["maximize", "minimize"]] = (
@@ -134,7 +136,7 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
         if study.metric_names != cfg.metric_names:  # studies made before names were stored
             with experimental_ok():
                 study.set_metric_names(cfg.metric_names)
-        _enqueue_missing(study, cfg)
+        _enqueue_missing(study, cfg, progress)
     return study
 
 
@@ -173,7 +175,7 @@ SLOT_FIELDS = tuple(sorted({k for fields in QUEUED_FIELDS.values() for k in fiel
                            | {"fail_reason", "requeued"}))
 
 
-def _enqueue_missing(study: optuna.Study, cfg: StudyConfig) -> None:
+def _enqueue_missing(study: optuna.Study, cfg: StudyConfig, progress: bool) -> None:
     every = StudyReads(study).trials(list(TrialState), SLOT_FIELDS)
     slots = [TrialRecord.from_trial(t) for t in every if counts_as_slot(t)]
     style = cfg.search_space.style
@@ -190,13 +192,13 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig) -> None:
     missing += [TrialRecord(slot=SlotKind.SEARCH)] * max(0, cfg.trials - search)
     noise = sum(1 for r in slots if r.kind == SlotKind.NOISE)
     missing += [noise_slot(cfg)] * max(0, cfg.noise.repeats - noise)
-    enqueue_slots(study, missing)
+    enqueue_slots(study, missing, progress)
 
 
-def enqueue_slots(study: optuna.Study, slots: list[TrialRecord]) -> None:
+def enqueue_slots(study: optuna.Study, slots: list[TrialRecord], progress: bool = False) -> None:
     """Queue one WAITING trial per slot (:func:`nas.search.queue.enqueue`: in bulk on RDB
-    storages); Ctrl-C takes effect between two commits, never inside one."""
-    enqueue(study, [slot.to_user_attrs() for slot in slots])
+    storages and journal files); Ctrl-C takes effect between two writes, never inside one."""
+    enqueue(study, [slot.to_user_attrs() for slot in slots], progress)
 
 
 def config_summary(cfg: StudyConfig, space: SearchSpace) -> dict[str, Any]:
