@@ -430,12 +430,12 @@ def cmd_bench_replay(args: argparse.Namespace) -> None:
         strategy_config(bench.cfg, name)  # an unknown one: one error before any replay
     result = replay_bench(bench, strategies, args.repeats, args.trials,
                           progress=not args.quiet, resamples=args.resamples)
-    print(f"{result['bench']}: {result['patterns']} patterns, top 5% = {result['top5_count']}, "
-          f"top 1% = {result['top1_count']}; {result['repeats']} repeats of "
-          f"{result['trials']} patterns\n")
+    print(f"{result.bench}: {result.patterns} patterns, top 5% = {result.top5_count}, "
+          f"top 1% = {result.top1_count}; {result.repeats} repeats of "
+          f"{result.trials} patterns\n")
     print(format_table(*strategy_table(result)))
     print("\nzero-cost scores against mean accuracy")
-    print(format_table(*zero_cost_table(result)))
+    print(format_table(*zero_cost_table(result.zero_cost)))
     paths = write_replay(result, out, bench)
     try:  # PNGs for READMEs, where headless Chromium is installed
         paths += [write_png(regret_figure(result), out / "regret.png"),
