@@ -52,7 +52,7 @@ ARCH_FLAGS = ("growth", "bottleneck", "compression", "stem_stride", "memory_effi
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from search_spaces import template_pattern
+    from search_spaces import DEFAULT_STYLE, template_pattern
 
     from .engine.configs import ArchConfig, DataConfig, TrainConfig
     from .engine.spec import PatternSpec, check_measured, make_spec
@@ -80,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         arch = ArchConfig(**arch_flags, input_shape=info.input_shape,
                           num_classes=info.num_classes)
         pattern = template_pattern(args.template, args.layers, args.k,
-                                   args.style or "per_block")
+                                   args.style or DEFAULT_STYLE)
         spec = make_spec(pattern, arch, {"template": args.template, "k": args.k})
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if checkpoint is None and args.spec:  # full training of an exported pattern: checkpointed
@@ -433,12 +433,12 @@ def cmd_bench_replay(args: argparse.Namespace) -> None:
         strategy_config(bench.cfg, name)  # an unknown one: one error before any replay
     result = replay_bench(bench, strategies, args.repeats, args.trials,
                           progress=not args.quiet, resamples=args.resamples)
-    print(f"{result['bench']}: {result['patterns']} patterns, top 5% = {result['top5_count']}, "
-          f"top 1% = {result['top1_count']}; {result['repeats']} repeats of "
-          f"{result['trials']} patterns\n")
+    print(f"{result.bench}: {result.patterns} patterns, top 5% = {result.top5_count}, "
+          f"top 1% = {result.top1_count}; {result.repeats} repeats of "
+          f"{result.trials} patterns\n")
     print(format_table(*strategy_table(result)))
     print("\nzero-cost scores against mean accuracy")
-    print(format_table(*zero_cost_table(result)))
+    print(format_table(*zero_cost_table(result.zero_cost)))
     paths = write_replay(result, out, bench)
     try:  # PNGs for READMEs, where headless Chromium is installed
         paths += [write_png(regret_figure(result), out / "regret.png"),
@@ -523,13 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_templates_parser(sub: _Commands) -> None:
-    from search_spaces import BLOCK_OUTPUTS, STYLES
+    from search_spaces import BLOCK_OUTPUTS, DEFAULT_STYLE, STYLES
 
     p = sub.add_parser("templates", help="connections, MBD and mean distance of every template")
     p.add_argument("names", nargs="*", help="templates to show (default: all)")
     p.add_argument("--layers", "-L", type=int, nargs="+", required=True,
                    help="layers per block, one number per block")
-    p.add_argument("--style", choices=STYLES, default="per_block",
+    p.add_argument("--style", choices=STYLES, default=DEFAULT_STYLE,
                    help="network style: per_block, v1 (network-wide) or v2 (block compression)")
     p.add_argument("--budget", choices=["authors", "exact"], default="authors",
                    help="authors: each template at its own count; exact: at log's count, "

@@ -5,8 +5,57 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A value with its 95% interval (NaN bounds: the interval is not known)."""
+    value: float
+    low: float
+    high: float
+
+    @classmethod
+    def unknown(cls) -> "Estimate":
+        return cls(math.nan, math.nan, math.nan)
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def interval(self, spec: str) -> str:
+        """"[low, high]", each bound formatted with ``spec``."""
+        return f"[{self.low:{spec}}, {self.high:{spec}}]"
+
+    def text(self, spec: str) -> str:
+        """"value [low, high]" formatted with ``spec``; "-" for a value that is not finite."""
+        return f"{self.value:{spec}} {self.interval(spec)}" if math.isfinite(self.value) else "-"
+
+    def ci_json(self) -> dict[str, float]:
+        """The bounds as the JSON of a correlation, mean, difference or slope names them."""
+        return {"ci_low": self.low, "ci_high": self.high}
+
+
+@dataclass(frozen=True)
+class RankCorrelation:
+    """A rank correlation r with its 95% interval, and its two-sided p-value (permutation, or
+    asymptotic above :data:`RESAMPLE_LIMIT` pairs); all NaN when it cannot be measured."""
+    r: Estimate
+    p_value: float
+
+    @classmethod
+    def unknown(cls) -> "RankCorrelation":
+        return cls(Estimate.unknown(), math.nan)
+
+    def to_json(self) -> dict[str, float]:
+        """{"r", "ci_low", "ci_high", "p_value"}; :meth:`from_json` reads it back."""
+        return {"r": self.r.value, **self.r.ci_json(), "p_value": self.p_value}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RankCorrelation":
+        return cls(Estimate(data["r"], data["ci_low"], data["ci_high"]), data["p_value"])
 
 
 def rankdata(x: np.ndarray) -> np.ndarray:
@@ -110,8 +159,8 @@ or normal (Kendall) approximation of the null distribution; Kendall's widened fo
 
 
 def correlate(x: np.ndarray, y: np.ndarray, method: str, z: np.ndarray | None = None, *,
-              resamples: int = 2000, seed: int = 0) -> tuple[float, float, float, float]:
-    """(r, CI low, CI high, p) of the rank correlation of x and y (partial on z when given):
+              resamples: int = 2000, seed: int = 0) -> RankCorrelation:
+    """The rank correlation of x and y (partial on z when given):
     a percentile bootstrap 95% CI over pairs and a permutation test that shuffles y, every
     resample at once; asymptotic above ``RESAMPLE_LIMIT`` pairs."""
     if method not in ("spearman", "kendall"):
@@ -123,7 +172,8 @@ def correlate(x: np.ndarray, y: np.ndarray, method: str, z: np.ndarray | None = 
     r = base(x, y) if zz is None else float(partial_r(base(x, y), base(x, zz), base(y, zz)))
     if n > RESAMPLE_LIMIT:
         ties = _kendall_tie_factor(x, y) if method == "kendall" else 1.0
-        return (r, *_asymptotic(r, n, method, controls=int(zz is not None), ties=ties))
+        low, high, p = _asymptotic(r, n, method, controls=int(zz is not None), ties=ties)
+        return RankCorrelation(Estimate(r, low, high), p)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, (resamples, n))
     # One permutation at a time keeps the draws those of rng.permutation(y), as before.
@@ -153,7 +203,7 @@ def correlate(x: np.ndarray, y: np.ndarray, method: str, z: np.ndarray | None = 
     boots = boots[np.isfinite(boots)]
     low, high = np.percentile(boots, [2.5, 97.5]) if len(boots) else (np.nan, np.nan)
     extreme = int(np.count_nonzero(np.abs(null) >= abs(r) - 1e-12))
-    return r, float(low), float(high), (extreme + 1) / (resamples + 1)
+    return RankCorrelation(Estimate(r, float(low), float(high)), (extreme + 1) / (resamples + 1))
 
 
 def interval_headers(n: int) -> tuple[str, str]:
@@ -226,14 +276,22 @@ def t_quantile(df: float, level: float = 0.95) -> float:
 
 @dataclass(frozen=True)
 class MeanCI:
-    """The mean of ``n`` runs (seeds) with its standard error and 95% t-interval; with one run
+    """The mean of ``n`` runs (seeds) with its 95% t-interval and standard error; with one run
     the spread is unknown and the interval is NaN."""
-    mean: float
+    mean: Estimate
     std: float       # sample standard deviation (ddof 1); NaN for one run
     se: float        # std / sqrt(n)
-    ci_low: float
-    ci_high: float
     n: int
+
+    def to_json(self) -> dict[str, Any]:
+        """{"mean", "std", "se", "ci_low", "ci_high", "n"}; :meth:`from_json` reads it back."""
+        return {"mean": self.mean.value, "std": self.std, "se": self.se,
+                **self.mean.ci_json(), "n": self.n}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "MeanCI":
+        return cls(Estimate(data["mean"], data["ci_low"], data["ci_high"]), data["std"],
+                   data["se"], data["n"])
 
 
 def mean_ci(values: Sequence[float]) -> MeanCI:
@@ -244,25 +302,28 @@ def mean_ci(values: Sequence[float]) -> MeanCI:
         raise ValueError("mean_ci of no values")
     mean = float(x.mean())
     if n == 1:
-        return MeanCI(mean, math.nan, math.nan, math.nan, math.nan, 1)
+        return MeanCI(Estimate(mean, math.nan, math.nan), math.nan, math.nan, 1)
     std = float(x.std(ddof=1))
     se = std / math.sqrt(n)
     half = t_quantile(n - 1) * se
-    return MeanCI(mean, std, se, mean - half, mean + half, n)
+    return MeanCI(Estimate(mean, mean - half, mean + half), std, se, n)
 
 
 @dataclass(frozen=True)
 class Difference:
-    """a - b of two means over independent runs, with Welch's 95% interval."""
-    diff: float
+    """a - b of two means over independent runs, with Welch's interval."""
+    diff: Estimate
     se: float
-    ci_low: float
-    ci_high: float
     df: float
 
-    @property
-    def excludes_zero(self) -> bool:
-        return self.ci_low > 0 or self.ci_high < 0
+    def to_json(self) -> dict[str, Any]:
+        """{"diff", "se", "ci_low", "ci_high", "df"}; :meth:`from_json` reads it back."""
+        return {"diff": self.diff.value, "se": self.se, **self.diff.ci_json(), "df": self.df}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Difference":
+        return cls(Estimate(data["diff"], data["ci_low"], data["ci_high"]), data["se"],
+                   data["df"])
 
 
 def welch_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Difference:
@@ -272,14 +333,14 @@ def welch_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = float(x.mean() - y.mean())
     if len(x) < 2 or len(y) < 2:
-        return Difference(diff, math.nan, math.nan, math.nan, math.nan)
+        return Difference(Estimate(diff, math.nan, math.nan), math.nan, math.nan)
     vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
     se = math.sqrt(vx + vy)
     if se == 0:
-        return Difference(diff, 0.0, diff, diff, math.inf)
+        return Difference(Estimate(diff, diff, diff), 0.0, math.inf)
     df = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1))
     half = t_quantile(df, level) * se
-    return Difference(diff, se, diff - half, diff + half, float(df))
+    return Difference(Estimate(diff, diff - half, diff + half), se, float(df))
 
 
 def pooled_std(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
@@ -298,10 +359,16 @@ def pooled_std(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
 @dataclass(frozen=True)
 class Slope:
     """The least-squares slope of y on x with its 95% Student-t interval."""
-    slope: float
-    ci_low: float
-    ci_high: float
+    slope: Estimate
     n: int
+
+    def to_json(self) -> dict[str, Any]:
+        """{"slope", "ci_low", "ci_high", "n"}; :meth:`from_json` reads it back."""
+        return {"slope": self.slope.value, **self.slope.ci_json(), "n": self.n}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Slope":
+        return cls(Estimate(data["slope"], data["ci_low"], data["ci_high"]), data["n"])
 
 
 def ols_slope(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> Slope:
@@ -311,9 +378,9 @@ def ols_slope(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) 
     n = len(xa)
     sxx = float(((xa - xa.mean()) ** 2).sum())
     if n < 3 or sxx == 0:
-        return Slope(math.nan, math.nan, math.nan, n)
+        return Slope(Estimate.unknown(), n)
     b = float(((xa - xa.mean()) * (ya - ya.mean())).sum() / sxx)
     resid = ya - ya.mean() - b * (xa - xa.mean())
     se = math.sqrt(float((resid ** 2).sum()) / (n - 2) / sxx)
     half = t_quantile(n - 2) * se
-    return Slope(b, b - half, b + half, n)
+    return Slope(Estimate(b, b - half, b + half), n)

@@ -30,13 +30,12 @@ def main(storage: str, out_dir: str, *names: str) -> None:
         if principle.layers is not None and len(principle.layers) == 1:
             results.append(principle)
     summary = depth_summary(results)
-    (out / "depth.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "depth.json").write_text(json.dumps(summary.to_json(), indent=1) + "\n")
     write_png(depth_figure(summary), out / "depth.png", width=1100, height=480)
-    low, high = summary["gap_slope_ci"]
+    slope = summary.gap_slope
     print(f"## across depths: {out}/depth.json, depth.png\n")
     print(markdown_table(*depth_table(summary)) + "\n")
-    print(f"gap slope per doubling of L: {summary['gap_slope_per_doubling']:+.4f}, "
-          f"95% CI [{low:+.4f}, {high:+.4f}]")
+    print(f"gap slope per doubling of L: {slope.value:+.4f}, 95% CI {slope.interval('+.4f')}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from .features import PatternFeatures, offsets_in_words, pattern_features
 from .pattern import MAX_LAYERS, Block, Pattern, PatternError, single_block
 from .registry import Registry
 from .spaces import SEARCH_SPACES, SearchSpace, make_space
-from .styles import STYLES, Style, dense_connections
+from .styles import DEFAULT_STYLE, STYLES, Style, dense_connections
 from .templates import (
     BLOCK_OUTPUTS,
     TEMPLATES,
@@ -22,7 +22,7 @@ from .templates import (
 )
 
 __all__ = [
-    "MAX_LAYERS", "STYLES", "Style", "dense_connections",
+    "DEFAULT_STYLE", "MAX_LAYERS", "STYLES", "Style", "dense_connections",
     "Block", "Pattern", "PatternError", "single_block",
     "DistanceStats", "distance_matrix", "distance_stats", "global_inputs",
     "PatternFeatures", "offsets_in_words", "pattern_features",

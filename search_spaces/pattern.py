@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import PatternError
-from .styles import STYLES
+from .styles import DEFAULT_STYLE, STYLES
 
 MAX_LAYERS = 2000  # per network: distances are an N x N matrix, search spaces grow as N^2
 
@@ -106,10 +106,10 @@ class Pattern:
     where the one block's layers are split into stages by it."""
 
     blocks: tuple[Block, ...]
-    style: str = "per_block"
+    style: str = DEFAULT_STYLE
     stages: tuple[int, ...] = ()
 
-    def __init__(self, blocks: Iterable[Block], style: str = "per_block",
+    def __init__(self, blocks: Iterable[Block], style: str = DEFAULT_STYLE,
                  stages: Iterable[int] | None = None):
         blocks = tuple(blocks)
         if not blocks:
@@ -153,7 +153,7 @@ class Pattern:
         unknown = sorted(set(data) - {"blocks", "style", "stages"})
         if unknown:
             raise PatternError(f"pattern: unknown field {unknown[0]!r}")
-        style, stages = data.get("style", "per_block"), data.get("stages")
+        style, stages = data.get("style", DEFAULT_STYLE), data.get("stages")
         if style not in STYLES:
             raise PatternError(f"style: {STYLES.unknown(style)}")
         if stages is not None and not (isinstance(stages, list) and all(

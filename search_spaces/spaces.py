@@ -15,7 +15,7 @@ import numpy as np
 
 from .pattern import Block, Pattern, PatternError, check_size
 from .registry import Registry
-from .styles import STYLES, Edge, NetworkWideStyle
+from .styles import DEFAULT_STYLE, STYLES, Edge
 from .templates import TEMPLATES, assemble, budgeted_pattern, split_budget, template_pattern
 
 MAX_LISTED = 10_000  # patterns all_patterns lists; more is a sample's job (bench.patterns)
@@ -32,7 +32,7 @@ class SearchSpace:
     name: ClassVar[str]
 
     def __init__(self, layers: Sequence[int], budget: int | None = None,
-                 style: str = "per_block"):
+                 style: str = DEFAULT_STYLE):
         self.layers = tuple(int(L) for L in layers)
         if not self.layers or min(self.layers) < 1:
             raise PatternError(f"search space {self.name!r}: layers must be positive, "
@@ -75,7 +75,7 @@ def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
 
 
 def make_space(name: str, layers: Sequence[int], budget: int | None = None,
-               style: str = "per_block", **kwargs: Any) -> SearchSpace:
+               style: str = DEFAULT_STYLE, **kwargs: Any) -> SearchSpace:
     """The registered space ``name`` at these layers, budget and style."""
     return SEARCH_SPACES[name](layers, budget, style, **kwargs)
 
@@ -88,7 +88,7 @@ class TemplatesSpace(SearchSpace):
     name = "templates"
 
     def __init__(self, layers: Sequence[int], budget: int | None = None,
-                 style: str = "per_block", templates: Sequence[str] | None = None):
+                 style: str = DEFAULT_STYLE, templates: Sequence[str] | None = None):
         super().__init__(layers, budget, style)
         names = list(templates) if templates is not None else list(TEMPLATES)
         self.templates = [n for n in names if self._fits(n)]
@@ -177,9 +177,9 @@ class OffsetsSpace(SearchSpace):
     name = "offsets"
 
     def __init__(self, layers: Sequence[int], budget: int | None = None,
-                 style: str = "per_block"):
+                 style: str = DEFAULT_STYLE):
         super().__init__(layers, budget, style)
-        if not isinstance(self.network_style, NetworkWideStyle):
+        if self.network_style.rules_per_block:
             for L, b in zip(self.layers, self.block_budgets):
                 # Offset o adds L+2-o edges; offsets 2..L add distinct 2..L, which reach every
                 # total except 1 and (their sum - 1).
@@ -205,7 +205,7 @@ class OffsetsSpace(SearchSpace):
     def all_patterns(self) -> list[Pattern] | None:
         """One block, per_block: every offset set with exactly the budget (296 at L=16), where
         there are at most :data:`MAX_LISTED` (205,163 at L=32)."""
-        if isinstance(self.network_style, NetworkWideStyle) or len(self.layers) != 1:
+        if not self.network_style.rules_per_block or len(self.layers) != 1:
             return None
         L, target = self.layers[0], self.budget - (self.layers[0] + 1)
         if count_subsets(range(2, L + 1), target) > MAX_LISTED:  # offset o adds L+2-o
@@ -225,7 +225,7 @@ class OffsetsSpace(SearchSpace):
     def params_of(self, pattern: Pattern) -> dict[str, Any] | None:
         """One block, per_block: key 1 for each offset of ``pattern``'s set, 0 for the others
         (equally confident keys that already meet the budget decode to themselves)."""
-        if isinstance(self.network_style, NetworkWideStyle) or len(self.layers) != 1 or \
+        if not self.network_style.rules_per_block or len(self.layers) != 1 or \
                 pattern.num_layers != self.layers:
             return None
         block = pattern.blocks[0]
@@ -237,13 +237,11 @@ class OffsetsSpace(SearchSpace):
     def network(self, offsets: set[int]) -> Pattern:
         """The network of an offset set: in each block, or over the global layers where the
         style's rules run network-wide (v1, v2)."""
-        if isinstance(self.network_style, NetworkWideStyle):
-            return assemble(self.layers, self.network_style,
-                            lambda i: tuple(sorted(i - o for o in offsets if o <= i)))
-        return Pattern(offsets_pattern_block(L, offsets) for L in self.layers)
+        return assemble(self.layers, self.network_style,
+                        lambda i: tuple(sorted(i - o for o in offsets if o <= i)))
 
     def suggest(self, trial: Trial) -> Pattern:
-        if isinstance(self.network_style, NetworkWideStyle):
+        if not self.network_style.rules_per_block:
             keys = [trial.suggest_float(f"offset_{o}", 0.0, 1.0) for o in self.offsets]
             picked = decode_subset(self.weights, keys, self.budget - self.base)
             return self.network({1, *(self.offsets[t] for t in picked)})
@@ -280,7 +278,7 @@ class FreeSpace(SearchSpace):
     name = "free"
 
     def __init__(self, layers: Sequence[int], budget: int | None = None,
-                 style: str = "per_block"):
+                 style: str = DEFAULT_STYLE):
         super().__init__(layers, budget, style)
         keys = sum(len(self.fixed_edges(b, L)[1]) for b, L in enumerate(self.block_layers))
         if keys > MAX_FREE_KEYS:

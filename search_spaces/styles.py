@@ -38,6 +38,9 @@ class Style:
     # Left out of a pattern's plain form and a space's description: per_block predates styles,
     # and its stored patterns and studies keep their hashes.
     implicit: ClassVar[bool] = False
+    # A rule (a template's, an offset set) runs inside each block, on the block's budget;
+    # else once over the network's global layers 1..N, its rows split into the blocks.
+    rules_per_block: ClassVar[bool] = True
 
     def validate(self, blocks: Sequence[Block], stages: tuple[int, ...]) -> None:
         """Raise :class:`PatternError` unless ``blocks`` at ``stages`` are a network in it."""
@@ -50,9 +53,18 @@ class Style:
         """What a pattern's plain form holds besides its blocks."""
         return {} if self.implicit else {"style": self.name}
 
-    def seen(self, layers: Sequence[int]) -> list[int]:
+    def rule_layers(self, layers: Sequence[int]) -> list[int]:
         """The layer counts a rule sees (a default K each), for ``layers`` per stage."""
-        return list(layers)
+        return [seen for seen, _ in self.runs(layers)]
+
+    def runs(self, layers: Sequence[int]) -> list[tuple[int, int]]:
+        """Each run of a rule for ``layers`` per stage: (the layers it sees, the nodes 1..n it
+        gives rows for); in each block its layers and its output node."""
+        return [(L, L + 1) for L in layers]
+
+    def split(self, layers: Sequence[int], runs: Sequence[Sequence[Row]]) -> list[list[Row]]:
+        """Each block's input rows from the rows of each of :meth:`runs`."""
+        return [list(rows) for rows in runs]
 
     def block_layers(self, layers: Sequence[int]) -> tuple[int, ...]:
         """The layers of each block of a pattern with ``layers`` per stage."""
@@ -78,8 +90,14 @@ class NetworkWideStyle(Style, ABC):
     """A style whose rules run over the network's global layers 1..N, then are split into its
     blocks by :meth:`blocks`."""
 
-    def seen(self, layers: Sequence[int]) -> list[int]:
-        return [sum(layers)]
+    rules_per_block = False
+
+    def runs(self, layers: Sequence[int]) -> list[tuple[int, int]]:
+        return [(sum(layers), sum(layers))]
+
+    def split(self, layers: Sequence[int], runs: Sequence[Sequence[Row]]) -> list[list[Row]]:
+        (rows,) = runs
+        return self.blocks(layers, rows)
 
     @abstractmethod
     def blocks(self, layers: Sequence[int], rows: Sequence[Row]) -> list[list[Row]]:
@@ -154,6 +172,7 @@ class V2Style(NetworkWideStyle):
 
 
 STYLES: Registry[Style] = Registry("style", PatternError)
+DEFAULT_STYLE = "per_block"  # the style of a pattern or space that names none
 S = TypeVar("S", bound=Style)
 
 
@@ -163,7 +182,7 @@ def _register(style: S) -> S:
 
 
 PER_BLOCK = _register(PerBlockStyle(
-    "per_block", "each block's output node is a DenseNet transition into the next"))
+    DEFAULT_STYLE, "each block's output node is a DenseNet transition into the next"))
 V1 = _register(V1Style(
     "v1", "one global block over the network's layers, per-source transitions"))
 V2 = _register(V2Style(

@@ -39,7 +39,7 @@ import numpy as np
 from .distances import distance_stats
 from .pattern import Block, Pattern, PatternError, check_size
 from .registry import Registry
-from .styles import STYLES, NetworkWideStyle, Row, dense_connections
+from .styles import DEFAULT_STYLE, STYLES, Row, Style, dense_connections
 
 Rule = Callable[[int, int, int], tuple[int, ...]]  # (i, K, n) -> sorted inputs of node i
 KOf = Callable[[int], int]                          # node i -> its K
@@ -58,14 +58,14 @@ class Template:
         return Block(self.rule(i, k, num_layers + 1) for i in range(1, num_layers + 2))
 
     def pattern(self, layers: Sequence[int], k: int | None = None,
-                style: str = "per_block") -> Pattern:
+                style: str = DEFAULT_STYLE) -> Pattern:
         """The network of ``layers`` per block in ``style``, every node at K inputs."""
         network_style = STYLES[style]
-        if not isinstance(network_style, NetworkWideStyle):
-            return Pattern(self.block(L, k) for L in layers)
-        n = sum(layers)
-        k_n = check_args(self, n, k)
-        return assemble(layers, network_style, lambda i: self.rule(i, k_n, n))
+        runs = []
+        for seen, last in network_style.runs(layers):
+            k_run = check_args(self, seen, k)
+            runs.append([self.rule(i, k_run, last) for i in range(1, last + 1)])
+        return Pattern(map(Block, network_style.split(layers, runs)), style, layers)
 
 
 TEMPLATES: Registry[Template] = Registry("template", PatternError)
@@ -110,11 +110,11 @@ def check_args(template: Template, num_layers: int, k: int | None) -> int:
     return int(k)
 
 
-def assemble(layers: Sequence[int], style: NetworkWideStyle,
-             inputs: Callable[[int], Row]) -> Pattern:
-    """The network in ``style`` (v1, v2) whose global layer i (1..N) reads ``inputs(i)``."""
-    rows = [inputs(i) for i in range(1, sum(layers) + 1)]
-    return Pattern(map(Block, style.blocks(layers, rows)), style.name, layers)
+def assemble(layers: Sequence[int], style: Style, inputs: Callable[[int], Row]) -> Pattern:
+    """The network in ``style`` in which node i of each run of a rule (:meth:`Style.runs`)
+    reads ``inputs(i)``."""
+    runs = [[inputs(i) for i in range(1, last + 1)] for _, last in style.runs(layers)]
+    return Pattern(map(Block, style.split(layers, runs)), style.name, layers)
 
 
 # --- the rules ------------------------------------------------------------------------------
@@ -267,7 +267,7 @@ def _depths(num_layers: int | Sequence[int]) -> list[int]:
 
 
 def template_pattern(name: str, num_layers: int | Sequence[int], k: int | None = None,
-                     style: str = "per_block", output: str = "template") -> Pattern:
+                     style: str = DEFAULT_STYLE, output: str = "template") -> Pattern:
     """The network of template ``name`` (its own connection count) in ``style`` under the block
     output convention ``output``; ``num_layers`` is one depth or one per block."""
     STYLES[style]  # unknown: PatternError naming the known styles
@@ -356,7 +356,7 @@ def _budgeted_block(name: str, num_layers: int, budget: int, output: str) -> Fit
 
 
 def budgeted_pattern(name: str, layers: Sequence[int], budget: int,
-                     style: str = "per_block", output: str = "template") -> Pattern:
+                     style: str = DEFAULT_STYLE, output: str = "template") -> Pattern:
     """Template ``name`` in ``style`` under the block output convention ``output``, at exactly
     ``budget`` connections over the network (per block, the budget is split as the search
     spaces split it: in proportion to log's counts)."""
@@ -369,7 +369,7 @@ def _budgeted(name: str, layers: Sequence[int], budget: int, style: str,
     layers = _depths(layers)
     BLOCK_OUTPUTS[output]  # unknown: PatternError naming the known conventions
     network_style = STYLES[style]
-    if not isinstance(network_style, NetworkWideStyle):
+    if network_style.rules_per_block:
         log_counts = [b.connections for b in template_pattern("log", layers, output=output).blocks]
         ranges = network_style.ranges(layers)
         if not sum(low for low, _ in ranges) <= budget <= sum(high for _, high in ranges):
@@ -412,11 +412,12 @@ def _k_label(template: Template, k: int | None, layers: Sequence[int], style: st
         return "-"
     if k is not None:
         return str(k)
-    return "/".join(dict.fromkeys(str(default_k(n)) for n in STYLES[style].seen(layers)))
+    seen = STYLES[style].rule_layers(layers)
+    return "/".join(dict.fromkeys(str(default_k(n)) for n in seen))
 
 
 def template_table(layers: int | Sequence[int], k: int | None = None,
-                   names: Sequence[str] | None = None, style: str = "per_block",
+                   names: Sequence[str] | None = None, style: str = DEFAULT_STYLE,
                    budget: str = "authors", output: str = "template") -> list[TemplateRow]:
     """Connections, MBD and mean distance of each template (default: all) in ``style``, under
     the block output convention ``output``.

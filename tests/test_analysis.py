@@ -9,7 +9,16 @@ from scipy import stats
 from nas import stats as skstats
 from nas.errors import UserError
 from nas.results.analysis import analyze, correlation_table
-from nas.stats import correlate, kendall, ols_slope, partial_r, rankdata, spearman
+from nas.stats import (
+    Estimate,
+    RankCorrelation,
+    correlate,
+    kendall,
+    ols_slope,
+    partial_r,
+    rankdata,
+    spearman,
+)
 from search_spaces import make_space
 
 
@@ -61,6 +70,11 @@ def _loop_correlate(x, y, method, z=None, resamples=2000, seed=0):
     return r, float(low), float(high), (extreme + 1) / (resamples + 1)
 
 
+def flat(c):
+    """(r, CI low, CI high, p) of a correlate result."""
+    return c.r.value, c.r.low, c.r.high, c.p_value
+
+
 @pytest.mark.parametrize("method", ["spearman", "kendall"])
 @pytest.mark.parametrize("controlled", [False, True])
 def test_vectorised_correlate_equals_the_loop(method, controlled):
@@ -71,7 +85,7 @@ def test_vectorised_correlate_equals_the_loop(method, controlled):
         x = rng.integers(0, 5, n).astype(float)
         y = -0.4 * x + rng.normal(size=n)
         z = x + rng.integers(0, 3, n) if controlled else None
-        got = correlate(x, y, method, z, resamples=300, seed=7)
+        got = flat(correlate(x, y, method, z, resamples=300, seed=7))
         want = _loop_correlate(x, y, method, z, resamples=300, seed=7)
         assert got == pytest.approx(want, abs=1e-12, nan_ok=True)
 
@@ -97,9 +111,9 @@ def test_asymptotic_intervals_above_the_limit_agree_with_resampling(method, monk
     tied = rng.integers(0, 3, 300).astype(float)   # a few values, as MBD at one budget
     for xx, yy, zz in ((x, y, None), (x, y, z), (x, rng.normal(size=300), None),
                        (tied, -0.1 * tied + rng.normal(size=300), None)):
-        r, low, high, p = correlate(xx, yy, method, zz, resamples=1000)
+        r, low, high, p = flat(correlate(xx, yy, method, zz, resamples=1000))
         monkeypatch.setattr(skstats, "RESAMPLE_LIMIT", 100)
-        ra, lowa, higha, pa = correlate(xx, yy, method, zz)
+        ra, lowa, higha, pa = flat(correlate(xx, yy, method, zz))
         monkeypatch.undo()
         assert ra == pytest.approx(r, abs=1e-12)
         assert lowa == pytest.approx(low, abs=0.025) and higha == pytest.approx(high, abs=0.025)
@@ -119,9 +133,9 @@ def test_bootstrap_ci_and_permutation_p():
     rng = np.random.default_rng(0)
     x = rng.normal(size=50)
     strong = correlate(x, -x + 0.2 * rng.normal(size=50), "spearman", resamples=500)
-    r, low, high, p = strong
+    r, low, high, p = flat(strong)
     assert low <= r <= high < 0 and p < 0.01
-    _, low, high, p = correlate(x, rng.normal(size=50), "kendall", resamples=500)
+    _, low, high, p = flat(correlate(x, rng.normal(size=50), "kendall", resamples=500))
     assert low < 0 < high and p > 0.05
 
 
@@ -155,8 +169,9 @@ def test_analyze_recovers_planted_sign(sign):
     assert result.trials_at_budget == 30
     by = {(c.method, c.against, c.controlled_for): c for c in result.correlations}
     mean_sp = by[("spearman", "mean_distance", "")]
-    assert np.sign(mean_sp.r) == sign and abs(mean_sp.r) > 0.8 and mean_sp.p_value < 0.01
-    assert np.sign(by[("kendall", "mean_distance", "params")].r) == sign
+    r = mean_sp.rank.r.value
+    assert np.sign(r) == sign and abs(r) > 0.8 and mean_sp.rank.p_value < 0.01
+    assert np.sign(by[("kendall", "mean_distance", "params")].rank.r.value) == sign
 
 
 def test_the_correlation_table_says_which_sign_is_better():
@@ -174,7 +189,8 @@ def test_trials_without_a_parameter_count_are_left_out_of_the_controlled_correla
     plain = principle.correlation(controlled_for="")
     controlled = principle.correlation(controlled_for="params")
     assert (plain.n, controlled.n) == (30, 25)
-    assert controlled.ci_low < controlled.r < controlled.ci_high < 0
+    r = controlled.rank.r
+    assert r.low < r.value < r.high < 0
 
 
 def test_a_large_study_says_its_intervals_are_asymptotic(monkeypatch):
@@ -183,7 +199,7 @@ def test_a_large_study_says_its_intervals_are_asymptotic(monkeypatch):
     headers, rows = correlation_table(principle)
     assert headers[4:6] == ["95% CI (Fisher z)", "p (asymptotic)"]
     c = principle.correlation()
-    assert c.ci_low < c.r < c.ci_high < 0 and c.p_value < 0.01
+    assert c.rank.r.low < c.rank.r.value < c.rank.r.high < 0 and c.rank.p_value < 0.01
 
 
 def test_analyze_needs_enough_trials():
@@ -199,9 +215,9 @@ def test_ols_slope_and_its_interval_match_scipy():
     y = 0.8 - 0.03 * x + rng.normal(0, 0.01, 40)
     fit, ref = ols_slope(x, y), linregress(x, y)
     half = t.ppf(0.975, 38) * ref.stderr
-    assert fit.slope == pytest.approx(ref.slope)
-    assert (fit.ci_low, fit.ci_high) == pytest.approx((ref.slope - half, ref.slope + half))
-    assert math.isnan(ols_slope([1.0, 1.0, 1.0], [0.1, 0.2, 0.3]).slope)
+    assert fit.slope.value == pytest.approx(ref.slope)
+    assert (fit.slope.low, fit.slope.high) == pytest.approx((ref.slope - half, ref.slope + half))
+    assert math.isnan(ols_slope([1.0, 1.0, 1.0], [0.1, 0.2, 0.3]).slope.value)
 
 
 def test_the_verdict_never_says_an_unshown_relation_survives():
@@ -209,7 +225,8 @@ def test_the_verdict_never_says_an_unshown_relation_survives():
     from nas.search.evidence import Evidence, Noise
 
     def corr(control, r, lo, hi, p):
-        return Correlation("spearman", "mean_distance", control, r, lo, hi, p, 20)
+        return Correlation("spearman", "mean_distance", control,
+                           RankCorrelation(Estimate(r, lo, hi), p), 20)
 
     principle = PrincipleTest("s", "per_block", (12,), 41, 20, 20, 100,
                               (corr("", -0.2, -0.6, 0.2, 0.3),

@@ -17,6 +17,7 @@ from nas.cli import main
 from nas.errors import UserError
 from nas.results.analysis import SCORE_SIGN
 from nas.results.bench_report import (
+    ReplaySummary,
     replay_bench,
     write_replay,
     zero_cost_ranking,
@@ -278,9 +279,9 @@ def test_a_replay_tells_one_seeds_value_and_its_columns_agree(tmp_path, monkeypa
             assert best not in run.curve
     result = replay_bench(bench, ("random", "tpe"), repeats=3, trials=10, progress=False,
                           resamples=20)
-    for s in result["strategies"]:
-        assert len(s["top1_trials"]) == 3
-        for low, mean, high in zip(s["regret_low"], s["regret_mean"], s["regret_high"]):
+    for s in result.strategies:
+        assert len(s.top1_trials) == 3
+        for low, mean, high in zip(s.regret_low, s.regret_mean, s.regret_high):
             assert low <= mean <= high
 
 
@@ -302,14 +303,15 @@ def test_every_strategy_replays_and_the_report_is_written(tmp_path):
     strategies = ("random", "cmaes", "prior", "tpe_features", "cmaes_features")
     result = replay_bench(bench, strategies, repeats=2, trials=12, progress=False,
                           resamples=50)
-    assert [s["strategy"] for s in result["strategies"]] == list(strategies)
-    for s in result["strategies"]:
-        assert len(s["regret_mean"]) == 12 and min(s["regret_mean"]) >= 0
-        assert all(a >= b - 1e-12 for a, b in zip(s["regret_mean"], s["regret_mean"][1:]))
-    spearman = {z["score"]: z["r"] for z in result["zero_cost"] if z["method"] == "spearman"}
+    assert [s.strategy for s in result.strategies] == list(strategies)
+    for s in result.strategies:
+        assert len(s.regret_mean) == 12 and min(s.regret_mean) >= 0
+        assert all(a >= b - 1e-12 for a, b in zip(s.regret_mean, s.regret_mean[1:]))
+    spearman = {z.score: z.rank.r.value for z in result.zero_cost if z.method == "spearman"}
     assert spearman["-mean_distance"] > 0.95  # accuracy is a falling function of the distance
     paths = write_replay(result, tmp_path / "out")
-    assert json.loads(paths[0].read_text())["trials"] == 12
+    written = json.loads(paths[0].read_text())
+    assert written["trials"] == 12 and ReplaySummary.from_json(written) == result
     assert "screen" not in paths[1].read_text() and "prior" in paths[2].read_text()
 
 
@@ -320,12 +322,12 @@ def test_each_zero_cost_row_correlates_accuracy_with_the_quantity_it_names(tmp_p
     entries = list(bench.entries.values())
     accuracy = np.array([e.accuracy for e in entries])
     rows = zero_cost_ranking(bench, resamples=20)
-    r = {z["score"]: z["r"] for z in rows if z["method"] == "spearman"}
+    r = {z.score: z.rank.r.value for z in rows if z.method == "spearman"}
     for name, of in (("mean_distance", lambda d: d.mean), ("mbd", lambda d: d.mbd)):
         distance = np.array([of(distance_stats(e.pattern)) for e in entries], dtype=float)
         assert name not in r
         assert r[f"-{name}"] == pytest.approx(stats.spearmanr(-distance, accuracy)[0])
-    headers, _ = zero_cost_table({"zero_cost": rows})
+    headers, _ = zero_cost_table(rows)
     assert headers[0] == f"score ({SCORE_SIGN})" and "r > 0" in headers[0]
     assert SIGN_NOTE == SCORE_SIGN  # bench proxies states the same convention
 
@@ -346,11 +348,11 @@ def test_replay_shows_one_bar_over_repeats_and_strategies(tmp_path, monkeypatch,
     assert calls == [(name, r) for r in range(2) for name in strategies]
     err = capsys.readouterr().err
     assert "6/6" in err and "zero-cost score rankings" in err
-    for name, s in zip(strategies, result["strategies"]):
+    for name, s in zip(strategies, result.strategies):
         again = [real(bench, name, 6, r) for r in range(2)]
-        assert s["strategy"] == name and s["top5_trials"] == [a.top5 for a in again]
-        assert s["regret_mean"] == pytest.approx(
-            (result["best_accuracy"] - np.array([a.curve for a in again])).mean(axis=0))
+        assert s.strategy == name and s.top5_trials == tuple(a.top5 for a in again)
+        assert s.regret_mean == pytest.approx(
+            (result.best_accuracy - np.array([a.curve for a in again])).mean(axis=0))
     replay_bench(bench, strategies[:1], repeats=1, trials=3, progress=False, resamples=10)
     assert capsys.readouterr().err == ""
 

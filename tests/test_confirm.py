@@ -40,10 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_mean_ci_is_the_student_t_interval():
     m = mean_ci([1.0, 2.0, 3.0])
     half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * s / sqrt(n), s = 1
-    assert (m.mean, m.std, m.n) == (2.0, 1.0, 3)
-    assert m.ci_low == pytest.approx(2 - half) and m.ci_high == pytest.approx(2 + half)
+    assert (m.mean.value, m.std, m.n) == (2.0, 1.0, 3)
+    assert m.mean.low == pytest.approx(2 - half) and m.mean.high == pytest.approx(2 + half)
     one = mean_ci([0.7])
-    assert one.mean == 0.7 and math.isnan(one.ci_low) and math.isnan(one.se)
+    assert one.mean.value == 0.7 and math.isnan(one.mean.low) and math.isnan(one.se)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -53,10 +53,10 @@ def test_welch_difference_matches_scipy(seed):
     d = welch_difference(a, b)
     t = stats.ttest_ind(a, b, equal_var=False)
     ci = t.confidence_interval(0.95)
-    assert d.diff == pytest.approx(a.mean() - b.mean())
-    assert (d.ci_low, d.ci_high) == pytest.approx((ci.low, ci.high))
+    assert d.diff.value == pytest.approx(a.mean() - b.mean())
+    assert (d.diff.low, d.diff.high) == pytest.approx((ci.low, ci.high))
     assert d.df == pytest.approx(t.df)
-    assert d.excludes_zero == (t.pvalue < 0.05)
+    assert d.diff.excludes_zero == (t.pvalue < 0.05)
 
 
 def test_pooled_std_by_hand():
@@ -175,11 +175,11 @@ def test_confirm_on_a_real_study_killed_and_resumed(tmp_path, kind):
     ev = evidence(study, cfg.search_fidelity)
     winner = ev.winner
     values = [t.values[0] for t, r in done if r.hash == winner.hash]
-    assert winner.mean.mean == pytest.approx(np.mean(values)) == max(
+    assert winner.mean.mean.value == pytest.approx(np.mean(values)) == max(
         np.mean([t.values[0] for t, r in done if r.hash == h]) for h, _ in wanted)
     exported = trial_spec("conf", storage[kind])
     origin = exported.spec.origin
-    assert exported.spec.hash == winner.hash and origin["accuracy"] == winner.mean.mean
+    assert exported.spec.hash == winner.hash and origin["accuracy"] == winner.mean.mean.value
     assert origin["confirmed"]["seeds"] == 2 and origin["confirmed"]["fidelity"] == fidelity
     assert exported.note.startswith("confirmed: ")
     status = study_status("conf", storage[kind])

@@ -1,4 +1,5 @@
 """The summary across depths: closed forms on made-up principle tests, and its refusals."""
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -6,7 +7,8 @@ import pytest
 
 from nas.errors import UserError
 from nas.results.analysis import Correlation, PrincipleTest, TemplateSummary
-from nas.results.depth import depth_figure, depth_summary, depth_table
+from nas.results.depth import DepthSummary, depth_figure, depth_summary, depth_table
+from nas.stats import Estimate, RankCorrelation
 
 
 def template(name, accs, connections, **over):
@@ -17,7 +19,7 @@ def template(name, accs, connections, **over):
 
 
 def result(L, log, nearest, r=-0.5, extra=()):
-    corr = tuple(Correlation(m, a, c, r, r - 0.1, r + 0.1, 0.01, 30)
+    corr = tuple(Correlation(m, a, c, RankCorrelation(Estimate(r, r - 0.1, r + 0.1), 0.01), 30)
                  for m in ("spearman", "kendall") for a in ("mbd", "mean_distance")
                  for c in ("", "params"))
     return PrincipleTest(study=f"d{L}", style="per_block", layers=(L,), budget=10 * L,
@@ -30,23 +32,25 @@ def result(L, log, nearest, r=-0.5, extra=()):
 def test_gap_and_its_standard_error_are_the_closed_forms():
     s = depth_summary([result(16, [0.8, 0.9], [0.7, 0.7, 0.8]), result(8, [0.5], [0.5])],
                       resamples=50)
-    assert [d["layers"] for d in s["depths"]] == [8, 16]  # sorted by depth
-    d = s["depths"][1]
-    assert d["gap"] == pytest.approx(0.85 - 0.7333333, abs=1e-6)
-    assert d["gap_se"] == pytest.approx(np.sqrt(0.005 / 2 + 0.0033333 / 3), abs=1e-6)
-    assert np.isnan(s["depths"][0]["gap_se"])  # one seed: no spread to measure
+    assert [d.layers for d in s.depths] == [8, 16]  # sorted by depth
+    d = s.depths[1]
+    assert d.gap == pytest.approx(0.85 - 0.7333333, abs=1e-6)
+    assert d.gap_se == pytest.approx(np.sqrt(0.005 / 2 + 0.0033333 / 3), abs=1e-6)
+    assert np.isnan(s.depths[0].gap_se)  # one seed: no spread to measure
+    again = DepthSummary.from_json(json.loads(json.dumps(s.to_json())))
+    assert json.dumps(again.to_json()) == json.dumps(s.to_json())  # NaN SE and all
 
 
 def test_slope_per_doubling_and_a_ci_that_collapses_without_seed_noise():
     # gap = 0.01 * log2(L) exactly, every seed alike: the bootstrap cannot move it.
     results = [result(L, [0.7 + 0.01 * np.log2(L)] * 3, [0.7] * 3) for L in (8, 16, 32, 64)]
     s = depth_summary(results, resamples=200)
-    assert s["gap_slope_per_doubling"] == pytest.approx(0.01)
-    assert s["gap_slope_ci"] == pytest.approx([0.01, 0.01])
+    assert s.gap_slope.value == pytest.approx(0.01)
+    assert (s.gap_slope.low, s.gap_slope.high) == pytest.approx((0.01, 0.01))
     noisy = depth_summary([result(L, [0.7, 0.72, 0.74], [0.7, 0.71, 0.69]) for L in (8, 32)],
                           resamples=500, seed=1)
-    low, high = noisy["gap_slope_ci"]
-    assert low < noisy["gap_slope_per_doubling"] < high  # no trend, but seed noise: a band
+    slope = noisy.gap_slope
+    assert slope.low < slope.value < slope.high  # no trend, but seed noise: a band
 
 
 def test_table_and_figure_carry_every_depth():
@@ -68,7 +72,7 @@ def test_the_gap_uses_the_exact_budget_runs_only():
     base = result(8, [0.8], [0.7])
     base = replace(base, templates=other + base.templates)
     s = depth_summary([base, result(16, [0.8], [0.7])], resamples=10)
-    assert s["depths"][0]["nearest"] == pytest.approx(0.7)
+    assert s.depths[0].base == pytest.approx(0.7)
 
 
 @pytest.mark.parametrize("results, message", [

@@ -199,9 +199,10 @@ def test_the_report_of_a_fixed_table_matches_hand_computed_statistics():
 
 
 def _level(name: str, rho: float, seconds: float):
-    from nas.results.fidelity import Interval, LevelResult
+    from nas.results.fidelity import LevelResult
+    from nas.stats import Estimate
     return LevelResult(name, name, 2, seconds, 0.8, 0.01, 0.01, 0.5, 0.6,
-                       Interval(rho, rho - 0.1, rho + 0.1), Interval(rho, rho, rho))
+                       Estimate(rho, rho - 0.1, rho + 0.1), Estimate(rho, rho, rho))
 
 
 def test_the_recommendation_is_the_cheapest_level_that_reaches_the_target():

@@ -203,7 +203,7 @@ SEARCH_V2 = ROOT / "studies" / "results" / "search_fashion_mnist_v2"
 def test_the_v2_replay_is_that_of_the_reliable_table_and_its_readme():
     """The v2 replay's summary against its table, the README's tables rebuilt from the JSON,
     and the verdict's target arithmetic."""
-    from nas.results.bench_report import strategy_table, zero_cost_table
+    from nas.results.bench_report import ReplaySummary, strategy_table, zero_cost_table
     from nas.search.bench import load_bench
     from nas.search.samplers import STRATEGIES
 
@@ -219,7 +219,9 @@ def test_the_v2_replay_is_that_of_the_reliable_table_and_its_readme():
     for s in result["strategies"]:
         median = float(np.median([h if h is not None else np.inf for h in s["top5_trials"]]))
         assert s["top5_median"] == (None if np.isinf(median) else pytest.approx(median))
-    for table in (strategy_table(result), zero_cost_table(result)):
+    summary = ReplaySummary.from_json(result)
+    assert json.dumps(summary.to_json()) == json.dumps(result)  # the JSON the summary writes
+    for table in (strategy_table(summary), zero_cost_table(summary.zero_cost)):
         headers, rows = table
         assert markdown_rows(readme, "| " + headers[0] + " |") == rows
     by = {s["strategy"]: s["regret_mean"][9] for s in result["strategies"]}
@@ -289,14 +291,14 @@ def assert_same(got, want, where="summary"):
 
 def test_the_depth_summary_is_that_of_the_analyses(depth):
     from nas.results.analysis import PrincipleTest
-    from nas.results.depth import depth_summary, depth_table
+    from nas.results.depth import DepthSummary, depth_summary, depth_table
     from nas.tables import markdown_table
 
     results, summary, readme = depth
     one_block = [PrincipleTest.from_json(r) for r in results.values() if len(r["layers"]) == 1]
-    assert_same(depth_summary(one_block, resamples=summary["resamples"]), summary)
+    assert_same(depth_summary(one_block, resamples=summary["resamples"]).to_json(), summary)
     assert [d["layers"] for d in summary["depths"]] == [8, 16, 32, 64]
-    assert markdown_table(*depth_table(summary)) in readme
+    assert markdown_table(*depth_table(DepthSummary.from_json(summary))) in readme
     assert (DEPTH / "depth.png").is_file()
 
 
@@ -362,18 +364,19 @@ def test_the_confirm_readme_numbers_are_the_evidence(confirmed):
         assert line in readme, line
     searched = [c for c in ev.confirmed if c.repeat_of is not None]
     brief5 = {c.hash for c in sorted(searched, key=lambda c: -c.brief)[:5]}
-    confirmed5 = {c.hash for c in sorted(searched, key=lambda c: -c.mean.mean)[:5]}
+    confirmed5 = {c.hash for c in sorted(searched, key=lambda c: -c.mean.mean.value)[:5]}
     assert f"{len(brief5 & confirmed5)} of the brief top 5" in readme
-    rho = spearman(np.array([c.brief for c in searched]), np.array([c.mean.mean for c in searched]))
+    rho = spearman(np.array([c.brief for c in searched]),
+                   np.array([c.mean.mean.value for c in searched]))
     assert f"Spearman {rho:+.2f}" in readme
     winner = ev.winner
     assert f"confirmed best: {winner.name}" in readme
     if winner.vs_log is not None:
-        beats = winner.vs_log.ci_low > 0
+        beats = winner.vs_log.diff.low > 0
         assert ("excludes 0" if beats else "does not exclude 0") in readme
-        adjusted = winner.vs_log_adjusted
-        assert f"[{adjusted.ci_low:+.4f}, {adjusted.ci_high:+.4f}]" in readme
-        if beats and adjusted.ci_low <= 0:  # the verdict says the correction undoes it
+        adjusted = winner.vs_log_adjusted.diff
+        assert f"[{adjusted.low:+.4f}, {adjusted.high:+.4f}]" in readme
+        if beats and adjusted.low <= 0:  # the verdict says the correction undoes it
             assert "does not exclude 0" in readme
 
 
@@ -422,10 +425,10 @@ def test_the_v2_proxy_verdict_is_the_tables():
     bench = load_bench(ROOT / "studies" / "results" / "bench_fashion_mnist_v2")
     entries = list(bench.entries.values())
     acc = np.array([e.accuracy for e in entries])
-    r, low, high, _ = correlate(np.array([SCORES["-mean_distance"](e.pattern) for e in entries]),
-                                acc, "spearman",
-                                np.array([SCORES["reads_of_node0"](e.pattern) for e in entries]))
-    assert f"`reads_of_node0` is {r:+.3f} [{low:+.3f}, {high:+.3f}]" in text
+    r = correlate(np.array([SCORES["-mean_distance"](e.pattern) for e in entries]),
+                  acc, "spearman",
+                  np.array([SCORES["reads_of_node0"](e.pattern) for e in entries])).r
+    assert f"`reads_of_node0` is {r.text('+.3f')}" in text
     rel = bench.reliability()
     assert f"Spearman {rel.split_half:.3f}; the reliability of the 12-seed means is " \
         f"{rel.reliability:.3f}" in text
@@ -481,7 +484,7 @@ def test_the_v1_proxy_readme_numbers_are_its_benchmarks():
     by_hash = {p["hash"]: p for p in result["per_pattern"]}
     snip = np.array([by_hash[h]["scores"]["snip"] for h in bench.entries])
     accuracy = np.array([e.accuracy for e in bench.entries.values()])
-    r, *_ = correlate(snip, accuracy, "spearman", resamples=10)
+    r = correlate(snip, accuracy, "spearman", resamples=10).r.value
     assert f"snip (+{r:.3f})" in (PROXIES / "README.md").read_text()
     seeds = np.array([e.accuracies for e in bench.entries.values()])
     r01 = spearman(seeds[:, 0], seeds[:, 1])

@@ -257,15 +257,17 @@ def test_the_reports_answer_is_the_analysis(study_cfg, tmp_path):
     c = result.principle.correlation()
     ctrl = result.principle.correlation(controlled_for="params")
     for x in (c, ctrl):
-        assert f"r = {x.r:+.3f}, 95% CI [{x.ci_low:+.3f}, {x.ci_high:+.3f}]" in answer
-        assert f"p = {x.p_value:.4f}" in answer
-    s = result.principle.slope
-    assert f"{s.slope:+.4f} accuracy per unit of mean distance" in answer
+        r = x.rank.r
+        assert f"r = {r.value:+.3f}, 95% CI [{r.low:+.3f}, {r.high:+.3f}]" in answer
+        assert f"p = {x.rank.p_value:.4f}" in answer
+    s = result.principle.slope.slope
+    assert f"{s.value:+.4f} accuracy per unit of mean distance" in answer
     assert "r < 0 is the principle's prediction" in answer and "brief training" in answer
-    words = ("Yes: shorter" if c.r < 0 else "No, the opposite") \
-        if c.p_value < SIGNIFICANT and (c.ci_high < 0 or c.ci_low > 0) else "Not shown"
+    r = c.rank.r
+    words = ("Yes: shorter" if r.value < 0 else "No, the opposite") \
+        if c.rank.p_value < SIGNIFICANT and (r.high < 0 or r.low > 0) else "Not shown"
     assert answer.lstrip().startswith(words)
-    assert result.to_json()["slope"]["slope"] == s.slope
+    assert result.to_json()["slope"]["slope"] == s.value
 
 
 def test_cli_analyze_table_and_json(study_cfg):

@@ -22,7 +22,7 @@ from ..search.evidence import (
 )
 from ..search.record import OLD_BLOCK_OUTPUT, OLD_BUDGET_MODE, OLD_STYLE, TrialRecord, TrialRow
 from ..search.study import stored_config, study_evidence, study_style
-from ..stats import Slope, correlate, interval_headers, ols_slope
+from ..stats import RankCorrelation, Slope, correlate, interval_headers, ols_slope
 
 DISTANCES = ("mbd", "mean_distance")
 # One sign convention for every correlation table: r is the rank correlation of accuracy with
@@ -33,18 +33,22 @@ SCORE_SIGN = "r > 0: a higher score goes with higher accuracy; -X is X negated"
 
 @dataclass(frozen=True)
 class Correlation:
+    """The rank correlation of accuracy with one distance, on ``n`` trials."""
     method: str            # spearman | kendall
     against: str           # mbd | mean_distance
     controlled_for: str    # "" or "params"
-    r: float
-    ci_low: float
-    ci_high: float
-    p_value: float         # two-sided permutation p-value
+    rank: RankCorrelation
     n: int
 
     def to_json(self) -> dict[str, Any]:
-        """Its fields by name (NaN kept: JSON's NaN)."""
-        return asdict(self)
+        """Its fields by name, the correlation's flat (NaN kept: JSON's NaN)."""
+        return {"method": self.method, "against": self.against,
+                "controlled_for": self.controlled_for, **self.rank.to_json(), "n": self.n}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Correlation":
+        return cls(data["method"], data["against"], data["controlled_for"],
+                   RankCorrelation.from_json(data), data["n"])
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ class PrincipleTest:
                 "correlations": [c.to_json() for c in self.correlations],
                 "templates": [t.to_json() for t in self.templates],
                 "accuracy_range": list(self.accuracy_range),
-                **({} if self.slope is None else {"slope": asdict(self.slope)})}
+                **({} if self.slope is None else {"slope": self.slope.to_json()})}
 
     def correlation(self, against: str = "mean_distance", method: str = "spearman",
                     controlled_for: str = "") -> Correlation:
@@ -125,9 +129,9 @@ class PrincipleTest:
         slope = data.get("slope")
         return cls(data["study"], style, None if layers is None else tuple(layers),
                    data["budget"], data["trials_at_budget"], data["trials_total"],
-                   data["resamples"], tuple(Correlation(**c) for c in data["correlations"]),
+                   data["resamples"], tuple(Correlation.from_json(c) for c in data["correlations"]),
                    tuple(TemplateSummary.from_json(t, style) for t in data["templates"]),
-                   (low, high), None if slope is None else Slope(**slope))
+                   (low, high), None if slope is None else Slope.from_json(slope))
 
 
 @dataclass(frozen=True)
@@ -192,9 +196,9 @@ def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 200
                 # control: the trials whose records carry a parameter count
                 keep = np.isfinite(params) if control else np.ones(len(acc), dtype=bool)
                 z = params[keep] if control else None
-                r, lo, hi, p = correlate(dist[keep], acc[keep], method, z,
-                                         resamples=resamples, seed=seed)
-                correlations.append(Correlation(method, against, control, r, lo, hi, p,
+                rank = correlate(dist[keep], acc[keep], method, z, resamples=resamples,
+                                 seed=seed)
+                correlations.append(Correlation(method, against, control, rank,
                                                 int(keep.sum())))
     layers = (stored_config(study) or {}).get("search_space", {}).get("layers")
     principle = PrincipleTest(
@@ -234,8 +238,8 @@ def correlation_table(result: PrincipleTest) -> Table:
     """The correlations of a principle test, formatted once for text, HTML and markdown."""
     headers = ["distance", "method", "controlled for", f"r ({DISTANCE_SIGN})",
                *interval_headers(result.trials_at_budget), "n"]
-    rows = [[c.against, c.method, c.controlled_for or "-", f"{c.r:+.3f}",
-             f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]", f"{c.p_value:.4f}", str(c.n)]
+    rows = [[c.against, c.method, c.controlled_for or "-", f"{c.rank.r.value:+.3f}",
+             c.rank.r.interval("+.3f"), f"{c.rank.p_value:.4f}", str(c.n)]
             for c in result.correlations]
     return headers, rows
 
@@ -268,9 +272,9 @@ def confirmed_table(ev: Evidence) -> Table:
     for c in ev.confirmed:
         m = c.mean
         rows.append([c.name, c.hash, "-" if np.isnan(c.brief) else f"{c.brief:.4f}",
-                     f"{m.mean:.4f}", f"[{m.ci_low:.4f}, {m.ci_high:.4f}]", str(m.n),
-                     "-" if c.vs_log is None else f"{c.vs_log.diff:+.4f}",
-                     *("-" if d is None else f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}]"
+                     f"{m.mean.value:.4f}", m.mean.interval(".4f"), str(m.n),
+                     "-" if c.vs_log is None else f"{c.vs_log.diff.value:+.4f}",
+                     *("-" if d is None else d.diff.interval("+.4f")
                        for d in (c.vs_log, c.vs_log_adjusted))])
     return headers, rows
 
@@ -289,27 +293,28 @@ def verdict(principle: PrincipleTest, ev: Evidence, fidelity: str, dataset: str)
     ctrl = principle.correlation(controlled_for="params")
 
     def clear(x: Correlation) -> bool:
-        return x.p_value < SIGNIFICANT and (x.ci_high < 0 or x.ci_low > 0)
+        return x.rank.p_value < SIGNIFICANT and x.rank.r.excludes_zero
 
     shown = clear(c)
-    stat = (f"Spearman r = {c.r:+.3f}, 95% CI [{c.ci_low:+.3f}, {c.ci_high:+.3f}], "
-            f"p = {c.p_value:.4f}, n = {c.n}")
+    r, partial = c.rank.r, ctrl.rank.r
+    stat = (f"Spearman r = {r.value:+.3f}, 95% CI {r.interval('+.3f')}, "
+            f"p = {c.rank.p_value:.4f}, n = {c.n}")
     if shown:
-        head = ("Yes: shorter backprop distance went with higher accuracy" if c.r < 0 else
+        head = ("Yes: shorter backprop distance went with higher accuracy" if r.value < 0 else
                 "No, the opposite: longer backprop distance went with higher accuracy")
     else:
         head = "Not shown: no clear relation between backprop distance and accuracy"
     lines = [f"{head} in this study ({stat}; at {principle.budget} connections, "
              f"{principle.style}). Sign convention: {SIGN_CONVENTION}."]
     s = principle.slope
-    if s is not None and math.isfinite(s.slope):
-        lines.append(f"Effect size: {s.slope:+.4f} accuracy per unit of mean distance (least "
-                     f"squares, 95% CI [{s.ci_low:+.4f}, {s.ci_high:+.4f}]) over a range of "
+    if s is not None and math.isfinite(s.slope.value):
+        lines.append(f"Effect size: {s.slope.value:+.4f} accuracy per unit of mean distance "
+                     f"(least squares, 95% CI {s.slope.interval('+.4f')}) over a range of "
                      f"{principle.accuracy_range[0]:.4f}..{principle.accuracy_range[1]:.4f}.")
-    partial_stat = (f"partial Spearman r = {ctrl.r:+.3f}, 95% CI [{ctrl.ci_low:+.3f}, "
-                    f"{ctrl.ci_high:+.3f}], p = {ctrl.p_value:.4f}")
+    partial_stat = (f"partial Spearman r = {partial.value:+.3f}, 95% CI "
+                    f"{partial.interval('+.3f')}, p = {ctrl.rank.p_value:.4f}")
     if shown:
-        survives = "survives" if clear(ctrl) and (ctrl.r < 0) == (c.r < 0) else \
+        survives = "survives" if clear(ctrl) and (partial.value < 0) == (r.value < 0) else \
             "does not survive"
         lines.append(f"Controlling for parameter count, the relation {survives}: "
                      f"{partial_stat}.")

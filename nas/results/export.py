@@ -51,22 +51,22 @@ def trial_spec(name: str, storage_url: str, number: int | None = None) -> Export
 def _confirmed(study: optuna.Study, name: str, ev: Evidence, w: Confirmed) -> Exported:
     m = w.mean
     confirmed: dict[str, Any] = {
-        "mean": m.mean, "ci_low": m.ci_low, "ci_high": m.ci_high, "std": m.std, "seeds": m.n,
+        "mean": m.mean.value, **m.mean.ci_json(), "std": m.std, "seeds": m.n,
         "accuracies": list(w.accuracies), "fidelity": ev.confirm_fidelity,
         "brief_accuracy": None if math.isnan(w.brief) else w.brief}
     if w.vs_log is not None and w.vs_log_adjusted is not None:
-        d, a = w.vs_log, w.vs_log_adjusted
-        confirmed["vs_log"] = {"diff": d.diff, "ci_low": d.ci_low, "ci_high": d.ci_high,
-                               "bonferroni_ci_low": a.ci_low, "bonferroni_ci_high": a.ci_high,
+        d, a = w.vs_log.diff, w.vs_log_adjusted.diff
+        confirmed["vs_log"] = {"diff": d.value, **d.ci_json(),
+                               "bonferroni_ci_low": a.low, "bonferroni_ci_high": a.high,
                                "compared": len(ev.confirmed) - 1}
     trial = _completed(study, w.trial)
     origin = {"study": name, "trial": w.repeat_of if w.repeat_of is not None else w.trial,
-              "accuracy": m.mean, "confirmed": confirmed}
+              "accuracy": m.mean.value, "confirmed": confirmed}
     spec = _spec(trial, origin, drop=("seed",))
     vs = "" if w.vs_log is None else \
-        f"; vs log {w.vs_log.diff:+.4f} [{w.vs_log.ci_low:+.4f}, {w.vs_log.ci_high:+.4f}]"
-    return Exported(spec, f"confirmed: {w.name}, mean {m.mean:.4f} [{m.ci_low:.4f}, "
-                          f"{m.ci_high:.4f}] over {m.n} seeds{vs}")
+        f"; vs log {w.vs_log.diff.value:+.4f} {w.vs_log.diff.interval('+.4f')}"
+    return Exported(spec, f"confirmed: {w.name}, mean {m.mean.value:.4f} "
+                          f"{m.mean.interval('.4f')} over {m.n} seeds{vs}")
 
 
 def _completed(study: optuna.Study, number: int) -> FrozenTrial:

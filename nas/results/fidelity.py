@@ -25,7 +25,7 @@ from search_spaces import TEMPLATES, distance_stats
 
 from ..errors import UserError
 from ..search.fidelity import FidelityTable
-from ..stats import kendall, pooled_std, spearman, spearman_brown
+from ..stats import Estimate, kendall, pooled_std, spearman, spearman_brown
 from ..tables import format_table, html_table, markdown_table
 
 _log = logging.getLogger(__name__)
@@ -33,18 +33,6 @@ _log = logging.getLogger(__name__)
 
 def _num(value: float, spec: str) -> str:
     return format(value, spec) if math.isfinite(value) else "-"
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A statistic with its bootstrap 95% interval."""
-    value: float
-    low: float
-    high: float
-
-    def text(self) -> str:
-        return f"{self.value:+.2f} [{self.low:+.2f}, {self.high:+.2f}]" \
-            if math.isfinite(self.value) else "-"
 
 
 @dataclass(frozen=True)
@@ -59,8 +47,8 @@ class LevelResult:
     spread: float                  # std of the pattern means
     seed_spearman: float           # mean Spearman between two seeds' rankings
     reliability: float             # of the mean over ``seeds`` (Spearman-Brown)
-    vs_reference: Interval         # Spearman of the pattern means with the reference's
-    kendall_vs_reference: Interval
+    vs_reference: Estimate         # Spearman of the pattern means with the reference's
+    kendall_vs_reference: Estimate  # (both with bootstrap 95% intervals)
 
 
 @dataclass(frozen=True)
@@ -87,9 +75,9 @@ class FidelityReport:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "FidelityReport":
-        levels = tuple(LevelResult(**{**lv, "vs_reference": Interval(**lv["vs_reference"]),
+        levels = tuple(LevelResult(**{**lv, "vs_reference": Estimate(**lv["vs_reference"]),
                                       "kendall_vs_reference":
-                                          Interval(**lv["kendall_vs_reference"])})
+                                          Estimate(**lv["kendall_vs_reference"])})
                        for lv in data["levels"])
         return cls(**{**data, "levels": levels,
                       "patterns": tuple(PatternResult(**p) for p in data["patterns"])})
@@ -103,8 +91,9 @@ class FidelityReport:
                  _num(lv.seconds / top, ".2f"), f"{lv.mean_accuracy:.4f}",
                  _num(lv.seed_std, ".4f"), f"{lv.spread:.4f}", _num(lv.seed_spearman, "+.2f"),
                  _num(lv.reliability, "+.2f"),
-                 lv.vs_reference.text() if i < len(self.levels) - 1 else "(reference)",
-                 lv.kendall_vs_reference.text() if i < len(self.levels) - 1 else "(reference)"]
+                 lv.vs_reference.text("+.2f") if i < len(self.levels) - 1 else "(reference)",
+                 lv.kendall_vs_reference.text("+.2f") if i < len(self.levels) - 1
+                 else "(reference)"]
                 for i, lv in enumerate(self.levels)]
         return headers, rows
 
@@ -123,7 +112,7 @@ class FidelityReport:
 
 
 def _bootstrap(means: dict[str, np.ndarray], reference: str, resamples: int,
-               seed: int = 0) -> dict[str, tuple[Interval, Interval]]:
+               seed: int = 0) -> dict[str, tuple[Estimate, Estimate]]:
     """Spearman and Kendall of each level's pattern means with the reference's, with
     percentile 95% intervals from resampling the patterns (their means carry the seed noise;
     a seed gives the same initial weights at every level, so seeds are not redrawn apart)."""
@@ -136,8 +125,8 @@ def _bootstrap(means: dict[str, np.ndarray], reference: str, resamples: int,
             continue
         ref = means[reference]
         boots = np.array([(spearman(m[i], ref[i]), kendall(m[i], ref[i])) for i in idx])
-        rho = Interval(spearman(m, ref), *np.nanpercentile(boots[:, 0], [2.5, 97.5]).tolist())
-        tau = Interval(kendall(m, ref), *np.nanpercentile(boots[:, 1], [2.5, 97.5]).tolist())
+        rho = Estimate(spearman(m, ref), *np.nanpercentile(boots[:, 0], [2.5, 97.5]).tolist())
+        tau = Estimate(kendall(m, ref), *np.nanpercentile(boots[:, 1], [2.5, 97.5]).tolist())
         out[name] = (rho, tau)
     return out
 
@@ -179,14 +168,14 @@ def recommend(levels: list[LevelResult], target: float) -> tuple[str | None, str
         unsure = " (its interval reaches below the target)" if \
             best.vs_reference.low < target else ""
         return best.name, (f"Recommended: {best.name} ({best.fidelity}): its ranking matches "
-                           f"{reference.name}'s at Spearman {best.vs_reference.text()} >= "
+                           f"{reference.name}'s at Spearman {best.vs_reference.text('+.2f')} >= "
                            f"{target:g}{unsure}, at {best.seconds / reference.seconds:.2f}x the "
                            f"reference's cost per trial.{cap}")
     if not below:
         return None, f"No level could be compared with {reference.name}.{cap}"
     top = max(below, key=lambda lv: lv.vs_reference.value)
     return None, (f"No level ranks like {reference.name} at Spearman >= {target:g}: the best, "
-                  f"{top.name} ({top.fidelity}), reaches {top.vs_reference.text()}.{cap}")
+                  f"{top.name} ({top.fidelity}), reaches {top.vs_reference.text('+.2f')}.{cap}")
 
 
 def study_time(report: "FidelityReport", trials: int, workers: int) -> str:
@@ -217,7 +206,7 @@ def fidelity_report(table: FidelityTable, target: float = 0.8,
            for n in names}
     means = {n: a.mean(axis=1) for n, a in acc.items()}
     corr = _bootstrap(means, names[-1], resamples)
-    nan = Interval(math.nan, math.nan, math.nan)
+    nan = Estimate.unknown()
     levels = []
     for name, fidelity in table.levels:
         a = acc[name]

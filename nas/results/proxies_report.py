@@ -23,7 +23,7 @@ from ..engine.proxies import PROXIES, measure_proxies
 from ..engine.spec import make_spec
 from ..errors import UserError
 from ..search.bench import Bench, Reliability
-from ..stats import RESAMPLE_LIMIT, correlate
+from ..stats import RESAMPLE_LIMIT, RankCorrelation, correlate
 from ..tables import format_table, html_table, markdown_table
 from .analysis import SCORE_SIGN, Table
 
@@ -44,32 +44,20 @@ SIGN_NOTE = SCORE_SIGN
 
 
 @dataclass(frozen=True)
-class RankCorrelation:
-    """A rank correlation with its bootstrap 95% CI and two-sided permutation p-value (all NaN
-    when the score is constant or known for fewer than 3 patterns)."""
-    r: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-
-    def text(self) -> str:
-        return f"{self.r:+.3f} [{self.ci_low:+.3f}, {self.ci_high:+.3f}]" \
-            if math.isfinite(self.r) else "-"
-
-
-@dataclass(frozen=True)
 class ScoreRow:
     """One score against the table's mean accuracy."""
     score: str
     kind: str                    # distance | proxy | combined
     n: int                       # patterns with a finite score: the ones correlated
-    spearman: RankCorrelation
+    spearman: RankCorrelation    # all NaN when the score is constant or known for < 3 patterns
     kendall: RankCorrelation
     seconds: float               # mean per pattern
 
     def to_json(self) -> dict[str, Any]:
         """Its fields by name (NaN kept: JSON's NaN)."""
-        return asdict(self)
+        return {"score": self.score, "kind": self.kind, "n": self.n,
+                "spearman": self.spearman.to_json(), "kendall": self.kendall.to_json(),
+                "seconds": self.seconds}
 
 
 @dataclass(frozen=True)
@@ -132,8 +120,9 @@ class ProxyReport:
     def table(self) -> Table:
         headers = [f"score ({SIGN_NOTE})", "kind", "Spearman r [95% CI]", "p",
                    "Kendall tau [95% CI]", "p", "n", "s/pattern"]
-        rows = [[r.score, r.kind, r.spearman.text(), _p(r.spearman), r.kendall.text(),
-                 _p(r.kendall), str(r.n), f"{r.seconds:.4f}"] for r in self.rows]
+        rows = [[r.score, r.kind, r.spearman.r.text("+.3f"), _p(r.spearman),
+                 r.kendall.r.text("+.3f"), _p(r.kendall), str(r.n), f"{r.seconds:.4f}"]
+                for r in self.rows]
         return headers, rows
 
     def text(self) -> str:
@@ -186,9 +175,9 @@ def rank_correlations(values: np.ndarray, accuracy: np.ndarray,
     out = []
     for method in ("spearman", "kendall"):
         if len(x) < 3 or np.ptp(x) == 0:
-            out.append(RankCorrelation(math.nan, math.nan, math.nan, math.nan))
+            out.append(RankCorrelation.unknown())
             continue
-        out.append(RankCorrelation(*correlate(x, y, method, resamples=resamples)))
+        out.append(correlate(x, y, method, resamples=resamples))
     return int(finite.sum()), out[0], out[1]
 
 
@@ -222,8 +211,9 @@ def proxy_report(bench: Bench, scored: list[PatternScores], batch: int, seed: in
             n, rho, tau = rank_correlations(values, accuracy, resamples)
             seconds = float(np.mean([p.seconds[name] for p in scored]))
             rows.append(ScoreRow(name, kind, n, rho, tau, seconds))
-    ranked = [r for r in rows if r.score in COMBINE_CANDIDATES and math.isfinite(r.spearman.r)]
-    best = max(ranked, key=lambda r: r.spearman.r).score if ranked else None
+    ranked = [r for r in rows
+              if r.score in COMBINE_CANDIDATES and math.isfinite(r.spearman.r.value)]
+    best = max(ranked, key=lambda r: r.spearman.r.value).score if ranked else None
     if best is not None:
         label = f"{COMBINED_FROM}{best}"
         combined = combined_score(np.array([p.scores["-mean_distance"] for p in scored]),
@@ -242,16 +232,16 @@ def proxy_report(bench: Bench, scored: list[PatternScores], batch: int, seed: in
 def proxies_figure(report: ProxyReport) -> go.Figure:
     """Spearman and Kendall of every score with the mean accuracy, with their 95% CIs and the
     table's noise ceiling (either sign)."""
-    rows = [r for r in report.rows if math.isfinite(r.spearman.r)][::-1]  # first on top
+    rows = [r for r in report.rows if math.isfinite(r.spearman.r.value)][::-1]  # first on top
     fig = go.Figure()
     for method, color in (("spearman", "#1f77b4"), ("kendall", "#ff7f0e")):
-        corr = [getattr(r, method) for r in rows]
+        corr = [getattr(r, method).r for r in rows]
         fig.add_trace(go.Bar(
-            y=[r.score for r in rows], x=[c.r for c in corr], orientation="h",
+            y=[r.score for r in rows], x=[c.value for c in corr], orientation="h",
             name=method.capitalize(), marker={"color": color},
             error_x={"type": "data", "symmetric": False,
-                     "array": [c.ci_high - c.r for c in corr],
-                     "arrayminus": [c.r - c.ci_low for c in corr]}))
+                     "array": [c.high - c.value for c in corr],
+                     "arrayminus": [c.value - c.low for c in corr]}))
     if report.reliability is not None and math.isfinite(ceiling := report.reliability.ceiling):
         for x in (-ceiling, ceiling):
             fig.add_vline(x=x, line={"dash": "dash", "color": "#555"},

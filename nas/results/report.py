@@ -116,16 +116,16 @@ def confirmed_figure(ev: Evidence) -> go.Figure:
             ("templates", [c for c in with_brief if c.label != "search"], "#d62728")):
         if group:
             fig.add_trace(go.Scatter(
-                x=[c.brief for c in group], y=[c.mean.mean for c in group], mode="markers",
+                x=[c.brief for c in group], y=[c.mean.mean.value for c in group], mode="markers",
                 name=label, marker={"color": color, "size": 9},
                 error_y={"type": "data", "symmetric": False,
-                         "array": [c.mean.ci_high - c.mean.mean for c in group],
-                         "arrayminus": [c.mean.mean - c.mean.ci_low for c in group]},
+                         "array": [c.mean.mean.high - c.mean.mean.value for c in group],
+                         "arrayminus": [c.mean.mean.value - c.mean.mean.low for c in group]},
                 text=[f"{c.name} ({c.hash}), {c.mean.n} seeds" for c in group]))
     title = "brief accuracy (one run) vs. confirmed mean (95% CI)"
     if with_brief and ev.same_fidelity:  # the same training: a lucky pick falls below it
-        lo = min(min(c.brief, c.mean.mean) for c in with_brief)
-        hi = max(max(c.brief, c.mean.mean) for c in with_brief)
+        lo = min(min(c.brief, c.mean.mean.value) for c in with_brief)
+        hi = max(max(c.brief, c.mean.mean.value) for c in with_brief)
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="confirmed = brief",
                                  line={"dash": "dot", "color": "#888"}))
     elif with_brief:

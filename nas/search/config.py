@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from search_spaces import (
     BLOCK_OUTPUTS,
+    DEFAULT_STYLE,
     SEARCH_SPACES,
     STYLES,
     TEMPLATES,
@@ -42,7 +43,7 @@ class SpaceConfig:
     layers: tuple[int, ...] = (24,)
     budget: int | None = None          # None: the log template's count at these layers
     templates: tuple[str, ...] | None = None  # `templates` space only: the candidates
-    style: str = "per_block"           # network style: per_block, v1 or v2
+    style: str = DEFAULT_STYLE         # network style: per_block, v1 or v2
 
     def __post_init__(self):
         require(self.name in SEARCH_SPACES, "name", SEARCH_SPACES.unknown(self.name))

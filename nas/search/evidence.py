@@ -116,6 +116,15 @@ class Confirmed:
     def name(self) -> str:
         return self.label if self.label != "search" else f"trial {self.repeat_of}"
 
+    def to_json(self) -> dict[str, Any]:
+        """Its fields by name, the mean and differences flat as :class:`MeanCI` and
+        :class:`Difference` write them."""
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+                "accuracies": list(self.accuracies), "mean": self.mean.to_json(),
+                **{k: None if d is None else d.to_json()
+                   for k, d in (("vs_log", self.vs_log),
+                                ("vs_log_adjusted", self.vs_log_adjusted))}}
+
 
 @dataclass(frozen=True)
 class Curse:
@@ -154,21 +163,23 @@ class Evidence:
         pick = max(searched, key=lambda c: c.brief)
         log = next((c for c in self.confirmed if c.label == REFERENCE), None)
         nan = math.nan
-        return Curse(pick.name, pick.brief, pick.mean.mean, pick.brief - pick.mean.mean,
+        mean = pick.mean.mean.value
+        return Curse(pick.name, pick.brief, mean, pick.brief - mean,
                      pick.brief - log.brief if log else nan,
-                     pick.mean.mean - log.mean.mean if log else nan)
+                     mean - log.mean.mean.value if log else nan)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (NaN as null); :meth:`from_json` reads it back."""
-        return _plain(dataclasses.asdict(self))
+        return _plain({**dataclasses.asdict(self),
+                       "confirmed": [c.to_json() for c in self.confirmed]})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Evidence":
         def confirmed(c: dict[str, Any]) -> Confirmed:
             return Confirmed(**{**_nan(c), "repeat_of": c["repeat_of"],
                                 "accuracies": tuple(c["accuracies"]),
-                                "mean": MeanCI(**_nan(c["mean"])),
-                                **{k: c[k] and Difference(**_nan(c[k]))
+                                "mean": MeanCI.from_json(_nan(c["mean"])),
+                                **{k: c[k] and Difference.from_json(_nan(c[k]))
                                    for k in ("vs_log", "vs_log_adjusted")}})
         best = data["best"] and BestRun(**_nan(data["best"]))
         return cls(Noise(**_nan(data["noise"])), best,
@@ -262,7 +273,7 @@ def confirmed_patterns(search: list[Run], confirm: list[Run]) -> tuple[Confirmed
             adjusted = welch_difference(accuracies, log_runs, 1 - 0.05 / compared)
         out.append(Confirmed(first.label, hash_, first.number, first.repeat_of, chosen_by,
                              accuracies, mean_ci(accuracies), vs_log, adjusted))
-    return tuple(sorted(out, key=lambda c: -c.mean.mean))
+    return tuple(sorted(out, key=lambda c: -c.mean.mean.value))
 
 
 def describe_best(ev: Evidence) -> str:
@@ -315,17 +326,16 @@ def describe_winner(ev: Evidence) -> str:
             return f"confirmed: none ({short})"
         return "confirmed: none (run `skipnas confirm CONFIG`)"
     m = w.mean
-    line = (f"confirmed best: {w.name} (pattern {w.hash}) {m.mean:.4f} "
-            f"[{m.ci_low:.4f}, {m.ci_high:.4f}] over {m.n} seeds")
+    line = (f"confirmed best: {w.name} (pattern {w.hash}) {m.mean.value:.4f} "
+            f"{m.mean.interval('.4f')} over {m.n} seeds")
     if w.vs_log is not None and w.vs_log_adjusted is not None:
-        d, a = w.vs_log, w.vs_log_adjusted
-        line += f"; vs log {d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]"
-        if a.ci_low > 0:
-            line += f": beats log, also corrected for the comparisons [{a.ci_low:+.4f}, " \
-                    f"{a.ci_high:+.4f}]"
-        elif d.ci_low > 0:
+        d, a = w.vs_log.diff, w.vs_log_adjusted.diff
+        line += f"; vs log {d.value:+.4f} {d.interval('+.4f')}"
+        if a.low > 0:
+            line += f": beats log, also corrected for the comparisons {a.interval('+.4f')}"
+        elif d.low > 0:
             line += f": ahead of log, but not once corrected for picking the best of the " \
-                    f"confirmed patterns (Bonferroni [{a.ci_low:+.4f}, {a.ci_high:+.4f}])"
+                    f"confirmed patterns (Bonferroni {a.interval('+.4f')})"
         else:
             line += ": not separated from log"
     elif w.label == REFERENCE:

@@ -94,7 +94,7 @@ def tell_live(study: optuna.Study, trial: optuna.Trial, state: TrialState,
         study.sampler.after_trial(optuna.pruners._filter_study(study, frozen), frozen, state,
                                   values)
     finally:
-        if (backend := upserting(study._storage)) is not None:
+        if (backend := upsert_backend(study._storage)) is not None:
             _finish_in_one_transaction(backend, frozen._trial_id, state, values)
         else:
             study._storage.set_trial_state_values(frozen._trial_id, state, values)
@@ -138,7 +138,7 @@ def claim_waiting(study: optuna.Study, waiting: Iterable[int],
     call: `ask` would sample a new one.) On SQLite and PostgreSQL a claim is one transaction
     (Optuna's calls would take three)."""
     storage = storage_of(study)
-    backend = upserting(storage)
+    backend = upsert_backend(storage)
     user_attrs, system_attrs = user_attrs or {}, system_attrs or {}
     for waiting_id in waiting:
         if backend is not None:
@@ -162,7 +162,7 @@ def claim_waiting(study: optuna.Study, waiting: Iterable[int],
 # does for such small writes: with many workers on few cores that is what they wait for).
 # SQLite's `BEGIN IMMEDIATE` (`serialize_sqlite`) applies to these transactions as to Optuna's.
 
-def upserting(storage: BaseStorage) -> RDBStorage | None:
+def upsert_backend(storage: BaseStorage) -> RDBStorage | None:
     """The RDB storage under ``storage`` when its database takes multi-row upserts (SQLite,
     PostgreSQL); None for any other storage."""
     backend = backend_of(storage)
@@ -251,7 +251,7 @@ def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
     PostgreSQL (Optuna commits each attr apart: about 6 ms a commit on SQLite, a trial's record
     has ~20). Any other trial (another storage, a test double) gets them one `set_user_attr`
     at a time."""
-    backend = upserting(trial.storage) if isinstance(trial, optuna.Trial) else None
+    backend = upsert_backend(trial.storage) if isinstance(trial, optuna.Trial) else None
     if backend is None:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
@@ -263,7 +263,7 @@ def set_user_attrs(trial: Any, attrs: dict[str, Any]) -> None:
     # Unlike Optuna's, an IntegrityError is raised, not ignored: ignoring it would drop every
     # attr of the batch (attrs are upserts here, so none is expected).
     with backend.engine.begin() as db:
-        updatable(db, trial._trial_id)
+        updatable_study_id(db, trial._trial_id)
         _upsert_attrs(backend, db, models.TrialUserAttributeModel, trial._trial_id, attrs)
     trial._cached_frozen_trial.user_attrs.update(attrs)
 
@@ -295,7 +295,7 @@ _UPSERTS: dict[str, Callable[[Any], Any]] = {"postgresql": pg_insert} | (
     {"sqlite": sqlite_insert} if sqlite3.sqlite_version_info >= (3, 24, 0) else {})
 
 
-def updatable(db: Connection, trial_id: int) -> int:
+def updatable_study_id(db: Connection, trial_id: int) -> int:
     """The trial's study id, once Optuna's check that the trial may still be written has
     passed (UpdateFinishedTrialError; KeyError for a trial that does not exist, as Optuna's).
     Not Optuna's `check_trial_is_updatable`: it reads the trial again for its message, on
@@ -343,7 +343,7 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
     from sqlalchemy import insert
 
     storage = trial.storage
-    backend = upserting(storage)
+    backend = upsert_backend(storage)
     if backend is None:
         yield
         return
@@ -359,7 +359,7 @@ def params_in_one_transaction(trial: optuna.Trial) -> Iterator[None]:
         with cache._lock if cache else contextlib.nullcontext():
             known = cache._studies[trial.study._study_id].param_distribution if cache else {}
             with backend.engine.begin() as db:
-                study = updatable(db, trial._trial_id)
+                study = updatable_study_id(db, trial._trial_id)
                 rows = []
                 for name, value, distribution in held.held:
                     # Optuna 5.0's `_set_trial_param_without_commit` for one param (its

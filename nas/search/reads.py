@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, inspect, literal_column, select, text
 
 from .optuna_api import adopt_trial, backend_of, claim_waiting, storage_of, study_id, trial_id
-from .snapshot import cut, rdb_backend, read_trials
+from .snapshot import rdb_backend, read_trials, trial_as_read
 
 _log = logging.getLogger(__name__)
 # Indexes the worker's reads need on Optuna's tables (created once; Optuna's own schema has
@@ -86,7 +86,7 @@ class StudyReads:
         """The trials in ``states``, carrying the user and system attrs ``keys`` only (and
         no params): on RDB storages that is all they carry."""
         if self.rdb is None:  # cut as the database read would be: one shape on every storage
-            return [cut(t, params=False, keys=keys)
+            return [trial_as_read(t, params=False, keys=keys)
                     for t in self.study.get_trials(deepcopy=False, states=tuple(states))]
         return read_trials(self.rdb, self.study_id, params=False, keys=keys, states=states)
 

@@ -68,7 +68,7 @@ class SnapshotStorage(BaseStorage):
         if rdb is not None:
             self._trials = read_trials(rdb, self._id, params, keys)
         else:  # a journal or a proxy: Optuna's own trials, cut to what was asked
-            self._trials = [cut(t, params, keys)
+            self._trials = [trial_as_read(t, params, keys)
                             for t in source.get_all_trials(self._id, deepcopy=False)]
         self._by_id = {t._trial_id: t for t in self._trials}
 
@@ -145,7 +145,7 @@ def _distribution(text: str) -> BaseDistribution:
     return json_to_distribution(text)
 
 
-def cut(trial: FrozenTrial, params: bool, keys: Collection[str] | None) -> FrozenTrial:
+def trial_as_read(trial: FrozenTrial, params: bool, keys: Collection[str] | None) -> FrozenTrial:
     """``trial`` as :func:`read_trials` reads it with ``params`` and ``keys``."""
     if params and keys is None:
         return trial
