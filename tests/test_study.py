@@ -592,22 +592,22 @@ def test_auto_workers_is_one_per_core_on_cpu_and_four_per_gpu_within_the_cores(m
 def test_with_several_workers_this_process_trains_on_its_share_of_the_cores(tmp_path,
                                                                            monkeypatch):
     """The spawned workers got cores / workers threads each, but this process trained on all
-    the cores (3 threads on 2 cores): each process, this one too, gets its share."""
+    the cores (3 threads on 2 cores): this process, too, counts the workers it started when it
+    takes its share (nas.search.cores), and leaves the environment as it was."""
     from nas.search import worker
     seen = []
 
     def fake_run_worker(cfg, **kwargs):
-        seen.append(os.environ.get("OMP_NUM_THREADS"))
+        seen.append(kwargs.get("local_workers"))
         return worker.WorkerReport()
 
-    monkeypatch.setattr(worker.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(worker, "run_worker", fake_run_worker)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cfg = config_from_dict(tiny_raw(tmp_path, trials=0))
     create_study(cfg)
     worker.run_workers(cfg, 2, progress=False)
-    assert seen == ["2"]
-    assert "OMP_NUM_THREADS" not in os.environ  # put back as it was
+    assert seen == [2]
+    assert "OMP_NUM_THREADS" not in os.environ
 
 
 def test_studies_name_their_objectives_for_the_dashboard(tmp_path):
