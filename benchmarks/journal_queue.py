@@ -1,5 +1,5 @@
 """Queueing a study's search slots into a fresh journal file: Optuna's `enqueue_trial` a trial
-at a time (one locked append each, the old path; N4) against `nas.search.queue.enqueue` (one
+at a time (one locked append each, the old path; N4) against `nas.search._optuna.queue.enqueue` (one
 locked append a chunk). Both must leave the same trials; the target is 100,000 in at most
 30 s on 2 cores.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import optuna
 
-from nas.search.queue import enqueue
+from nas.search._optuna.queue import enqueue
 from nas.search.record import SlotKind, TrialRecord
 from nas.search.storage import open_storage
 

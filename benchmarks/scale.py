@@ -233,11 +233,12 @@ worker.run_worker(replace(cfg, storage=sys.argv[2]), progress=False)
 
 def copy_study(db: Path, url: str) -> None:
     """Replace whatever Optuna tables the database at ``url`` holds by those of ``db``."""
-    from optuna.storages._rdb import models
     from sqlalchemy import create_engine, text
 
+    from nas.search._optuna.schema import tables
+
     source, target = create_engine(f"sqlite:///{db}"), create_engine(url)
-    metadata = models.BaseModel.metadata
+    metadata = tables()
     metadata.drop_all(target)
     metadata.create_all(target)
     with source.connect() as src, target.begin() as dst:
@@ -257,19 +258,18 @@ def schedule(work: Path, seed_db: Path, url: str, workers: int,
     """Queue 10 x ``workers`` search trials on the study at ``url``, let ``workers`` workers
     whose training sleeps ``trial_seconds`` run them, and time it from the stored trials."""
     import optuna
-    from optuna.storages._rdb import models
     from optuna.trial import TrialState
-    from sqlalchemy import create_engine, func, select
 
+    from nas.search._optuna.rdb import rdb_of
+    from nas.search._optuna.reads import StudyReads, read_trials
     from nas.search.record import SlotKind, TrialRecord
     from nas.search.storage import open_storage
     from nas.search.study import enqueue_slots
 
     storage = open_storage(url)
     study = optuna.Study(study_name=NAME, storage=storage)
-    t = models.TrialModel.__table__.c
-    with create_engine(url).connect() as db:  # not study.get_trials: it reads every trial
-        first = db.execute(select(func.count()).select_from(models.TrialModel)).scalar_one()
+    # Counted, not study.get_trials: that reads every trial.
+    first = sum(StudyReads(study).state_counts().values())
     queued = 10 * workers
     enqueue_slots(study, [TrialRecord(slot=SlotKind.SEARCH)] * queued)
     config = work / "seed.toml"
@@ -291,12 +291,10 @@ def schedule(work: Path, seed_db: Path, url: str, workers: int,
         if p.wait() != 0:
             raise SystemExit(f"a worker exited with {p.returncode}")
     wall = time.perf_counter() - clock
-    a = models.TrialUserAttributeModel.__table__.c
-    with create_engine(url).connect() as db:  # typed columns: datetimes on every backend
-        rows = db.execute(select(t.datetime_start, t.datetime_complete, a.value_json)
-                          .join_from(models.TrialModel, models.TrialUserAttributeModel)
-                          .where(a.key == "worker", t.number >= first,
-                                 t.state == TrialState.COMPLETE)).all()
+    rows = [(t.datetime_start, t.datetime_complete, t.user_attrs["worker"])
+            for t in read_trials(rdb_of(storage), storage.get_study_id_from_name(NAME),
+                                 params=False, keys=("worker",), states=(TrialState.COMPLETE,),
+                                 from_number=first)]
     if len(rows) != queued:
         raise SystemExit(f"{len(rows)} of {queued} queued trials completed")
     by_worker: dict[str, list[Any]] = {}

@@ -120,7 +120,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
 def cmd_study_start(args: argparse.Namespace) -> None:
     from optuna.trial import TrialState
 
-    from .search.reads import StudyReads
+    from .search._optuna.reads import StudyReads
     from .search.storage import mask_url
     from .search.study import create_study
     from .search.worker import run_workers
@@ -302,7 +302,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         evidence_lines,
         template_table,
     )
-    from .search.snapshot import load_snapshot
+    from .search.storage import load_snapshot
 
     result = analyze(load_snapshot(args.name, _storage(args), params=False), budget=args.budget,
                      resamples=args.resamples)
@@ -331,7 +331,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from .results.analysis import analyze
     from .results.report import write_report
-    from .search.snapshot import load_snapshot
+    from .search.storage import load_snapshot
 
     study = load_snapshot(args.name, _storage(args), params=False)
     try:

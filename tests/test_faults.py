@@ -17,8 +17,8 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from nas.errors import UserError
+from nas.search._optuna.api import first_of_slot
 from nas.search.config import load_config
-from nas.search.optuna_api import first_of_slot
 from nas.search.record import TrialRecord
 from nas.search.storage import load_study, open_storage
 from nas.search.study import create_study
@@ -179,7 +179,7 @@ def test_death_between_claim_and_first_heartbeat_is_recovered(kind, tmp_path):
     cfg = load_config(config)
     create_study(cfg)
     code = ("import os, sys; from nas.search.storage import load_study;"
-            "from nas.search.reads import claim_next;"
+            "from nas.search._optuna.reads import claim_next;"
             f"s = load_study({cfg.name!r}, {url!r}); print(claim_next(s)); os._exit(0)")
     claimed = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True,
                              text=True, check=True, timeout=60).stdout.strip()
@@ -195,7 +195,7 @@ def test_claims_are_atomic_across_processes(storage_url, tmp_path):
     cfg = load_config(config)
     create_study(cfg)
     code = ("from nas.search.storage import load_study;"
-            "from nas.search.reads import claim_next;"
+            "from nas.search._optuna.reads import claim_next;"
             f"s = load_study({cfg.name!r}, {storage_url!r}); got = [];\n"
             "while (t := claim_next(s)) is not None: got.append(t.number)\n"
             "print(*got)")
@@ -258,8 +258,8 @@ def test_a_worker_stopped_inside_a_transaction_does_not_block_the_study(tmp_path
     off by PostgreSQL after IDLE_IN_TRANSACTION_SECONDS; the study then recovers its trial."""
     from sqlalchemy import text
 
-    from nas.search.optuna_api import storage_of
-    from nas.search.reads import claim_next
+    from nas.search._optuna.api import storage_of
+    from nas.search._optuna.reads import claim_next
     from nas.search.storage import IDLE_IN_TRANSACTION_SECONDS, open_storage
 
     config = write_config(tmp_path / "c.toml", POSTGRES, trials=2)
@@ -289,21 +289,22 @@ def test_a_long_read_on_postgresql_is_not_cut_off_but_a_paused_writer_is(monkeyp
     here, each pause 2 s)."""
     from sqlalchemy import text
 
-    import nas.search.snapshot as snapshot
+    import nas.search._optuna.reads as reads
     import nas.search.storage as storage
+    from nas.search._optuna.rdb import rdb_of
 
     monkeypatch.setattr(storage, "IDLE_IN_TRANSACTION_SECONDS", 1)
     study = optuna.create_study(storage=open_storage(POSTGRES))
     study.enqueue_trial({}, user_attrs={"k": 1})
     engine = open_storage(POSTGRES).engine
-    real_parsed = snapshot._parsed
+    real_parsed = reads._parsed
 
     def parsed_slowly(*args, **kwargs):
         time.sleep(2)
         return real_parsed(*args, **kwargs)
 
-    monkeypatch.setattr(snapshot, "_parsed", parsed_slowly)
-    trials = snapshot.read_trials(storage.backend_of(study._storage), study._study_id)
+    monkeypatch.setattr(reads, "_parsed", parsed_slowly)
+    trials = reads.read_trials(rdb_of(study._storage), study._study_id)
     assert [t.user_attrs for t in trials] == [{"k": 1}]
     for holds in ("SELECT study_id FROM studies FOR UPDATE",
                   "UPDATE studies SET study_name = study_name WHERE study_id = -1"):
@@ -524,7 +525,8 @@ def test_a_complete_storage_opens_without_waiting_for_the_creation_lock(tmp_path
 
     from optuna.storages._rdb import models
 
-    from nas.search.storage import _file_lock, _schema_complete
+    from nas.search._optuna.schema import schema_complete
+    from nas.search.storage import _file_lock
 
     done = tmp_path / "done.db"
     optuna.storages.RDBStorage(f"sqlite:///{done}")
@@ -532,7 +534,7 @@ def test_a_complete_storage_opens_without_waiting_for_the_creation_lock(tmp_path
     models.BaseModel.metadata.create_all(sqlalchemy.create_engine(f"sqlite:///{half}"))
     with sqlite3.connect(half) as db:
         db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32))")
-    assert _schema_complete(done) and not _schema_complete(half)
+    assert schema_complete(done) and not schema_complete(half)
     opened: dict[str, object] = {}
     with _file_lock(done), _file_lock(half):   # another process holds both lock files
         openers = [threading.Thread(target=lambda f=f: opened.setdefault(
@@ -552,8 +554,8 @@ def test_liveness_compares_heartbeat_changes_never_clocks(monkeypatch, skew):
     for the grace period of the watcher's own monotonic clock."""
     import time as time_module
 
+    from nas.search._optuna.api import storage_of, trial_id
     from nas.search.liveness import HEARTBEAT, StaleSweep
-    from nas.search.optuna_api import storage_of, trial_id
 
     real = time_module.time
     monkeypatch.setattr(time_module, "time", lambda: real() + skew)  # this process runs ahead
@@ -618,8 +620,8 @@ def test_a_stopped_sqlite_lock_holder_is_waited_for_and_reported(locked_sqlite, 
 def test_liveness_does_not_count_a_wait_for_the_sqlite_lock(locked_sqlite):
     """While another process holds the write lock, no worker can write its heartbeat; a sweep
     that waited for the lock used to fail healthy trials right after the wait."""
+    from nas.search._optuna.api import storage_of, trial_id
     from nas.search.liveness import HEARTBEAT, StaleSweep
-    from nas.search.optuna_api import storage_of, trial_id
     from nas.search.storage import liveness_clock
 
     study, hold = locked_sqlite

@@ -15,7 +15,8 @@ import pytest
 
 import nas.search.proxy as proxy
 from nas.errors import UserError
-from nas.search.optuna_api import experimental_ok, grpc_client
+from nas.search._optuna.api import experimental_ok
+from nas.search._optuna.grpc import grpc_client
 from nas.search.proxy import CA_ENV, TOKEN_ENV, server_keys
 from nas.search.storage import open_storage
 from tests.testing import ENV, run_cli

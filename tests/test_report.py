@@ -21,8 +21,8 @@ from nas.results.analysis import SIGNIFICANT, analyze
 from nas.results.dashboard import ATTACHED
 from nas.results.features import FEATURES_SUFFIX
 from nas.results.report import figures, write_report
+from nas.search._optuna.api import study_system_attrs
 from nas.search.config import config_from_dict
-from nas.search.optuna_api import study_system_attrs
 from nas.search.record import TrialRecord
 from nas.search.storage import load_study, open_storage
 from nas.search.study import create_study

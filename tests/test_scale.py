@@ -17,8 +17,7 @@ from optuna.trial import TrialState
 
 from nas.errors import UserError
 from nas.results.report import search_view
-from nas.search.snapshot import load_snapshot
-from nas.search.storage import open_storage
+from nas.search.storage import load_snapshot, open_storage
 from nas.stats import thin
 from tests.testing import ENV, STORAGES, run_cli, tiny_config, tiny_raw, url_of, write_toml
 
@@ -69,7 +68,7 @@ def test_a_snapshot_reads_every_trial_as_optuna_does(storage_url):
 
 
 def _chunk_writer(storage_url: str) -> str:
-    """The name, in nas.search.queue, of the call that writes one chunk to this storage."""
+    """The name, in nas.search._optuna.queue, of the call that writes one chunk to this storage."""
     return "append_waiting_trials" if storage_url.startswith("journal") else "_insert"
 
 
@@ -85,8 +84,8 @@ def test_trials_queued_in_bulk_are_those_optuna_queues(storage_url, monkeypatch)
     """`enqueue` writes what Optuna's enqueue_trial writes, numbered after the study's trials,
     a chunk per transaction (a journal: per locked append, its records Optuna's own), and the
     process that queued them reads them at once; a worker's claim takes them in order."""
-    import nas.search.queue as queue
-    from nas.search.reads import claim_next
+    import nas.search._optuna.queue as queue
+    from nas.search._optuna.reads import claim_next
 
     monkeypatch.setattr(queue, "CHUNK", 3)
     attrs = [{"slot": "search"}, {"slot": "baseline", "template": "log", "seed": 1}, {}] * 3
@@ -126,7 +125,7 @@ def test_a_trial_another_process_adds_between_two_chunks_keeps_its_own_number(st
                                                                                monkeypatch):
     """A worker re-queues a trial (Optuna's add_trial, no lock) between two of a start's
     chunks: every trial keeps a number of its own, in order."""
-    import nas.search.queue as queue
+    import nas.search._optuna.queue as queue
 
     monkeypatch.setattr(queue, "CHUNK", 2)
     name = _varied_study(storage_url)
@@ -153,7 +152,7 @@ def test_a_trial_another_process_adds_between_two_chunks_keeps_its_own_number(st
 
 def test_ctrl_c_while_a_chunk_is_written_stops_the_queue_after_that_chunk(storage_url,
                                                                           monkeypatch):
-    import nas.search.queue as queue
+    import nas.search._optuna.queue as queue
 
     monkeypatch.setattr(queue, "CHUNK", 4)
     study = optuna.create_study(study_name=f"q-{uuid.uuid4().hex[:8]}",
@@ -172,7 +171,7 @@ def test_ctrl_c_while_a_chunk_is_written_stops_the_queue_after_that_chunk(storag
 
 
 def test_a_queue_of_more_than_a_chunk_shows_a_progress_bar(tmp_path, monkeypatch, capsys):
-    import nas.search.queue as queue
+    import nas.search._optuna.queue as queue
 
     monkeypatch.setattr(queue, "CHUNK", 2)
     study = optuna.create_study(study_name="q", storage=open_storage(url_of("journal",
@@ -189,7 +188,7 @@ def test_a_journal_queue_waits_while_another_process_appends(tmp_path, monkeypat
     (mid-append), nothing of the queue is written; once it lets go, the queue is."""
     from optuna.storages.journal import JournalFileSymlinkLock
 
-    import nas.search.queue as queue
+    import nas.search._optuna.queue as queue
 
     url = url_of("journal", tmp_path)
     study = optuna.create_study(study_name="q", storage=open_storage(url))
@@ -214,10 +213,11 @@ def _commits(study: optuna.Study) -> list[int]:
     """A list that grows by one at each commit the study's database sees (none: a journal)."""
     from sqlalchemy import event
 
-    from nas.search.optuna_api import backend_of, storage_of
+    from nas.search._optuna.api import storage_of
+    from nas.search._optuna.rdb import rdb_of
 
     commits: list[int] = []
-    backend = backend_of(storage_of(study))
+    backend = rdb_of(storage_of(study))
     if isinstance(backend, optuna.storages.RDBStorage):
         event.listen(backend.engine, "commit", lambda _connection: commits.append(1))
     return commits
@@ -227,7 +227,7 @@ def test_a_trials_keys_and_record_are_each_written_in_one_transaction(storage_ur
     """A worker writes the keys its space suggests in one transaction and each record in one
     (Optuna commits every key and attr apart: ~45 commits a trial), storing exactly what
     Optuna's writes one at a time store."""
-    from nas.search.optuna_api import params_in_one_transaction
+    from nas.search._optuna.api import params_in_one_transaction
     from nas.search.record import TrialRecord, record
 
     space = tiny_config(tmp_path).search_space.build()
@@ -261,7 +261,7 @@ def test_a_trials_keys_and_record_are_each_written_in_one_transaction(storage_ur
 @pytest.mark.parametrize("kind", [k for k in STORAGES if k != "journal"])  # journals: Optuna's
 def test_keys_suggested_before_an_error_are_stored_and_before_an_interrupt_are_not(kind,
                                                                                     tmp_path):
-    from nas.search.optuna_api import params_in_one_transaction
+    from nas.search._optuna.api import params_in_one_transaction
 
     study = optuna.create_study(study_name=f"tx-{uuid.uuid4().hex[:8]}",
                                 storage=open_storage(url_of(kind, tmp_path)))
@@ -301,7 +301,7 @@ def test_keys_suggested_before_an_error_are_stored_and_before_an_interrupt_are_n
 @pytest.mark.parametrize("kind", [k for k in STORAGES if k != "journal"])
 def test_attrs_written_together_overwrite_as_optunas_do_and_spare_a_finished_trial(kind,
                                                                                   tmp_path):
-    from nas.search.optuna_api import set_user_attrs
+    from nas.search._optuna.api import set_user_attrs
 
     study = optuna.create_study(study_name=f"ua-{uuid.uuid4().hex[:8]}",
                                 storage=open_storage(url_of(kind, tmp_path)))
@@ -439,7 +439,7 @@ def test_a_storage_proxy_that_does_not_answer_is_one_line(monkeypatch):
 def test_reading_a_study_leaves_the_garbage_collector_as_it_was(tmp_path):
     import gc
 
-    from nas.search.snapshot import gc_paused
+    from nas.search._optuna.reads import gc_paused
 
     for enabled in (True, False):
         gc.enable() if enabled else gc.disable()
@@ -459,14 +459,15 @@ def test_a_workers_reads_of_trials_in_a_state_take_the_state_index_on_sqlite(tmp
     table that a worker's state reads make must search `skipnas_trial_state`."""
     from sqlalchemy import event
 
-    from nas.search.optuna_api import storage_of
-    from nas.search.reads import StudyReads, ensure_indexes
-    from nas.search.snapshot import rdb_backend
+    from nas.search._optuna.api import storage_of
+    from nas.search._optuna.rdb import rdb_of
+    from nas.search._optuna.reads import StudyReads
+    from nas.search._optuna.schema import ensure_indexes
 
     url = url_of("sqlite", tmp_path)
     study = optuna.load_study(study_name=_varied_study(url), storage=open_storage(url))
     ensure_indexes(storage_of(study))
-    engine = rdb_backend(storage_of(study)).engine
+    engine = rdb_of(storage_of(study)).engine
     seen = []
 
     def keep(conn, cursor, statement, parameters, context, executemany):

@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 
 from nas.engine.datasets import DATASETS
 from nas.errors import ConfigError, DataError
-from nas.search.optuna_api import TESTED_WITH, claim_waiting, storage_of, trial_id
+from nas.search._optuna.api import TESTED_WITH, storage_of, trial_id
+from nas.search._optuna.reads import claim_waiting
 from nas.search.record import FIELDS, SlotKind, TrialRecord, record
 from nas.search.samplers import PRUNERS, SAMPLERS
 from nas.tables import format_table, html_table, markdown_table
@@ -113,7 +114,7 @@ def test_record_refuses_a_misspelt_field():
 
 def test_optuna_adapter_is_pinned_to_the_installed_optuna():
     assert optuna.__version__.startswith(TESTED_WITH + "."), (
-        f"nas/search/optuna_api.py was checked against Optuna {TESTED_WITH}; "
+        f"nas/search/_optuna was checked against Optuna {TESTED_WITH}; "
         f"{optuna.__version__} is installed: re-check its private calls, then TESTED_WITH")
     study = optuna.create_study()
     for n in range(3):
@@ -125,12 +126,79 @@ def test_optuna_adapter_is_pinned_to_the_installed_optuna():
     assert all(storage_of(study).get_trial(i).state == TrialState.RUNNING for i in claimed[:3])
 
 
+@pytest.mark.parametrize("installed", ["5.1.0", "4.5.0", "6.0.0.dev"])
+def test_a_storage_refuses_an_optuna_outside_the_tested_release(tmp_path, monkeypatch,
+                                                                  installed):
+    from nas.errors import UserError
+    from nas.search.storage import open_storage
+
+    monkeypatch.setattr(optuna, "__version__", installed)
+    with pytest.raises(UserError) as e:
+        open_storage(f"sqlite:///{tmp_path}/s.db")
+    message = str(e.value)
+    assert "\n" not in message and f"Optuna {installed} is installed" in message
+    assert f"tested with Optuna {TESTED_WITH}.x" in message
+    assert not (tmp_path / "s.db").exists()  # refused before anything is written
+    monkeypatch.setattr(optuna, "__version__", f"{TESTED_WITH}.7")
+    open_storage(f"sqlite:///{tmp_path}/s.db")
+
+
+def _optuna_private_names() -> set[str]:
+    """The private attributes of Optuna's objects: those its classes set on ``self`` or
+    define, named with a leading underscore."""
+    import ast
+
+    names = set()
+    for path in Path(optuna.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                    node.value.id in ("self", "cls"):
+                names.add(node.attr)
+            elif isinstance(node, ast.ClassDef):
+                names |= {d.name for d in node.body
+                          if isinstance(d, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    return {n for n in names if n.startswith("_") and not n.endswith("__")}
+
+
+def test_only_the_adapter_reaches_into_optunas_private_api():
+    """Optuna's private modules (a component of the module path starting with `_`), its
+    private names and its objects' private attributes (``study._storage``,
+    ``trial._trial_id``) are used inside nas/search/_optuna only, so that an Optuna upgrade
+    is checked there. Benchmarks and scripts too; tests may reach them, to check the adapter
+    against Optuna."""
+    import ast
+
+    private = _optuna_private_names()
+    assert {"_storage", "_study_id", "_trial_id", "_backend"} <= private
+    adapter = ROOT / "nas" / "search" / "_optuna"
+    found = []
+    for path in sorted([*(ROOT / "nas").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py"),
+                        *(ROOT / "scripts").glob("*.py")]):
+        if adapter in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                modules = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.Attribute) and node.attr in private and not (
+                    isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                found.append(f"{where}: .{node.attr}")
+                continue
+            else:
+                continue
+            found += [f"{where}: {m}" for m in modules if m.split(".")[0] == "optuna"
+                      and any(part.startswith("_") for part in m.split("."))]
+    assert found == []
+
+
 def test_a_claimed_trial_is_adopted_by_optunas_cache(tmp_path):
     """A worker claims straight from the database, so Optuna's cache in front of an RDB
     storage first hears of its trial from `adopt_trial`: suggesting, telling and reading the
     study afterwards must work as for a trial the cache read itself."""
-    from nas.search.optuna_api import live_trial
-    from nas.search.reads import claim_next
+    from nas.search._optuna.api import live_trial
+    from nas.search._optuna.reads import claim_next
     from nas.search.storage import open_storage
 
     url = f"sqlite:///{tmp_path}/s.db"
@@ -152,7 +220,7 @@ def test_a_claimed_trial_is_adopted_by_optunas_cache(tmp_path):
 def test_a_live_trial_from_a_read_trial_is_the_one_optuna_builds(tmp_path, kind):
     """`live_trial` with the trial already read replicates Optuna's `Trial.__init__`
     (fails when Optuna's constructor sets anything else)."""
-    from nas.search.optuna_api import live_trial
+    from nas.search._optuna.api import live_trial
     from nas.search.storage import open_storage
 
     storage = None if kind == "memory" else open_storage(f"sqlite:///{tmp_path}/s.db")
@@ -178,7 +246,7 @@ def test_tell_live_stores_what_optunas_tell_stores(tmp_path, kind, outcome):
     `Study.tell` refuses, and a trial finished elsewhere raises."""
     from optuna.exceptions import UpdateFinishedTrialError
 
-    from nas.search.optuna_api import tell_live
+    from nas.search._optuna.api import tell_live
     from nas.search.storage import open_storage
 
     directions = ["maximize", "minimize"] if outcome == "multi" else ["maximize"]

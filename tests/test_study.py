@@ -320,8 +320,8 @@ def test_the_study_bar_counts_a_large_study_only_now_and_then():
 def test_an_interrupted_trial_is_queued_again_with_its_stored_keys_only(tmp_path):
     """Ctrl-C while a pattern is drawn writes none of the keys drawn so far: the slot queued
     again carries what is stored (none), not the half-drawn pattern this process holds."""
-    from nas.search.optuna_api import live_trial, params_in_one_transaction, trial_id
-    from nas.search.reads import claim_next
+    from nas.search._optuna.api import live_trial, params_in_one_transaction, trial_id
+    from nas.search._optuna.reads import claim_next
     from nas.search.worker import _give_back
 
     study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/s.db"),
@@ -496,7 +496,7 @@ def test_a_running_twin_is_waited_for_then_reused(tmp_path, kind):
     import threading
     import uuid
 
-    from nas.search.reads import ensure_indexes
+    from nas.search._optuna.schema import ensure_indexes
     from nas.search.record import record
     from nas.search.worker import _completed_twin
 
@@ -533,7 +533,7 @@ def test_the_twin_lookup_finds_what_a_scan_of_every_trial_finds(tmp_path, kind):
     import random
     import uuid
 
-    from nas.search.reads import ensure_indexes
+    from nas.search._optuna.schema import ensure_indexes
     from nas.search.record import record
     from nas.search.worker import TwinIndex
 

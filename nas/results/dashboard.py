@@ -13,7 +13,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from ..errors import UserError
-from ..search.optuna_api import live_trial, study_id, trial_id
+from ..search._optuna.api import live_trial, study_id, trial_id
 from ..search.record import TrialRecord
 from ..search.storage import load_study, open_storage
 from ..search.study import best_of, stored_config, study_evidence

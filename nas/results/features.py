@@ -15,8 +15,8 @@ from search_spaces import offsets_in_words, pattern_features
 
 from ..engine.spec import PatternSpec
 from ..errors import UserError
+from ..search._optuna.api import experimental_ok
 from ..search.config import VAL_ACCURACY
-from ..search.optuna_api import experimental_ok
 from ..search.record import TrialRecord
 from ..search.storage import open_storage
 from ..stats import thin

@@ -15,8 +15,8 @@ from search_spaces import Pattern
 
 from ..engine.spec import PatternSpec
 from ..errors import UserError
+from ._optuna.api import storage_of
 from .config import StudyConfig
-from .optuna_api import storage_of
 from .record import SlotKind, TrialRecord
 from .storage import exclusive, load_study, mask_url
 from .study import baseline_pattern, check_config, counts_as_slot, enqueue_slots

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from .reads import StudyReads
+from ._optuna.reads import StudyReads
 from .record import TrialRecord
 
 _log = logging.getLogger(__name__)

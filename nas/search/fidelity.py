@@ -20,6 +20,7 @@ from search_spaces import Pattern, distance_stats
 from search_spaces.spaces import sample_patterns
 
 from ..errors import UserError
+from ._optuna.api import storage_of
 from .bench import load_bench
 from .config import (
     BaselinesConfig,
@@ -30,7 +31,6 @@ from .config import (
     NoiseConfig,
     StudyConfig,
 )
-from .optuna_api import storage_of
 from .record import SlotKind, TrialRecord
 from .storage import exclusive
 from .study import (

@@ -21,8 +21,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from .optuna_api import retry_attrs, retry_history, trial_id
-from .reads import StudyReads
+from ._optuna.api import retry_attrs, retry_history, trial_id
+from ._optuna.reads import StudyReads
 from .record import TrialRecord
 
 _log = logging.getLogger(__name__)

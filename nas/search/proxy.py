@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from ..errors import UserError
-from .optuna_api import experimental_ok, grpc_client, grpc_server
+from ._optuna.api import experimental_ok
+from ._optuna.grpc import grpc_client, grpc_server
 from .storage import mask_url, open_storage
 
 if TYPE_CHECKING:

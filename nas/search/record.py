@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .optuna_api import set_user_attrs
+from ._optuna.api import set_user_attrs
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial

@@ -9,7 +9,7 @@ import optuna
 from search_spaces import Registry
 
 from ..errors import ConfigError
-from .optuna_api import experimental_ok
+from ._optuna.api import experimental_ok
 
 if TYPE_CHECKING:
     from .config import StudyConfig

@@ -18,18 +18,20 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
 
 from .. import interrupts
 from ..errors import UserError
-from .optuna_api import backend_of, serialize_sqlite
+from ._optuna.api import check_optuna
+from ._optuna.rdb import rdb_of
+from ._optuna.schema import VERSION_TABLE, schema_complete, sqlite_tables
+from ._optuna.snapshot import snapshot_of
 
 _log = logging.getLogger(__name__)
 MAX_NAME = 200  # characters: a name is also a file name (with suffixes), and a column
@@ -88,39 +90,12 @@ def _check_optuna_file(path: Path) -> None:
     if not path.is_file() or path.stat().st_size == 0:
         return
     try:
-        with _read_only(path) as db:
-            tables = _tables(db)
+        tables = sqlite_tables(path)
     except sqlite3.DatabaseError as e:
         raise UserError(storage_failure(e, str(path))) from None
-    if tables and "version_info" not in tables:
+    if tables and VERSION_TABLE not in tables:
         raise UserError(f"{path}: an SQLite file that is not an Optuna storage; refusing to "
                         f"write into it")
-
-
-def _schema_complete(path: Path) -> bool:
-    """Whether an SQLite file holds Optuna's whole schema, stamped (every table, the version
-    row and the alembic revision Optuna writes last), so that opening it creates nothing.
-    Anything else (missing, half made, not a database) is False: the caller then looks again
-    under the creation lock."""
-    if not path.is_file():
-        return False
-    try:
-        with _read_only(path) as db:
-            return set(models.BaseModel.metadata.tables) | {"alembic_version"} <= _tables(db) \
-                and all(db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()
-                        for t in ("version_info", "alembic_version"))
-    except sqlite3.DatabaseError:
-        return False
-
-
-def _read_only(path: Path) -> contextlib.closing[sqlite3.Connection]:
-    """An SQLite file opened read-only, closed after the block (sqlite3's own `with` only
-    commits)."""
-    return contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
-
-
-def _tables(db: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -128,7 +103,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     ``journal:///file.log`` (many local processes, file-locked), ``postgresql+psycopg://...``
     (many machines), ``grpc://host:port`` (a `skipnas storage-proxy` in front of one, for
     fleets beyond the database's connection limit). Fails with one clear line that never
-    shows a password."""
+    shows a password; refuses an Optuna other than the tested one."""
+    check_optuna()
     scheme = url.split(":", 1)[0]
     if scheme == "journal":
         return _open_journal(url)
@@ -150,7 +126,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         # Two processes creating the schema of a fresh SQLite file at once collide, and one
         # that looks while another is creating it sees half a schema: both wait for the lock.
         if scheme.startswith("sqlite"):
-            if _schema_complete(file):   # nothing to create: no need to wait for the lock
+            if schema_complete(file):   # nothing to create: no need to wait for the lock
                 return SQLiteStorage(url, file, **kwargs)
             with _file_lock(file):
                 _check_optuna_file(file)
@@ -184,8 +160,6 @@ def _limit_idle_writes(engine: Engine) -> None:
     every other worker's claim or failure of its trial. Set per transaction (`SET LOCAL`, at
     its first such statement) and not on the session, so a long read, which locks no row,
     may work between its statements as long as it needs."""
-    from sqlalchemy import event
-
     @event.listens_for(engine, "begin")
     @event.listens_for(engine, "rollback_savepoint")  # it undoes a SET LOCAL made within
     def _unset(connection: Connection, *_: Any) -> None:
@@ -202,8 +176,8 @@ def _limit_idle_writes(engine: Engine) -> None:
 def liveness_clock(storage: optuna.storages.BaseStorage) -> Callable[[], float]:
     """The clock heartbeats are watched by: monotonic, standing still on SQLite while this
     process waits for the write lock (:class:`LockWait`)."""
-    backend = backend_of(storage)
-    return backend.lock_wait.clock if isinstance(backend, SQLiteStorage) else time.monotonic
+    rdb = rdb_of(storage)
+    return rdb.lock_wait.clock if isinstance(rdb, SQLiteStorage) else time.monotonic
 
 
 class SQLiteStorage(RDBStorage):
@@ -230,6 +204,24 @@ class SQLiteStorage(RDBStorage):
             self.lock_wait.until(take)
         finally:
             connection.execute(f"PRAGMA busy_timeout = {COMMIT_WAIT_SECONDS * 1000}")
+
+
+def serialize_sqlite(storage: RDBStorage, begin: Callable[[Any], None]) -> None:
+    """Open every transaction on an SQLite storage with ``begin(sqlite3_connection)``, which
+    must run `BEGIN IMMEDIATE`: SQLite ignores `SELECT ... FOR UPDATE`, so Optuna's
+    read-check-write in `set_trial_state_values` (claims, failing stale trials) would
+    otherwise let two processes both succeed."""
+    engine = storage.engine
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own BEGIN would be deferred
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        begin(connection.connection.driver_connection)
+
+    engine.dispose()  # connections opened before the listeners are dropped
 
 
 class LockWait:
@@ -479,3 +471,10 @@ def load_study(name: str, storage_url: str, **study_kwargs: Any) -> optuna.Study
         raise UserError(f"no study {name!r} in {mask_url(storage_url)}"
                         + (f" (it holds: {', '.join(names)})" if names else " (it is empty)")
                         + "; create it with `skipnas study start CONFIG`") from None
+
+
+def load_snapshot(name: str, storage_url: str, params: bool = True,
+                  keys: Collection[str] | None = None) -> optuna.Study:
+    """The stored study ``name`` as a read-only snapshot, read in one pass (clear errors as
+    :func:`load_study`; ``params``, ``keys``: what its trials carry, see `snapshot_of`)."""
+    return snapshot_of(load_study(name, storage_url), params=params, keys=keys)

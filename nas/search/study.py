@@ -21,15 +21,16 @@ from search_spaces.spaces import sample_patterns
 
 from ..errors import UserError
 from ..settings import to_dict
+from ._optuna.api import experimental_ok
+from ._optuna.queue import enqueue
+from ._optuna.reads import StudyReads, gc_paused
+from ._optuna.schema import ensure_indexes
+from ._optuna.snapshot import source_trial
 from .config import Fidelity, StudyConfig, check_study_size
 from .evidence import Evidence, Recorded, evidence, recorded
-from .optuna_api import experimental_ok
-from .queue import enqueue
-from .reads import StudyReads, ensure_indexes
 from .record import OLD_STYLE, QUEUED_FIELDS, SlotKind, TrialRecord
 from .samplers import make_pruner, make_sampler
-from .snapshot import gc_paused, load_snapshot, snapshot_source
-from .storage import exclusive, mask_url, open_storage
+from .storage import exclusive, load_snapshot, mask_url, open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CONFIG_ATTR = "config"  # the study user attr that holds config_summary()
@@ -196,7 +197,7 @@ def _enqueue_missing(study: optuna.Study, cfg: StudyConfig, progress: bool) -> N
 
 
 def enqueue_slots(study: optuna.Study, slots: list[TrialRecord], progress: bool = False) -> None:
-    """Queue one WAITING trial per slot (:func:`nas.search.queue.enqueue`: in bulk on RDB
+    """Queue one WAITING trial per slot (:func:`~nas.search._optuna.queue.enqueue`: in bulk on RDB
     storages and journal files); Ctrl-C takes effect between two writes, never inside one."""
     enqueue(study, [slot.to_user_attrs() for slot in slots], progress)
 
@@ -309,7 +310,7 @@ def study_status(name: str, storage_url: str) -> StudyStatus:
     best = None
     top = best_trial(study)
     if top is not None:
-        r = TrialRecord.from_trial(snapshot_source(study).get_trial(top._trial_id))
+        r = TrialRecord.from_trial(source_trial(study, top))
         best = TopTrial(top.number, top.values[0], r.hash, r.connections, r.mbd)
     records = recorded(complete)
     return StudyStatus(name, mask_url(storage_url), counts, best, per_trial, eta,

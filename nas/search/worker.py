@@ -29,11 +29,12 @@ from ..engine.data import DataBundle
 from ..engine.spec import PatternSpec, make_spec
 from ..engine.train import TrainResult, resolve_device, train
 from ..errors import UserError
+from ._optuna.api import live_trial, params_in_one_transaction, storage_of, tell_live, trial_id
+from ._optuna.reads import StudyReads, claim_next
+from ._optuna.schema import ensure_indexes
 from .config import Fidelity, StudyConfig
 from .cores import CoreShare, worker_name
 from .liveness import Heartbeat, StaleSweep, can_requeue, first_beat, requeue
-from .optuna_api import live_trial, params_in_one_transaction, storage_of, tell_live, trial_id
-from .reads import StudyReads, claim_next, ensure_indexes
 from .record import SlotKind, TrialRecord, record
 from .samplers import make_pruner, make_sampler
 from .storage import liveness_clock, load_study

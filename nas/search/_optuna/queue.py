@@ -16,14 +16,16 @@ from itertools import islice
 from typing import Any
 
 import optuna
+from optuna.storages import JournalStorage
 from optuna.storages._rdb import models
+from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import TrialState
 from sqlalchemy import func, insert, select
 from tqdm.auto import tqdm
 
-from .. import interrupts
-from .optuna_api import FIXED_PARAMS, append_waiting_trials, journal_of, storage_of, study_id
-from .snapshot import rdb_backend
+from ... import interrupts
+from .api import FIXED_PARAMS
+from .rdb import rdb_of
 
 CHUNK = 5000  # trials per transaction or append: a Ctrl-C waits for at most one chunk's write
 
@@ -34,8 +36,9 @@ def enqueue(study: optuna.Study, user_attrs: Sequence[dict[str, Any]],
     chunk numbers its trials after every trial the study holds when it is written, as Optuna
     does (a worker may re-queue a trial between two chunks). Ctrl-C takes effect between two
     chunks, never inside one's write. ``progress``: a bar when there is more than a chunk."""
-    storage = storage_of(study)
-    rdb, journal = rdb_backend(storage), journal_of(storage)
+    storage = study._storage
+    rdb = rdb_of(storage)
+    journal = storage if isinstance(storage, JournalStorage) else None
     if rdb is not None and not rdb.engine.dialect.\
             insert_executemany_returning_sort_by_parameter_order:
         rdb = None  # MySQL, SQLite before 3.35: no RETURNING on many rows
@@ -45,9 +48,9 @@ def enqueue(study: optuna.Study, user_attrs: Sequence[dict[str, Any]],
         for chunk in _chunks(user_attrs, CHUNK):
             interrupts.check()
             if rdb is not None:
-                after = _insert(rdb, study_id(study), chunk, after)
+                after = _insert(rdb, study._study_id, chunk, after)
             elif journal is not None:
-                append_waiting_trials(journal, study_id(study), chunk)
+                append_waiting_trials(journal, study._study_id, chunk)
             else:  # proxies, MySQL: Optuna's own, a trial at a time
                 for attrs in chunk:
                     interrupts.check()
@@ -89,3 +92,21 @@ def _insert(rdb: optuna.storages.RDBStorage, study: int, chunk: list[dict[str, A
         db.execute(insert(models.TrialSystemAttributeModel.__table__),
                    [{"trial_id": i, "key": FIXED_PARAMS, "value_json": "{}"} for i in ids])
     return first + len(chunk), ids[-1]
+
+
+def append_waiting_trials(journal: JournalStorage, study: int,
+                          user_attrs: Sequence[dict[str, Any]]) -> None:
+    """Queue one WAITING trial per entry of ``user_attrs`` in study ``study`` of ``journal``:
+    the records Optuna's `enqueue_trial` appends one locked write each (Optuna 5.0's
+    `create_new_trial` with enqueue_trial's template), appended in one write under the
+    journal's file lock. The replay numbers them in file order, after whatever other processes
+    appended before; this process's replay then reads them in, as Optuna's write does."""
+    with journal._thread_lock:
+        worker = journal._replay_result.worker_id
+        journal._backend.append_logs([
+            {"op_code": JournalOperation.CREATE_TRIAL, "worker_id": worker, "study_id": study,
+             "datetime_start": None, "state": TrialState.WAITING, "value": None,
+             "values": None, "distributions": {}, "params": {}, "user_attrs": attrs,
+             "system_attrs": {FIXED_PARAMS: {}}, "intermediate_values": {}}
+            for attrs in user_attrs])
+        journal._sync_with_backend()
