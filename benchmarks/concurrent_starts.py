@@ -52,7 +52,7 @@ def repetition(kind: str, rep: int, trials: int, run: bool, work: Path,
                postgres: str | None) -> Counter:
     """The trial states of one study after four concurrent starts."""
     from nas.search.config import load_config
-    from nas.search.storage import load_study
+    from nas.search.storage.backends import load_study
 
     name = f"starts-{kind}-{rep}-{os.getpid()}-{time.monotonic_ns()}"
     url = {"sqlite": f"sqlite:///{work}/{name}.db", "journal": f"journal:///{work}/{name}.log",

@@ -18,7 +18,7 @@ import optuna
 
 from nas.search._optuna.queue import enqueue
 from nas.search.record import SlotKind, TrialRecord
-from nas.search.storage import open_storage
+from nas.search.storage.backends import open_storage
 
 
 def one_at_a_time(study: optuna.Study, attrs: list[dict]) -> None:

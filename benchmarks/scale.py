@@ -263,7 +263,7 @@ def schedule(work: Path, seed_db: Path, url: str, workers: int,
     from nas.search._optuna.rdb import rdb_of
     from nas.search._optuna.reads import StudyReads, read_trials
     from nas.search.record import SlotKind, TrialRecord
-    from nas.search.storage import open_storage
+    from nas.search.storage.backends import open_storage
     from nas.search.study import enqueue_slots
 
     storage = open_storage(url)

@@ -55,7 +55,7 @@ def _worker(config: str, out: multiprocessing.Queue) -> None:
     """Run a worker whose every SQLite transaction is timed."""
     from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-    from nas.search.storage import SQLiteStorage
+    from nas.search.storage.sqlite import SQLiteStorage
     from nas.search.worker import run_worker
 
     held, longest, count, since = [0.0], [0.0], [0], {}

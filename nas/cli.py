@@ -103,7 +103,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
     """The config with the command line's overrides (``--name``: another study from the same
     settings; its default SQLite file follows the name, an explicit storage stays)."""
     from .search.config import load_config
-    from .search.storage import check_name
+    from .search.storage.urls import check_name
 
     cfg = load_config(args.config)
     name = getattr(args, "name", None)
@@ -121,7 +121,7 @@ def cmd_study_start(args: argparse.Namespace) -> None:
     from optuna.trial import TrialState
 
     from .search._optuna.reads import StudyReads
-    from .search.storage import mask_url
+    from .search.storage.urls import mask_url
     from .search.study import create_study
     from .search.worker import run_workers
 
@@ -155,7 +155,8 @@ def cmd_confirm(args: argparse.Namespace) -> None:
 
 def cmd_fidelity(args: argparse.Namespace) -> None:
     from .search.fidelity import check_fidelity_config, start_fidelity
-    from .search.storage import load_study, mask_url
+    from .search.storage.backends import load_study
+    from .search.storage.urls import mask_url
     from .search.study import check_config
     from .search.worker import run_workers
 
@@ -288,7 +289,7 @@ def cmd_study_status(args: argparse.Namespace) -> None:
 
 
 def _storage(args: argparse.Namespace) -> str:
-    from .search.storage import check_name, default_storage_url
+    from .search.storage.urls import check_name, default_storage_url
 
     check_name(args.name)  # a name, never a path: it also names files
     return args.storage or default_storage_url(args.name)
@@ -302,7 +303,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         evidence_lines,
         template_table,
     )
-    from .search.storage import load_snapshot
+    from .search.storage.backends import load_snapshot
 
     result = analyze(load_snapshot(args.name, _storage(args), params=False), budget=args.budget,
                      resamples=args.resamples)
@@ -331,7 +332,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from .results.analysis import analyze
     from .results.report import write_report
-    from .search.storage import load_snapshot
+    from .search.storage.backends import load_snapshot
 
     study = load_snapshot(args.name, _storage(args), params=False)
     try:
@@ -349,7 +350,8 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
 
 
 def cmd_storage_proxy(args: argparse.Namespace) -> None:
-    from .search.proxy import serve_proxy, server_keys
+    from .search.storage.proxy import server_keys
+    from .search.storage.server import serve_proxy
 
     keys = server_keys(args.tls_cert, args.tls_key, args.token_file)
     serve_proxy(args.storage, args.host, args.port, args.threads, keys)
@@ -730,7 +732,8 @@ def _add_worker_parser(sub: _Commands) -> None:
 
 
 def _add_storage_proxy_parser(sub: _Commands) -> None:
-    from .search.proxy import CA_ENV, PROXY_THREADS, TOKEN_ENV
+    from .search.storage.proxy import CA_ENV, TOKEN_ENV
+    from .search.storage.server import PROXY_THREADS
 
     p = sub.add_parser("storage-proxy", help="serve a study database to workers at "
                        "grpc://HOST:PORT (fleets beyond the database's connection limit)")
@@ -793,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipnas: error: {e.strerror or e}{':' if where else ''}{where}", file=sys.stderr)
         return 2
     except Exception as e:
-        from .search.storage import storage_failure
+        from .search.storage.failures import storage_failure
         if (failure := storage_failure(e)) is None:
             raise
         print(f"skipnas: error: {failure}", file=sys.stderr)

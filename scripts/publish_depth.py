@@ -15,7 +15,7 @@ from pathlib import Path
 from nas.results.analysis import correlation_table, template_table
 from nas.results.depth import depth_figure, depth_summary, depth_table
 from nas.results.report import publish_study, write_png
-from nas.search.storage import load_study
+from nas.search.storage.backends import load_study
 from nas.tables import markdown_table
 
 

@@ -9,7 +9,7 @@ import sys
 
 from nas.results.analysis import correlation_table, template_table
 from nas.results.report import publish_study
-from nas.search.storage import load_study
+from nas.search.storage.backends import load_study
 from nas.tables import markdown_table
 
 

@@ -424,7 +424,7 @@ def test_a_guided_samplers_history_read_incrementally_is_the_studys(storage_url)
 
     from nas.search.config import config_from_dict
     from nas.search.guided import PriorSampler
-    from nas.search.storage import open_storage
+    from nas.search.storage.backends import open_storage
 
     cfg = config_from_dict({"name": "h", "search_space": {"name": "offsets", "layers": [10]}})
     space = cfg.search_space.build()
@@ -464,7 +464,7 @@ def test_a_trial_queued_before_finished_ones_enters_the_history_when_it_finishes
     from optuna.distributions import FloatDistribution
 
     from nas.search.guided import PriorSampler
-    from nas.search.storage import open_storage
+    from nas.search.storage.backends import open_storage
     from search_spaces.spaces import RandomKeys
 
     space = make_space("offsets", [10])

@@ -25,7 +25,7 @@ from nas.search.confirm import confirm_slots, start_confirm
 from nas.search.evidence import Run, describe_winner, evidence, noise_of
 from nas.search.guided import ScreenSampler
 from nas.search.record import SlotKind, TrialRecord, record
-from nas.search.storage import load_study
+from nas.search.storage.backends import load_study
 from nas.search.study import create_study, enqueue_slots, study_status
 from nas.search.worker import _completed_twin, run_worker
 from nas.stats import mean_ci, pooled_std, welch_difference

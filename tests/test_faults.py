@@ -20,7 +20,7 @@ from nas.errors import UserError
 from nas.search._optuna.api import first_of_slot
 from nas.search.config import load_config
 from nas.search.record import TrialRecord
-from nas.search.storage import load_study, open_storage
+from nas.search.storage.backends import load_study, open_storage
 from nas.search.study import create_study
 from nas.search.worker import run_worker
 from tests.testing import ENV, POSTGRES, STORAGES, stacks, tiny_config, tiny_raw, url_of, write_toml
@@ -178,7 +178,7 @@ def test_death_between_claim_and_first_heartbeat_is_recovered(kind, tmp_path):
     config = write_config(tmp_path / "c.toml", url)
     cfg = load_config(config)
     create_study(cfg)
-    code = ("import os, sys; from nas.search.storage import load_study;"
+    code = ("import os, sys; from nas.search.storage.backends import load_study;"
             "from nas.search._optuna.reads import claim_next;"
             f"s = load_study({cfg.name!r}, {url!r}); print(claim_next(s)); os._exit(0)")
     claimed = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True,
@@ -194,7 +194,7 @@ def test_claims_are_atomic_across_processes(storage_url, tmp_path):
     config = write_config(tmp_path / "c.toml", storage_url, trials=120)
     cfg = load_config(config)
     create_study(cfg)
-    code = ("from nas.search.storage import load_study;"
+    code = ("from nas.search.storage.backends import load_study;"
             "from nas.search._optuna.reads import claim_next;"
             f"s = load_study({cfg.name!r}, {storage_url!r}); got = [];\n"
             "while (t := claim_next(s)) is not None: got.append(t.number)\n"
@@ -260,7 +260,7 @@ def test_a_worker_stopped_inside_a_transaction_does_not_block_the_study(tmp_path
 
     from nas.search._optuna.api import storage_of
     from nas.search._optuna.reads import claim_next
-    from nas.search.storage import IDLE_IN_TRANSACTION_SECONDS, open_storage
+    from nas.search.storage.backends import IDLE_IN_TRANSACTION_SECONDS, open_storage
 
     config = write_config(tmp_path / "c.toml", POSTGRES, trials=2)
     cfg = load_config(config)
@@ -290,7 +290,7 @@ def test_a_long_read_on_postgresql_is_not_cut_off_but_a_paused_writer_is(monkeyp
     from sqlalchemy import text
 
     import nas.search._optuna.reads as reads
-    import nas.search.storage as storage
+    import nas.search.storage.backends as storage
     from nas.search._optuna.rdb import rdb_of
 
     monkeypatch.setattr(storage, "IDLE_IN_TRANSACTION_SECONDS", 1)
@@ -329,7 +329,7 @@ def test_a_long_read_on_postgresql_is_not_cut_off_but_a_paused_writer_is(monkeyp
     ("SHOW idle_in_transaction_session_timeout", True),  # not known to be a read: limited
 ])
 def test_what_counts_as_a_statement_that_writes_or_locks(statement, writes):
-    from nas.search.storage import writes_or_locks
+    from nas.search.storage.backends import writes_or_locks
 
     assert writes_or_locks(statement) == writes
 
@@ -445,7 +445,7 @@ def test_starts_with_other_temporary_directories_still_exclude_each_other(tmp_pa
     different TMPDIRs (two users, PrivateTmp, two containers on one study folder) queued the
     study twice. While this process holds the storage's lock, a start under another TMPDIR
     queues nothing; once it is released, exactly the configured trials."""
-    from nas.search.storage import _file_lock
+    from nas.search.storage.locks import file_lock
 
     url = url_of(kind, tmp_path)
     config = write_config(tmp_path / "c.toml", url, trials=40)
@@ -457,7 +457,7 @@ def test_starts_with_other_temporary_directories_still_exclude_each_other(tmp_pa
     other_tmp = tmp_path / "other-tmp"
     other_tmp.mkdir()
     file = tmp_path / ("s.db" if kind == "sqlite" else "s.log")
-    with _file_lock(file):
+    with file_lock(file):
         proc = subprocess.Popen([sys.executable, "-c", START_ONLY, str(config)],
                                 env={**ENV, "TMPDIR": str(other_tmp)}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -494,11 +494,11 @@ def test_a_storage_opened_while_another_process_creates_its_schema_waits_for_it(
     import sqlite3
     import threading
 
-    from nas.search.storage import _file_lock
+    from nas.search.storage.locks import file_lock
 
     file = tmp_path / "s.db"
     opened: list[object] = []
-    with _file_lock(file):  # this process is creating the schema: one table so far
+    with file_lock(file):  # this process is creating the schema: one table so far
         with sqlite3.connect(file) as db:
             db.execute("CREATE TABLE studies (study_id INTEGER PRIMARY KEY)")
         opener = threading.Thread(target=lambda: opened.append(open_storage(f"sqlite:///{file}")))
@@ -526,7 +526,7 @@ def test_a_complete_storage_opens_without_waiting_for_the_creation_lock(tmp_path
     from optuna.storages._rdb import models
 
     from nas.search._optuna.schema import schema_complete
-    from nas.search.storage import _file_lock
+    from nas.search.storage.locks import file_lock
 
     done = tmp_path / "done.db"
     optuna.storages.RDBStorage(f"sqlite:///{done}")
@@ -536,7 +536,7 @@ def test_a_complete_storage_opens_without_waiting_for_the_creation_lock(tmp_path
         db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32))")
     assert schema_complete(done) and not schema_complete(half)
     opened: dict[str, object] = {}
-    with _file_lock(done), _file_lock(half):   # another process holds both lock files
+    with file_lock(done), file_lock(half):   # another process holds both lock files
         openers = [threading.Thread(target=lambda f=f: opened.setdefault(
             f.name, open_storage(f"sqlite:///{f}"))) for f in (done, half)]
         for t in openers:
@@ -583,9 +583,9 @@ def locked_sqlite(tmp_path, monkeypatch):
     import sqlite3
     import threading
 
-    from nas.search import storage as storage_module
+    from nas.search.storage import locks
 
-    monkeypatch.setattr(storage_module, "LOCK_NOTICE_SECONDS", 1.0)
+    monkeypatch.setattr(locks, "LOCK_NOTICE_SECONDS", 1.0)
     storage = open_storage(f"sqlite:///{tmp_path}/s.db")
     study = optuna.create_study(storage=storage)
 
@@ -622,7 +622,7 @@ def test_liveness_does_not_count_a_wait_for_the_sqlite_lock(locked_sqlite):
     that waited for the lock used to fail healthy trials right after the wait."""
     from nas.search._optuna.api import storage_of, trial_id
     from nas.search.liveness import HEARTBEAT, StaleSweep
-    from nas.search.storage import liveness_clock
+    from nas.search.storage.sqlite import liveness_clock
 
     study, hold = locked_sqlite
     storage = storage_of(study)
@@ -668,7 +668,7 @@ def test_a_full_disk_stops_an_sqlite_worker_with_one_line_and_loses_nothing(tmp_
     from sqlalchemy import event
 
     from nas.cli import main
-    from nas.search.storage import SQLiteStorage
+    from nas.search.storage.sqlite import SQLiteStorage
 
     config = write_config(tmp_path / "c.toml", f"sqlite:///{tmp_path}/s.db", trials=3)
     study = create_study(load_config(config))

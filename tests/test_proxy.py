@@ -13,12 +13,12 @@ import grpc
 import optuna
 import pytest
 
-import nas.search.proxy as proxy
+import nas.search.storage.proxy as proxy
 from nas.errors import UserError
 from nas.search._optuna.api import experimental_ok
 from nas.search._optuna.grpc import grpc_client
-from nas.search.proxy import CA_ENV, TOKEN_ENV, server_keys
-from nas.search.storage import open_storage
+from nas.search.storage.backends import open_storage
+from nas.search.storage.proxy import CA_ENV, TOKEN_ENV, server_keys
 from tests.testing import ENV, run_cli
 
 KEYS_SCRIPT = Path(__file__).parents[1] / "deploy" / "proxy-keys.sh"

@@ -88,7 +88,7 @@ def bench():
 @pytest.mark.parametrize("name", ["bench_fashion_mnist", "bench_fashion_mnist_v2"])
 def test_the_benchmark_holds_every_pattern_of_its_config_per_seed(name):
     from nas.search.bench import bench_rows, load_bench
-    from nas.search.storage import load_study
+    from nas.search.storage.backends import load_study
 
     folder = ROOT / "studies" / "results" / name
     bench = load_bench(folder)
@@ -250,7 +250,7 @@ def depth():
 @pytest.mark.slow
 def test_each_depth_study_is_its_config_and_its_storage(depth):
     from nas.results.analysis import analyze
-    from nas.search.storage import load_study
+    from nas.search.storage.backends import load_study
     from nas.search.study import baseline_slots
 
     results, _, readme = depth
@@ -327,7 +327,7 @@ def test_the_confirm_result_is_its_config_and_its_storage(confirmed):
     from nas.search.confirm import confirm_slots
     from nas.search.evidence import SEARCH_KINDS
     from nas.search.record import SlotKind, TrialRecord
-    from nas.search.storage import load_study
+    from nas.search.storage.backends import load_study
     from nas.search.study import study_evidence
 
     result, ev, readme = confirmed

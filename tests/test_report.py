@@ -24,7 +24,7 @@ from nas.results.report import figures, write_report
 from nas.search._optuna.api import study_system_attrs
 from nas.search.config import config_from_dict
 from nas.search.record import TrialRecord
-from nas.search.storage import load_study, open_storage
+from nas.search.storage.backends import load_study, open_storage
 from nas.search.study import create_study
 from nas.search.worker import run_worker
 from search_spaces import offsets_in_words

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from nas.errors import UserError
 from nas.results.report import search_view
-from nas.search.storage import load_snapshot, open_storage
+from nas.search.storage.backends import load_snapshot, open_storage
 from nas.stats import thin
 from tests.testing import ENV, STORAGES, run_cli, tiny_config, tiny_raw, url_of, write_toml
 
@@ -425,7 +425,7 @@ def test_workers_through_a_storage_proxy_finish_exactly_the_study(tmp_path, kind
 
 
 def test_a_storage_proxy_that_does_not_answer_is_one_line(monkeypatch):
-    import nas.search.proxy as proxy
+    import nas.search.storage.proxy as proxy
 
     monkeypatch.setattr(proxy, "GRPC_READY_SECONDS", 0.5)
     port = _free_port()

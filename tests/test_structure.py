@@ -51,7 +51,7 @@ def test_registry_keeps_order_and_refuses_a_second_entry_of_a_name():
 def test_trial_record_round_trips_through_optuna_storage(storage_url):
     import uuid
 
-    from nas.search.storage import open_storage
+    from nas.search.storage.backends import open_storage
 
     study = optuna.create_study(study_name=f"r-{uuid.uuid4().hex[:8]}",
                                 storage=open_storage(storage_url))
@@ -130,7 +130,7 @@ def test_optuna_adapter_is_pinned_to_the_installed_optuna():
 def test_a_storage_refuses_an_optuna_outside_the_tested_release(tmp_path, monkeypatch,
                                                                   installed):
     from nas.errors import UserError
-    from nas.search.storage import open_storage
+    from nas.search.storage.backends import open_storage
 
     monkeypatch.setattr(optuna, "__version__", installed)
     with pytest.raises(UserError) as e:
@@ -199,7 +199,7 @@ def test_a_claimed_trial_is_adopted_by_optunas_cache(tmp_path):
     study afterwards must work as for a trial the cache read itself."""
     from nas.search._optuna.api import live_trial
     from nas.search._optuna.reads import claim_next
-    from nas.search.storage import open_storage
+    from nas.search.storage.backends import open_storage
 
     url = f"sqlite:///{tmp_path}/s.db"
     optuna.create_study(study_name="s", storage=open_storage(url)).enqueue_trial({})
@@ -221,7 +221,7 @@ def test_a_live_trial_from_a_read_trial_is_the_one_optuna_builds(tmp_path, kind)
     """`live_trial` with the trial already read replicates Optuna's `Trial.__init__`
     (fails when Optuna's constructor sets anything else)."""
     from nas.search._optuna.api import live_trial
-    from nas.search.storage import open_storage
+    from nas.search.storage.backends import open_storage
 
     storage = None if kind == "memory" else open_storage(f"sqlite:///{tmp_path}/s.db")
     study = optuna.create_study(storage=storage)
@@ -247,7 +247,7 @@ def test_tell_live_stores_what_optunas_tell_stores(tmp_path, kind, outcome):
     from optuna.exceptions import UpdateFinishedTrialError
 
     from nas.search._optuna.api import tell_live
-    from nas.search.storage import open_storage
+    from nas.search.storage.backends import open_storage
 
     directions = ["maximize", "minimize"] if outcome == "multi" else ["maximize"]
     state, told = {"complete": (TrialState.COMPLETE, 0.25),
@@ -327,7 +327,7 @@ print("RESULT", codes, "torch" in sys.modules)
 @pytest.mark.slow
 def test_published_result_rechecks_from_its_stored_study(tmp_path):
     from nas.results.analysis import analyze
-    from nas.search.storage import load_study
+    from nas.search.storage.backends import load_study
 
     db = tmp_path / "study.db"
     shutil.copy(PUBLISHED / "study.db", db)

@@ -18,7 +18,7 @@ from nas.engine.spec import PatternSpec
 from nas.errors import ConfigError, UserError
 from nas.search.config import config_from_dict, load_config
 from nas.search.record import FIELDS, TrialRecord
-from nas.search.storage import open_storage
+from nas.search.storage.backends import open_storage
 from nas.search.study import baseline_pattern, create_study, study_status
 from nas.search.worker import run_worker
 from search_spaces import TEMPLATES, PatternError, template_pattern

@@ -14,7 +14,7 @@ from ..engine.spec import PatternSpec
 from ..errors import UserError
 from ..search.evidence import Confirmed, Evidence
 from ..search.record import TrialRecord
-from ..search.storage import load_snapshot
+from ..search.storage.backends import load_snapshot
 from ..search.study import best_trial, study_evidence
 
 

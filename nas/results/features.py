@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..search._optuna.api import experimental_ok
 from ..search.config import VAL_ACCURACY
 from ..search.record import TrialRecord
-from ..search.storage import open_storage
+from ..search.storage.backends import open_storage
 from ..stats import thin
 
 FEATURES_SUFFIX = ".features"  # the dashboard's features study: NAME.features, same storage

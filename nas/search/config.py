@@ -27,7 +27,7 @@ from ..engine.memory import check_fits, log_connections, machine_memory
 from ..errors import ConfigError, UserError
 from ..settings import from_dict, require
 from .samplers import PRUNERS, SAMPLERS
-from .storage import NAME_RULE, default_storage_url, is_valid_name
+from .storage.urls import NAME_RULE, default_storage_url, is_valid_name
 
 MAX_TRIALS = 1_000_000  # search trials per study: more is a mistake, or several studies
 MAX_BASELINES = 10_000  # baseline trials (templates x seeds x ...): more is a typo

@@ -18,7 +18,9 @@ from ..errors import UserError
 from ._optuna.api import storage_of
 from .config import StudyConfig
 from .record import SlotKind, TrialRecord
-from .storage import exclusive, load_study, mask_url
+from .storage.backends import load_study
+from .storage.locks import exclusive
+from .storage.urls import mask_url
 from .study import baseline_pattern, check_config, counts_as_slot, enqueue_slots
 
 

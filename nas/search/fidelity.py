@@ -32,7 +32,7 @@ from .config import (
     StudyConfig,
 )
 from .record import SlotKind, TrialRecord
-from .storage import exclusive
+from .storage.locks import exclusive
 from .study import (
     baseline_pattern,
     config_summary,

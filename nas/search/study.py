@@ -30,7 +30,9 @@ from .config import Fidelity, StudyConfig, check_study_size
 from .evidence import Evidence, Recorded, evidence, recorded
 from .record import OLD_STYLE, QUEUED_FIELDS, SlotKind, TrialRecord
 from .samplers import make_pruner, make_sampler
-from .storage import exclusive, load_snapshot, mask_url, open_storage
+from .storage.backends import load_snapshot, open_storage
+from .storage.locks import exclusive
+from .storage.urls import mask_url
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CONFIG_ATTR = "config"  # the study user attr that holds config_summary()

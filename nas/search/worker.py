@@ -37,7 +37,8 @@ from .cores import CoreShare, worker_name
 from .liveness import Heartbeat, StaleSweep, can_requeue, first_beat, requeue
 from .record import SlotKind, TrialRecord, record
 from .samplers import make_pruner, make_sampler
-from .storage import liveness_clock, load_study
+from .storage.backends import load_study
+from .storage.sqlite import liveness_clock
 from .study import FINISHED, baseline_pattern, check_config, counts_as_slot
 
 Values = float | tuple[float, float]

@@ -1,4 +1,5 @@
-"""The storage proxy (`skipnas storage-proxy`) and its clients (``grpc://HOST:PORT`` storages).
+"""The storage proxy's clients (``grpc://HOST:PORT`` storages) and the keys of both ends (the
+proxy itself: :mod:`.server`).
 
 A proxy serves every study of its database to whoever reaches its port, so one that other
 machines reach runs only with TLS and a token that every call presents (gRPC's
@@ -9,32 +10,22 @@ written to configs and logs.
 """
 from __future__ import annotations
 
-import hmac
 import ipaddress
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from ..errors import UserError
-from ._optuna.api import experimental_ok
-from ._optuna.grpc import grpc_client, grpc_server
-from .storage import mask_url, open_storage
+from ...errors import UserError
+from .._optuna.api import experimental_ok
+from .._optuna.grpc import grpc_client
 
-if TYPE_CHECKING:
-    import grpc
-
-_log = logging.getLogger(__name__)
 GRPC_READY_SECONDS = 30    # a worker's wait for its storage proxy to answer
-PROXY_THREADS = 16         # calls a storage proxy serves at once, over one connection pool
-PROXY_GRACE_SECONDS = 5.0  # a stopped proxy finishes the calls in flight this long
 MIN_TOKEN_CHARS = 16       # a shorter token could be guessed
 CA_ENV = "SKIPNAS_PROXY_CA"            # a client's: the proxy's certificate (PEM file)
 TOKEN_ENV = "SKIPNAS_PROXY_TOKEN_FILE"  # a client's: the file holding the proxy's token
-_SECURE_FLAGS = "--tls-cert, --tls-key and --token-file"
+SECURE_FLAGS = "--tls-cert, --tls-key and --token-file"
 
 
 @dataclass(frozen=True)
@@ -69,7 +60,7 @@ def server_keys(cert: str | None, key: str | None, token_file: str | None) -> Se
     if not given:
         return None
     if cert is None or key is None or token_file is None:
-        raise UserError(f"storage-proxy: give {_SECURE_FLAGS} together (TLS alone lets "
+        raise UserError(f"storage-proxy: give {SECURE_FLAGS} together (TLS alone lets "
                         f"anyone in, a token alone travels in clear)")
     return ServerKeys(_pem(cert, "CERTIFICATE", "--tls-cert"),
                       _pem(key, "PRIVATE KEY", "--tls-key"), _token(token_file, "--token-file"))
@@ -119,7 +110,7 @@ def address(url: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _check_grpc() -> None:
+def check_grpc() -> None:
     try:
         import grpc  # noqa: F401
     except ImportError:
@@ -131,7 +122,7 @@ def open_proxy(url: str) -> optuna.storages.BaseStorage:
     """The storage a proxy serves at ``url``, over TLS with the token when the environment
     names them (required for another machine's proxy), once the proxy has accepted a call."""
     host, port = address(url)
-    _check_grpc()
+    check_grpc()
     import grpc
 
     keys = client_keys()
@@ -166,61 +157,3 @@ def open_proxy(url: str) -> optuna.storages.BaseStorage:
     return storage
 
 
-class _TokenCheck:
-    """A server interceptor that lets through only the calls presenting the token (gRPC
-    calls `intercept_service`; not a grpc.ServerInterceptor subclass, as grpc is optional)."""
-
-    def __init__(self, token: str) -> None:
-        import grpc
-
-        self._expected = f"Bearer {token}".encode()
-        self._refuse = grpc.unary_unary_rpc_method_handler(_refuse)
-
-    def intercept_service(self, continuation: Any, details: Any) -> Any:
-        presented = dict(details.invocation_metadata or ()).get("authorization", "")
-        if hmac.compare_digest(str(presented).encode(), self._expected):
-            return continuation(details)
-        return self._refuse
-
-
-def _refuse(_request: Any, context: grpc.ServicerContext) -> None:
-    import grpc
-
-    context.abort(grpc.StatusCode.UNAUTHENTICATED, "this storage proxy needs its token")
-
-
-def serve_proxy(storage_url: str, host: str, port: int, threads: int = PROXY_THREADS,
-                keys: ServerKeys | None = None) -> None:
-    """Serve the storage at ``storage_url`` to workers at grpc://HOST:PORT until stopped
-    (Optuna's gRPC storage proxy: every worker's calls go through this one process, so a
-    fleet needs the proxy's pool of database connections, not one per worker). Without
-    ``keys`` only on the loopback."""
-    if storage_url.split(":", 1)[0] in ("grpc", "journal"):
-        raise UserError(f"the proxy serves a database (sqlite:///... or postgresql+psycopg://"
-                        f"...), not {mask_url(storage_url)!r}")
-    if keys is None and not is_loopback(host):
-        raise UserError(f"storage-proxy --host {host}: other machines reach it, and whoever "
-                        f"connects could read, change and delete every study of the database; "
-                        f"give it {_SECURE_FLAGS} (README: Scaling out)")
-    _check_grpc()
-    import grpc
-
-    # Optuna's cache in front of the database, as its proxy documentation asks.
-    storage = optuna.storages.get_storage(open_storage(storage_url))
-    server = grpc_server(storage, threads, [] if keys is None else [_TokenCheck(keys.token)])
-    if keys is None:
-        server.add_insecure_port(f"{host}:{port}")
-        _log.warning("grpc://%s:%d has no TLS and no token: any user of this machine can read, "
-                     "change and delete every study of %s (%s close it)", host, port,
-                     mask_url(storage_url), _SECURE_FLAGS)
-    else:
-        server.add_secure_port(f"{host}:{port}",
-                               grpc.ssl_server_credentials([(keys.key, keys.cert)]))
-    server.start()
-    _log.warning("storage proxy for %s at grpc://%s:%d (%d threads%s); stop it with Ctrl-C",
-                 mask_url(storage_url), host, port, threads,
-                 "" if keys is None else ", TLS and token")
-    try:
-        server.wait_for_termination()
-    finally:  # Ctrl-C or SIGTERM: the calls in flight finish, none is cut mid-transaction
-        server.stop(grace=PROXY_GRACE_SECONDS).wait()
