@@ -20,7 +20,8 @@ from collections import Counter
 from pathlib import Path
 
 START_ONLY = ("import sys; from nas.search.config import load_config; "
-              "from nas.search.study import create_study; create_study(load_config(sys.argv[1]))")
+              "from nas.search.experiment.study import create_study; "
+              "create_study(load_config(sys.argv[1]))")
 ENV = {**os.environ, "SKIPNAS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 

@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, create_trial
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nas.search.config import config_from_dict  # noqa: E402
-from nas.search.samplers import make_sampler  # noqa: E402
+from nas.search.strategy.samplers import make_sampler  # noqa: E402
 from search_spaces.spaces import RandomKeys  # noqa: E402
 
 SAMPLERS = ("random", "tpe", "uniform", "screen", "prior", "tpe_features", "cmaes_features",
@@ -75,7 +75,8 @@ def cost(name: str, storage: optuna.storages.BaseStorage, repeats: int) -> tuple
     cfg = config_from_dict({"name": "cost", "search_space": space_of(name),
                             "sampler": {"name": name}})
     space = cfg.search_space.build()
-    study = optuna.load_study(study_name="cost", storage=storage, sampler=make_sampler(cfg, 0))
+    study = optuna.load_study(study_name="cost", storage=storage,
+                              sampler=make_sampler(cfg.search_space.build(), cfg.sampler, 0))
     rng = np.random.default_rng(1)
     times = []
     for _ in range(repeats + 1):

@@ -155,8 +155,8 @@ def bench_table(work: Path, layers: int, seeds: int) -> tuple[Path, int]:
     """A synthetic benchmark (directory, rows) over every pattern of the offsets space at
     ``layers``, ``seeds`` seeds each: accuracy falling with mean distance, plus noise per seed
     (cached)."""
-    from nas.search.bench import COLUMNS, CONFIG, TABLE
     from nas.search.config import load_config
+    from nas.search.experiment.bench import COLUMNS, CONFIG, TABLE
     from search_spaces import distance_stats
 
     out = work / f"bench_L{layers}_{seeds}"
@@ -212,9 +212,10 @@ NO_TRAINING_WORKER = """
 import os, random, sys, time
 from dataclasses import replace
 from pathlib import Path
-import nas.search.worker as worker
+import nas.search.execution.objective as objective
 from nas.engine.train import Trained, TrainResult
 from nas.search.config import load_config
+from nas.search.execution.worker import run_worker
 
 ready = Path(sys.argv[4])
 (ready / str(os.getpid())).touch()
@@ -225,9 +226,9 @@ def no_training(spec, data, train_cfg, **kwargs):
     time.sleep(float(sys.argv[3]))
     return Trained(spec, None, TrainResult(val_accuracy=random.random()))
 
-worker.train = no_training
+objective.train = no_training
 cfg = load_config(sys.argv[1])
-worker.run_worker(replace(cfg, storage=sys.argv[2]), progress=False)
+run_worker(replace(cfg, storage=sys.argv[2]), progress=False)
 """
 
 
@@ -263,8 +264,8 @@ def schedule(work: Path, seed_db: Path, url: str, workers: int,
     from nas.search._optuna.rdb import rdb_of
     from nas.search._optuna.reads import StudyReads, read_trials
     from nas.search.record import SlotKind, TrialRecord
+    from nas.search.slots import enqueue_slots
     from nas.search.storage.backends import open_storage
-    from nas.search.study import enqueue_slots
 
     storage = open_storage(url)
     study = optuna.Study(study_name=NAME, storage=storage)

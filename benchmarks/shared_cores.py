@@ -3,7 +3,7 @@ same study must finish it in at most 0.8x the wall time of `study start` alone (
 process trained on every core, and the pair sat at 0/12 for 16 minutes on 2 cores).
 
 Runs on real data (the quickstart's Fashion-MNIST network and sizes, `workers = 1` per process)
-without OMP_NUM_THREADS, so each process picks its threads itself (nas/search/cores.py).
+without OMP_NUM_THREADS, so each process picks its threads itself (nas/search/execution/cores.py).
 `--repeats` alternates the two arms. Quote its output; run it on an idle machine.
 
     python benchmarks/shared_cores.py                  # 12 trials, 2 repeats

@@ -55,8 +55,8 @@ def _worker(config: str, out: multiprocessing.Queue) -> None:
     """Run a worker whose every SQLite transaction is timed."""
     from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
+    from nas.search.execution.worker import run_worker
     from nas.search.storage.sqlite import SQLiteStorage
-    from nas.search.worker import run_worker
 
     held, longest, count, since = [0.0], [0.0], [0], {}
     begin = SQLiteStorage._begin_immediate
@@ -89,7 +89,7 @@ def _worker(config: str, out: multiprocessing.Queue) -> None:
 
 
 def measure(shape: dict, workers: int, trials: int) -> list[dict]:
-    from nas.search.study import create_study
+    from nas.search.experiment.study import create_study
 
     with tempfile.TemporaryDirectory() as tmp:
         config = _config(Path(tmp) / "c.toml", shape, trials)

@@ -8,6 +8,6 @@ from ._lazy import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {
     "PatternSpec": ".engine.spec", "make_spec": ".engine.spec", "build_model": ".engine.model",
-    "train": ".engine.train", "load_config": ".search.config", "create_study": ".search.study",
-    "run_worker": ".search.worker", "analyze": ".results.analysis",
+    "train": ".engine.train", "load_config": ".search", "create_study": ".search",
+    "run_worker": ".search", "analyze": ".results",
 })

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     import optuna
 
     from .results.fidelity import FidelityReport
-    from .search.bench import Bench
     from .search.config import StudyConfig
-    from .search.study import StudyStatus
-    from .search.worker import WorkerReport
+    from .search.execution.worker import WorkerReport
+    from .search.experiment.bench import Bench
+    from .search.experiment.study import StudyStatus
 
 # Commands import what they need when they run: the read-only ones (templates, study status,
 # analyze, export) never load torch.
@@ -121,9 +121,9 @@ def cmd_study_start(args: argparse.Namespace) -> None:
     from optuna.trial import TrialState
 
     from .search._optuna.reads import StudyReads
+    from .search.execution.worker import run_workers
+    from .search.experiment.study import create_study
     from .search.storage.urls import mask_url
-    from .search.study import create_study
-    from .search.worker import run_workers
 
     cfg = _study_config(args)
     clock = time.perf_counter()
@@ -142,8 +142,8 @@ def cmd_study_start(args: argparse.Namespace) -> None:
 
 
 def cmd_confirm(args: argparse.Namespace) -> None:
-    from .search.confirm import start_confirm
-    from .search.worker import run_workers
+    from .search.execution.worker import run_workers
+    from .search.experiment.confirm import start_confirm
 
     cfg = _study_config(args)
     clock = time.perf_counter()
@@ -154,11 +154,11 @@ def cmd_confirm(args: argparse.Namespace) -> None:
 
 
 def cmd_fidelity(args: argparse.Namespace) -> None:
-    from .search.fidelity import check_fidelity_config, start_fidelity
+    from .search.config import check_config
+    from .search.execution.worker import run_workers
+    from .search.experiment.fidelity import check_fidelity_config, start_fidelity
     from .search.storage.backends import load_study
     from .search.storage.urls import mask_url
-    from .search.study import check_config
-    from .search.worker import run_workers
 
     cfg = _study_config(args)
     out = Path(args.out or f"fidelity_{cfg.name}")
@@ -182,7 +182,7 @@ def _report_fidelity(study: "optuna.Study", cfg: StudyConfig, resamples: int,
                      out: Path) -> "FidelityReport":
     """Print a fidelity study's report and write its files to ``out``."""
     from .results.fidelity import fidelity_report, write_fidelity
-    from .search.fidelity import fidelity_table
+    from .search.experiment.fidelity import fidelity_table
 
     result = fidelity_report(fidelity_table(study, cfg), cfg.fidelity.target,
                              resamples=resamples)
@@ -193,8 +193,8 @@ def _report_fidelity(study: "optuna.Study", cfg: StudyConfig, resamples: int,
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from .results.fidelity import study_time
-    from .search.fidelity import calibration_config, start_fidelity
-    from .search.worker import auto_workers, run_workers
+    from .search.execution.worker import auto_workers, run_workers
+    from .search.experiment.fidelity import calibration_config, start_fidelity
 
     study_cfg = _study_config(args)
     available = len(replace(study_cfg.data, train_size=None).load("cpu").train.labels)
@@ -215,7 +215,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 def cmd_study_check(args: argparse.Namespace) -> None:
     """Validate a config and show what it would run; writes nothing."""
     from .engine.memory import GIB, estimate_bytes
-    from .search.study import baseline_slots, bench_slots
+    from .search.slots import baseline_slots, bench_slots
 
     cfg = _study_config(args)
     space = cfg.search_space.build()
@@ -231,7 +231,7 @@ def cmd_study_check(args: argparse.Namespace) -> None:
           f"weights")
     print(f"confirm (skipnas confirm): {cfg.confirm_plan()}")
     if cfg.fidelity.enabled:
-        from .search.fidelity import fidelity_patterns, fidelity_slots
+        from .search.experiment.fidelity import fidelity_patterns, fidelity_slots
 
         levels = ", ".join(f"{name} ({f.describe()})" for name, f in cfg.fidelity_levels)
         print(f"fidelity (skipnas fidelity): {len(fidelity_patterns(cfg))} patterns at {levels}: "
@@ -239,7 +239,7 @@ def cmd_study_check(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from .search.worker import run_workers
+    from .search.execution.worker import run_workers
 
     cfg = _study_config(args)
     clock = time.perf_counter()
@@ -248,7 +248,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 def _print_worker_report(cfg: StudyConfig, report: WorkerReport, wall: float) -> None:
-    from .search.study import study_status
+    from .search.experiment.study import study_status
 
     overhead = (report.seconds - report.train_seconds) / report.trials if report.trials else 0.0
     print(f"ran {report.trials} trials in {wall:.1f} s (orchestration outside training: "
@@ -261,7 +261,7 @@ def _print_worker_report(cfg: StudyConfig, report: WorkerReport, wall: float) ->
 
 
 def _print_status(status: StudyStatus) -> None:
-    from .search.evidence import describe_best, describe_noise, describe_winner
+    from .search.experiment.evidence import describe_best, describe_noise, describe_winner
 
     counts = ", ".join(f"{k.lower()} {v}" for k, v in status.counts.items() if v)
     print(f"{status.study}: {counts or 'no trials'}"
@@ -279,7 +279,7 @@ def _print_status(status: StudyStatus) -> None:
 
 
 def cmd_study_status(args: argparse.Namespace) -> None:
-    from .search.study import study_status
+    from .search.experiment.study import study_status
 
     status = study_status(args.name, _storage(args))
     if args.json:
@@ -369,20 +369,20 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_build(args: argparse.Namespace) -> None:
-    from .search.bench import build_bench
+    from .search.experiment.bench import build_bench
 
     clock = time.perf_counter()
     cfg = _study_config(args)
     out, report = build_bench(args.config, args.out, cfg=cfg, progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
     print(f"wrote {out}/table.csv, {out}/patterns.csv and {out}/bench.toml")
-    from .search.bench import load_bench
+    from .search.experiment.bench import load_bench
 
     _print_bench_summary(load_bench(out))
 
 
 def cmd_bench_summary(args: argparse.Namespace) -> None:
-    from .search.bench import PATTERNS, load_bench, write_patterns
+    from .search.experiment.bench import PATTERNS, load_bench, write_patterns
 
     bench = load_bench(args.bench)
     _print_bench_summary(bench)
@@ -425,8 +425,8 @@ def cmd_bench_replay(args: argparse.Namespace) -> None:
         zero_cost_table,
     )
     from .results.report import write_png
-    from .search.bench import load_bench, strategy_config
-    from .search.samplers import STRATEGIES
+    from .search.experiment.bench import load_bench, strategy_config
+    from .search.strategy.samplers import STRATEGIES
 
     strategies = tuple(args.sampler or STRATEGIES)
     bench = load_bench(args.bench)
@@ -453,7 +453,7 @@ def cmd_bench_replay(args: argparse.Namespace) -> None:
 def cmd_bench_proxies(args: argparse.Namespace) -> None:
     from .engine.train import resolve_device
     from .results.proxies_report import load_batch, proxy_report, score_patterns, write_proxies
-    from .search.bench import load_bench
+    from .search.experiment.bench import load_bench
 
     bench = load_bench(args.bench)
     out = _bench_out(args, "proxies", bench.cfg.name)

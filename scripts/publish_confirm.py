@@ -12,7 +12,7 @@ from pathlib import Path
 from nas.results.analysis import confirmed_table, evidence_lines
 from nas.results.report import confirmed_figure, publish_study, write_png
 from nas.search.config import load_config
-from nas.search.evidence import Evidence
+from nas.search.experiment.evidence import Evidence
 from nas.search.storage.backends import load_study
 from nas.stats import spearman
 from nas.tables import markdown_table

@@ -222,7 +222,7 @@ def test_ols_slope_and_its_interval_match_scipy():
 
 def test_the_verdict_never_says_an_unshown_relation_survives():
     from nas.results.analysis import Correlation, PrincipleTest, verdict
-    from nas.search.evidence import Evidence, Noise
+    from nas.search.experiment.evidence import Evidence, Noise
 
     def corr(control, r, lo, hi, p):
         return Correlation("spearman", "mean_distance", control,

@@ -24,7 +24,9 @@ from nas.results.bench_report import (
     zero_cost_table,
 )
 from nas.results.proxies_report import SIGN_NOTE
-from nas.search.bench import (
+from nas.search.config import load_config
+from nas.search.execution.worker import run_worker
+from nas.search.experiment.bench import (
     CONFIG,
     PATTERNS,
     TABLE,
@@ -36,11 +38,10 @@ from nas.search.bench import (
     replay,
     write_table,
 )
-from nas.search.config import load_config
-from nas.search.guided import gp_posterior
+from nas.search.experiment.study import create_study
 from nas.search.record import TrialRow
-from nas.search.study import bench_slots, create_study
-from nas.search.worker import run_worker
+from nas.search.slots import bench_slots
+from nas.search.strategy.guided import gp_posterior
 from search_spaces import (
     Pattern,
     distance_stats,
@@ -378,17 +379,17 @@ def test_the_screen_maximises_the_score_it_is_given(tmp_path):
     """screen:-reads_of_node0 proposes the patterns whose layers read the block input least
     first, the shorter mean distance first among them; a bad score or strategy is one clear
     error before anything runs."""
-    from nas.search.bench import strategy_config
     from nas.search.config import config_from_dict
-    from nas.search.samplers import make_sampler
+    from nas.search.experiment.bench import strategy_config
+    from nas.search.strategy.samplers import make_sampler
     from search_spaces.features import SCORES
 
     base = {"name": "s", "search_space": {"name": "offsets", "layers": [10]},
             "data": {"name": "synthetic"}}
     cfg = strategy_config(config_from_dict(base), "screen:-reads_of_node0")
     assert (cfg.sampler.name, cfg.sampler.score) == ("screen", "-reads_of_node0")
-    study = optuna.create_study(direction="maximize", sampler=make_sampler(cfg, 0))
     space = cfg.search_space.build()
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(space, cfg.sampler, 0))
     proposed = []
     for _ in range(6):
         trial = study.ask()
@@ -423,8 +424,8 @@ def test_a_guided_samplers_history_read_incrementally_is_the_studys(storage_url)
     import uuid
 
     from nas.search.config import config_from_dict
-    from nas.search.guided import PriorSampler
     from nas.search.storage.backends import open_storage
+    from nas.search.strategy.guided import PriorSampler
 
     cfg = config_from_dict({"name": "h", "search_space": {"name": "offsets", "layers": [10]}})
     space = cfg.search_space.build()
@@ -463,8 +464,8 @@ def test_a_trial_queued_before_finished_ones_enters_the_history_when_it_finishes
 
     from optuna.distributions import FloatDistribution
 
-    from nas.search.guided import PriorSampler
     from nas.search.storage.backends import open_storage
+    from nas.search.strategy.guided import PriorSampler
     from search_spaces.spaces import RandomKeys
 
     space = make_space("offsets", [10])
@@ -490,7 +491,7 @@ def test_a_trial_queued_before_finished_ones_enters_the_history_when_it_finishes
 
 
 def test_prior_fits_each_pattern_once_and_at_most_gp_points_of_them(monkeypatch):
-    import nas.search.guided as guided
+    import nas.search.strategy.guided as guided
 
     cfg_space = make_space("offsets", [12])
     patterns = cfg_space.all_patterns()[:30]
@@ -510,7 +511,7 @@ def test_prior_fits_each_pattern_once_and_at_most_gp_points_of_them(monkeypatch)
 
 
 def test_tpe_features_keeps_its_inner_study_bounded(monkeypatch):
-    import nas.search.guided as guided
+    import nas.search.strategy.guided as guided
 
     monkeypatch.setattr(guided, "INNER_TRIALS", 12)
     space = make_space("offsets", [12])
@@ -547,14 +548,15 @@ def test_every_listed_offsets_pattern_encodes_to_params_that_decode_to_it():
 
 def _first_proposals(sampler: str, space_layers: list[int], repeats: int) -> Counter:
     from nas.search.config import config_from_dict
-    from nas.search.samplers import make_sampler
+    from nas.search.strategy.samplers import make_sampler
 
     cfg = config_from_dict(tiny_raw(Path("/nonexistent"), search_space={
         "name": "offsets", "layers": space_layers}, sampler={"name": sampler}))
     space = cfg.search_space.build()
     first = Counter()
     for seed in range(repeats):
-        study = optuna.create_study(sampler=make_sampler(cfg, seed))
+        study = optuna.create_study(sampler=make_sampler(cfg.search_space.build(), cfg.sampler,
+                                                         seed))
         first[space.suggest(study.ask()).hash] += 1
     return first
 
@@ -567,7 +569,7 @@ def test_uniform_draws_every_pattern_with_equal_chance():
 
 
 def test_uniform_covers_the_space_without_repeats_then_draws_at_random():
-    from nas.search.guided import UniformSampler
+    from nas.search.strategy.guided import UniformSampler
 
     space = make_space("offsets", [8])
     n = len(space.all_patterns())
@@ -583,13 +585,13 @@ def test_uniform_covers_the_space_without_repeats_then_draws_at_random():
 
 def test_uniform_refuses_a_space_it_cannot_list_before_anything_runs(tmp_path):
     from nas.errors import ConfigError
-    from nas.search.samplers import make_sampler
+    from nas.search.strategy.samplers import make_sampler
     from tests.testing import tiny_config
 
     cfg = tiny_config(tmp_path, search_space={"name": "offsets", "layers": [6, 6]},
                       sampler={"name": "uniform"})
     with pytest.raises(ConfigError, match="sampler 'uniform' needs a space whose patterns"):
-        make_sampler(cfg, 0)
+        make_sampler(cfg.search_space.build(), cfg.sampler, 0)
 
 
 def test_pattern_features_and_offsets_in_words_on_log():
@@ -606,7 +608,7 @@ def test_pattern_features_and_offsets_in_words_on_log():
 
 
 def test_an_undefined_reliability_has_no_ceiling():
-    from nas.search.bench import Reliability
+    from nas.search.experiment.bench import Reliability
 
     assert np.isnan(Reliability(2, math.nan, math.nan).ceiling)
     assert Reliability(2, -0.2, -0.5).ceiling == 0.0

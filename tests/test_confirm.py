@@ -21,13 +21,15 @@ from nas.results.analysis import analyze, study_rows
 from nas.results.export import trial_spec
 from nas.results.report import write_report
 from nas.search.config import config_from_dict, load_config
-from nas.search.confirm import confirm_slots, start_confirm
-from nas.search.evidence import Run, describe_winner, evidence, noise_of
-from nas.search.guided import ScreenSampler
+from nas.search.execution.twins import completed_twin
+from nas.search.execution.worker import run_worker
+from nas.search.experiment.confirm import confirm_slots, start_confirm
+from nas.search.experiment.evidence import Run, describe_winner, evidence, noise_of
+from nas.search.experiment.study import create_study, study_status
 from nas.search.record import SlotKind, TrialRecord, record
+from nas.search.slots import enqueue_slots
 from nas.search.storage.backends import load_study
-from nas.search.study import create_study, enqueue_slots, study_status
-from nas.search.worker import _completed_twin, run_worker
+from nas.search.strategy.guided import ScreenSampler
 from nas.stats import mean_ci, pooled_std, welch_difference
 from tests.test_faults import finish, skipnas, wait_mid_trial
 from tests.testing import stacks, tiny_raw, write_toml
@@ -256,9 +258,9 @@ def test_a_twin_is_reused_only_at_the_same_fidelity(tmp_path):
     record(trial, hash="abc", seed=1)
     study.tell(trial, 0.5)
     search, confirm = cfg.search_fidelity, cfg.confirm_fidelity
-    assert _completed_twin(study, "abc", 1, search, search).number == 0
-    assert _completed_twin(study, "abc", 1, confirm, search) is None
-    assert _completed_twin(study, "abc", 2, search, search) is None
+    assert completed_twin(study, "abc", 1, search, search).number == 0
+    assert completed_twin(study, "abc", 1, confirm, search) is None
+    assert completed_twin(study, "abc", 2, search, search) is None
 
 
 # --- studies from before confirm -----------------------------------------------------------

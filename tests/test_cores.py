@@ -10,11 +10,11 @@ import sys
 import optuna
 import pytest
 
-import nas.search.cores as cores
-from nas.search.cores import CoreShare, host_workers
+import nas.search.execution.cores as cores
+from nas.search.execution.cores import CoreShare, host_workers
+from nas.search.execution.worker import run_worker
+from nas.search.experiment.study import create_study
 from nas.search.record import TrialRecord
-from nas.search.study import create_study
-from nas.search.worker import run_worker
 from tests.testing import run_cli, tiny_config, tiny_raw, write_toml
 
 

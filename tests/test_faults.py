@@ -19,10 +19,10 @@ from optuna.trial import TrialState
 from nas.errors import UserError
 from nas.search._optuna.api import first_of_slot
 from nas.search.config import load_config
+from nas.search.execution.worker import run_worker
+from nas.search.experiment.study import create_study
 from nas.search.record import TrialRecord
 from nas.search.storage.backends import load_study, open_storage
-from nas.search.study import create_study
-from nas.search.worker import run_worker
 from tests.testing import ENV, POSTGRES, STORAGES, stacks, tiny_config, tiny_raw, url_of, write_toml
 
 N = 6
@@ -436,7 +436,8 @@ def test_a_torn_last_journal_record_is_repaired_at_every_byte(tmp_path, caplog):
 
 
 START_ONLY = ("import sys; from nas.search.config import load_config; "
-              "from nas.search.study import create_study; create_study(load_config(sys.argv[1]))")
+              "from nas.search.experiment.study import create_study; "
+              "create_study(load_config(sys.argv[1]))")
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
@@ -555,7 +556,7 @@ def test_liveness_compares_heartbeat_changes_never_clocks(monkeypatch, skew):
     import time as time_module
 
     from nas.search._optuna.api import storage_of, trial_id
-    from nas.search.liveness import HEARTBEAT, StaleSweep
+    from nas.search.execution.liveness import HEARTBEAT, StaleSweep
 
     real = time_module.time
     monkeypatch.setattr(time_module, "time", lambda: real() + skew)  # this process runs ahead
@@ -621,7 +622,7 @@ def test_liveness_does_not_count_a_wait_for_the_sqlite_lock(locked_sqlite):
     """While another process holds the write lock, no worker can write its heartbeat; a sweep
     that waited for the lock used to fail healthy trials right after the wait."""
     from nas.search._optuna.api import storage_of, trial_id
-    from nas.search.liveness import HEARTBEAT, StaleSweep
+    from nas.search.execution.liveness import HEARTBEAT, StaleSweep
     from nas.search.storage.sqlite import liveness_clock
 
     study, hold = locked_sqlite

@@ -23,7 +23,7 @@ from nas.results.fidelity import (
     study_time,
 )
 from nas.search.config import Fidelity, FidelityLevel
-from nas.search.fidelity import (
+from nas.search.experiment.fidelity import (
     Chosen,
     FidelityRun,
     FidelityTable,
@@ -119,7 +119,7 @@ def test_the_bench_best_come_from_the_benchmark_by_mean(tmp_path):
     cfg = tiny_config(tmp_path, search_space={"name": "offsets", "layers": [15]},
                       fidelity={"levels": LEVELS, "templates": [], "bench": str(bench),
                                 "bench_best": 3})
-    from nas.search.bench import load_bench
+    from nas.search.experiment.bench import load_bench
     best = [e.pattern.hash for e in load_bench(bench).ranked()[:3]]
     assert [(c.label, c.pattern.hash) for c in fidelity_patterns(cfg)] == \
         [(f"bench #{i}", h) for i, h in enumerate(best, start=1)]

@@ -257,7 +257,7 @@ def test_port_in_use_is_one_line(tmp_path, capsys):
     import socket
 
     from nas.search.config import config_from_dict
-    from nas.search.study import create_study
+    from nas.search.experiment.study import create_study
 
     url = f"sqlite:///{tmp_path}/d.db"
     create_study(config_from_dict({**json.loads(json.dumps(BASE)), "storage": url}))

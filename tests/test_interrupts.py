@@ -11,9 +11,9 @@ from optuna.trial import TrialState
 
 from nas import interrupts
 from nas.engine.data import Split, batches
+from nas.search.execution.worker import run_worker
+from nas.search.experiment.study import create_study
 from nas.search.record import TrialRecord
-from nas.search.study import create_study
-from nas.search.worker import run_worker
 from tests.test_study import finished, synthetic_config
 
 
@@ -115,7 +115,7 @@ def test_a_signal_stops_sampling_at_the_next_key(tmp_path):
     ignored for 11 minutes); now every suggestion is one."""
     import optuna
 
-    from nas.search.worker import Objective
+    from nas.search.execution.objective import Objective
 
     cfg = synthetic_config(tmp_path, search_space={"name": "free", "layers": [40]})
     objective = Objective(cfg)

@@ -81,13 +81,13 @@ SEARCH = ROOT / "studies" / "results" / "search_fashion_mnist"
 
 @pytest.fixture(scope="module")
 def bench():
-    from nas.search.bench import load_bench
+    from nas.search.experiment.bench import load_bench
     return load_bench(BENCH)
 
 
 @pytest.mark.parametrize("name", ["bench_fashion_mnist", "bench_fashion_mnist_v2"])
 def test_the_benchmark_holds_every_pattern_of_its_config_per_seed(name):
-    from nas.search.bench import bench_rows, load_bench
+    from nas.search.experiment.bench import bench_rows, load_bench
     from nas.search.storage.backends import load_study
 
     folder = ROOT / "studies" / "results" / name
@@ -109,7 +109,7 @@ def test_the_reliable_benchmark_readme_numbers_are_the_tables():
     import csv
     import itertools
 
-    from nas.search.bench import load_bench
+    from nas.search.experiment.bench import load_bench
     from nas.stats import pooled_std, spearman
     from search_spaces.features import SCORES
 
@@ -204,8 +204,8 @@ def test_the_v2_replay_is_that_of_the_reliable_table_and_its_readme():
     """The v2 replay's summary against its table, the README's tables rebuilt from the JSON,
     and the verdict's target arithmetic."""
     from nas.results.bench_report import ReplaySummary, strategy_table, zero_cost_table
-    from nas.search.bench import load_bench
-    from nas.search.samplers import STRATEGIES
+    from nas.search.experiment.bench import load_bench
+    from nas.search.strategy.samplers import STRATEGIES
 
     bench = load_bench(ROOT / "studies" / "results" / "bench_fashion_mnist_v2")
     result = json.loads((SEARCH_V2 / "replay.json").read_text())
@@ -250,8 +250,8 @@ def depth():
 @pytest.mark.slow
 def test_each_depth_study_is_its_config_and_its_storage(depth):
     from nas.results.analysis import analyze
+    from nas.search.slots import baseline_slots
     from nas.search.storage.backends import load_study
-    from nas.search.study import baseline_slots
 
     results, _, readme = depth
     for name, result in results.items():
@@ -317,18 +317,18 @@ CONFIRM = ROOT / "studies" / "results" / "confirm_fashion_mnist"
 
 @pytest.fixture(scope="module")
 def confirmed():
-    from nas.search.evidence import Evidence
+    from nas.search.experiment.evidence import Evidence
 
     result = json.loads((CONFIRM / "analyze.json").read_text())
     return result, Evidence.from_json(result["evidence"]), (CONFIRM / "README.md").read_text()
 
 
 def test_the_confirm_result_is_its_config_and_its_storage(confirmed):
-    from nas.search.confirm import confirm_slots
-    from nas.search.evidence import SEARCH_KINDS
+    from nas.search.experiment.confirm import confirm_slots
+    from nas.search.experiment.evidence import SEARCH_KINDS
+    from nas.search.experiment.study import study_evidence
     from nas.search.record import SlotKind, TrialRecord
     from nas.search.storage.backends import load_study
-    from nas.search.study import study_evidence
 
     result, ev, readme = confirmed
     cfg = load_config(ROOT / "studies" / "confirm_fashion_mnist.toml")
@@ -401,7 +401,7 @@ def test_the_v2_proxy_verdict_is_the_tables():
     """The v2 verdict's paired difference, partial correlation and ceiling, recomputed."""
     from scipy.stats import rankdata
 
-    from nas.search.bench import load_bench
+    from nas.search.experiment.bench import load_bench
     from nas.stats import correlate, pearson_rows, spearman
     from search_spaces.features import SCORES
 
@@ -442,7 +442,7 @@ def test_the_proxy_json_is_its_benchmark_and_its_correlations_are_its_scores(tab
     Kendall of its scores; the combined row: the best candidate's z-score sum; the ceiling:
     the table's."""
     from nas.results.proxies_report import COMBINE_CANDIDATES, COMBINED_FROM, combined_score
-    from nas.search.bench import load_bench
+    from nas.search.experiment.bench import load_bench
     from nas.stats import kendall, spearman
     from search_spaces.features import SCORES
 
@@ -476,7 +476,7 @@ def test_the_proxy_json_is_its_benchmark_and_its_correlations_are_its_scores(tab
 
 
 def test_the_v1_proxy_readme_numbers_are_its_benchmarks():
-    from nas.search.bench import load_bench
+    from nas.search.experiment.bench import load_bench
     from nas.stats import correlate, spearman, spearman_brown
 
     bench = load_bench(ROOT / "studies" / "results" / "bench_fashion_mnist")
@@ -505,7 +505,7 @@ def test_fidelity_readme_numbers_match_the_study():
 
     from nas.results.analysis import FULL_TRAINING_ACCURACY
     from nas.results.fidelity import fidelity_report
-    from nas.search.fidelity import fidelity_table
+    from nas.search.experiment.fidelity import fidelity_table
     from nas.stats import spearman
 
     cfg = load_config(ROOT / "studies" / "fidelity_fashion_mnist.toml")

@@ -23,10 +23,10 @@ from nas.results.features import FEATURES_SUFFIX
 from nas.results.report import figures, write_report
 from nas.search._optuna.api import study_system_attrs
 from nas.search.config import config_from_dict
+from nas.search.execution.worker import run_worker
+from nas.search.experiment.study import create_study
 from nas.search.record import TrialRecord
 from nas.search.storage.backends import load_study, open_storage
-from nas.search.study import create_study
-from nas.search.worker import run_worker
 from search_spaces import offsets_in_words
 from tests.testing import ENV, run_cli
 

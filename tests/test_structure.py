@@ -16,7 +16,7 @@ from nas.errors import ConfigError, DataError
 from nas.search._optuna.api import TESTED_WITH, storage_of, trial_id
 from nas.search._optuna.reads import claim_waiting
 from nas.search.record import FIELDS, SlotKind, TrialRecord, record
-from nas.search.samplers import PRUNERS, SAMPLERS
+from nas.search.strategy.samplers import PRUNERS, SAMPLERS
 from nas.tables import format_table, html_table, markdown_table
 from search_spaces import SEARCH_SPACES, STYLES, TEMPLATES, PatternError, Registry
 from tests.testing import STORAGES, url_of
@@ -82,7 +82,7 @@ def test_a_finished_record_gives_back_the_slot_it_was_queued_as():
     from dataclasses import replace
 
     from nas.search.config import config_from_dict
-    from nas.search.study import baseline_slots, bench_slots, noise_slot
+    from nas.search.slots import baseline_slots, bench_slots, noise_slot
 
     cfg = config_from_dict({
         "name": "q", "trials": 1, "search_space": {"layers": [6]},
@@ -290,8 +290,9 @@ def test_tell_live_stores_what_optunas_tell_stores(tmp_path, kind, outcome):
 def test_the_record_fields_each_read_names_are_fields():
     """The reads that fetch only some of a record's fields name real ones (a misspelt one
     would silently read as None)."""
-    from nas.search.study import SLOT_FIELDS, STATUS_FIELDS
-    from nas.search.worker import TWIN_FIELDS
+    from nas.search.execution.twins import TWIN_FIELDS
+    from nas.search.experiment.study import STATUS_FIELDS
+    from nas.search.slots import SLOT_FIELDS
 
     for fields in (SLOT_FIELDS, STATUS_FIELDS, TWIN_FIELDS):
         assert set(fields) <= set(FIELDS), set(fields) - set(FIELDS)
@@ -299,7 +300,8 @@ def test_the_record_fields_each_read_names_are_fields():
 
 def test_importing_the_engine_does_not_change_global_warning_filters():
     code = ("import warnings, torch, optuna, plotly, tqdm.auto; before = list(warnings.filters);"
-            "import nas.search.worker, nas.search.study, nas.results.report, nas.cli;"
+            "import nas.search.execution.worker, nas.search.experiment.study, nas.results.report,"
+            " nas.cli;"
             "print(warnings.filters == before)")  # torch adds filters of its own
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
@@ -377,8 +379,9 @@ def test_text_markdown_and_html_tables():
     assert format_table(["only"], []).splitlines() == ["only", "----"]
 
 
-def _nas_imports(path: Path) -> set[str]:
-    """The nas sub-packages a module imports (relative imports resolved)."""
+def _nas_imports(path: Path, depth: int = 2) -> set[str]:
+    """The nas modules a module imports, cut to their first ``depth`` components (2: the
+    sub-packages; relative imports resolved)."""
     import ast
 
     package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
@@ -392,7 +395,7 @@ def _nas_imports(path: Path) -> set[str]:
             names = [a.name for a in node.names]
         else:
             continue
-        found |= {".".join(n.split(".")[:2]) for n in names if n.startswith("nas.")}
+        found |= {".".join(n.split(".")[:depth]) for n in names if n.startswith("nas.")}
     return found
 
 
@@ -404,10 +407,39 @@ def _nas_imports(path: Path) -> set[str]:
                  "nas.settings", "nas.stats", "nas.tables", "nas._lazy"}),
 ])
 def test_dependencies_point_one_way(package, allowed):
-    for path in sorted((ROOT / "nas" / package).glob("*.py")):
-        assert _nas_imports(path) <= allowed, path.name
+    for path in sorted((ROOT / "nas" / package).rglob("*.py")):
+        assert _nas_imports(path) <= allowed, path.relative_to(ROOT)
     # The check resolves relative imports (analysis reads the trial record from search).
     assert "nas.search" in _nas_imports(ROOT / "nas" / "results" / "analysis.py")
+
+
+# The parts of nas.search (its sub-packages and top modules), each with the parts it may import:
+# experiments run workers, workers run a strategy's proposals on storages, and every use of
+# Optuna's tables and private modules is the bottom one.
+SEARCH_PARTS = {
+    "experiment": {"execution", "slots", "config", "strategy", "record", "storage", "_optuna"},
+    "execution": {"slots", "config", "strategy", "record", "storage", "_optuna"},
+    "slots": {"config", "record", "_optuna"},
+    "config": {"strategy", "record", "storage"},
+    "strategy": {"_optuna"},
+    "record": {"_optuna"},
+    "storage": {"_optuna"},
+    "_optuna": set(),
+}
+
+
+def test_the_parts_of_search_depend_one_way():
+    search = ROOT / "nas" / "search"
+    parts = {p.name.removesuffix(".py") for p in search.iterdir()
+             if p.name not in ("__init__.py", "__pycache__")}
+    assert parts == set(SEARCH_PARTS)
+    for path in sorted(search.rglob("*.py")):
+        if path.parent == search and path.name == "__init__.py":
+            continue  # the package's face: lazy exports, no imports
+        part = path.relative_to(search).parts[0].removesuffix(".py")
+        used = {m.split(".")[2] for m in _nas_imports(path, depth=3)
+                if m.startswith("nas.search.")} - {part}
+        assert used <= SEARCH_PARTS[part], (path.relative_to(ROOT), used - SEARCH_PARTS[part])
 
 
 def test_constraints_pin_installed_versions_that_pyproject_allows():

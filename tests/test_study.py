@@ -17,10 +17,11 @@ from nas.engine.model import PatternNet
 from nas.engine.spec import PatternSpec
 from nas.errors import ConfigError, UserError
 from nas.search.config import config_from_dict, load_config
+from nas.search.execution.worker import run_worker
+from nas.search.experiment.study import create_study, study_status
 from nas.search.record import FIELDS, TrialRecord
+from nas.search.slots import baseline_pattern
 from nas.search.storage.backends import open_storage
-from nas.search.study import baseline_pattern, create_study, study_status
-from nas.search.worker import run_worker
 from search_spaces import TEMPLATES, PatternError, template_pattern
 from tests.testing import ENV, STORAGES, run_cli, tiny_config, tiny_raw, url_of, write_toml
 
@@ -277,7 +278,7 @@ def test_study_start_name_overrides_the_configs_name(tmp_path, monkeypatch, caps
 def test_the_study_bar_ends_on_the_count_the_summary_gives(capsys):
     """A trial another worker finishes after this worker's last one is in the final bar (it
     froze at 3/4 while the summary said 4 complete)."""
-    from nas.search.worker import _StudyBar
+    from nas.search.execution.worker import _StudyBar
 
     study = optuna.create_study(direction="maximize")
     for value in (0.1, 0.2, 0.3):
@@ -296,7 +297,7 @@ def test_the_study_bar_counts_a_large_study_only_now_and_then():
     """Counting a study reads all of it (~0.1 s at 100,000 trials): at a trial the bar counts
     again only once BAR_SHARE of the time since its last count pays for one; a small study's
     count is due at every trial, and closing always counts."""
-    from nas.search import worker
+    from nas.search.execution import worker
 
     study = optuna.create_study(direction="maximize")
     study.add_trial(optuna.trial.create_trial(value=0.1))
@@ -322,7 +323,7 @@ def test_an_interrupted_trial_is_queued_again_with_its_stored_keys_only(tmp_path
     again carries what is stored (none), not the half-drawn pattern this process holds."""
     from nas.search._optuna.api import live_trial, params_in_one_transaction, trial_id
     from nas.search._optuna.reads import claim_next
-    from nas.search.worker import _give_back
+    from nas.search.execution.worker import _give_back
 
     study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/s.db"),
                                 direction="maximize")
@@ -497,8 +498,8 @@ def test_a_running_twin_is_waited_for_then_reused(tmp_path, kind):
     import uuid
 
     from nas.search._optuna.schema import ensure_indexes
+    from nas.search.execution.twins import completed_twin
     from nas.search.record import record
-    from nas.search.worker import _completed_twin
 
     cfg = synthetic_config(tmp_path)
     storage = None if kind == "memory" else open_storage(url_of(kind, tmp_path))
@@ -510,10 +511,10 @@ def test_a_running_twin_is_waited_for_then_reused(tmp_path, kind):
     for trial in (first, second):
         record(trial, hash="abc", seed=0)
     f = cfg.search_fidelity
-    assert _completed_twin(study, "abc", 0, f, f) is None  # running only: not waited for
-    assert _completed_twin(study, "abc", 0, f, f, before=first.number) is None  # nothing lower
+    assert completed_twin(study, "abc", 0, f, f) is None  # running only: not waited for
+    assert completed_twin(study, "abc", 0, f, f, before=first.number) is None  # nothing lower
     found = []
-    waiter = threading.Thread(target=lambda: found.append(_completed_twin(
+    waiter = threading.Thread(target=lambda: found.append(completed_twin(
         study, "abc", 0, f, f, before=second.number, poll_seconds=0.05)))
     waiter.start()
     time.sleep(0.5)
@@ -534,8 +535,8 @@ def test_the_twin_lookup_finds_what_a_scan_of_every_trial_finds(tmp_path, kind):
     import uuid
 
     from nas.search._optuna.schema import ensure_indexes
+    from nas.search.execution.twins import TwinIndex
     from nas.search.record import record
-    from nas.search.worker import TwinIndex
 
     rng = random.Random(0)
     search = {"epochs": 2, "steps": None, "train_size": 4096, "val_size": 2000}
@@ -579,7 +580,7 @@ def test_the_twin_lookup_finds_what_a_scan_of_every_trial_finds(tmp_path, kind):
 
 
 def test_auto_workers_is_one_per_core_on_cpu_and_four_per_gpu_within_the_cores(monkeypatch):
-    from nas.search import worker
+    from nas.search.execution import worker
     monkeypatch.setattr(worker.os, "cpu_count", lambda: 16)
     assert worker.auto_workers("cpu") == 16
     monkeypatch.setattr(worker, "resolve_device", lambda name: torch.device("cuda"))
@@ -593,8 +594,8 @@ def test_with_several_workers_this_process_trains_on_its_share_of_the_cores(tmp_
                                                                            monkeypatch):
     """The spawned workers got cores / workers threads each, but this process trained on all
     the cores (3 threads on 2 cores): this process, too, counts the workers it started when it
-    takes its share (nas.search.cores), and leaves the environment as it was."""
-    from nas.search import worker
+    takes its share (nas.search.execution.cores), and leaves the environment as it was."""
+    from nas.search.execution import worker
     seen = []
 
     def fake_run_worker(cfg, **kwargs):

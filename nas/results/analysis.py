@@ -13,15 +13,16 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import UserError
-from ..search.evidence import (
+from ..search.config import stored_config, study_style
+from ..search.experiment.evidence import (
     Evidence,
     describe_best,
     describe_curse,
     describe_noise,
     describe_winner,
 )
+from ..search.experiment.study import study_evidence
 from ..search.record import OLD_BLOCK_OUTPUT, OLD_BUDGET_MODE, OLD_STYLE, TrialRecord, TrialRow
-from ..search.study import stored_config, study_evidence, study_style
 from ..stats import RankCorrelation, Slope, correlate, interval_headers, ols_slope
 
 DISTANCES = ("mbd", "mean_distance")

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from search_spaces import distance_stats
 from search_spaces.features import SCORES
 
-from ..search.bench import Bench, Replay, replay
+from ..search.experiment.bench import Bench, Replay, replay
 from ..stats import RankCorrelation, correlate, interval_headers
 from ..tables import html_table, markdown_table
 from .analysis import SCORE_SIGN, Table

@@ -14,9 +14,10 @@ from optuna.trial import TrialState
 
 from ..errors import UserError
 from ..search._optuna.api import live_trial, study_id, trial_id
+from ..search.config import stored_config
+from ..search.experiment.study import best_of, study_evidence
 from ..search.record import TrialRecord
 from ..search.storage.backends import load_study, open_storage
-from ..search.study import best_of, stored_config, study_evidence
 from .analysis import evidence_lines
 from .features import FEATURES_SUFFIX, FeatureRow, feature_row, feature_rows, features_study
 from .report import figures

@@ -12,10 +12,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..engine.spec import PatternSpec
 from ..errors import UserError
-from ..search.evidence import Confirmed, Evidence
+from ..search.experiment.evidence import Confirmed, Evidence
+from ..search.experiment.study import best_trial, study_evidence
 from ..search.record import TrialRecord
 from ..search.storage.backends import load_snapshot
-from ..search.study import best_trial, study_evidence
 
 
 @dataclass(frozen=True)

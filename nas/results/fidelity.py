@@ -24,7 +24,7 @@ from plotly.subplots import make_subplots
 from search_spaces import TEMPLATES, distance_stats
 
 from ..errors import UserError
-from ..search.fidelity import FidelityTable
+from ..search.experiment.fidelity import FidelityTable
 from ..stats import Estimate, kendall, pooled_std, spearman, spearman_brown
 from ..tables import format_table, html_table, markdown_table
 

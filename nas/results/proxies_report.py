@@ -22,7 +22,7 @@ from search_spaces.features import SCORES
 from ..engine.proxies import PROXIES, measure_proxies
 from ..engine.spec import make_spec
 from ..errors import UserError
-from ..search.bench import Bench, Reliability
+from ..search.experiment.bench import Bench, Reliability
 from ..stats import RESAMPLE_LIMIT, RankCorrelation, correlate
 from ..tables import format_table, html_table, markdown_table
 from .analysis import SCORE_SIGN, Table

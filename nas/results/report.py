@@ -23,10 +23,10 @@ from search_spaces import (
 
 from ..engine.spec import PatternSpec
 from ..errors import UserError
-from ..search.config import VAL_ACCURACY, Fidelity
-from ..search.evidence import Evidence
+from ..search.config import VAL_ACCURACY, Fidelity, search_fidelity, stored_config
+from ..search.experiment.evidence import Evidence
+from ..search.experiment.study import study_evidence
 from ..search.record import TrialRecord, TrialRow
-from ..search.study import search_fidelity, stored_config, study_evidence
 from ..stats import spearman, thin
 from ..tables import html_table
 from .analysis import (

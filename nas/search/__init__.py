@@ -4,9 +4,11 @@ from .._lazy import lazy_exports
 __getattr__, __all__ = lazy_exports(__name__, {
     "StudyConfig": ".config", "load_config": ".config", "config_from_dict": ".config",
     "TrialRecord": ".record", "TrialRow": ".record",
-    "SAMPLERS": ".samplers", "PRUNERS": ".samplers",
-    "open_storage": ".storage", "load_study": ".storage", "default_storage_url": ".storage",
-    "create_study": ".study", "best_trial": ".study", "study_status": ".study",
-    "StudyStatus": ".study",
-    "run_worker": ".worker", "Objective": ".worker",
+    "SAMPLERS": ".strategy.samplers", "PRUNERS": ".strategy.samplers",
+    "open_storage": ".storage.backends", "load_study": ".storage.backends",
+    "default_storage_url": ".storage.urls",
+    "create_study": ".experiment.study", "best_trial": ".experiment.study",
+    "study_status": ".experiment.study", "StudyStatus": ".experiment.study",
+    "run_worker": ".execution.worker", "Objective": ".execution.objective",
+    "load_bench": ".experiment.bench",
 })

@@ -1,4 +1,5 @@
-"""Study configs: TOML files in studies/ -> frozen dataclasses, validated here."""
+"""Study configs: TOML files in studies/ -> frozen dataclasses, validated here; and the summary
+of its config a study stores, which a config is checked against."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +7,7 @@ import functools
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from search_spaces import (
     BLOCK_OUTPUTS,
@@ -19,15 +20,18 @@ from search_spaces import (
     dense_connections,
     make_space,
 )
-from search_spaces.features import screen_score
 
 from ..engine.configs import ArchConfig, DataConfig, TrainConfig
 from ..engine.datasets import DATASETS
 from ..engine.memory import check_fits, log_connections, machine_memory
 from ..errors import ConfigError, UserError
-from ..settings import from_dict, require
-from .samplers import PRUNERS, SAMPLERS
-from .storage.urls import NAME_RULE, default_storage_url, is_valid_name
+from ..settings import from_dict, require, to_dict
+from .record import OLD_STYLE
+from .storage.urls import NAME_RULE, default_storage_url, is_valid_name, mask_url
+from .strategy.samplers import PrunerConfig, SamplerConfig
+
+if TYPE_CHECKING:
+    import optuna
 
 MAX_TRIALS = 1_000_000  # search trials per study: more is a mistake, or several studies
 MAX_BASELINES = 10_000  # baseline trials (templates x seeds x ...): more is a typo
@@ -247,32 +251,6 @@ class ConfirmConfig:
 
 
 @dataclass(frozen=True)
-class SamplerConfig:
-    name: str = "tpe"
-    # nsga2: the second objective, minimised alongside maximised accuracy
-    second_objective: Literal["connections", "flops", "params"] = "flops"
-    # screen: the zero-cost score it maximises (search_spaces.features.screen_score)
-    score: str = "-mean_distance"
-
-    def __post_init__(self):
-        require(self.name in SAMPLERS, "name", SAMPLERS.unknown(self.name))
-        try:
-            screen_score(self.score)
-        except PatternError as e:
-            raise UserError(f"score: {e}") from None
-
-
-@dataclass(frozen=True)
-class PrunerConfig:
-    name: str = "none"
-    warmup_epochs: int = 1
-
-    def __post_init__(self):
-        require(self.name in PRUNERS, "name", PRUNERS.unknown(self.name))
-        require(self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0")
-
-
-@dataclass(frozen=True)
 class StudyConfig:
     name: str
     trials: int = 12                  # search-space trials (baselines come on top)
@@ -446,3 +424,67 @@ def load_config(path: str | Path) -> StudyConfig:
     except ValueError as e:  # an integer of more digits than Python converts
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     return config_from_dict(raw, str(path))
+
+
+# What a study stores of its config (its `config` user attr), read back and checked against.
+CONFIG_ATTR = "config"  # the study user attr that holds config_summary()
+# Settings that may differ between the machines that share a study, and between runs of it
+# (fidelity.target judges the report only; studies made before it was left out store it).
+PER_MACHINE = ("training.device", "training.compile", "training.threads", "data.root")
+PER_RUN = ("fidelity.target",)
+# Keys added to the stored config after studies were made, with the value those studies ran.
+ADDED_LATER = {"sampler.score": "-mean_distance"}
+
+
+def check_config(study: optuna.Study, cfg: StudyConfig) -> None:
+    """Refuse a config whose settings differ from those the study was made with, naming
+    every differing key (a worker with other settings would fill the study with other
+    trials)."""
+    stored = stored_config(study) or {}
+    wanted = config_summary(cfg, cfg.search_space.build())
+
+    def flat(summary: dict[str, Any]) -> dict[str, Any]:
+        return {f"{section}.{key}": value for section, table in summary.items()
+                for key, value in table.items()}
+
+    a, b = {**ADDED_LATER, **flat(stored)}, flat(wanted)
+    differ = [k for k in sorted(set(a) | set(b))
+              if k not in PER_MACHINE + PER_RUN and a.get(k) != b.get(k)]
+    if differ:
+        shown = "; ".join(f"{k} is {a.get(k)!r} in the study, {b.get(k)!r} here"
+                          for k in differ[:4])
+        more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
+        raise UserError(f"study {cfg.name!r} in {mask_url(cfg.storage_url)} was made with other "
+                        f"settings: {shown}{more}. Use its config, or another study name.")
+
+
+def config_summary(cfg: StudyConfig, space: SearchSpace) -> dict[str, Any]:
+    """What a study stores of its config (its `config` study attr)."""
+    bench = {"bench": to_dict(cfg.bench)} if cfg.bench.enabled else {}
+    # target only judges the report: it may change between runs of one fidelity study
+    fidelity = {"fidelity": {k: v for k, v in to_dict(cfg.fidelity).items() if k != "target"}} \
+        if cfg.fidelity.enabled else {}
+    return {"search_space": space.describe(), "architecture": to_dict(cfg.architecture),
+            "data": to_dict(cfg.data), "training": to_dict(cfg.training),
+            "sampler": to_dict(cfg.sampler), "pruner": to_dict(cfg.pruner), **bench,
+            **fidelity}
+
+
+def stored_config(study: optuna.Study) -> dict[str, Any] | None:
+    """The config summary the study was created with (None before it is set)."""
+    return study.user_attrs.get(CONFIG_ATTR)
+
+
+def study_style(study: optuna.Study) -> str:
+    """The network style of the study's search space (studies made before styles: per_block)."""
+    return (stored_config(study) or {}).get("search_space", {}).get("style", OLD_STYLE)
+
+
+def search_fidelity(study: optuna.Study) -> Fidelity | None:
+    """The fidelity the study searches at, from its stored config (None: not stored)."""
+    stored = stored_config(study)
+    if stored is None:
+        return None
+    data, training = stored["data"], stored["training"]
+    return Fidelity(training.get("epochs"), training.get("steps"), data.get("train_size"),
+                    data.get("val_size"))

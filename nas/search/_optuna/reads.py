@@ -178,7 +178,7 @@ class StudyReads:
                   other_than: int | None = None) -> list[FrozenTrial] | None:
         """The trials of pattern ``pattern_hash`` in ``states`` (attrs ``keys`` only), but
         trial id ``other_than`` (the asking trial: most often no other is read); None where
-        the storage cannot select by hash (then :class:`~nas.search.worker.TwinIndex`)."""
+        the storage cannot select by hash (then :class:`~nas.search.execution.twins.TwinIndex`)."""
         if self.rdb is None:
             return None
         a = models.TrialUserAttributeModel.__table__.c

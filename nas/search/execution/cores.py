@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from ._optuna.reads import StudyReads
-from .record import TrialRecord
+from .._optuna.reads import StudyReads
+from ..record import TrialRecord
 
 _log = logging.getLogger(__name__)
 

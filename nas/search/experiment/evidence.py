@@ -18,9 +18,9 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..stats import Difference, MeanCI, mean_ci, pooled_std, spearman, welch_difference
-from .config import Fidelity
-from .record import SlotKind, TrialRecord
+from ...stats import Difference, MeanCI, mean_ci, pooled_std, spearman, welch_difference
+from ..config import Fidelity
+from ..record import SlotKind, TrialRecord
 
 MIN_RANK_PATTERNS = 5  # patterns with two seeds needed for a seed-to-seed rank correlation
 SEARCH_KINDS = (SlotKind.SEARCH, SlotKind.NOISE, SlotKind.BASELINE, SlotKind.BENCH)

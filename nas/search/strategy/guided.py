@@ -30,9 +30,9 @@ from search_spaces import Pattern, SearchSpace
 from search_spaces.features import MEAN_DISTANCE, SCORES, features, screen_score
 from search_spaces.spaces import FixedParams, RandomKeys
 
-from ..errors import ConfigError
-from ._optuna.api import trial_id
-from ._optuna.reads import StudyReads
+from ...errors import ConfigError
+from .._optuna.api import trial_id
+from .._optuna.reads import StudyReads
 
 # The most patterns `prior`'s GP is fit to (its cost is cubic in them), and the most trials
 # `tpe_features`' inner TPE study holds before it is rebuilt from its best and latest points

@@ -21,9 +21,9 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from ._optuna.api import retry_attrs, retry_history, trial_id
-from ._optuna.reads import StudyReads
-from .record import TrialRecord
+from .._optuna.api import retry_attrs, retry_history, trial_id
+from .._optuna.reads import StudyReads
+from ..record import TrialRecord
 
 _log = logging.getLogger(__name__)
 HEARTBEAT = "skipnas:heartbeat"  # trial system attr: changes at every beat (the worker's time)

@@ -17,12 +17,14 @@ from optuna.trial import TrialState
 
 from search_spaces import Pattern, distance_stats
 
-from ..errors import UserError
-from ..stats import spearman, spearman_brown
-from .config import StudyConfig, load_config
-from .record import TrialRecord, TrialRow
-from .study import bench_slots, create_study, study_style
-from .worker import WorkerReport, run_workers
+from ...errors import UserError
+from ...stats import spearman, spearman_brown
+from ..config import StudyConfig, load_config, study_style
+from ..execution.worker import WorkerReport, run_workers
+from ..record import TrialRecord, TrialRow
+from ..slots import bench_slots
+from ..strategy.samplers import make_sampler
+from .study import create_study
 
 TABLE = "table.csv"
 PATTERNS = "patterns.csv"
@@ -231,11 +233,10 @@ def replay(bench: Bench, sampler: str, trials: int, repeat: int) -> Replay:
     its seeds (drawn per repeat: a real trial trains one seed); proposing it again is told the
     same value, as a study reuses a trained twin, and still takes a trial. Seeded by
     ``repeat``."""
-    from .samplers import make_sampler
-
     cfg = strategy_config(bench.cfg, sampler)
     space = cfg.search_space.build()
-    study = optuna.create_study(direction="maximize", sampler=make_sampler(cfg, repeat))
+    study = optuna.create_study(direction="maximize",
+                                sampler=make_sampler(space, cfg.sampler, repeat))
     rng = np.random.default_rng(repeat)
     tops = {"top5": bench.top(0.05), "top1": bench.top(0.01)}
     told: dict[str, float] = {}

@@ -13,15 +13,15 @@ from optuna.trial import TrialState
 
 from search_spaces import Pattern
 
-from ..engine.spec import PatternSpec
-from ..errors import UserError
-from ._optuna.api import storage_of
-from .config import StudyConfig
-from .record import SlotKind, TrialRecord
-from .storage.backends import load_study
-from .storage.locks import exclusive
-from .storage.urls import mask_url
-from .study import baseline_pattern, check_config, counts_as_slot, enqueue_slots
+from ...engine.spec import PatternSpec
+from ...errors import UserError
+from .._optuna.api import storage_of
+from ..config import StudyConfig, check_config
+from ..record import SlotKind, TrialRecord
+from ..slots import baseline_pattern, counts_as_slot, enqueue_slots
+from ..storage.backends import load_study
+from ..storage.locks import exclusive
+from ..storage.urls import mask_url
 
 
 def confirm_seeds(cfg: StudyConfig) -> list[int]:

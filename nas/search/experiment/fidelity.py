@@ -19,10 +19,9 @@ from optuna.trial import TrialState
 from search_spaces import Pattern, distance_stats
 from search_spaces.spaces import sample_patterns
 
-from ..errors import UserError
-from ._optuna.api import storage_of
-from .bench import load_bench
-from .config import (
+from ...errors import UserError
+from .._optuna.api import storage_of
+from ..config import (
     BaselinesConfig,
     BenchConfig,
     Fidelity,
@@ -30,16 +29,13 @@ from .config import (
     FidelityLevel,
     NoiseConfig,
     StudyConfig,
-)
-from .record import SlotKind, TrialRecord
-from .storage.locks import exclusive
-from .study import (
-    baseline_pattern,
     config_summary,
-    counts_as_slot,
-    create_study,
-    enqueue_slots,
 )
+from ..record import SlotKind, TrialRecord
+from ..slots import baseline_pattern, counts_as_slot, enqueue_slots
+from ..storage.locks import exclusive
+from .bench import load_bench
+from .study import create_study
 
 SPREAD_CANDIDATES = 2000  # patterns sampled from a space too large to list, for `spread`
 

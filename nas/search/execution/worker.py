@@ -1,4 +1,5 @@
-"""Workers: claim queued trials, train the pattern each proposes, store its record.
+"""Workers: claim queued trials and run each (:mod:`.objective`), several processes to a machine,
+with the study's progress.
 
 A killed worker's trial goes stale (no heartbeat), is failed by another worker and its slot
 queued again (`liveness`), so the study still ends with exactly the configured number of
@@ -21,246 +22,23 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from search_spaces import Pattern, PatternError
-
-from .. import interrupts
-from ..engine.configs import DataConfig
-from ..engine.data import DataBundle
-from ..engine.spec import PatternSpec, make_spec
-from ..engine.train import TrainResult, resolve_device, train
-from ..errors import UserError
-from ._optuna.api import live_trial, params_in_one_transaction, storage_of, tell_live, trial_id
-from ._optuna.reads import StudyReads, claim_next
-from ._optuna.schema import ensure_indexes
-from .config import Fidelity, StudyConfig
+from ... import interrupts
+from ...engine.train import resolve_device
+from ...errors import UserError
+from .._optuna.api import live_trial, storage_of, tell_live, trial_id
+from .._optuna.reads import StudyReads, claim_next
+from .._optuna.schema import ensure_indexes
+from ..config import StudyConfig, check_config
+from ..record import TrialRecord, record
+from ..slots import FINISHED, counts_as_slot
+from ..storage.backends import load_study
+from ..storage.sqlite import liveness_clock
+from ..strategy.samplers import make_pruner, make_sampler
 from .cores import CoreShare, worker_name
 from .liveness import Heartbeat, StaleSweep, can_requeue, first_beat, requeue
-from .record import SlotKind, TrialRecord, record
-from .samplers import make_pruner, make_sampler
-from .storage.backends import load_study
-from .storage.sqlite import liveness_clock
-from .study import FINISHED, baseline_pattern, check_config, counts_as_slot
+from .objective import TRIAL_FAILURES, Objective, Values
 
-Values = float | tuple[float, float]
 _log = logging.getLogger(__name__)
-
-
-class Objective:
-    """Trains the pattern a trial proposes (or its baseline template) and stores its record.
-    Data is loaded once per worker."""
-
-    def __init__(self, cfg: StudyConfig, progress: bool = False):
-        self.cfg = cfg
-        self.space = cfg.search_space.build()
-        self.device = resolve_device(cfg.training.device)
-        self._data = {cfg.data: cfg.data.load(self.device)}
-        self.progress = progress
-        self.twins = TwinIndex()
-        self.threads = cfg.training.threads  # CPU threads of the next trial (CoreShare)
-
-    def data(self, data_cfg: DataConfig) -> DataBundle:
-        """The data of a fidelity, loaded once per worker."""
-        if data_cfg not in self._data:
-            self._data[data_cfg] = data_cfg.load(self.device)
-        return self._data[data_cfg]
-
-    def __call__(self, trial: optuna.Trial) -> Values:
-        slot = TrialRecord.from_trial(trial)
-        pattern, seed = self.pattern_for(trial, slot)
-        search = self.cfg.search_fidelity
-        fidelity = Fidelity.from_dict(slot.fidelity) if slot.fidelity else search
-        spec = self.describe(trial, pattern, seed)
-        twin = _completed_twin(trial.study, pattern.hash, seed, fidelity, search,
-                               before=trial.number, grace=3 * self.cfg.heartbeat_seconds,
-                               index=self.twins, asking=trial_id(trial))
-        if twin is not None:  # same pattern, seed and fidelity already trained: reuse it
-            record(trial, reused_from=twin.number, train_seconds=0.0,
-                   val_curve=TrialRecord.from_trial(twin).val_curve)
-            return twin.values[0] if not self.cfg.multi_objective else tuple(twin.values)
-        # Noise, confirm and fidelity runs measure a pattern: never pruned (cut short).
-        prune = slot.kind not in (SlotKind.NOISE, SlotKind.CONFIRM, SlotKind.FIDELITY)
-        result = self.train(trial, spec, seed, fidelity, prune)
-        return self.values(spec, result)
-
-    def pattern_for(self, trial: optuna.Trial, slot: TrialRecord) -> tuple[Pattern, int]:
-        """The pattern and seed of a slot: the search space's proposal at the configured seed,
-        the slot's own pattern, a search pattern to repeat (noise), or a baseline template."""
-        if slot.kind == SlotKind.NOISE and slot.pattern is None:
-            pattern, number = _pattern_to_repeat(trial.study)
-            record(trial, pattern=pattern.to_dict(), repeat_of=number)
-            assert slot.seed is not None
-            return pattern, slot.seed
-        if slot.pattern is not None:
-            assert slot.seed is not None
-            return Pattern.from_dict(slot.pattern), slot.seed
-        if slot.baseline is None:
-            with params_in_one_transaction(trial):
-                pattern = self.space.suggest(_Interruptible(trial))
-            return pattern, self.cfg.training.seed
-        assert slot.seed is not None
-        return baseline_pattern(self.space, slot.baseline, slot.style_in(self.space.style),
-                                slot.budget, slot.output), slot.seed
-
-    def describe(self, trial: optuna.Trial, pattern: Pattern, seed: int) -> PatternSpec:
-        """Measure the pattern's network and record its spec and metrics before training."""
-        slot = TrialRecord.from_trial(trial)
-        template = {"template": slot.baseline, "budget": slot.budget,
-                    "block_output": slot.output} if slot.baseline else {}
-        spec = make_spec(pattern, self.cfg.architecture,
-                         origin={"study": self.cfg.name, "trial": trial.number, "seed": seed,
-                                 **template})
-        cpu = {"threads": self.threads} if self.device.type == "cpu" and self.threads else {}
-        record(trial, spec=spec.to_dict(), hash=pattern.hash, seed=seed, device=str(self.device),
-               style=pattern.style, **cpu, **spec.metrics)
-        return spec
-
-    def train(self, trial: optuna.Trial, spec: PatternSpec, seed: int, fidelity: Fidelity,
-              prune: bool = True) -> TrainResult:
-        """Train at ``fidelity``, reporting each epoch to the pruner (``prune``); record the
-        outcome."""
-        cfg = self.cfg
-
-        def report(epoch: int, accuracy: float) -> None:
-            if cfg.multi_objective or not prune:
-                return
-            trial.report(accuracy, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {epoch} at accuracy {accuracy:.4f}")
-
-        data_cfg, train_cfg = cfg.at_fidelity(fidelity)
-        result = train(spec, self.data(data_cfg), replace(train_cfg, seed=seed,
-                                                          threads=self.threads), on_epoch=report,
-                       on_batch=interrupts.check, progress=self.progress).result
-        record(trial, train_seconds=result.train_seconds, val_curve=result.val_curve,
-               loss_curve=result.loss_curve, images_per_second=result.images_per_second,
-               status=result.status)
-        if result.status != "ok":
-            record(trial, fail_reason=result.message)
-            raise _Diverged(result.message)
-        return result
-
-    def values(self, spec: PatternSpec, result: TrainResult) -> Values:
-        if self.cfg.multi_objective:
-            return result.val_accuracy, float(spec.metrics[self.cfg.sampler.second_objective])
-        return result.val_accuracy
-
-
-class _Interruptible:
-    """A trial whose every suggestion is a safe point for Ctrl-C and SIGTERM (a space with
-    thousands of keys samples for minutes)."""
-
-    def __init__(self, trial: optuna.Trial):
-        self.trial = trial
-
-    def suggest_float(self, name: str, low: float, high: float) -> float:
-        interrupts.check()
-        return self.trial.suggest_float(name, low, high)
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        interrupts.check()
-        return self.trial.suggest_categorical(name, choices)
-
-
-class _Diverged(Exception):
-    pass
-
-
-class _NothingToRepeat(Exception):
-    pass
-
-
-# The record fields a twin lookup reads (and the twin's curve, which a reusing trial copies).
-TWIN_FIELDS = ("hash", "seed", "fidelity", "reused_from", "val_curve")
-
-
-class TwinIndex:
-    """A study's completed, trained trials by (pattern hash, seed), for storages that cannot
-    select trials by hash (journal files, storage proxies; RDB storages are asked directly,
-    :meth:`StudyReads.with_hash`). A finished trial never changes, so each look reads the
-    records of the trials finished since the last one only."""
-
-    def __init__(self) -> None:
-        self._reset(None)
-
-    def _reset(self, study: str | None) -> None:
-        self._study = study
-        self._seen: set[int] = set()
-        self._twins: dict[tuple[str, int | None], list[FrozenTrial]] = {}
-
-    def update(self, study: optuna.Study) -> None:
-        """Index the trials of ``study`` completed since the last update."""
-        if study.study_name != self._study:
-            self._reset(study.study_name)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.number in self._seen:
-                continue
-            self._seen.add(t.number)
-            r = TrialRecord.from_trial(t)
-            if r.hash is not None and not r.is_reused:
-                self._twins.setdefault((r.hash, r.seed), []).append(t)
-
-    def lookup(self, study: optuna.Study, pattern_hash: str, seed: int, wanted: dict[str, Any],
-               search: dict[str, Any], asking: int | None = None
-               ) -> tuple[FrozenTrial | None, list[FrozenTrial]]:
-        """On the study as it is now, the lowest-numbered completed trial of this pattern and
-        seed at fidelity ``wanted`` (one without a recorded fidelity ran at ``search``), and
-        the RUNNING ones, leaving out trial id ``asking`` (the trial that asks): in one read by
-        hash where the storage can select by it, else the running trials read first, then
-        this index updated (a twin that completes in between is then found complete)."""
-        reads = StudyReads(study)
-        trials = reads.with_hash(pattern_hash, TWIN_FIELDS,
-                                 states=(TrialState.COMPLETE, TrialState.RUNNING),
-                                 other_than=asking)
-        if trials is None:
-            trials = reads.trials((TrialState.RUNNING,), TWIN_FIELDS)
-            self.update(study)
-            trials += self._twins.get((pattern_hash, seed), [])
-        twins = [t for t in trials if trial_id(t) != asking and
-                 (r := TrialRecord.from_trial(t)).hash == pattern_hash and r.seed == seed and
-                 not r.is_reused and (r.fidelity or search) == wanted]
-        complete = min((t for t in twins if t.state == TrialState.COMPLETE),
-                       key=lambda t: t.number, default=None)
-        return complete, [t for t in twins if t.state == TrialState.RUNNING]
-
-
-def _completed_twin(study: optuna.Study, pattern_hash: str, seed: int, fidelity: Fidelity,
-                    search: Fidelity, before: int | None = None, grace: float = 30.0,
-                    poll_seconds: float = 1.0, index: TwinIndex | None = None,
-                    asking: int | None = None) -> FrozenTrial | None:
-    """A completed trial that trained this pattern with this seed at this fidelity (a trial
-    without a recorded fidelity ran at the search's), found through ``index`` (a fresh one
-    if not given). A running twin numbered below ``before`` is waited for (two workers that
-    drew the same pattern train it once; the lower number trains, so they never wait for
-    each other), while stale trials are failed as in the worker loop; None when it fails or
-    there is no twin. ``asking``: the trial id of the trial that asks, never its own twin
-    (and not read)."""
-    wanted, searched = fidelity.to_dict(), search.to_dict()
-    index = TwinIndex() if index is None else index
-    sweep = StaleSweep(grace, liveness_clock(storage_of(study)))
-    while True:
-        twin, running = index.lookup(study, pattern_hash, seed, wanted, searched, asking)
-        if twin is not None:
-            return twin
-        if before is None or not any(t.number < before for t in running):
-            return None
-        interrupts.check()
-        time.sleep(poll_seconds)
-        sweep(study, storage_of(study))
-
-
-def _pattern_to_repeat(study: optuna.Study) -> tuple[Pattern, int]:
-    """The earliest completed search pattern that no noise slot repeats yet, and its trial
-    number (earliest: the choice does not depend on accuracy, so the measured spread is not
-    biased by the selection)."""
-    trials = study.get_trials(deepcopy=False)
-    records = [(t, TrialRecord.from_trial(t)) for t in trials]
-    taken = {r.hash for t, r in records if r.kind == SlotKind.NOISE and counts_as_slot(t)}
-    for t, r in records:
-        if t.state == TrialState.COMPLETE and r.kind == SlotKind.SEARCH and r.spec and \
-                not r.is_reused and r.hash not in taken:
-            return PatternSpec.from_dict(r.spec).pattern, t.number
-    raise _NothingToRepeat("no completed search pattern left to train again for the noise "
-                           "measurement")
 
 
 @dataclass
@@ -293,8 +71,9 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
     with interrupts.deferred():
         if study is None:
             study = load_study(cfg.name, cfg.storage_url,
-                               sampler=make_sampler(cfg, cfg.seed if seed is None else seed),
-                               pruner=make_pruner(cfg))
+                               sampler=make_sampler(cfg.search_space.build(), cfg.sampler,
+                                                    cfg.seed if seed is None else seed),
+                               pruner=make_pruner(cfg.pruner, cfg.training.epochs))
             check_config(study, cfg)
         ensure_indexes(storage_of(study))
         storage = storage_of(study)
@@ -315,7 +94,8 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
                 time.sleep(poll_seconds)
                 continue
             if not seeded:
-                study.sampler = make_sampler(cfg, (cfg.seed + claimed.number) % 2 ** 32)
+                study.sampler = make_sampler(cfg.search_space.build(), cfg.sampler,
+                                             (cfg.seed + claimed.number) % 2 ** 32)
                 seeded = True
             start = time.perf_counter()
             if objective.device.type == "cpu":
@@ -422,8 +202,7 @@ def _run_one(study: optuna.Study, claimed: FrozenTrial, objective: Objective,
             raise
         except optuna.TrialPruned:
             return _tell(study, trial, TrialState.PRUNED)
-        except (_Diverged, _NothingToRepeat, RuntimeError, FloatingPointError,
-                PatternError) as e:
+        except TRIAL_FAILURES as e:
             # One bad trial (diverged, out of memory, ...) never stops the study.
             if TrialRecord.from_trial(trial).fail_reason is None:
                 record(trial, fail_reason=f"{type(e).__name__}: {e}")
