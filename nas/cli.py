@@ -344,7 +344,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
-    from .results.dashboard import serve
+    from .results.dashboard.server import serve
 
     serve(args.name, _storage(args), args.host, args.port)
 

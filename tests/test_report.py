@@ -18,7 +18,7 @@ import pytest
 
 from nas.engine.spec import PatternSpec
 from nas.results.analysis import SIGNIFICANT, analyze
-from nas.results.dashboard import ATTACHED
+from nas.results.dashboard.notes import ATTACHED
 from nas.results.features import FEATURES_SUFFIX
 from nas.results.report import figures, write_report
 from nas.search._optuna.api import study_system_attrs
@@ -287,7 +287,8 @@ def test_cli_analyze_table_and_json(study_cfg):
 def test_the_importance_card_reads_the_features_study_while_it_exists(study_cfg, tmp_path):
     """The study's importances are answered from its features study, found by name on each
     request (another dashboard may store it again); without one, Optuna's own answer."""
-    from nas.results.dashboard import attach_plots, importances_over_features
+    from nas.results.dashboard.middleware import importances_over_features
+    from nas.results.dashboard.notes import attach_plots
 
     seen = []
 
@@ -365,7 +366,7 @@ def test_the_dashboard_answer_the_best_trial_filter_rewrites_keeps_its_shape():
 
     from optuna_dashboard import save_plotly_graph_object, wsgi
 
-    from nas.results.dashboard import best_trials_in_words, card_params
+    from nas.results.dashboard.middleware import best_trials_in_words, card_params
     from nas.results.features import FeatureRow
 
     storage = optuna.storages.InMemoryStorage()
@@ -419,7 +420,7 @@ def test_the_dashboard_refuses_an_untested_optuna_dashboard_in_one_line(monkeypa
     from importlib.metadata import version
 
     from nas.errors import UserError
-    from nas.results.dashboard import TESTED_DASHBOARD, check_dashboard_version, serve
+    from nas.results.dashboard.server import TESTED_DASHBOARD, check_dashboard_version, serve
 
     check_dashboard_version()   # the installed one is the tested one
     assert tuple(int(p) for p in version("optuna-dashboard").split(".")[:2]) == TESTED_DASHBOARD
@@ -454,7 +455,7 @@ def test_the_dashboard_refuses_an_untested_optuna_dashboard_in_one_line(monkeypa
 def test_a_config_string_stays_inside_its_cell_of_the_dashboard_note():
     """N6: a newline in a config string left the note's Markdown table, and what followed was
     rendered as Markdown (an image fetched from another host)."""
-    from nas.results.dashboard import config_markdown
+    from nas.results.dashboard.notes import config_markdown
 
     evil = "a|b\n\n![x](http://attacker.example/p.png)\r\n# heading"
     md = config_markdown({"data": {"root": evil, "name": "fashion_mnist"}})

@@ -8,7 +8,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "depth_summary": ".depth", "depth_table": ".depth", "depth_figure": ".depth",
     "figures": ".report", "write_report": ".report", "write_png": ".report",
     "publish_study": ".report",
-    "attach_plots": ".dashboard", "serve": ".dashboard",
+    "attach_plots": ".dashboard.notes", "serve": ".dashboard.server",
     "trial_spec": ".export",
     "proxy_report": ".proxies_report", "write_proxies": ".proxies_report",
 })

@@ -1,0 +1,140 @@
+"""The dashboard's middlewares around optuna-dashboard's app: the Best Trial card with each
+pattern in words (search trials only), the importance card over pattern features, and requests
+served to this loopback address only."""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+from ...search.experiment.study import best_of
+from ...search.record import TrialRecord
+from ..features import FeatureRow, feature_row
+from .notes import ATTACHED
+
+_log = logging.getLogger(__name__)
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def card_params(row: FeatureRow) -> list[dict[str, Any]]:
+    """A pattern as optuna-dashboard's Best Trial card lists params: its offsets in words,
+    then its features."""
+    shown = [("pattern", f"{row.offsets} ({row.hash})")]
+    shown += [(k, f"{v:g}") for k, v in row.values.items()]
+    return [{"name": k, "param_internal_value": 0, "param_external_value": v,
+             "param_external_pytyp": "<class 'str'>",
+             "distribution": {"type": "CategoricalDistribution",
+                              "choices": [{"pytype": "<class 'str'>", "value": v}]}}
+            for k, v in shown]
+
+
+def best_trials_in_words(app: WSGIApp, storage: BaseStorage, study: int) -> WSGIApp:
+    """optuna-dashboard's Best Trial card lists the best trial's params, which here are the
+    sampler's keys: serve study ``study``'s best trials with their pattern in words and its
+    features instead (the trials' own rows and pages keep their params), and leave out plots
+    an older skipnas attached that are no longer among ours (the storage cannot drop them)."""
+    path, rows = f"/api/studies/{study}", {}
+
+    def row(trial: int) -> FeatureRow | None:
+        if trial not in rows:   # completed trials do not change: each is read once
+            try:
+                frozen = storage.get_trial(trial)
+                record = TrialRecord.from_trial(frozen)
+                rows[trial] = None if record.spec is None or record.hash is None \
+                    else feature_row(frozen, record)
+            except Exception as e:  # a record this version cannot read: the card keeps keys
+                _log.warning("dashboard: trial id %s shown with its keys (%s: %s)", trial,
+                             type(e).__name__, e)
+                rows[trial] = None
+        return rows[trial]
+
+    def search_best(detail: dict[str, Any]) -> list[dict[str, Any]]:
+        """The search's best trials: Optuna's best (or Pareto front) may hold confirm runs,
+        which train at another fidelity."""
+        if len(detail["directions"]) > 1:
+            return [t for t in detail["best_trials"]
+                    if not TrialRecord.from_trial(storage.get_trial(t["trial_id"])).is_apart]
+        from optuna_dashboard._serializer import serialize_frozen_trial  # the tested version's
+
+        best = best_of(storage.get_all_trials(study, deepcopy=False,
+                                              states=(TrialState.COMPLETE,)))
+        return [] if best is None else [
+            serialize_frozen_trial(study, best, storage.get_study_system_attrs(study))]
+
+    def described(environ: dict[str, Any], start_response: Callable[..., Any]
+                  ) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != path or environ.get("REQUEST_METHOD") != "GET":
+            return app(environ, start_response)
+        answer: list[Any] = []
+
+        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            answer[:] = [status, headers]   # sent below, once the body is rewritten
+
+        chunks = app(environ, keep)
+        try:
+            body = b"".join(chunks)
+        finally:
+            getattr(chunks, "close", lambda: None)()
+        status, headers = answer
+        if status.startswith("200"):
+            detail = json.loads(body)
+            detail["best_trials"] = search_best(detail)
+            for trial in detail["best_trials"]:
+                if (described_row := row(trial["trial_id"])) is not None:
+                    trial["params"] = card_params(described_row)
+            detail["plotly_graph_objects"] = [
+                g for g in detail["plotly_graph_objects"]
+                if not g["id"].startswith("skipnas-") or g["id"][8:] in ATTACHED]
+            body = json.dumps(detail).encode()
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [body]
+
+    return described
+
+
+def importances_over_features(app: WSGIApp, storage: BaseStorage, study: int,
+                              features: str) -> WSGIApp:
+    """optuna-dashboard's Hyperparameter Importance card ranks the sampler's keys, which tell
+    patterns apart only together (each gets the same share): answer study ``study``'s
+    importances with those of the features study named ``features`` (mean distance, MBD,
+    params..., as stored when the dashboard started, like our plots), while it exists."""
+    path = f"/api/studies/{study}/param_importances"
+
+    def routed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == path:
+            try:  # by name: another dashboard on the storage may have stored it again
+                other = storage.get_study_id_from_name(features)
+            except KeyError:
+                other = study   # deleted meanwhile: Optuna's card, over the keys
+            environ = {**environ, "PATH_INFO": f"/api/studies/{other}/param_importances"}
+        return app(environ, start_response)
+
+    return routed
+
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def loopback_only(app: WSGIApp, port: int) -> WSGIApp:
+    """Refuse (403) requests whose Host header is not this loopback server (a page on another
+    site reaching it through DNS rebinding) and writes whose Origin is another site."""
+    allowed = {f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")}
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        origin = environ.get("HTTP_ORIGIN")
+        foreign_write = environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS and \
+            origin is not None and origin.partition("://")[2] not in allowed
+        if environ.get("HTTP_HOST") not in allowed or foreign_write:
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [b"skipnas dashboard: only requests to this loopback address are served\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
