@@ -20,11 +20,8 @@ from .tables import format_table
 if TYPE_CHECKING:
     import optuna
 
-    from .results.fidelity import FidelityReport
-    from .search.config import StudyConfig
-    from .search.execution.worker import WorkerReport
-    from .search.experiment.bench import Bench
-    from .search.experiment.study import StudyStatus
+    from .results import FidelityReport
+    from .search import Bench, StudyConfig, StudyStatus, WorkerReport
 
 # Commands import what they need when they run: the read-only ones (templates, study status,
 # analyze, export) never load torch.
@@ -102,8 +99,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _study_config(args: argparse.Namespace) -> StudyConfig:
     """The config with the command line's overrides (``--name``: another study from the same
     settings; its default SQLite file follows the name, an explicit storage stays)."""
-    from .search.config import load_config
-    from .search.storage.urls import check_name
+    from .search import check_name, load_config
 
     cfg = load_config(args.config)
     name = getattr(args, "name", None)
@@ -118,12 +114,7 @@ def _study_config(args: argparse.Namespace) -> StudyConfig:
 
 
 def cmd_study_start(args: argparse.Namespace) -> None:
-    from optuna.trial import TrialState
-
-    from .search._optuna.reads import StudyReads
-    from .search.execution.worker import run_workers
-    from .search.experiment.study import create_study
-    from .search.storage.urls import mask_url
+    from .search import create_study, mask_url, queued_trials, run_workers
 
     cfg = _study_config(args)
     clock = time.perf_counter()
@@ -133,17 +124,15 @@ def cmd_study_start(args: argparse.Namespace) -> None:
           f"({space.style}), layers {list(space.layers)}, budget {space.build().budget} "
           f"connections")
     if args.queue_only:
-        waiting = StudyReads(study).state_counts().get(TrialState.WAITING, 0)
-        print(f"{waiting} trials queued; no worker started here (`skipnas worker CONFIG` "
-              f"runs them)")
+        print(f"{queued_trials(study)} trials queued; no worker started here (`skipnas worker "
+              f"CONFIG` runs them)")
         return
     report = run_workers(cfg, cfg.workers, study=study, progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
 
 
 def cmd_confirm(args: argparse.Namespace) -> None:
-    from .search.execution.worker import run_workers
-    from .search.experiment.confirm import start_confirm
+    from .search import run_workers, start_confirm
 
     cfg = _study_config(args)
     clock = time.perf_counter()
@@ -154,11 +143,14 @@ def cmd_confirm(args: argparse.Namespace) -> None:
 
 
 def cmd_fidelity(args: argparse.Namespace) -> None:
-    from .search.config import check_config
-    from .search.execution.worker import run_workers
-    from .search.experiment.fidelity import check_fidelity_config, start_fidelity
-    from .search.storage.backends import load_study
-    from .search.storage.urls import mask_url
+    from .search import (
+        check_config,
+        check_fidelity_config,
+        load_study,
+        mask_url,
+        run_workers,
+        start_fidelity,
+    )
 
     cfg = _study_config(args)
     out = Path(args.out or f"fidelity_{cfg.name}")
@@ -181,8 +173,8 @@ def cmd_fidelity(args: argparse.Namespace) -> None:
 def _report_fidelity(study: "optuna.Study", cfg: StudyConfig, resamples: int,
                      out: Path) -> "FidelityReport":
     """Print a fidelity study's report and write its files to ``out``."""
-    from .results.fidelity import fidelity_report, write_fidelity
-    from .search.experiment.fidelity import fidelity_table
+    from .results import fidelity_report, write_fidelity
+    from .search import fidelity_table
 
     result = fidelity_report(fidelity_table(study, cfg), cfg.fidelity.target,
                              resamples=resamples)
@@ -192,9 +184,8 @@ def _report_fidelity(study: "optuna.Study", cfg: StudyConfig, resamples: int,
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
-    from .results.fidelity import study_time
-    from .search.execution.worker import auto_workers, run_workers
-    from .search.experiment.fidelity import calibration_config, start_fidelity
+    from .results import study_time
+    from .search import auto_workers, calibration_config, run_workers, start_fidelity
 
     study_cfg = _study_config(args)
     available = len(replace(study_cfg.data, train_size=None).load("cpu").train.labels)
@@ -215,7 +206,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 def cmd_study_check(args: argparse.Namespace) -> None:
     """Validate a config and show what it would run; writes nothing."""
     from .engine.memory import GIB, estimate_bytes
-    from .search.slots import baseline_slots, bench_slots
+    from .search import baseline_slots, bench_slots
 
     cfg = _study_config(args)
     space = cfg.search_space.build()
@@ -231,7 +222,7 @@ def cmd_study_check(args: argparse.Namespace) -> None:
           f"weights")
     print(f"confirm (skipnas confirm): {cfg.confirm_plan()}")
     if cfg.fidelity.enabled:
-        from .search.experiment.fidelity import fidelity_patterns, fidelity_slots
+        from .search import fidelity_patterns, fidelity_slots
 
         levels = ", ".join(f"{name} ({f.describe()})" for name, f in cfg.fidelity_levels)
         print(f"fidelity (skipnas fidelity): {len(fidelity_patterns(cfg))} patterns at {levels}: "
@@ -239,7 +230,7 @@ def cmd_study_check(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from .search.execution.worker import run_workers
+    from .search import run_workers
 
     cfg = _study_config(args)
     clock = time.perf_counter()
@@ -248,7 +239,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 def _print_worker_report(cfg: StudyConfig, report: WorkerReport, wall: float) -> None:
-    from .search.experiment.study import study_status
+    from .search import study_status
 
     overhead = (report.seconds - report.train_seconds) / report.trials if report.trials else 0.0
     print(f"ran {report.trials} trials in {wall:.1f} s (orchestration outside training: "
@@ -261,7 +252,7 @@ def _print_worker_report(cfg: StudyConfig, report: WorkerReport, wall: float) ->
 
 
 def _print_status(status: StudyStatus) -> None:
-    from .search.experiment.evidence import describe_best, describe_noise, describe_winner
+    from .search import describe_best, describe_noise, describe_winner
 
     counts = ", ".join(f"{k.lower()} {v}" for k, v in status.counts.items() if v)
     print(f"{status.study}: {counts or 'no trials'}"
@@ -279,7 +270,7 @@ def _print_status(status: StudyStatus) -> None:
 
 
 def cmd_study_status(args: argparse.Namespace) -> None:
-    from .search.experiment.study import study_status
+    from .search import study_status
 
     status = study_status(args.name, _storage(args))
     if args.json:
@@ -289,23 +280,17 @@ def cmd_study_status(args: argparse.Namespace) -> None:
 
 
 def _storage(args: argparse.Namespace) -> str:
-    from .search.storage.urls import check_name, default_storage_url
+    from .search import check_name, default_storage_url
 
     check_name(args.name)  # a name, never a path: it also names files
     return args.storage or default_storage_url(args.name)
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from .results.analysis import (
-        analyze,
-        confirmed_table,
-        correlation_table,
-        evidence_lines,
-        template_table,
-    )
-    from .search.storage.backends import load_snapshot
+    from .results import analyze, confirmed_table, correlation_table, evidence_lines, template_table
+    from .search import read_study
 
-    result = analyze(load_snapshot(args.name, _storage(args), params=False), budget=args.budget,
+    result = analyze(read_study(args.name, _storage(args)), budget=args.budget,
                      resamples=args.resamples)
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
@@ -330,11 +315,10 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from .results.analysis import analyze
-    from .results.report import write_report
-    from .search.storage.backends import load_snapshot
+    from .results import analyze, write_report
+    from .search import read_study
 
-    study = load_snapshot(args.name, _storage(args), params=False)
+    study = read_study(args.name, _storage(args))
     try:
         principle = analyze(study).principle
     except UserError as e:  # too few trials for correlations: the plots still help
@@ -344,21 +328,20 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
-    from .results.dashboard.server import serve
+    from .results import serve
 
     serve(args.name, _storage(args), args.host, args.port)
 
 
 def cmd_storage_proxy(args: argparse.Namespace) -> None:
-    from .search.storage.proxy import server_keys
-    from .search.storage.server import serve_proxy
+    from .search import serve_proxy, server_keys
 
     keys = server_keys(args.tls_cert, args.tls_key, args.token_file)
     serve_proxy(args.storage, args.host, args.port, args.threads, keys)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .results.export import trial_spec
+    from .results import trial_spec
 
     exported = trial_spec(args.name, _storage(args), args.trial)
     spec = exported.spec
@@ -369,20 +352,20 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_bench_build(args: argparse.Namespace) -> None:
-    from .search.experiment.bench import build_bench
+    from .search import build_bench
 
     clock = time.perf_counter()
     cfg = _study_config(args)
     out, report = build_bench(args.config, args.out, cfg=cfg, progress=not args.quiet)
     _print_worker_report(cfg, report, time.perf_counter() - clock)
     print(f"wrote {out}/table.csv, {out}/patterns.csv and {out}/bench.toml")
-    from .search.experiment.bench import load_bench
+    from .search import load_bench
 
     _print_bench_summary(load_bench(out))
 
 
 def cmd_bench_summary(args: argparse.Namespace) -> None:
-    from .search.experiment.bench import PATTERNS, load_bench, write_patterns
+    from .search import PATTERNS, load_bench, write_patterns
 
     bench = load_bench(args.bench)
     _print_bench_summary(bench)
@@ -416,17 +399,16 @@ def _bench_out(args: argparse.Namespace, kind: str, name: str) -> Path:
 
 
 def cmd_bench_replay(args: argparse.Namespace) -> None:
-    from .results.bench_report import (
+    from .results import (
         regret_figure,
         replay_bench,
         strategy_table,
         table_figure,
+        write_png,
         write_replay,
         zero_cost_table,
     )
-    from .results.report import write_png
-    from .search.experiment.bench import load_bench, strategy_config
-    from .search.strategy.samplers import STRATEGIES
+    from .search import STRATEGIES, load_bench, strategy_config
 
     strategies = tuple(args.sampler or STRATEGIES)
     bench = load_bench(args.bench)
@@ -452,8 +434,8 @@ def cmd_bench_replay(args: argparse.Namespace) -> None:
 
 def cmd_bench_proxies(args: argparse.Namespace) -> None:
     from .engine.train import resolve_device
-    from .results.proxies_report import load_batch, proxy_report, score_patterns, write_proxies
-    from .search.experiment.bench import load_bench
+    from .results import load_batch, proxy_report, score_patterns, write_proxies
+    from .search import load_bench
 
     bench = load_bench(args.bench)
     out = _bench_out(args, "proxies", bench.cfg.name)
@@ -732,8 +714,7 @@ def _add_worker_parser(sub: _Commands) -> None:
 
 
 def _add_storage_proxy_parser(sub: _Commands) -> None:
-    from .search.storage.proxy import CA_ENV, TOKEN_ENV
-    from .search.storage.server import PROXY_THREADS
+    from .search import CA_ENV, PROXY_THREADS, TOKEN_ENV
 
     p = sub.add_parser("storage-proxy", help="serve a study database to workers at "
                        "grpc://HOST:PORT (fleets beyond the database's connection limit)")
@@ -796,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipnas: error: {e.strerror or e}{':' if where else ''}{where}", file=sys.stderr)
         return 2
     except Exception as e:
-        from .search.storage.failures import storage_failure
+        from .search import storage_failure
         if (failure := storage_failure(e)) is None:
             raise
         print(f"skipnas: error: {failure}", file=sys.stderr)

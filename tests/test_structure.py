@@ -379,23 +379,30 @@ def test_text_markdown_and_html_tables():
     assert format_table(["only"], []).splitlines() == ["only", "----"]
 
 
-def _nas_imports(path: Path, depth: int = 2) -> set[str]:
-    """The nas modules a module imports, cut to their first ``depth`` components (2: the
-    sub-packages; relative imports resolved)."""
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) of every import of a module, relative ones resolved (``import m``:
+    (m, []))."""
     import ast
 
     package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
-    found = set()
+    found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             base = package.rsplit(".", node.level - 1)[0] if node.level else ""
-            module = ".".join(p for p in (base, node.module or "") if p)
-            names = [module] if node.module else [f"{module}.{a.name}" for a in node.names]
+            found.append((".".join(p for p in (base, node.module or "") if p),
+                          [a.name for a in node.names]))
         elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        else:
-            continue
-        found |= {".".join(n.split(".")[:depth]) for n in names if n.startswith("nas.")}
+            found += [(a.name, []) for a in node.names]
+    return found
+
+
+def _nas_imports(path: Path, depth: int = 2) -> set[str]:
+    """The nas modules a module imports, cut to their first ``depth`` components (2: the
+    sub-packages; ``from nas import x`` imports nas.x)."""
+    found = set()
+    for module, names in _imports(path):
+        modules = [f"{module}.{n}" for n in names] if module.count(".") + 1 < depth else [module]
+        found |= {".".join(m.split(".")[:depth]) for m in modules if m.startswith("nas.")}
     return found
 
 
@@ -435,11 +442,56 @@ def test_the_parts_of_search_depend_one_way():
     assert parts == set(SEARCH_PARTS)
     for path in sorted(search.rglob("*.py")):
         if path.parent == search and path.name == "__init__.py":
-            continue  # the package's face: lazy exports, no imports
+            continue  # the package's face: its exports, from every part
         part = path.relative_to(search).parts[0].removesuffix(".py")
         used = {m.split(".")[2] for m in _nas_imports(path, depth=3)
                 if m.startswith("nas.search.")} - {part}
         assert used <= SEARCH_PARTS[part], (path.relative_to(ROOT), used - SEARCH_PARTS[part])
+
+
+def test_the_cli_uses_the_public_surfaces_of_search_and_results():
+    """nas/cli.py imports no private module (a path component starting with `_`) and, of
+    nas.search and nas.results, only the names their packages export."""
+    import nas.results
+    import nas.search
+
+    surfaces = {"nas.search": set(nas.search.__all__), "nas.results": set(nas.results.__all__)}
+    for module, names in _imports(ROOT / "nas" / "cli.py"):
+        if module == "__future__":
+            continue
+        assert not any(part.startswith("_") for part in module.split(".")), module
+        package = ".".join(module.split(".")[:2])
+        if package in surfaces:
+            assert module == package, f"{module}: import from {package} itself"
+            assert set(names) <= surfaces[package], set(names) - surfaces[package]
+
+
+def test_only_search_imports_its_optuna_adapter():
+    for path in sorted((ROOT / "nas").rglob("*.py")):
+        if (ROOT / "nas" / "search") in path.parents:
+            continue
+        used = [m for m, _ in _imports(path) if m.startswith("nas.search._optuna")]
+        assert used == [], path.relative_to(ROOT)
+
+
+@pytest.mark.parametrize("package", ["nas.search", "nas.results"])
+def test_a_package_types_every_name_it_exports(package):
+    """A package's lazy exports and the imports its `if TYPE_CHECKING:` block gives type
+    checkers are the same names, of the same objects."""
+    import ast
+    import importlib
+
+    module = importlib.import_module(package)
+    init = Path(module.__file__)
+    typed = {}
+    for node in ast.parse(init.read_text()).body:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for imported in node.body:
+                assert isinstance(imported, ast.ImportFrom) and imported.level == 1
+                typed |= {a.name: f"{package}.{imported.module}" for a in imported.names}
+    assert sorted(typed) == module.__all__
+    for name, source in typed.items():
+        assert getattr(module, name) is getattr(importlib.import_module(source), name), name
 
 
 def test_constraints_pin_installed_versions_that_pyproject_allows():

@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..search.experiment.evidence import Confirmed, Evidence
 from ..search.experiment.study import best_trial, study_evidence
 from ..search.record import TrialRecord
-from ..search.storage.backends import load_snapshot
+from ..search.storage.backends import read_study
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Exported:
 def trial_spec(name: str, storage_url: str, number: int | None = None) -> Exported:
     """The pattern spec of trial ``number``; without one, of the confirmed pattern with the best
     mean, or (when nothing is confirmed) of the best single run."""
-    study = load_snapshot(name, storage_url, params=False)
+    study = read_study(name, storage_url)
     if number is not None:
         trial = _completed(study, number)
         spec = _spec(trial, {"study": name, "trial": number, "accuracy": trial.values[0]})

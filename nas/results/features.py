@@ -15,7 +15,7 @@ from search_spaces import offsets_in_words, pattern_features
 
 from ..engine.spec import PatternSpec
 from ..errors import UserError
-from ..search._optuna.api import experimental_ok
+from ..search import experimental_ok
 from ..search.config import VAL_ACCURACY
 from ..search.record import TrialRecord
 from ..search.storage.backends import open_storage

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from ...search._optuna.api import live_trial, trial_id
+from ...search import live_trial, trial_id
 from ...search.config import stored_config
 from ...search.experiment.study import study_evidence
 from ...search.storage.backends import load_study

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ...errors import UserError
-from ...search._optuna.api import study_id
+from ...search import study_id
 from ...search.storage.backends import load_study, open_storage
 from ..features import FEATURES_SUFFIX
 from .middleware import best_trials_in_words, importances_over_features, loopback_only

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ...errors import UserError
 from .._optuna.api import experimental_ok
-from .._optuna.reads import gc_paused
+from .._optuna.reads import StudyReads, gc_paused
 from .._optuna.schema import ensure_indexes
 from .._optuna.snapshot import source_trial
 from ..config import (
@@ -62,6 +62,11 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
                 study.set_metric_names(cfg.metric_names)
         enqueue_missing(study, cfg, progress)
     return study
+
+
+def queued_trials(study: optuna.Study) -> int:
+    """How many trials of ``study`` wait for a worker (counted, not read)."""
+    return StudyReads(study).state_counts().get(TrialState.WAITING, 0)
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:

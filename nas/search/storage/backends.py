@@ -124,3 +124,9 @@ def load_snapshot(name: str, storage_url: str, params: bool = True,
     """The stored study ``name`` as a read-only snapshot, read in one pass (clear errors as
     :func:`load_study`; ``params``, ``keys``: what its trials carry, see `snapshot_of`)."""
     return snapshot_of(load_study(name, storage_url), params=params, keys=keys)
+
+
+def read_study(name: str, storage_url: str) -> optuna.Study:
+    """The stored study ``name`` as analyses, reports and exports read it: a read-only snapshot
+    read in one pass, its trials without params (clear errors as :func:`load_study`)."""
+    return load_snapshot(name, storage_url, params=False)
