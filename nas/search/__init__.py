@@ -9,4 +9,5 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "create_study": ".study", "best_trial": ".study", "study_status": ".study",
     "StudyStatus": ".study",
     "run_worker": ".worker", "Objective": ".worker",
+    "suggest_pattern": ".native", "record_trial": ".native",
 })

@@ -241,9 +241,10 @@ def best_of(complete: Sequence[FrozenTrial]) -> FrozenTrial | None:
 
 
 def search_fidelity(study: optuna.Study) -> Fidelity | None:
-    """The fidelity the study searches at, from its stored config (None: not stored)."""
+    """The fidelity the study searches at, from its stored config (None: not stored, or a
+    study filled by a user's own objective, whose config holds its search space only)."""
     stored = stored_config(study)
-    if stored is None:
+    if stored is None or "training" not in stored:
         return None
     data, training = stored["data"], stored["training"]
     return Fidelity(training.get("epochs"), training.get("steps"), data.get("train_size"),
