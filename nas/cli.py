@@ -280,18 +280,24 @@ def _print_status(status: StudyStatus) -> None:
 def cmd_study_status(args: argparse.Namespace) -> None:
     from .search.study import study_status
 
-    status = study_status(args.name, _storage(args))
+    status = study_status(*_study_ref(args))
     if args.json:
         print(json.dumps(status.to_json(), indent=1))
     else:
         _print_status(status)
 
 
-def _storage(args: argparse.Namespace) -> str:
+def _study_ref(args: argparse.Namespace) -> tuple[str, str]:
+    """The study a read command names, and its storage: a config file (its name and storage),
+    or a study name (in --storage, else its default SQLite file)."""
+    from .search.config import load_config
     from .search.storage import check_name, default_storage_url
 
+    if args.name.endswith(".toml") or Path(args.name).is_file():
+        cfg = load_config(args.name)
+        return cfg.name, args.storage or cfg.storage_url
     check_name(args.name)  # a name, never a path: it also names files
-    return args.storage or default_storage_url(args.name)
+    return args.name, args.storage or default_storage_url(args.name)
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
@@ -304,7 +310,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     )
     from .search.snapshot import load_snapshot
 
-    result = analyze(load_snapshot(args.name, _storage(args), params=False), budget=args.budget,
+    result = analyze(load_snapshot(*_study_ref(args), params=False), budget=args.budget,
                      resamples=args.resamples)
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
@@ -333,7 +339,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from .results.report import write_report
     from .search.snapshot import load_snapshot
 
-    study = load_snapshot(args.name, _storage(args), params=False)
+    study = load_snapshot(*_study_ref(args), params=False)
     try:
         principle = analyze(study).principle
     except UserError as e:  # too few trials for correlations: the plots still help
@@ -345,7 +351,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_dashboard(args: argparse.Namespace) -> None:
     from .results.dashboard import serve
 
-    serve(args.name, _storage(args), args.host, args.port)
+    serve(*_study_ref(args), args.host, args.port)
 
 
 def cmd_storage_proxy(args: argparse.Namespace) -> None:
@@ -358,7 +364,7 @@ def cmd_storage_proxy(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from .results.export import trial_spec
 
-    exported = trial_spec(args.name, _storage(args), args.trial)
+    exported = trial_spec(*_study_ref(args), args.trial)
     spec = exported.spec
     path = spec.save(args.out)
     print(f"wrote {path}: pattern {spec.hash}, {spec.metrics['connections']} connections, MBD "
@@ -501,10 +507,19 @@ _natural, _positive_int = _at_least(0), _at_least(1)
 _Commands = argparse._SubParsersAction  # what add_subparsers returns
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("skipnas")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="skipnas", description="Architecture search over the skip-connection patterns of "
         "DenseNet-style networks, at an exact connection budget (Log-DenseNet's principle).")
+    parser.add_argument("--version", action="version", version=f"skipnas {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_templates_parser(sub)
     _add_train_parser(sub)
@@ -752,8 +767,10 @@ def _add_storage_proxy_parser(sub: _Commands) -> None:
 
 
 def _add_study_ref_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="study name")
-    p.add_argument("--storage", help="storage URL (default sqlite:///studies/NAME.db)")
+    p.add_argument("name", metavar="CONFIG|NAME", help="the study's config file (its name and "
+                   "storage), or its name")
+    p.add_argument("--storage", help="storage URL (default: the config's, or "
+                   "sqlite:///studies/NAME.db)")
 
 
 def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True,
@@ -776,8 +793,28 @@ def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True,
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
+# Commands whose workers give an interrupted trial back: its slot is queued again.
+WORKING = {"start", "worker", "confirm", "fidelity", "calibrate", "build"}
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What a Ctrl-C or SIGTERM left, in words."""
+    command = getattr(args, "study_command", None) or getattr(args, "bench_command", None) \
+        or args.command
+    if command in WORKING and not getattr(args, "queue_only", False):
+        return ("; the trial in progress was marked interrupted and queued again: run the same "
+                "command (or `skipnas worker CONFIG`) to go on")
+    if command == "train":
+        return "; with --checkpoint, `--resume` goes on from the last checkpoint written"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     logging.basicConfig(format="skipnas: %(message)s", level=logging.WARNING)
     if args.command not in ("templates", "train"):
         import optuna
@@ -799,10 +836,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipnas: error: {failure}", file=sys.stderr)
         return 2
     except Terminated:
-        print("skipnas: terminated", file=sys.stderr)
+        print(f"skipnas: terminated{_interrupted(args)}", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("skipnas: interrupted", file=sys.stderr)
+        print(f"skipnas: interrupted{_interrupted(args)}", file=sys.stderr)
         return 128 + signal.SIGINT
     finally:
         signal.signal(signal.SIGTERM, previous)
