@@ -467,3 +467,18 @@ def test_a_config_string_stays_inside_its_cell_of_the_dashboard_note():
     cell = root.removeprefix("| data.root | ").removesuffix(" |")
     assert re.sub(r"\\(.)", r"\1", cell) == " ".join(evil.splitlines())
     assert not re.search(r"(?<!\\)\|", cell)
+
+
+def test_a_template_panel_draws_the_pattern_its_runs_trained(study_cfg):
+    """Issue 40: the report's nearest panel drew the template at its own K (115 connections,
+    MBD 5) beside the accuracy of runs that trained it at the study's budget (99, MBD 6)."""
+    study = load_study("rep", study_cfg.storage_url)
+    shown = {f.id: f.figure.layout.title.text for f in figures(study)}
+    for name in ("log", "nearest"):
+        runs = [r for r in (TrialRecord.from_trial(t) for t in study.trials)
+                if r.baseline == name and r.spec is not None]
+        trained = {(r.connections, r.mbd) for r in runs}
+        assert len(trained) == 1, trained
+        ((connections, mbd),) = trained
+        assert f"{connections} connections, MBD {mbd}," in shown[f"{name}-pattern"]
+        assert f"over {len(runs)} seeds" in shown[f"{name}-pattern"]
