@@ -260,7 +260,7 @@ def _print_worker_report(cfg: StudyConfig, report: WorkerReport, wall: float) ->
 
 
 def _print_status(status: StudyStatus) -> None:
-    from .search.evidence import describe_best, describe_noise, describe_winner
+    from .search.evidence import answer, describe_best, describe_noise, describe_winner
 
     counts = ", ".join(f"{k.lower()} {v}" for k, v in status.counts.items() if v)
     print(f"{status.study}: {counts or 'no trials'}"
@@ -272,6 +272,7 @@ def _print_status(status: StudyStatus) -> None:
         print(describe_best(ev))
         print(describe_noise(ev.noise))
         print(describe_winner(ev))
+        print(f"answer: {answer(ev).sentence}")
     if status.eta_seconds:
         print(f"ETA: {status.eta_seconds / 60:.1f} min at {status.seconds_per_trial:.1f} s "
               f"per trial")
@@ -308,6 +309,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         evidence_lines,
         template_table,
     )
+    from .search.evidence import answer
     from .search.snapshot import load_snapshot
 
     result = analyze(load_snapshot(*_study_ref(args), params=False), budget=args.budget,
@@ -328,6 +330,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     print()
     for line in evidence_lines(ev):
         print(line)
+    print(f"answer: {answer(ev).sentence}")
     if ev.confirmed:
         print("\nconfirmed patterns (mean over seeds, 95% t-interval; difference from log: "
               "Welch)")
@@ -364,7 +367,8 @@ def cmd_storage_proxy(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from .results.export import trial_spec
 
-    exported = trial_spec(*_study_ref(args), args.trial)
+    exported = trial_spec(*_study_ref(args), args.trial,
+                          best_template=args.pattern == "best-template")
     spec = exported.spec
     path = spec.save(args.out)
     print(f"wrote {path}: pattern {spec.hash}, {spec.metrics['connections']} connections, MBD "
@@ -649,6 +653,9 @@ def _add_export_parser(sub: _Commands) -> None:
     p = sub.add_parser("export", help="write the pattern spec of the best (or a chosen) trial")
     _add_study_ref_args(p)
     p.add_argument("--trial", type=int, help="trial number (default: the best)")
+    p.add_argument("--pattern", choices=("winner", "best-template"), default="winner",
+                   help="winner: the best confirmed mean (default); best-template: the "
+                        "confirmed template with the best mean, when the answer is a template")
     p.add_argument("--out", default="best.json")
     p.set_defaults(func=cmd_export)
 

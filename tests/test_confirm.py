@@ -22,7 +22,7 @@ from nas.results.export import trial_spec
 from nas.results.report import write_report
 from nas.search.config import config_from_dict, load_config
 from nas.search.confirm import confirm_slots, start_confirm
-from nas.search.evidence import Run, describe_winner, evidence, noise_of
+from nas.search.evidence import Pick, Run, answer, describe_winner, evidence, noise_of
 from nas.search.guided import ScreenSampler
 from nas.search.record import SlotKind, TrialRecord, record
 from nas.search.storage import load_study
@@ -197,7 +197,14 @@ def test_nothing_is_confirmed_while_confirm_trials_wait(tmp_path, capsys):
     start_confirm(cfg)
     run_worker(cfg, study=study, progress=False)
     url = cfg.storage_url
-    assert study_status("conf", url).evidence.winner is not None
+    ev = study_status("conf", url).evidence
+    assert ev.winner is not None
+    # --pattern best-template exports the confirmed template with the best mean.
+    assert main(["export", "conf", "--storage", url, "--pattern", "best-template", "--out",
+                 str(tmp_path / "t.json")]) == 0
+    template = next(c for c in ev.confirmed if c.label != "search")
+    assert json.loads((tmp_path / "t.json").read_text())["hash"] == template.hash
+    assert f"answer: {answer(ev).sentence}" in capsys.readouterr().out
     [(_, done)] = records(study, SlotKind.CONFIRM)[:1]   # one more seed of a pattern, queued
     enqueue_slots(study, [dataclasses.replace(done.queued(), seed=99)])
 
@@ -281,3 +288,53 @@ def test_a_study_from_before_confirm_analyzes_reports_and_exports(tmp_path, caps
     assert "the pick is a single unconfirmed run" in out and "skipnas confirm" in out
     spec = json.loads((tmp_path / "b.json").read_text())
     assert "confirmed" not in spec["origin"]
+
+
+def _confirmed_study(groups):
+    """An in-memory study of confirm runs: {hash: (label, accuracies by seed 1..n)}; searched
+    patterns repeat search trial 0."""
+    study = optuna.create_study(direction="maximize")
+    for hash_, (label, accuracies) in groups.items():
+        for seed, acc in enumerate(accuracies, 1):
+            trial = study.ask()
+            record(trial, slot="confirm", hash=hash_, seed=seed,
+                   **({"baseline": label} if label != "search" else {"repeat_of": 0}))
+            study.tell(trial, acc)
+    return study
+
+
+@pytest.mark.parametrize("groups, pick, name", [
+    # nearest has the best mean: train it
+    ({"s": ("search", [0.70, 0.71, 0.72]), "l": ("log", [0.69, 0.70, 0.71]),
+      "n": ("nearest", [0.72, 0.73, 0.74])}, Pick.TEMPLATE, "nearest"),
+    # the searched pattern leads by a seed's noise: not separated, the template is the answer
+    ({"s": ("search", [0.70, 0.75, 0.72]), "l": ("log", [0.69, 0.74, 0.71]),
+      "n": ("nearest", [0.69, 0.72, 0.70])}, Pick.TEMPLATE, "log"),
+    # far ahead of every template, seeds agreeing: the searched pattern
+    ({"s": ("search", [0.80, 0.801, 0.802]), "l": ("log", [0.70, 0.701, 0.702]),
+      "n": ("nearest", [0.69, 0.691, 0.692])}, Pick.SEARCHED, "trial 0"),
+])
+def test_the_answer_names_a_template_unless_a_searched_pattern_is_ahead_of_every_one(
+        groups, pick, name):
+    """Issue 38/40: the winner was compared with log only, though nearest tied or beat it, and
+    "which pattern should I train?" was never answered in a sentence."""
+    a = answer(evidence(_confirmed_study(groups)))
+    assert (a.pick, a.name) == (pick, name)
+    if pick == Pick.TEMPLATE:
+        assert a.sentence.startswith(f"Train the {name} template:")
+    else:
+        d = welch_difference(groups["s"][1], groups["l"][1], 1 - 0.05 / 2)
+        assert a.sentence == (f"Train trial 0's pattern (s): it is ahead of the best template, "
+                              f"log, by +{d.diff.value:.4f} {d.diff.interval('+.4f')} "
+                              f"(Bonferroni over the 2 patterns compared).")
+
+
+def test_before_a_confirm_stage_the_answer_is_the_best_single_run_unconfirmed():
+    study = optuna.create_study(direction="maximize")
+    for acc in (0.6, 0.7):
+        trial = study.ask()
+        record(trial, slot="search", hash=f"h{acc}", seed=0)
+        study.tell(trial, acc)
+    a = answer(evidence(study))
+    assert a.pick == Pick.SINGLE_RUN and a.name == "trial 1" and "unconfirmed" in a.sentence
+    assert answer(evidence(optuna.create_study())).pick == Pick.NONE

@@ -13,6 +13,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from ..errors import UserError
+from ..search.evidence import answer
 from ..search.optuna_api import live_trial, study_id, trial_id
 from ..search.record import TrialRecord
 from ..search.storage import load_study, open_storage
@@ -93,7 +94,8 @@ def attach_plots(name: str, storage_url: str) -> bool:
                   f"**Pattern** {row.hash}: {row.offsets}.\n\n"
                   + ", ".join(f"{k} {v:g}" for k, v in row.values.items()))
     config = stored_config(study)
-    save_note(study, "## How far the numbers can be trusted\n\n"
+    save_note(study, f"## Which pattern to train\n\n{plain_markdown(answer(ev).sentence)}\n\n"
+                     "## How far the numbers can be trusted\n\n"
               + "".join(f"- {line}\n" for line in evidence_lines(ev))
               + (f"\n## Best pattern\n\ntrial {rows[0].trial}: {rows[0].offsets}\n"
                  if rows else "")

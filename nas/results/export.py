@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..engine.spec import PatternSpec
 from ..errors import UserError
-from ..search.evidence import Confirmed, Evidence
+from ..search.evidence import Confirmed, Evidence, answer
 from ..search.record import TrialRecord
 from ..search.snapshot import load_snapshot
 from ..search.study import best_trial, study_evidence
@@ -24,9 +24,11 @@ class Exported:
     note: str              # one line: what the choice rests on
 
 
-def trial_spec(name: str, storage_url: str, number: int | None = None) -> Exported:
+def trial_spec(name: str, storage_url: str, number: int | None = None,
+               best_template: bool = False) -> Exported:
     """The pattern spec of trial ``number``; without one, of the confirmed pattern with the best
-    mean, or (when nothing is confirmed) of the best single run."""
+    mean (``best_template``: the confirmed template with the best mean), or (when nothing is
+    confirmed) of the best single run. The note ends with which pattern to train."""
     study = load_snapshot(name, storage_url, params=False)
     if number is not None:
         trial = _completed(study, number)
@@ -34,8 +36,15 @@ def trial_spec(name: str, storage_url: str, number: int | None = None) -> Export
         return Exported(spec, f"trial {number} as asked: one run, accuracy "
                               f"{trial.values[0]:.4f}")
     ev = study_evidence(study)
+    said = answer(ev).sentence
+    if best_template:
+        template = next((c for c in ev.confirmed if c.label != "search"), None)
+        if template is None:
+            raise UserError(f"study {name!r} has no confirmed template to export "
+                            f"(`skipnas confirm CONFIG` confirms the templates it trained)")
+        return _confirmed(study, name, ev, template, said)
     if ev.winner is not None:
-        return _confirmed(study, name, ev, ev.winner)
+        return _confirmed(study, name, ev, ev.winner, said)
     best = best_trial(study)
     if best is None:
         raise UserError(f"study {name!r} has no completed trial to export")
@@ -45,10 +54,11 @@ def trial_spec(name: str, storage_url: str, number: int | None = None) -> Export
             f"confirm CONFIG` finishes them" if ev.confirm_pending else
             "`skipnas confirm CONFIG` re-trains the top patterns and log with more seeds")
     return Exported(spec, f"the pick is a single unconfirmed run (trial {best.number}, accuracy "
-                          f"{best.values[0]:.4f}{se}); {then}")
+                          f"{best.values[0]:.4f}{se}); {then}\nanswer: {said}")
 
 
-def _confirmed(study: optuna.Study, name: str, ev: Evidence, w: Confirmed) -> Exported:
+def _confirmed(study: optuna.Study, name: str, ev: Evidence, w: Confirmed,
+               said: str) -> Exported:
     m = w.mean
     confirmed: dict[str, Any] = {
         "mean": m.mean.value, **m.mean.ci_json(), "std": m.std, "seeds": m.n,
@@ -66,7 +76,7 @@ def _confirmed(study: optuna.Study, name: str, ev: Evidence, w: Confirmed) -> Ex
     vs = "" if w.vs_log is None else \
         f"; vs log {w.vs_log.diff.value:+.4f} {w.vs_log.diff.interval('+.4f')}"
     return Exported(spec, f"confirmed: {w.name}, mean {m.mean.value:.4f} "
-                          f"{m.mean.interval('.4f')} over {m.n} seeds{vs}")
+                          f"{m.mean.interval('.4f')} over {m.n} seeds{vs}\nanswer: {said}")
 
 
 def _completed(study: optuna.Study, number: int) -> FrozenTrial:

@@ -25,7 +25,7 @@ from search_spaces import (
 from ..engine.spec import PatternSpec
 from ..errors import UserError
 from ..search.config import VAL_ACCURACY, Fidelity
-from ..search.evidence import Evidence
+from ..search.evidence import Evidence, answer
 from ..search.record import TrialRecord, TrialRow
 from ..search.study import search_fidelity, stored_config, study_evidence
 from ..stats import spearman, thin
@@ -275,10 +275,11 @@ def write_report(study: optuna.Study, out: str | Path, principle: PrincipleTest 
     searched_at = search_fidelity(study)
     fidelity = searched_at.describe() if searched_at else "the study's brief training"
     dataset = (stored_config(study) or {}).get("data", {}).get("name", "")
-    answer = "" if principle is None else (
-        "<h2>The answer</h2>" + "".join(f"<p>{html.escape(line)}</p>"
-                                        for line in verdict(principle, ev, fidelity, dataset)))
-    summary = answer + ("<h2>How far the numbers can be trusted</h2><ul>"
+    principle_text = "" if principle is None else (
+        "<h2>The principle in this study</h2>" + "".join(
+            f"<p>{html.escape(line)}</p>" for line in verdict(principle, ev, fidelity, dataset)))
+    summary = (f"<h2>Which pattern to train</h2><p>{html.escape(answer(ev).sentence)}</p>"
+               + principle_text + "<h2>How far the numbers can be trusted</h2><ul>"
                + "".join(f"<li>{html.escape(line)}</li>" for line in evidence_lines(ev))
                + "</ul>")
     if ev.confirmed:

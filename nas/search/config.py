@@ -375,7 +375,8 @@ class StudyConfig:
     def confirm_plan(self) -> str:
         """What `skipnas confirm` trains, in words."""
         c = self.confirm
-        return (f"top {c.top} search patterns and {', '.join(c.baselines) or 'no template'}, "
+        templates = dict.fromkeys((*c.baselines, *self.baselines.templates))
+        return (f"top {c.top} search patterns and {', '.join(templates) or 'no template'}, "
                 f"{c.seeds} seeds each, at {self.confirm_fidelity.describe()}")
 
     def at_fidelity(self, fidelity: Fidelity) -> tuple[DataConfig, TrainConfig]:

@@ -12,6 +12,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -274,6 +275,70 @@ def confirmed_patterns(search: list[Run], confirm: list[Run]) -> tuple[Confirmed
         out.append(Confirmed(first.label, hash_, first.number, first.repeat_of, chosen_by,
                              accuracies, mean_ci(accuracies), vs_log, adjusted))
     return tuple(sorted(out, key=lambda c: -c.mean.mean.value))
+
+
+class Pick(StrEnum):
+    """What the answer to "which pattern should I train?" rests on."""
+    NONE = "none"                  # no completed trial
+    SINGLE_RUN = "single run"      # the best single run: nothing confirmed
+    SEARCHED = "searched"          # a searched pattern ahead of every confirmed template
+    TEMPLATE = "template"          # a template: no searched pattern separated from it
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Which pattern to train, and the sentence that says why."""
+    pick: Pick
+    name: str                      # "trial N" or the template's name ("" for NONE)
+    hash: str
+    sentence: str
+
+
+def answer(ev: Evidence) -> Answer:
+    """Which pattern to train: the best confirmed searched pattern when it is ahead of the best
+    confirmed template once corrected for picking the best of the confirmed patterns, else
+    that template (as good as far as the seeds tell, and simpler to describe); before a
+    confirm stage, the best single run, said to be unconfirmed."""
+    if ev.winner is None:
+        if ev.best is None:
+            return Answer(Pick.NONE, "", "", "Nothing to train yet: no trial has completed.")
+        b = ev.best
+        then = ("its confirm trials are still running" if ev.confirm_pending else
+                "`skipnas confirm CONFIG` re-trains the top patterns and the templates with "
+                "more seeds")
+        return Answer(Pick.SINGLE_RUN, f"trial {b.number}", b.hash,
+                      f"Train trial {b.number}'s pattern ({b.hash}) for now: it is the best "
+                      f"single run ({b.accuracy:.4f}), unconfirmed; {then}.")
+    templates = [c for c in ev.confirmed if c.label != "search"]   # best mean first
+    searched = [c for c in ev.confirmed if c.label == "search"]
+    if not templates:
+        w = ev.winner
+        return Answer(Pick.SEARCHED, w.name, w.hash,
+                      f"Train {w.name}'s pattern ({w.hash}): the best confirmed mean "
+                      f"({w.mean.mean.value:.4f} over {w.mean.n} seeds); no template was "
+                      f"confirmed beside it, so nothing says a template would do as well.")
+    t = templates[0]
+    if not searched or searched[0].mean.mean.value <= t.mean.mean.value:
+        ahead = "" if not searched else \
+            f" (the best searched pattern, {searched[0].name}, scored " \
+            f"{searched[0].mean.mean.value:.4f})"
+        return Answer(Pick.TEMPLATE, t.label, t.hash,
+                      f"Train the {t.label} template: no searched pattern has a higher "
+                      f"confirmed mean than its {t.mean.mean.value:.4f} over {t.mean.n} "
+                      f"seeds{ahead}.")
+    s = searched[0]
+    d = welch_difference(s.accuracies, t.accuracies, 1 - 0.05 / max(1, len(ev.confirmed) - 1))
+    lead = f"+{d.diff.value:.4f} {d.diff.interval('+.4f')}"
+    if d.diff.low > 0:
+        return Answer(Pick.SEARCHED, s.name, s.hash,
+                      f"Train {s.name}'s pattern ({s.hash}): it is ahead of the best "
+                      f"template, {t.label}, by {lead} (Bonferroni over the "
+                      f"{len(ev.confirmed) - 1} patterns compared).")
+    return Answer(Pick.TEMPLATE, t.label, t.hash,
+                  f"Train the {t.label} template: the best searched pattern, {s.name}, is "
+                  f"ahead by {lead} (Bonferroni over the {len(ev.confirmed) - 1} patterns "
+                  f"compared), not separated from it; the template is as good as far as "
+                  f"{min(s.mean.n, t.mean.n)} seeds tell, and simpler to describe.")
 
 
 def describe_best(ev: Evidence) -> str:
