@@ -60,8 +60,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     arch_flags = {k: getattr(args, k) for k in ARCH_FLAGS if getattr(args, k) is not None}
     data_cfg = DataConfig(name=args.dataset, root=args.data_dir or "",
-                          train_size=args.train_size, val_size=args.val_size,
-                          test_size=args.test_size, split_seed=args.split_seed)
+                          image_size=args.image_size, train_size=args.train_size,
+                          val_size=args.val_size, test_size=args.test_size,
+                          split_seed=args.split_seed)
     data_cfg.check_root()
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
                       lr=args.lr, schedule=args.schedule, label_smoothing=args.label_smoothing,
@@ -73,6 +74,10 @@ def cmd_train(args: argparse.Namespace) -> None:
                             "architecture flags, not both")
         spec = PatternSpec.load(args.spec)
         check_measured(spec, args.spec)
+        searched_on = spec.origin.get("dataset", args.dataset)
+        if searched_on != args.dataset and not args.quiet:
+            print(f"note: {args.spec} was searched on {searched_on}; trained here on "
+                  f"{args.dataset}", file=sys.stderr)
     else:
         if not args.template:
             raise UserError("give a spec file or --template NAME --layers L")
@@ -84,12 +89,13 @@ def cmd_train(args: argparse.Namespace) -> None:
         spec = make_spec(pattern, arch, {"template": args.template, "k": args.k})
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     if checkpoint is None and args.spec:  # full training of an exported pattern: checkpointed
-        checkpoint = default_checkpoint(spec, args.dataset, args.seed)
+        checkpoint = default_checkpoint(spec, data_cfg.label, args.seed)
     if checkpoint is not None and not args.quiet:
         print(f"checkpoint after every epoch: {checkpoint}", file=sys.stderr)
     spec, _, result = train(spec, data_cfg, cfg, eval_test=args.test, progress=not args.quiet,
                             checkpoint=checkpoint, resume=args.resume)
-    summary = {"pattern": spec.hash, "dataset": args.dataset, **spec.metrics, **vars(result)}
+    summary = {"pattern": spec.hash, "dataset": data_cfg.label, **spec.metrics,
+               **vars(result)}
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -478,8 +484,14 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     from .engine.datasets import DATASETS
 
-    g.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS))
-    g.add_argument("--data-dir", help="directory holding the dataset files")
+    g.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS),
+                   help="a built-in, or your own: folder (a folder of class folders of "
+                        "images) or npz (an .npz file of arrays x and y)")
+    g.add_argument("--data-dir", help="where the data is: the directory holding a built-in's "
+                   "files, the folder of class folders (folder), the .npz file (npz)")
+    g.add_argument("--image-size", type=_image_size, metavar="N|HxW",
+                   help="folder: resize every image to N x N, or H x W, pixels (needed when "
+                        "their sizes differ)")
     g.add_argument("--train-size", type=int, default=None, help="training images (default: all)")
     g.add_argument("--val-size", type=float, default=0.1,
                    help="validation images: a count, or a fraction below 1 (default 0.1)")
@@ -506,6 +518,17 @@ def _at_least(low: int):
 
 
 _natural, _positive_int = _at_least(0), _at_least(1)
+
+
+def _image_size(text: str) -> int | tuple[int, int]:
+    """An argparse type: N, or HxW (height x width), in pixels."""
+    sizes = [int(part) for part in text.lower().split("x")]
+    if len(sizes) > 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give N or HxW, positive pixel counts")
+    return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
+
+
+_image_size.__name__ = "image size"
 
 
 _Commands = argparse._SubParsersAction  # what add_subparsers returns

@@ -156,12 +156,13 @@ def test_study_rejects_a_changed_search_space(tmp_path):
 
 
 def test_a_study_stored_before_a_setting_existed_resumes_at_its_old_value(tmp_path):
-    """Studies made before `sampler.score` stored no such key: they resume with the score
-    they ran (the default), and refuse another."""
+    """Studies made before `sampler.score` (or `data.image_size`) stored no such key: they
+    resume with the value they ran (the default), and refuse another."""
     cfg = synthetic_config(tmp_path, trials=0)
     study = create_study(cfg)
     stored = study.user_attrs["config"]
     del stored["sampler"]["score"]
+    del stored["data"]["image_size"]
     study.set_user_attr("config", stored)
     create_study(cfg)
     other = replace(cfg, sampler=replace(cfg.sampler, score="-mbd"))

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
-from .datasets import DATASETS, DatasetInfo
+from .datasets import DATASETS, DatasetInfo, ImageSize
 
 # --- splits and batches ---------------------------------------------------------------------
 
@@ -39,15 +39,16 @@ class DataBundle:
         return (images.float().div_(255) - self.mean) / self.std
 
 
-def load_data(name: str, *, root: str | Path | None = None, train_size: int | None = None,
-              val_size: int | float = 0.1, test_size: int | None = None,
-              with_test: bool = False, seed: int = 0,
+def load_data(name: str, *, root: str | Path | None = None, image_size: ImageSize | None = None,
+              train_size: int | None = None, val_size: int | float = 0.1,
+              test_size: int | None = None, with_test: bool = False, seed: int = 0,
               device: torch.device | str = "cpu") -> DataBundle:
-    """Load ``name``, split a seeded validation set off its training set, and move it to
-    ``device``. ``val_size`` is a count, or a fraction of the training set when below 1;
-    ``train_size`` and ``test_size`` take seeded subsets (None: all)."""
-    info = DATASETS[name]
+    """Load ``name`` (found at ``root``; the folder dataset resized to ``image_size``), split
+    a seeded validation set off its training set, and move it to ``device``. ``val_size`` is
+    a count, or a fraction of the training set when below 1; ``train_size`` and ``test_size``
+    take seeded subsets (None: all)."""
     root = Path(root) if root else None
+    info = DATASETS[name].at(root, image_size)
     x, y = info.load(root, "train")
     n_val = int(round(val_size * len(x))) if val_size < 1 else int(val_size)
     if not 1 <= n_val < len(x):

@@ -22,7 +22,6 @@ from search_spaces import (
 from search_spaces.features import screen_score
 
 from ..engine.configs import ArchConfig, DataConfig, TrainConfig
-from ..engine.datasets import DATASETS
 from ..engine.memory import check_fits, log_connections, machine_memory
 from ..errors import ConfigError, UserError
 from ..settings import from_dict, require
@@ -408,25 +407,27 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> StudyConfig:
                 raise UserError(f"architecture.{key}: set by the dataset, not the config")
         cfg = from_dict(StudyConfig, _with_data_shape(raw))
         cfg.search_space.build()  # budget feasibility, before anything runs
-        try:
-            cfg.data.check_root()
-        except UserError as e:
-            raise UserError(f"data.{e}") from None
         return cfg
     except UserError as e:
         raise ConfigError(f"{where}: {e}") from None
 
 
 def _with_data_shape(raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` with the network's input shape and classes taken from its dataset (a bad data
-    section is left for DataConfig to report)."""
-    data, arch = raw.get("data", {}), raw.get("architecture", {})
-    if not isinstance(data, dict) or not isinstance(arch, dict):
+    """``raw`` with the network's input shape and classes taken from its dataset: the user's
+    own data is read for them, so bad data is refused here (a bad data section is left for
+    ``from_dict`` to report)."""
+    arch = raw.get("architecture", {})
+    try:
+        data = from_dict(DataConfig, raw.get("data", {}), "data")
+    except UserError:
         return raw
-    name = data.get("name", DataConfig.name)
-    if not isinstance(name, str) or name not in DATASETS:
+    if not isinstance(arch, dict):
         return raw
-    info = DATASETS[name]
+    try:
+        data.check_root()
+    except UserError as e:
+        raise UserError(f"data.{e}") from None
+    info = data.info
     return {**raw, "architecture": {**arch, "input_shape": list(info.input_shape),
                                     "num_classes": info.num_classes}}
 
