@@ -371,10 +371,9 @@ def cmd_storage_proxy(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .results.export import trial_spec
+    from .results.export import Choice, trial_spec
 
-    exported = trial_spec(*_study_ref(args), args.trial,
-                          best_template=args.pattern == "best-template")
+    exported = trial_spec(*_study_ref(args), args.trial, Choice(args.pattern))
     spec = exported.spec
     path = spec.save(args.out)
     print(f"wrote {path}: pattern {spec.hash}, {spec.metrics['connections']} connections, MBD "
@@ -676,9 +675,11 @@ def _add_export_parser(sub: _Commands) -> None:
     p = sub.add_parser("export", help="write the pattern spec of the best (or a chosen) trial")
     _add_study_ref_args(p)
     p.add_argument("--trial", type=int, help="trial number (default: the best)")
-    p.add_argument("--pattern", choices=("winner", "best-template"), default="winner",
+    p.add_argument("--pattern", choices=("winner", "best-template", "answer"),
+                   default="winner",
                    help="winner: the best confirmed mean (default); best-template: the "
-                        "confirmed template with the best mean, when the answer is a template")
+                        "confirmed template with the best mean; answer: the pattern the "
+                        "answer says to train (a template unless a searched one is ahead)")
     p.add_argument("--out", default="best.json")
     p.set_defaults(func=cmd_export)
 

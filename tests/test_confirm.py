@@ -205,6 +205,9 @@ def test_nothing_is_confirmed_while_confirm_trials_wait(tmp_path, capsys):
     template = next(c for c in ev.confirmed if c.label != "search")
     assert json.loads((tmp_path / "t.json").read_text())["hash"] == template.hash
     assert f"answer: {answer(ev).sentence}" in capsys.readouterr().out
+    assert main(["export", "conf", "--storage", url, "--pattern", "answer", "--out",
+                 str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["hash"] == answer(ev).hash
     [(_, done)] = records(study, SlotKind.CONFIRM)[:1]   # one more seed of a pattern, queued
     enqueue_slots(study, [dataclasses.replace(done.queued(), seed=99)])
 

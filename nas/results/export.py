@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 import optuna
@@ -12,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..engine.spec import PatternSpec
 from ..errors import UserError
-from ..search.evidence import Confirmed, Evidence, answer
+from ..search.evidence import Confirmed, Evidence, Pick, answer
 from ..search.record import TrialRecord
 from ..search.snapshot import load_snapshot
 from ..search.study import best_trial, study_evidence
@@ -24,11 +25,18 @@ class Exported:
     note: str              # one line: what the choice rests on
 
 
+class Choice(StrEnum):
+    """Which confirmed pattern `skipnas export` writes (`--pattern`)."""
+    WINNER = "winner"                  # the best confirmed mean
+    BEST_TEMPLATE = "best-template"    # the confirmed template with the best mean
+    ANSWER = "answer"                  # the pattern the answer says to train
+
+
 def trial_spec(name: str, storage_url: str, number: int | None = None,
-               best_template: bool = False) -> Exported:
-    """The pattern spec of trial ``number``; without one, of the confirmed pattern with the best
-    mean (``best_template``: the confirmed template with the best mean), or (when nothing is
-    confirmed) of the best single run. The note ends with which pattern to train."""
+               choice: Choice = Choice.WINNER) -> Exported:
+    """The pattern spec of trial ``number``; without one, of the confirmed pattern ``choice``
+    names, or (when nothing is confirmed) of the best single run. The note ends with which
+    pattern to train."""
     study = load_snapshot(name, storage_url, params=False)
     if number is not None:
         trial = _completed(study, number)
@@ -36,15 +44,20 @@ def trial_spec(name: str, storage_url: str, number: int | None = None,
         return Exported(spec, f"trial {number} as asked: one run, accuracy "
                               f"{trial.values[0]:.4f}")
     ev = study_evidence(study)
-    said = answer(ev).sentence
-    if best_template:
-        template = next((c for c in ev.confirmed if c.label != "search"), None)
-        if template is None:
-            raise UserError(f"study {name!r} has no confirmed template to export "
-                            f"(`skipnas confirm CONFIG` confirms the templates it trained)")
-        return _confirmed(study, name, ev, template, said)
+    said = answer(ev)
+    template = next((c for c in ev.confirmed if c.label != "search"), None)
+    if choice == Choice.BEST_TEMPLATE and template is None:
+        raise UserError(f"study {name!r} has no confirmed template to export "
+                        f"(`skipnas confirm CONFIG` confirms the templates it trained)")
+    if choice == Choice.BEST_TEMPLATE or (choice == Choice.ANSWER and
+                                          said.pick == Pick.TEMPLATE and template is not None):
+        assert template is not None
+        return _confirmed(study, name, ev, template, said.sentence)
+    if choice == Choice.ANSWER and said.pick == Pick.SEARCHED:
+        searched = next(c for c in ev.confirmed if c.hash == said.hash)
+        return _confirmed(study, name, ev, searched, said.sentence)
     if ev.winner is not None:
-        return _confirmed(study, name, ev, ev.winner, said)
+        return _confirmed(study, name, ev, ev.winner, said.sentence)
     best = best_trial(study)
     if best is None:
         raise UserError(f"study {name!r} has no completed trial to export")
@@ -54,7 +67,7 @@ def trial_spec(name: str, storage_url: str, number: int | None = None,
             f"confirm CONFIG` finishes them" if ev.confirm_pending else
             "`skipnas confirm CONFIG` re-trains the top patterns and log with more seeds")
     return Exported(spec, f"the pick is a single unconfirmed run (trial {best.number}, accuracy "
-                          f"{best.values[0]:.4f}{se}); {then}\nanswer: {said}")
+                          f"{best.values[0]:.4f}{se}); {then}\nanswer: {said.sentence}")
 
 
 def _confirmed(study: optuna.Study, name: str, ev: Evidence, w: Confirmed,
