@@ -143,7 +143,7 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
 PER_MACHINE = ("training.device", "training.compile", "data.root")
 PER_RUN = ("fidelity.target",)
 # Keys added to the stored config after studies were made, with the value those studies ran.
-ADDED_LATER = {"sampler.score": "-mean_distance"}
+ADDED_LATER = {"sampler.score": "-mean_distance", "architecture.stem": "conv"}
 
 
 def check_config(study: optuna.Study, cfg: StudyConfig) -> None:
