@@ -131,9 +131,12 @@ def test_cli_train_template_and_spec(tmp_path):
     spec = make_spec(template_pattern("log", [3, 3]), ArchConfig(growth=4))
     spec.save(tmp_path / "s.json")
     out = run_cli("train", str(tmp_path / "s.json"), "--dataset", "synthetic", "--steps", "2",
-                  "--json", "-q")
+                  "--json", "-q", "--out", str(tmp_path / "run"))
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["pattern"] == spec.hash
+    result = json.loads(out.stdout)
+    assert result["pattern"] == spec.hash
+    assert result["weights"] == str(tmp_path / "run" / "weights.pt")
+    assert "scaled for synthetic: " in out.stderr  # its own 3x32x32, not synthetic's 1x16x16
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -162,9 +165,11 @@ def test_cli_train_a_template_in_a_style_and_its_exported_spec(tmp_path, style):
     spec.save(tmp_path / "s.json")
     assert json.loads((tmp_path / "s.json").read_text())["style"] == style
     out = run_cli("train", str(tmp_path / "s.json"), "--dataset", "synthetic", "--steps", "2",
-                  "--json", "-q", "--checkpoint", str(tmp_path / "c.pt"))
+                  "--json", "-q", "--checkpoint", str(tmp_path / "c.pt"), "--out",
+                  str(tmp_path / "run"))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["pattern"] == pattern.hash
+    assert (tmp_path / "c.pt").is_file() and not (tmp_path / "run" / "checkpoint.pt").exists()
     out = run_cli("train", str(tmp_path / "s.json"), "--style", "v1", "--dataset", "synthetic")
     assert out.returncode == 2 and "not both" in out.stderr
 

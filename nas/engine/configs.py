@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..settings import require
 from .datasets import DATASETS, DatasetInfo, ImageSize, UserDataset, check_resizes
+from .stems import STEMS, Stem
 
 if TYPE_CHECKING:
     import torch
@@ -25,6 +26,7 @@ class ArchConfig:
     bottleneck: bool = True          # BN-ReLU-Conv1x1(bn_size*k) before the 3x3 conv
     bn_size: int = 4
     compression: float = 0.5         # transition keeps floor(compression * channels)
+    stem: str = "conv"               # a name in STEMS; "conv" strides by stem_stride
     stem_channels: int = 0           # 0: 2k with bottleneck, 16 without (as DenseNet)
     stem_stride: int = 1
     input_shape: tuple[int, int, int] = (3, 32, 32)
@@ -36,13 +38,20 @@ class ArchConfig:
         require(self.bn_size >= 1, "bn_size", "must be >= 1")
         require(0 < self.compression <= 1, "compression", "must be in (0, 1]")
         require(self.stem_channels >= 0, "stem_channels", "must be >= 0 (0: default width)")
+        require(self.stem in STEMS, "stem", STEMS.unknown(self.stem))
         require(self.stem_stride in (1, 2, 4), "stem_stride", "must be 1, 2 or 4")
+        require(self.stem_stride == 1 or self.stem_type.stride is None, "stem_stride",
+                f"only the 'conv' stem takes a stride; {self.stem!r} has its own")
         require(min(self.input_shape) >= 1, "input_shape", "must be positive (C, H, W)")
         require(self.num_classes >= 2, "num_classes", "must be >= 2")
 
     @property
     def stem_width(self) -> int:
         return self.stem_channels or (2 * self.growth if self.bottleneck else 16)
+
+    @property
+    def stem_type(self) -> Stem:
+        return STEMS[self.stem]
 
 
 @dataclass(frozen=True)

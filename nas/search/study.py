@@ -145,7 +145,8 @@ def create_study(cfg: StudyConfig, seed: int | None = None,
 PER_MACHINE = ("training.device", "training.compile", "training.threads", "data.root")
 PER_RUN = ("fidelity.target",)
 # Keys added to the stored config after studies were made, with the value those studies ran.
-ADDED_LATER = {"sampler.score": "-mean_distance", "data.image_size": None}
+ADDED_LATER = {"sampler.score": "-mean_distance", "data.image_size": None,
+               "architecture.stem": "conv"}
 
 
 def check_config(study: optuna.Study, cfg: StudyConfig) -> None:
