@@ -41,7 +41,7 @@ class PatternSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, "hash": self.hash, **self.pattern.to_dict(),
                 "architecture": to_dict(self.arch), "metrics": dict(self.metrics),
-                "origin": dict(self.origin)}
+                "origin": dict(self.origin), "origin_digest": origin_digest(self.origin)}
 
     def to_json(self) -> str:
         # NaN or infinity is not JSON: a bug upstream, never a file other tools cannot read.
@@ -127,7 +127,7 @@ class PatternSpec:
         pattern = check.pattern(data)
         arch = check.arch(data["architecture"])
         metrics = check.metrics(data["metrics"], pattern)
-        origin = check.origin(data.get("origin", {}))
+        origin = check.origin(data.get("origin", {}), data.get("origin_digest"))
         return cls(pattern, arch, metrics, origin)
 
     @classmethod
@@ -169,7 +169,8 @@ class _Checker:
     def fields(self, data: Any) -> None:
         if not isinstance(data, dict):
             raise self.fail("(top level)", "expected a JSON object")
-        known = {"format_version", "hash", *PATTERN_KEYS, "architecture", "metrics", "origin"}
+        known = {"format_version", "hash", *PATTERN_KEYS, "architecture", "metrics", "origin",
+                 "origin_digest"}
         for key in sorted(set(data) - known):
             raise self.fail(key, f"unknown field (known: {', '.join(sorted(known))})")
         for key in ("format_version", "blocks", "architecture", "metrics"):
@@ -209,7 +210,7 @@ class _Checker:
                                                   f"pattern ({value!r})")
         return dict(metrics)
 
-    def origin(self, origin: Any) -> dict[str, Any]:
+    def origin(self, origin: Any, digest: Any) -> dict[str, Any]:
         if not isinstance(origin, dict):
             raise self.fail("origin", "expected an object")
         for key, value in origin.items():
@@ -217,7 +218,18 @@ class _Checker:
             if want is not None and value is not None and not (
                     isinstance(value, want) or (want is float and isinstance(value, int))):
                 raise self.fail(f"origin.{key}", f"expected {want.__name__}, got {value!r}")
+        if digest is not None and digest != origin_digest(origin):
+            raise self.fail("origin", "edited by hand: it no longer matches origin_digest, so it "
+                                      "cannot say where the pattern came from; export the spec "
+                                      "again, or delete origin_digest to train it as your own")
         return dict(origin)
+
+
+def origin_digest(origin: dict[str, Any]) -> str:
+    """sha256 of an origin's canonical JSON, 16 hex digits: a spec carries it, so a hand edit
+    of where the pattern came from (its study, accuracy, confirmed evidence) is seen."""
+    canonical = json.dumps(origin, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def check_measured(spec: PatternSpec, source: str = "spec") -> None:
