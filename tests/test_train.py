@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import sys
 
 import pytest
 
@@ -11,7 +12,7 @@ from nas.engine.spec import make_spec
 from nas.engine.train import train
 from nas.errors import UserError
 from search_spaces import template_pattern
-from tests.testing import run_cli
+from tests.testing import ENV, run_cli
 
 SYNTH = DataConfig(name="synthetic", val_size=512)
 
@@ -324,3 +325,22 @@ def test_train_help_lists_the_template_names(capsys):
         main(["train", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert all(name in shown for name in TEMPLATES) and "--template NAME" in shown
+
+
+def test_twins_trained_in_two_processes_at_once_are_identical(tmp_path):
+    """Issue 38: trials 30 and 31 of confirm_fashion_mnist trained one pattern, seed and
+    fidelity at the same time in two worker processes and scored 0.7462 and 0.7422. Their
+    processes trained on different thread counts (the spawning worker then took every core):
+    on one thread count, two processes at once give the same run to the bit; records now
+    carry the threads a trial trained on (a CPU reduction's order follows the threads)."""
+    import subprocess
+
+    argv = [sys.executable, "-m", "nas.cli", "train", "--template", "log", "--layers", "6",
+            "--growth", "4", "--dataset", "synthetic", "--train-size", "512", "--val-size",
+            "256", "--epochs", "2", "--seed", "3", "--json", "-q"]
+    procs = [subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=tmp_path) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    a, b = (json.loads(out) for out, _ in outs)
+    assert a["val_curve"] == b["val_curve"] and a["loss_curve"] == b["loss_curve"]
