@@ -20,6 +20,8 @@ from .tables import format_table
 if TYPE_CHECKING:
     import optuna
 
+    from .engine.configs import DataConfig
+    from .engine.spec import PatternSpec
     from .results import FidelityReport
     from .search import Bench, StudyConfig, StudyStatus, WorkerReport
 
@@ -45,55 +47,117 @@ def cmd_templates(args: argparse.Namespace) -> None:
         print("* cannot meet that budget: shown at its own count")
 
 
-ARCH_FLAGS = ("growth", "bottleneck", "compression", "stem_stride", "memory_efficient")
+ARCH_FLAGS = ("growth", "bottleneck", "compression", "stem", "stem_stride", "memory_efficient")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from search_spaces import DEFAULT_STYLE, template_pattern
+    from . import interrupts
+    from .engine.configs import DataConfig, TrainConfig
+    from .engine.handoff import Normalisation, RunFolder, as_trained, export_program, save_weights
+    from .engine.train import ResumePoint, check_writable, resolve_device, train
 
-    from .engine.configs import ArchConfig, DataConfig, TrainConfig
-    from .engine.spec import PatternSpec, check_measured, make_spec
-    from .engine.train import default_checkpoint, train
-
-    arch_flags = {k: getattr(args, k) for k in ARCH_FLAGS if getattr(args, k) is not None}
     data_cfg = DataConfig(name=args.dataset, root=args.data_dir or "",
-                          train_size=args.train_size, val_size=args.val_size,
-                          test_size=args.test_size, split_seed=args.split_seed)
+                          image_size=args.image_size, train_size=args.train_size,
+                          val_size=args.val_size, test_size=args.test_size,
+                          split_seed=args.split_seed)
     data_cfg.check_root()
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size,
                       lr=args.lr, schedule=args.schedule, label_smoothing=args.label_smoothing,
                       amp=not args.no_amp, compile=args.compile, seed=args.seed,
                       device=args.device)
-    if args.spec:
-        if args.template or arch_flags or args.style:
-            raise UserError("give either a spec file or --template with --style and "
-                            "architecture flags, not both")
-        spec = PatternSpec.load(args.spec)
-        check_measured(spec, args.spec)
-    else:
-        if not args.template:
-            raise UserError("give a spec file or --template NAME --layers L")
-        info = data_cfg.info
-        arch = ArchConfig(**arch_flags, input_shape=info.input_shape,
-                          num_classes=info.num_classes)
-        pattern = template_pattern(args.template, args.layers, args.k,
-                                   args.style or DEFAULT_STYLE)
-        spec = make_spec(pattern, arch, {"template": args.template, "k": args.k})
-    checkpoint = Path(args.checkpoint) if args.checkpoint else None
-    if checkpoint is None and args.spec:  # full training of an exported pattern: checkpointed
-        checkpoint = default_checkpoint(spec, args.dataset, args.seed)
+    spec = _spec_to_train(args, data_cfg)
+    # A spec file's run is full training: its files go to a folder of its own by default.
+    out = RunFolder(Path(args.out)) if args.out else \
+        RunFolder.default(spec, data_cfg.label, args.seed) if args.spec else None
+    if args.export and out is None:
+        raise UserError("--export writes into the run's folder: give --out DIR (a --template "
+                        "run writes files only with --out)")
+    checkpoint = Path(args.checkpoint) if args.checkpoint else out.checkpoint if out else None
+    if out is not None:
+        check_writable(out.weights, "weights")  # fails now, not after the training
     if checkpoint is not None and not args.quiet:
-        print(f"checkpoint after every epoch: {checkpoint}", file=sys.stderr)
-    spec, _, result = train(spec, data_cfg, cfg, eval_test=args.test, progress=not args.quiet,
-                            checkpoint=checkpoint, resume=args.resume)
-    summary = {"pattern": spec.hash, "dataset": args.dataset, **spec.metrics, **vars(result)}
+        print(f"checkpoint every {args.checkpoint_every} steps, after every epoch and at "
+              f"Ctrl-C: {checkpoint}", file=sys.stderr)
+
+    def resuming(point: ResumePoint) -> None:
+        print(f"resuming {checkpoint}: {point}", file=sys.stderr)
+
+    try:
+        with interrupts.deferred():  # a Ctrl-C lands between two steps, and is saved there
+            data = data_cfg.load(resolve_device(cfg.device), with_test=args.test)
+            spec, model, result = train(
+                spec, data, cfg, eval_test=args.test, progress=not args.quiet,
+                on_batch=interrupts.check, checkpoint=checkpoint, resume=args.resume,
+                checkpoint_every=args.checkpoint_every, on_resume=resuming)
+    except KeyboardInterrupt:
+        if checkpoint is not None and checkpoint.is_file():
+            print(f"skipnas: the run so far is saved in {checkpoint}: the same command with "
+                  f"--resume goes on from there", file=sys.stderr)
+        raise
+    files: dict[str, str] = {}
+    if out is not None and result.status == "ok":
+        spec = as_trained(spec, data)
+        files = {"spec": str(spec.save(out.spec)), "weights": str(save_weights(model, out.weights))}
+        if args.export:
+            files["program"] = str(export_program(model, spec.arch.input_shape,
+                                                  Normalisation.of(data), out.program))
+    summary = {"pattern": spec.hash, "dataset": data_cfg.label, **spec.metrics, **vars(result)}
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print(json.dumps({**summary, **files}, indent=1))
     else:
         print(format_table(["", "value"], [[k, v] for k, v in summary.items()
                                            if not isinstance(v, list)]))
+        for name, path in files.items():
+            print(f"{name}: {path}")
     if result.status != "ok":
         raise UserError(f"training stopped: {result.message}")
+
+
+def _spec_to_train(args: argparse.Namespace, data_cfg: "DataConfig") -> "PatternSpec":
+    """The spec file scaled for the data and the architecture flags (said in one line on
+    stderr), or the --template pattern in a network of those flags."""
+    from search_spaces import DEFAULT_STYLE, template_pattern
+
+    from .engine.configs import ArchConfig
+    from .engine.spec import PatternSpec, check_measured, make_spec
+    from .engine.stems import default_stem
+
+    arch_flags = {k: getattr(args, k) for k in ARCH_FLAGS if getattr(args, k) is not None}
+    info = data_cfg.info
+    if args.spec:
+        if args.template or args.style or args.k is not None:
+            raise UserError("--template, --k and --style make a pattern and a spec file has "
+                            "its own: give one, not both (a spec's network scales with "
+                            "--growth, --stem, --layers and the other architecture flags)")
+        source = PatternSpec.load(args.spec)
+        check_measured(source, args.spec)
+        searched_on = source.origin.get("dataset", args.dataset)
+        if searched_on != args.dataset and not args.quiet:
+            print(f"note: {args.spec} was searched on {searched_on}; trained here on "
+                  f"{args.dataset}", file=sys.stderr)
+        spec = source.scaled(layers=args.layers, input_shape=info.input_shape,
+                             num_classes=info.num_classes, **arch_flags)
+        if spec is not source:
+            print(_scaling(source, spec, data_cfg.label), file=sys.stderr)
+        return spec
+    if not args.template:
+        raise UserError("give a spec file or --template NAME --layers L")
+    if "stem" not in arch_flags and "stem_stride" not in arch_flags:
+        arch_flags["stem"] = default_stem(info.input_shape)
+    arch = ArchConfig(**arch_flags, input_shape=info.input_shape, num_classes=info.num_classes)
+    pattern = template_pattern(args.template, args.layers or [24], args.k,
+                               args.style or DEFAULT_STYLE)
+    return make_spec(pattern, arch, {"template": args.template, "k": args.k})
+
+
+def _scaling(source: "PatternSpec", spec: "PatternSpec", dataset: str) -> str:
+    """One line: what scaling the spec for this training changed."""
+    changes = []
+    for key, change in spec.origin["changed"].items():
+        how = f" (by its rule: {change['rule']})" if "rule" in change else ""
+        changes.append(f"{key} {change['from']} -> {change['to']}{how}")
+    return (f"spec {source.digest} scaled for {dataset}: {', '.join(changes)}; "
+            f"{source.metrics['params']:,} -> {spec.metrics['params']:,} params")
 
 
 def _study_config(args: argparse.Namespace) -> StudyConfig:
@@ -252,7 +316,7 @@ def _print_worker_report(cfg: StudyConfig, report: WorkerReport, wall: float) ->
 
 
 def _print_status(status: StudyStatus) -> None:
-    from .search import describe_best, describe_noise, describe_winner
+    from .search import answer, describe_best, describe_noise, describe_winner
 
     counts = ", ".join(f"{k.lower()} {v}" for k, v in status.counts.items() if v)
     print(f"{status.study}: {counts or 'no trials'}"
@@ -264,6 +328,7 @@ def _print_status(status: StudyStatus) -> None:
         print(describe_best(ev))
         print(describe_noise(ev.noise))
         print(describe_winner(ev))
+        print(f"answer: {answer(ev).sentence}")
     if status.eta_seconds:
         print(f"ETA: {status.eta_seconds / 60:.1f} min at {status.seconds_per_trial:.1f} s "
               f"per trial")
@@ -272,25 +337,30 @@ def _print_status(status: StudyStatus) -> None:
 def cmd_study_status(args: argparse.Namespace) -> None:
     from .search import study_status
 
-    status = study_status(args.name, _storage(args))
+    status = study_status(*_study_ref(args))
     if args.json:
         print(json.dumps(status.to_json(), indent=1))
     else:
         _print_status(status)
 
 
-def _storage(args: argparse.Namespace) -> str:
-    from .search import check_name, default_storage_url
+def _study_ref(args: argparse.Namespace) -> tuple[str, str]:
+    """The study a read command names, and its storage: a config file (its name and storage),
+    or a study name (in --storage, else its default SQLite file)."""
+    from .search import check_name, default_storage_url, load_config
 
+    if args.name.endswith(".toml") or Path(args.name).is_file():
+        cfg = load_config(args.name)
+        return cfg.name, args.storage or cfg.storage_url
     check_name(args.name)  # a name, never a path: it also names files
-    return args.storage or default_storage_url(args.name)
+    return args.name, args.storage or default_storage_url(args.name)
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
     from .results import analyze, confirmed_table, correlation_table, evidence_lines, template_table
-    from .search import read_study
+    from .search import answer, read_study
 
-    result = analyze(read_study(args.name, _storage(args)), budget=args.budget,
+    result = analyze(read_study(*_study_ref(args)), budget=args.budget,
                      resamples=args.resamples)
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
@@ -308,6 +378,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     print()
     for line in evidence_lines(ev):
         print(line)
+    print(f"answer: {answer(ev).sentence}")
     if ev.confirmed:
         print("\nconfirmed patterns (mean over seeds, 95% t-interval; difference from log: "
               "Welch)")
@@ -318,7 +389,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from .results import analyze, write_report
     from .search import read_study
 
-    study = read_study(args.name, _storage(args))
+    study = read_study(*_study_ref(args))
     try:
         principle = analyze(study).principle
     except UserError as e:  # too few trials for correlations: the plots still help
@@ -330,7 +401,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_dashboard(args: argparse.Namespace) -> None:
     from .results import serve
 
-    serve(args.name, _storage(args), args.host, args.port)
+    serve(*_study_ref(args), args.host, args.port)
 
 
 def cmd_storage_proxy(args: argparse.Namespace) -> None:
@@ -341,9 +412,9 @@ def cmd_storage_proxy(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .results import trial_spec
+    from .results import Choice, trial_spec
 
-    exported = trial_spec(args.name, _storage(args), args.trial)
+    exported = trial_spec(*_study_ref(args), args.trial, Choice(args.pattern))
     spec = exported.spec
     path = spec.save(args.out)
     print(f"wrote {path}: pattern {spec.hash}, {spec.metrics['connections']} connections, MBD "
@@ -452,8 +523,14 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     from .engine.datasets import DATASETS
 
-    g.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS))
-    g.add_argument("--data-dir", help="directory holding the dataset files")
+    g.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS),
+                   help="a built-in, or your own: folder (a folder of class folders of "
+                        "images) or npz (an .npz file of arrays x and y)")
+    g.add_argument("--data-dir", help="where the data is: the directory holding a built-in's "
+                   "files, the folder of class folders (folder), the .npz file (npz)")
+    g.add_argument("--image-size", type=_image_size, metavar="N|HxW",
+                   help="folder: resize every image to N x N, or H x W, pixels (needed when "
+                        "their sizes differ)")
     g.add_argument("--train-size", type=int, default=None, help="training images (default: all)")
     g.add_argument("--val-size", type=float, default=0.1,
                    help="validation images: a count, or a fraction below 1 (default 0.1)")
@@ -482,13 +559,33 @@ def _at_least(low: int):
 _natural, _positive_int = _at_least(0), _at_least(1)
 
 
+def _image_size(text: str) -> int | tuple[int, int]:
+    """An argparse type: N, or HxW (height x width), in pixels."""
+    sizes = [int(part) for part in text.lower().split("x")]
+    if len(sizes) > 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give N or HxW, positive pixel counts")
+    return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
+
+
+_image_size.__name__ = "image size"
+
+
 _Commands = argparse._SubParsersAction  # what add_subparsers returns
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("skipnas")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="skipnas", description="Architecture search over the skip-connection patterns of "
         "DenseNet-style networks, at an exact connection budget (Log-DenseNet's principle).")
+    parser.add_argument("--version", action="version", version=f"skipnas {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_templates_parser(sub)
     _add_train_parser(sub)
@@ -530,21 +627,32 @@ def _add_templates_parser(sub: _Commands) -> None:
 def _add_train_parser(sub: _Commands) -> None:
     from search_spaces import STYLES, TEMPLATES
 
-    p = sub.add_parser("train", help="train a template or a spec file briefly or fully")
+    from .engine.stems import STEMS
+
+    p = sub.add_parser("train", help="train a template briefly, or a spec file fully (scaled "
+                       "for the dataset), and write its weights")
     p.add_argument("spec", nargs="?", help="pattern spec JSON (from `skipnas export`)")
     p.add_argument("--template", metavar="NAME", help="template name (instead of a spec): "
                    f"{', '.join(TEMPLATES)}")
-    p.add_argument("--layers", "-L", type=int, nargs="+", default=[24],
-                   help="layers per block, one number per block (default: 24)")
+    p.add_argument("--layers", "-L", type=int, nargs="+", default=None,
+                   help="layers per block, one number per block (--template: default 24; a "
+                        "spec: its pattern re-derived at these depths by the template or "
+                        "offset rule that made it)")
     p.add_argument("--k", "-k", type=int, default=None, help="K for templates that take one")
     p.add_argument("--style", choices=STYLES, default=None,
                    help="network style of --template (default: per_block)")
     add_data_args(p)
-    g = p.add_argument_group("architecture (with --template)")
+    g = p.add_argument_group("architecture (a spec's network is scaled by these and by the "
+                             "dataset's shape and classes)")
     g.add_argument("--growth", type=int)
+    g.add_argument("--stem", choices=list(STEMS),
+                   help="conv: 3x3 at --stem-stride (search networks); mnist: 28x28 grayscale, "
+                        "3x3 stride 2; cifar: 32x32, 3x3 stride 1; imagenet: large images, 7x7 "
+                        "stride 2 + max-pool (default: the one for the dataset's image size; "
+                        "a spec trained as exported keeps its own)")
     g.add_argument("--bottleneck", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--compression", type=float)
-    g.add_argument("--stem-stride", type=int)
+    g.add_argument("--stem-stride", type=int, help="stride of the conv stem (1, 2 or 4)")
     g.add_argument("--memory-efficient", action=argparse.BooleanOptionalAction, default=None)
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=2)
@@ -560,9 +668,20 @@ def _add_train_parser(sub: _Commands) -> None:
     g.add_argument("--compile", choices=COMPILE_MODES, default="none",
                    help="torch.compile mode for the training step (default: none, measured)")
     g.add_argument("--test", action="store_true", help="also report test-set accuracy")
-    g.add_argument("--checkpoint", help="save state here after every epoch "
-                   "(spec files default to runs/HASH-DATASET-seedN.pt)")
-    g.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    g = p.add_argument_group("files")
+    g.add_argument("--out", metavar="DIR", help="the run's folder: spec.json (the network "
+                   "trained), weights.pt (its state_dict), checkpoint.pt, model.pt2 with "
+                   "--export (a spec file's default: runs/HASH-gGROWTH-STEM-DATASET-seedN; a "
+                   "--template run writes files only with --out)")
+    g.add_argument("--export", choices=["pt2"],
+                   help="also write the trained network as a torch.export program (model.pt2: "
+                        "torch.export.load runs it without skipnas)")
+    g.add_argument("--checkpoint", help="checkpoint file (default: DIR/checkpoint.pt)")
+    g.add_argument("--checkpoint-every", type=_positive_int, default=500, metavar="N",
+                   help="steps between checkpoints, besides every epoch's end and a Ctrl-C "
+                        "(default 500)")
+    g.add_argument("--resume", action="store_true",
+                   help="go on from the checkpoint exactly where it stopped, mid-epoch too")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -618,6 +737,11 @@ def _add_export_parser(sub: _Commands) -> None:
     p = sub.add_parser("export", help="write the pattern spec of the best (or a chosen) trial")
     _add_study_ref_args(p)
     p.add_argument("--trial", type=int, help="trial number (default: the best)")
+    p.add_argument("--pattern", choices=("winner", "best-template", "answer"),
+                   default="winner",
+                   help="winner: the best confirmed mean (default); best-template: the "
+                        "confirmed template with the best mean; answer: the pattern the "
+                        "answer says to train (a template unless a searched one is ahead)")
     p.add_argument("--out", default="best.json")
     p.set_defaults(func=cmd_export)
 
@@ -736,8 +860,10 @@ def _add_storage_proxy_parser(sub: _Commands) -> None:
 
 
 def _add_study_ref_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="study name")
-    p.add_argument("--storage", help="storage URL (default sqlite:///studies/NAME.db)")
+    p.add_argument("name", metavar="CONFIG|NAME", help="the study's config file (its name and "
+                   "storage), or its name")
+    p.add_argument("--storage", help="storage URL (default: the config's, or "
+                   "sqlite:///studies/NAME.db)")
 
 
 def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True,
@@ -760,8 +886,28 @@ def _add_study_run_args(p: argparse.ArgumentParser, trials: bool = True,
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
+# Commands whose workers give an interrupted trial back: its slot is queued again.
+WORKING = {"start", "worker", "confirm", "fidelity", "calibrate", "build"}
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What a Ctrl-C or SIGTERM left, in words."""
+    command = getattr(args, "study_command", None) or getattr(args, "bench_command", None) \
+        or args.command
+    if command in WORKING and not getattr(args, "queue_only", False):
+        return ("; the trial in progress was marked interrupted and queued again: run the same "
+                "command (or `skipnas worker CONFIG`) to go on")
+    if command == "train":
+        return "; with --checkpoint, `--resume` goes on from the last checkpoint written"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     logging.basicConfig(format="skipnas: %(message)s", level=logging.WARNING)
     if args.command not in ("templates", "train"):
         import optuna
@@ -783,10 +929,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipnas: error: {failure}", file=sys.stderr)
         return 2
     except Terminated:
-        print("skipnas: terminated", file=sys.stderr)
+        print(f"skipnas: terminated{_interrupted(args)}", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("skipnas: interrupted", file=sys.stderr)
+        print(f"skipnas: interrupted{_interrupted(args)}", file=sys.stderr)
         return 128 + signal.SIGINT
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -294,8 +294,10 @@ class MeanCI:
                    data["se"], data["n"])
 
 
-def mean_ci(values: Sequence[float]) -> MeanCI:
-    """Mean and 95% Student-t interval of independent runs."""
+def mean_ci(values: Sequence[float], bounds: tuple[float, float] = (-math.inf, math.inf)
+            ) -> MeanCI:
+    """Mean and 95% Student-t interval of independent runs, the interval cut to ``bounds``
+    (an accuracy's: 0..1)."""
     x = np.asarray(values, dtype=float)
     n = len(x)
     if n == 0:
@@ -306,7 +308,8 @@ def mean_ci(values: Sequence[float]) -> MeanCI:
     std = float(x.std(ddof=1))
     se = std / math.sqrt(n)
     half = t_quantile(n - 1) * se
-    return MeanCI(Estimate(mean, mean - half, mean + half), std, se, n)
+    return MeanCI(Estimate(mean, max(bounds[0], mean - half), min(bounds[1], mean + half)),
+                  std, se, n)
 
 
 @dataclass(frozen=True)
@@ -384,3 +387,102 @@ def ols_slope(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) 
     se = math.sqrt(float((resid ** 2).sum()) / (n - 2) / sxx)
     half = t_quantile(n - 2) * se
     return Slope(Estimate(b, b - half, b + half), n)
+
+
+@dataclass(frozen=True)
+class BlockedDesign:
+    """Patterns x seeds as a randomized block design: every pattern trained with the same
+    seeds, a seed (its initial weights, its data order) a block. A two-way analysis of variance
+    without interaction: the residual variance pools every pattern's seed-to-seed noise once
+    the seeds' shared effects are taken out, so no pattern's interval rests on its own few
+    seeds (nor on a variance picked by the selection)."""
+    means: np.ndarray          # per pattern, over the seeds
+    residual_std: float        # pooled: sqrt(residual mean square)
+    df: int                    # (patterns - 1) x (seeds - 1)
+    f: float                   # omnibus: do the patterns differ at all?
+    p_value: float             # of F with (patterns - 1, df) degrees of freedom
+    seeds: int
+
+    def difference(self, a: int, b: int, level: float = 0.95) -> Difference:
+        """Pattern ``a`` minus pattern ``b``, paired by seed, with the pooled interval."""
+        diff = float(self.means[a] - self.means[b])
+        se = self.residual_std * math.sqrt(2 / self.seeds)
+        if not self.df or not math.isfinite(se):
+            return Difference(Estimate(diff, math.nan, math.nan), math.nan, math.nan)
+        half = t_quantile(self.df, level) * se
+        return Difference(Estimate(diff, diff - half, diff + half), se, float(self.df))
+
+    def p_difference(self, a: int, b: int) -> float:
+        """Two-sided p-value of pattern ``a`` minus pattern ``b`` (pooled, paired by seed)."""
+        from scipy.stats import t
+        d = self.difference(a, b)
+        if not math.isfinite(d.se):
+            return math.nan
+        if d.se == 0:
+            return 0.0 if d.diff.value else 1.0
+        return float(2 * t.sf(abs(d.diff.value) / d.se, self.df))
+
+
+def blocked_design(table: Sequence[Sequence[float]] | np.ndarray) -> BlockedDesign:
+    """:class:`BlockedDesign` of a patterns x seeds table of accuracies (complete: every
+    pattern at every seed)."""
+    from scipy.stats import f as fisher
+    x = np.asarray(table, dtype=float)
+    p, s = x.shape
+    grand = x.mean()
+    rows, cols = x.mean(axis=1), x.mean(axis=0)
+    resid = x - rows[:, None] - cols[None, :] + grand
+    df = (p - 1) * (s - 1)
+    ms_resid = float((resid ** 2).sum() / df) if df else math.nan
+    ms_rows = float(s * ((rows - grand) ** 2).sum() / (p - 1)) if p > 1 else math.nan
+    if not df or p < 2:
+        f = pval = math.nan
+    elif ms_resid == 0:
+        f, pval = (math.inf, 0.0) if ms_rows > 0 else (math.nan, math.nan)
+    else:
+        f = ms_rows / ms_resid
+        pval = float(fisher.sf(f, p - 1, df))
+    return BlockedDesign(rows, math.sqrt(ms_resid) if df else math.nan, df, f, pval, s)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    m, out, running = len(p_values), [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        out[i] = running
+    return out
+
+
+def holm_levels(p_values: Sequence[float], level: float = 0.95) -> list[float]:
+    """The confidence level of each comparison's Holm interval, in the order given: the
+    comparison of the k-th smallest p-value (k = 1..m) at 1 - alpha / (m - k + 1), the level
+    its step of Holm's procedure tests at."""
+    alpha, m = 1 - level, len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    out = [0.0] * m
+    for rank, i in enumerate(order):
+        out[i] = 1 - alpha / (m - rank)
+    return out
+
+
+def cross_fit_lead(table: np.ndarray, searched: Sequence[int],
+                   templates: Sequence[int]) -> float:
+    """The lead of the best searched pattern over the best template, estimated without the
+    winner's selection bias: both picked on one half of the seeds (the first ceil(S/2)) and
+    their difference measured on the other, then the halves swapped; the mean of the two.
+    NaN with fewer than two seeds or no pattern on either side."""
+    x = np.asarray(table, dtype=float)
+    s = x.shape[1]
+    if s < 2 or not searched or not templates:
+        return math.nan
+    half = -(-s // 2)
+    halves = (np.arange(half), np.arange(half, s))
+    leads = []
+    for pick, measure in (halves, halves[::-1]):
+        chosen = x[:, pick].mean(axis=1)
+        w = max(searched, key=lambda i: chosen[i])
+        t = max(templates, key=lambda i: chosen[i])
+        leads.append(float(x[w, measure].mean() - x[t, measure].mean()))
+    return float(np.mean(leads))

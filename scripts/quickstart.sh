@@ -24,4 +24,10 @@ skipnas=.venv/bin/skipnas
 "$skipnas" confirm studies/quickstart.toml
 "$skipnas" analyze quickstart
 "$skipnas" report quickstart --out studies/quickstart_report.html
-"$skipnas" export quickstart --out studies/quickstart_best.json
+"$skipnas" export quickstart --pattern answer --out studies/quickstart_best.json
+cat <<EOF
+
+Done. Open studies/quickstart_report.html in a browser (it works offline); the pattern to train
+is in studies/quickstart_best.json (\`$skipnas train studies/quickstart_best.json --help\`);
+\`$skipnas dashboard quickstart\` serves the study on http://127.0.0.1:8080.
+EOF

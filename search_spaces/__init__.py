@@ -2,6 +2,7 @@
 
 Pure Python + numpy: never imports torch or optuna.
 """
+from .derive import Derivation, OffsetsDerivation, TemplateDerivation, at_depth, derivation_of
 from .distances import DistanceStats, distance_matrix, distance_stats, global_inputs
 from .features import PatternFeatures, offsets_in_words, pattern_features
 from .pattern import MAX_LAYERS, Block, Pattern, PatternError, single_block
@@ -29,4 +30,5 @@ __all__ = [
     "BLOCK_OUTPUTS", "TEMPLATES", "Template", "TemplateRow", "budgeted_block", "budgeted_pattern",
     "default_k", "template_pattern", "template_table", "with_block_output",
     "SEARCH_SPACES", "SearchSpace", "make_space", "Registry",
+    "Derivation", "OffsetsDerivation", "TemplateDerivation", "at_depth", "derivation_of",
 ]

@@ -24,7 +24,7 @@ from nas.search.config import config_from_dict, load_config
 from nas.search.execution.twins import completed_twin
 from nas.search.execution.worker import run_worker
 from nas.search.experiment.confirm import confirm_slots, start_confirm
-from nas.search.experiment.evidence import Run, describe_winner, evidence, noise_of
+from nas.search.experiment.evidence import Pick, Run, answer, describe_winner, evidence, noise_of
 from nas.search.experiment.study import create_study, study_status
 from nas.search.record import SlotKind, TrialRecord, record
 from nas.search.slots import enqueue_slots
@@ -199,7 +199,17 @@ def test_nothing_is_confirmed_while_confirm_trials_wait(tmp_path, capsys):
     start_confirm(cfg)
     run_worker(cfg, study=study, progress=False)
     url = cfg.storage_url
-    assert study_status("conf", url).evidence.winner is not None
+    ev = study_status("conf", url).evidence
+    assert ev.winner is not None
+    # --pattern best-template exports the confirmed template with the best mean.
+    assert main(["export", "conf", "--storage", url, "--pattern", "best-template", "--out",
+                 str(tmp_path / "t.json")]) == 0
+    template = next(c for c in ev.confirmed if c.label != "search")
+    assert json.loads((tmp_path / "t.json").read_text())["hash"] == template.hash
+    assert f"answer: {answer(ev).sentence}" in capsys.readouterr().out
+    assert main(["export", "conf", "--storage", url, "--pattern", "answer", "--out",
+                 str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["hash"] == answer(ev).hash
     [(_, done)] = records(study, SlotKind.CONFIRM)[:1]   # one more seed of a pattern, queued
     enqueue_slots(study, [dataclasses.replace(done.queued(), seed=99)])
 
@@ -231,7 +241,7 @@ def test_a_pattern_missing_confirm_seeds_is_left_out():
             study.tell(trial, acc + seed / 1000)
     ev = evidence(study)
     assert [c.hash for c in ev.confirmed] == ["a", "c"] and ev.confirm_short == 1
-    assert all(math.isfinite(c.mean.ci_low) for c in ev.confirmed)
+    assert all(math.isfinite(c.mean.mean.low) for c in ev.confirmed)
     line = describe_winner(ev)
     assert line.startswith("confirmed best: ") and "(pattern a)" in line
     assert line.endswith("left out: 1 patterns miss confirm seeds (their trials failed)")
@@ -283,3 +293,133 @@ def test_a_study_from_before_confirm_analyzes_reports_and_exports(tmp_path, caps
     assert "the pick is a single unconfirmed run" in out and "skipnas confirm" in out
     spec = json.loads((tmp_path / "b.json").read_text())
     assert "confirmed" not in spec["origin"]
+
+
+def _confirmed_study(groups):
+    """An in-memory study of confirm runs: {hash: (label, accuracies by seed 1..n)}; searched
+    patterns repeat search trial 0."""
+    study = optuna.create_study(direction="maximize")
+    for hash_, (label, accuracies) in groups.items():
+        for seed, acc in enumerate(accuracies, 1):
+            trial = study.ask()
+            record(trial, slot="confirm", hash=hash_, seed=seed,
+                   **({"baseline": label} if label != "search" else {"repeat_of": 0}))
+            study.tell(trial, acc)
+    return study
+
+
+@pytest.mark.parametrize("groups, pick, name", [
+    # nearest has the best mean: train it
+    ({"s": ("search", [0.70, 0.71, 0.72]), "l": ("log", [0.69, 0.70, 0.71]),
+      "n": ("nearest", [0.72, 0.73, 0.74])}, Pick.TEMPLATE, "nearest"),
+    # the searched pattern leads by a seed's noise: not separated, the template is the answer
+    ({"s": ("search", [0.70, 0.75, 0.72]), "l": ("log", [0.69, 0.74, 0.71]),
+      "n": ("nearest", [0.69, 0.72, 0.70])}, Pick.TEMPLATE, "log"),
+    # far ahead of every template, seeds agreeing: the searched pattern
+    ({"s": ("search", [0.80, 0.801, 0.802]), "l": ("log", [0.70, 0.701, 0.702]),
+      "n": ("nearest", [0.69, 0.691, 0.692])}, Pick.SEARCHED, "trial 0"),
+])
+def test_the_answer_names_a_template_unless_a_searched_pattern_is_ahead_of_every_one(
+        groups, pick, name):
+    """Issue 38/40: the winner was compared with log only, though nearest tied or beat it, and
+    "which pattern should I train?" was never answered in a sentence."""
+    a = answer(evidence(_confirmed_study(groups)))
+    assert (a.pick, a.name) == (pick, name)
+    if pick == Pick.TEMPLATE:
+        assert a.sentence.startswith(f"Train the {name} template:")
+    else:
+        # Paired by seed, pooled over the three patterns; log's comparison is the first of
+        # Holm's steps (the smaller p-value), at 1 - 0.05 / 2.
+        from nas.stats import blocked_design
+        table = [groups[h][1] for h in ("s", "l", "n")]
+        d = blocked_design(table).difference(0, 1, 1 - 0.05 / 2)
+        assert a.sentence.startswith(
+            f"Train trial 0's pattern (s): it is ahead of the best template, log, by "
+            f"{d.diff.value:+.4f} {d.diff.interval('+.4f')} (seeds paired, the variance pooled "
+            f"over the 3 confirmed patterns (4 df), Holm over the 2 templates); picked and "
+            f"measured on separate halves of the seeds its lead is +0.1000.")
+
+
+def test_before_a_confirm_stage_the_answer_is_the_best_single_run_unconfirmed():
+    study = optuna.create_study(direction="maximize")
+    for acc in (0.6, 0.7):
+        trial = study.ask()
+        record(trial, slot="search", hash=f"h{acc}", seed=0)
+        study.tell(trial, acc)
+    a = answer(evidence(study))
+    assert a.pick == Pick.SINGLE_RUN and a.name == "trial 1" and "unconfirmed" in a.sentence
+    assert answer(evidence(optuna.create_study())).pick == Pick.NONE
+
+
+# --- statistics that survive selection ---------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(3))
+def test_blocked_design_f_test_is_the_two_way_anova_by_least_squares(seed):
+    """The omnibus F of patterns x seeds (seeds as blocks) against an independent least-squares
+    fit: full model (pattern + seed effects) against the seeds-only model."""
+    from nas.stats import blocked_design
+
+    rng = np.random.default_rng(seed)
+    p, s = 5, 4
+    table = 0.7 + rng.normal(0, 0.01, (p, 1)) + rng.normal(0, 0.02, (1, s)) + \
+        rng.normal(0, 0.005, (p, s))
+    y = table.ravel()
+    pat = np.kron(np.eye(p), np.ones((s, 1)))
+    blk = np.kron(np.ones((p, 1)), np.eye(s))
+
+    def rss(x):
+        fit = np.linalg.lstsq(x, y, rcond=None)[0]
+        return float(((y - x @ fit) ** 2).sum())
+
+    full, reduced = rss(np.hstack([pat, blk[:, 1:]])), rss(blk)
+    df = (p - 1) * (s - 1)
+    f = ((reduced - full) / (p - 1)) / (full / df)
+    d = blocked_design(table)
+    assert d.df == df and d.residual_std == pytest.approx(math.sqrt(full / df))
+    assert d.f == pytest.approx(f) and d.p_value == pytest.approx(stats.f.sf(f, p - 1, df))
+
+
+def test_blocked_difference_of_two_patterns_is_the_paired_t_interval():
+    """With two patterns the pooled residual variance is the paired differences' variance / 2:
+    the blocked interval is scipy's paired t-test's."""
+    from nas.stats import blocked_design
+
+    a, b = np.array([0.71, 0.69, 0.73, 0.70]), np.array([0.70, 0.69, 0.71, 0.68])
+    d = blocked_design([a, b]).difference(0, 1)
+    t = stats.ttest_rel(a, b)
+    ci = t.confidence_interval(0.95)
+    assert d.diff.value == pytest.approx((a - b).mean())
+    assert (d.diff.low, d.diff.high) == pytest.approx((ci.low, ci.high))
+    assert blocked_design([a, b]).p_difference(0, 1) == pytest.approx(t.pvalue)
+
+
+def test_holm_by_hand():
+    from nas.stats import holm, holm_levels
+
+    # Sorted: 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04, kept monotone at 0.06.
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    assert holm_levels([0.01, 0.04, 0.03]) == pytest.approx([1 - 0.05 / 3, 0.95, 1 - 0.05 / 2])
+
+
+def test_cross_fit_lead_by_hand():
+    """Picked on seeds (1, 2), measured on (3, 4), and the other way round."""
+    from nas.stats import cross_fit_lead
+
+    table = np.array([[0.80, 0.70, 0.70, 0.70],    # searched: lucky on the first half
+                      [0.72, 0.72, 0.74, 0.74],    # searched: steady
+                      [0.71, 0.71, 0.71, 0.71]])   # the template
+    # First half picks row 0 (0.75 vs 0.72): on the second half 0.70 - 0.71 = -0.01.
+    # Second half picks row 1 (0.74): on the first half 0.72 - 0.71 = +0.01.
+    assert cross_fit_lead(table, [0, 1], [2]) == pytest.approx(0.0)
+    naive = max(table[0].mean(), table[1].mean()) - table[2].mean()
+    assert naive == pytest.approx(0.02)
+    assert math.isnan(cross_fit_lead(table[:, :1], [0, 1], [2]))
+
+
+def test_an_accuracy_interval_stays_within_zero_and_one():
+    """Issue 38: with 2 seeds a t(1) interval ran to 1.0367."""
+    study = _confirmed_study({"s": ("search", [0.98, 0.70]), "l": ("log", [0.60, 0.61])})
+    (top, _) = evidence(study).confirmed
+    assert top.mean.mean.high == 1.0 and top.mean.mean.low == 0.0
+    assert mean_ci([0.98, 0.70]).mean.high > 1   # unbounded, the plain t-interval

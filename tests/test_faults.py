@@ -119,8 +119,10 @@ def test_sigint_and_sigterm_fail_the_trial_requeue_it_and_exit_cleanly(storage_u
     worker.send_signal(signal.SIGTERM)
     (rc_int, err_int), (rc_term, err_term), (rc_other, _) = finish([starter, worker, other])
     assert (rc_int, rc_term, rc_other) == (130, 143, 0), (err_int, err_term)
-    assert err_int.strip().splitlines()[-1] == "skipnas: interrupted"
-    assert err_term.strip().splitlines()[-1] == "skipnas: terminated"
+    queued = ("; the trial in progress was marked interrupted and queued again: run the same "
+              "command (or `skipnas worker CONFIG`) to go on")
+    assert err_int.strip().splitlines()[-1] == "skipnas: interrupted" + queued
+    assert err_term.strip().splitlines()[-1] == "skipnas: terminated" + queued
     assert "Traceback" not in err_int + err_term
     trials = check_exactly_n(study, 10)
     for number in (first, second):

@@ -50,7 +50,8 @@ def test_flops_closed_form_for_chain():
     ArchConfig(growth=4, input_shape=(3, 16, 16), num_classes=5),
     ArchConfig(growth=3, bottleneck=False, stem_stride=2, compression=1.0, input_shape=(1, 12, 8)),
     ArchConfig(growth=4, bn_size=2, memory_efficient=True, stem_stride=4, input_shape=(1, 28, 28)),
-], ids=["bottleneck", "plain-stride2", "memory-efficient-stride4"])
+    ArchConfig(growth=3, stem="imagenet", input_shape=(3, 40, 40)),
+], ids=["bottleneck", "plain-stride2", "memory-efficient-stride4", "imagenet-stem"])
 def test_flops_counted_by_hooks_equal_torchs_flop_counter(style, arch):
     """count_flops reads each conv's and linear layer's output: exactly what FlopCounterMode
     counts, for every style and layer variant (a stored spec's FLOPs must still match)."""

@@ -24,6 +24,7 @@ from nas.results.report import figures, write_report
 from nas.search._optuna.api import study_system_attrs
 from nas.search.config import config_from_dict
 from nas.search.execution.worker import run_worker
+from nas.search.experiment.evidence import answer as evidence_answer
 from nas.search.experiment.study import create_study
 from nas.search.record import TrialRecord
 from nas.search.storage.backends import load_study, open_storage
@@ -216,6 +217,7 @@ def test_dashboard_serves_study_with_our_plots(study_cfg):
     assert {"mean_distance", "mbd", "params"} <= ranked and not ranked & set(best.params)
     note = "".join(str(v) for k, v in study_system_attrs(study).items() if "note" in k)
     assert "How far the numbers can be trusted" in note and "noise:" in note
+    assert note.index("## Which pattern to train") < note.index("How far the numbers")
     assert "| training.epochs | 1 |" in note and "reads 1 back" in note  # config, trial notes
     assert study.metric_names == ["val_accuracy"]
     # The features study: every trained pattern, its features as params, for importances.
@@ -252,8 +254,11 @@ def test_the_reports_answer_is_the_analysis(study_cfg, tmp_path):
     study = load_study("rep", study_cfg.storage_url)
     result = analyze(study, resamples=200)
     page = write_report(study, tmp_path / "r.html", result.principle).read_text()
-    answer = html.unescape(re.sub("<[^>]+>", " ", page.split("<h2>The answer</h2>", 1)[1]
-                                  .split("<h2>", 1)[0]))
+    first = re.search("<h2>([^<]+)</h2><p>([^<]+)</p>", page)
+    assert first.group(1) == "Which pattern to train"   # the answer comes first on the page
+    assert html.unescape(first.group(2)) == evidence_answer(result.evidence).sentence
+    answer = html.unescape(re.sub("<[^>]+>", " ", page.split(
+        "<h2>The principle in this study</h2>", 1)[1].split("<h2>", 1)[0]))
     c = result.principle.correlation()
     ctrl = result.principle.correlation(controlled_for="params")
     for x in (c, ctrl):
@@ -468,3 +473,18 @@ def test_a_config_string_stays_inside_its_cell_of_the_dashboard_note():
     cell = root.removeprefix("| data.root | ").removesuffix(" |")
     assert re.sub(r"\\(.)", r"\1", cell) == " ".join(evil.splitlines())
     assert not re.search(r"(?<!\\)\|", cell)
+
+
+def test_a_template_panel_draws_the_pattern_its_runs_trained(study_cfg):
+    """Issue 40: the report's nearest panel drew the template at its own K (115 connections,
+    MBD 5) beside the accuracy of runs that trained it at the study's budget (99, MBD 6)."""
+    study = load_study("rep", study_cfg.storage_url)
+    shown = {f.id: f.figure.layout.title.text for f in figures(study)}
+    for name in ("log", "nearest"):
+        runs = [r for r in (TrialRecord.from_trial(t) for t in study.trials)
+                if r.baseline == name and r.spec is not None]
+        trained = {(r.connections, r.mbd) for r in runs}
+        assert len(trained) == 1, trained
+        ((connections, mbd),) = trained
+        assert f"{connections} connections, MBD {mbd}," in shown[f"{name}-pattern"]
+        assert f"over {len(runs)} seeds" in shown[f"{name}-pattern"]

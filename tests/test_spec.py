@@ -56,6 +56,8 @@ def edit(spec, change):
     (lambda d: d["origin"].update(trial="seven"), "origin.trial"),
     (lambda d: d.update(extra=1), "extra: unknown field"),
     (lambda d: d.update(hash="0" * 16), "hash: .* the pattern was edited"),
+    # N6: where the pattern came from, edited by hand (here: a better accuracy).
+    (lambda d: d["origin"].update(accuracy=0.99), "origin: edited by hand"),
 ])
 def test_edited_spec_names_the_field(spec, change, field):
     with pytest.raises(SpecError, match=field):
@@ -75,3 +77,9 @@ def test_not_json(tmp_path):
     path.write_text("{ not json")
     with pytest.raises(SpecError, match="bad.json: not valid JSON"):
         PatternSpec.load(path)
+
+
+def test_a_spec_without_an_origin_digest_is_taken_as_written(spec):
+    """Specs exported before origin_digest, and hand-written ones, have none to check."""
+    data = edit(spec, lambda d: (d.pop("origin_digest"), d["origin"].update(accuracy=0.5)))
+    assert PatternSpec.from_dict(data).origin["accuracy"] == 0.5

@@ -157,17 +157,21 @@ def test_study_rejects_a_changed_search_space(tmp_path):
 
 
 def test_a_study_stored_before_a_setting_existed_resumes_at_its_old_value(tmp_path):
-    """Studies made before `sampler.score` stored no such key: they resume with the score
-    they ran (the default), and refuse another."""
+    """Studies made before `sampler.score`, `data.image_size` and `architecture.stem` stored
+    no such keys: they resume with the values they ran (the defaults), and refuse others."""
     cfg = synthetic_config(tmp_path, trials=0)
     study = create_study(cfg)
     stored = study.user_attrs["config"]
-    del stored["sampler"]["score"]
+    del stored["sampler"]["score"], stored["data"]["image_size"], stored["architecture"]["stem"]
     study.set_user_attr("config", stored)
     create_study(cfg)
     other = replace(cfg, sampler=replace(cfg.sampler, score="-mbd"))
     with pytest.raises(UserError, match="sampler.score is '-mean_distance' in the study, "
                                         "'-mbd' here"):
+        create_study(other)
+    other = replace(cfg, architecture=replace(cfg.architecture, stem="cifar"))
+    with pytest.raises(UserError, match="architecture.stem is 'conv' in the study, 'cifar' "
+                                        "here"):
         create_study(other)
 
 

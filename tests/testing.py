@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nas.search.config import StudyConfig, config_from_dict
 
 POSTGRES = os.environ.get("SKIPNAS_TEST_POSTGRES")  # scripts/test.sh starts a server
@@ -49,6 +51,32 @@ def tiny_raw(folder: Path, **changes: Any) -> dict[str, Any]:
 def tiny_config(folder: Path, **changes: Any) -> StudyConfig:
     """:func:`tiny_raw`, validated as `load_config` validates a file."""
     return config_from_dict(tiny_raw(folder, **changes), "test.toml")
+
+
+def image_folder(path: Path, classes: int = 3, per_class: int = 4,
+                 size: int | tuple[int, int] = 12, channels: int = 3, test_per_class: int = 0,
+                 seed: int = 0) -> Path:
+    """An image folder (the `folder` dataset) at ``path``: ``classes`` class folders c000,
+    c001, ... of ``per_class`` images each, PNG and JPEG in turn, ``size`` pixels (N, or
+    (height, width)) of 1 or 3 ``channels``; each class is its own random colour plus noise,
+    which a network learns in a few steps. With ``test_per_class``: path/train/<class> and
+    path/test/<class>."""
+    from PIL import Image
+
+    h, w = (size, size) if isinstance(size, int) else size
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, (classes, channels))
+    splits = {"train": per_class, "test": test_per_class} if test_per_class else {"": per_class}
+    for split, count in splits.items():
+        for c in range(classes):
+            folder = path / split / f"c{c:03d}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                noisy = colours[c] + rng.normal(0, 40, (h, w, channels))
+                pixels = np.clip(noisy, 0, 255).astype(np.uint8)
+                image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
+                image.save(folder / f"{i}.{'jpg' if i % 2 else 'png'}")
+    return path
 
 
 def write_toml(path: Path, raw: dict[str, Any]) -> Path:

@@ -1,4 +1,5 @@
-"""The engine: datasets, the pattern network builder, the pattern spec and the trainer."""
+"""The engine: datasets, stems, the pattern network builder, the pattern spec, the trainer and
+what a training run hands over."""
 from .._lazy import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {
@@ -9,6 +10,9 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "count_params": ".model",
     "PROXIES": ".proxies", "proxy_scores": ".proxies",
     "PatternSpec": ".spec", "make_spec": ".spec",
-    "TrainResult": ".train", "Trained": ".train", "Trainer": ".train", "train": ".train",
-    "evaluate": ".train", "resolve_device": ".train",
+    "STEMS": ".stems", "Stem": ".stems", "default_stem": ".stems",
+    "ResumePoint": ".train", "TrainResult": ".train", "Trained": ".train", "Trainer": ".train",
+    "train": ".train", "evaluate": ".train", "resolve_device": ".train",
+    "Normalisation": ".handoff", "RunFolder": ".handoff", "export_program": ".handoff",
+    "save_weights": ".handoff",
 })

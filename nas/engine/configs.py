@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..settings import require
-from .datasets import DATASETS, DatasetInfo
+from .datasets import DATASETS, DatasetInfo, ImageSize, UserDataset, check_resizes
+from .stems import STEMS, Stem
 
 if TYPE_CHECKING:
     import torch
@@ -25,6 +26,7 @@ class ArchConfig:
     bottleneck: bool = True          # BN-ReLU-Conv1x1(bn_size*k) before the 3x3 conv
     bn_size: int = 4
     compression: float = 0.5         # transition keeps floor(compression * channels)
+    stem: str = "conv"               # a name in STEMS; "conv" strides by stem_stride
     stem_channels: int = 0           # 0: 2k with bottleneck, 16 without (as DenseNet)
     stem_stride: int = 1
     input_shape: tuple[int, int, int] = (3, 32, 32)
@@ -36,7 +38,10 @@ class ArchConfig:
         require(self.bn_size >= 1, "bn_size", "must be >= 1")
         require(0 < self.compression <= 1, "compression", "must be in (0, 1]")
         require(self.stem_channels >= 0, "stem_channels", "must be >= 0 (0: default width)")
+        require(self.stem in STEMS, "stem", STEMS.unknown(self.stem))
         require(self.stem_stride in (1, 2, 4), "stem_stride", "must be 1, 2 or 4")
+        require(self.stem_stride == 1 or self.stem_type.stride is None, "stem_stride",
+                f"only the 'conv' stem takes a stride; {self.stem!r} has its own")
         require(min(self.input_shape) >= 1, "input_shape", "must be positive (C, H, W)")
         require(self.num_classes >= 2, "num_classes", "must be >= 2")
 
@@ -44,13 +49,18 @@ class ArchConfig:
     def stem_width(self) -> int:
         return self.stem_channels or (2 * self.growth if self.bottleneck else 16)
 
+    @property
+    def stem_type(self) -> Stem:
+        return STEMS[self.stem]
+
 
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset and which part of it; ``load`` gives the tensors on a device."""
 
     name: str = "fashion-mnist"
-    root: str = ""                   # "" : $SKIPNAS_DATA, ~/.cache/skipnas, system paths
+    root: str = ""                   # "": $SKIPNAS_DATA, ... (built-ins); folder, npz: theirs
+    image_size: int | tuple[int, int] | None = None  # folder: resize to N x N or [H, W]
     train_size: int | None = None    # seeded subset of the training split (None: all)
     val_size: int | float = 0.1      # count, or fraction of the training set when < 1
     test_size: int | None = None
@@ -58,6 +68,9 @@ class DataConfig:
 
     def __post_init__(self):
         require(self.name in DATASETS, "name", DATASETS.unknown(self.name))
+        check_resizes(DATASETS[self.name], self.image_hw)
+        require(self.image_hw is None or min(self.image_hw) >= 1, "image_size",
+                "must be a positive size: N (N x N) or [height, width]")
         require(self.train_size is None or self.train_size >= 1, "train_size", "must be >= 1")
         require(math.isfinite(self.val_size) and self.val_size > 0, "val_size",
                 "must be a count >= 1 or a fraction in (0, 1)")
@@ -66,20 +79,36 @@ class DataConfig:
         require(self.test_size is None or self.test_size >= 1, "test_size", "must be >= 1")
         require(0 <= self.split_seed < 2 ** 32, "split_seed", "must be in 0..2**32-1")
 
+    @property
+    def image_hw(self) -> ImageSize | None:
+        """``image_size`` as (height, width)."""
+        size = self.image_size
+        return (size, size) if isinstance(size, int) else size
+
+    @property
+    def label(self) -> str:
+        """The dataset's name; the user's own data with its file or folder's name too."""
+        own = isinstance(DATASETS[self.name], UserDataset)
+        return f"{self.name}-{Path(self.root).resolve().name}" if own and self.root else \
+            self.name
+
     def check_root(self) -> None:
-        """A ``root`` that is not a directory here is an error (a value, not checked when the
-        config is built: a study's stored config is read on other machines too)."""
-        require(not self.root or Path(self.root).is_dir(), "root",
-                f"{self.root!r} is not a directory")
+        """A ``root`` that is not what the dataset reads (a directory; the npz dataset: a file)
+        is an error, as is none for the user's own data (a value, not checked when the config
+        is built: a study's stored config is read on other machines too)."""
+        DATASETS[self.name].check_root(Path(self.root) if self.root else None)
 
     @property
     def info(self) -> DatasetInfo:
-        return DATASETS[self.name]
+        """The dataset; the user's own data is read for it (its shape and classes are its
+        own)."""
+        return DATASETS[self.name].at(Path(self.root) if self.root else None, self.image_hw)
 
     def load(self, device: "torch.device | str" = "cpu", with_test: bool = False) -> "DataBundle":
         from .data import load_data
         self.check_root()
-        return load_data(self.name, root=self.root or None, train_size=self.train_size,
+        return load_data(self.name, root=self.root or None, image_size=self.image_hw,
+                         train_size=self.train_size,
                          val_size=self.val_size, test_size=self.test_size, with_test=with_test,
                          seed=self.split_seed, device=device)
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
-from .datasets import DATASETS, DatasetInfo
+from .datasets import DATASETS, DatasetInfo, ImageSize
 
 # --- splits and batches ---------------------------------------------------------------------
 
@@ -39,15 +39,16 @@ class DataBundle:
         return (images.float().div_(255) - self.mean) / self.std
 
 
-def load_data(name: str, *, root: str | Path | None = None, train_size: int | None = None,
-              val_size: int | float = 0.1, test_size: int | None = None,
-              with_test: bool = False, seed: int = 0,
+def load_data(name: str, *, root: str | Path | None = None, image_size: ImageSize | None = None,
+              train_size: int | None = None, val_size: int | float = 0.1,
+              test_size: int | None = None, with_test: bool = False, seed: int = 0,
               device: torch.device | str = "cpu") -> DataBundle:
-    """Load ``name``, split a seeded validation set off its training set, and move it to
-    ``device``. ``val_size`` is a count, or a fraction of the training set when below 1;
-    ``train_size`` and ``test_size`` take seeded subsets (None: all)."""
-    info = DATASETS[name]
+    """Load ``name`` (found at ``root``; the folder dataset resized to ``image_size``), split
+    a seeded validation set off its training set, and move it to ``device``. ``val_size`` is
+    a count, or a fraction of the training set when below 1; ``train_size`` and ``test_size``
+    take seeded subsets (None: all)."""
     root = Path(root) if root else None
+    info = DATASETS[name].at(root, image_size)
     x, y = info.load(root, "train")
     n_val = int(round(val_size * len(x))) if val_size < 1 else int(val_size)
     if not 1 <= n_val < len(x):
@@ -105,20 +106,29 @@ def augment(images: torch.Tensor, mode: str, generator: torch.Generator,
     return out
 
 
-def batches(split: Split, batch_size: int, *, shuffle: bool,
-            generator: torch.Generator | None = None, drop_last: bool = False,
-            on_batch: Callable[[], None] | None = None
-            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(uint8 images, labels) batches of ``split``, drawn on its device; ``on_batch()`` is
-    called before each (raise from it to stop: a study's Ctrl-C lands there)."""
-    n = len(split)
+def draw_order(split: Split, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random order of ``split``'s indices, drawn where ``generator`` lives, on the split's
+    device."""
     device = split.labels.device
     drawn_on = generator.device if generator is not None else device
-    order = (torch.randperm(n, generator=generator, device=drawn_on).to(device) if shuffle
-             else torch.arange(n, device=device))
+    return torch.randperm(len(split), generator=generator, device=drawn_on).to(device)
+
+
+def batches(split: Split, batch_size: int, *, shuffle: bool,
+            generator: torch.Generator | None = None, drop_last: bool = False,
+            on_batch: Callable[[], None] | None = None, order: torch.Tensor | None = None,
+            start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(uint8 images, labels) batches of ``split``, drawn on its device; ``on_batch()`` is
+    called before each (raise from it to stop: a study's Ctrl-C lands there). ``order`` is the
+    epoch's order (default: drawn here when shuffling, else the split's own); ``start`` the
+    first batch to give (an epoch resumed after its first ``start`` batches)."""
+    n = len(split)
+    if order is None:
+        order = draw_order(split, generator) if shuffle else \
+            torch.arange(n, device=split.labels.device)
     stop = n - n % batch_size if drop_last and n >= batch_size else n
-    for start in range(0, stop, batch_size):
+    for first in range(start * batch_size, stop, batch_size):
         if on_batch is not None:
             on_batch()
-        idx = order[start:start + batch_size]
+        idx = order[first:first + batch_size]
         yield split.images[idx], split.labels[idx]

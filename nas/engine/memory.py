@@ -25,11 +25,12 @@ def estimate_bytes(stages: Sequence[int], connections: int, arch: ArchConfig,
     float32. Each connection brings about ``growth`` channels to a layer's input; a layer keeps
     its input concatenation and normalised copy, its bottleneck and its output."""
     channels, height, width = arch.input_shape
-    side_h, side_w = height // arch.stem_stride, width // arch.stem_stride
+    stem = arch.stem_type
+    side_h, side_w = height // stem.reduction(arch), width // stem.reduction(arch)
     total_layers = sum(stages)
     bottleneck = arch.bn_size * arch.growth if arch.bottleneck else 0
     activations = 3 * arch.stem_width * side_h * side_w
-    weights = channels * arch.stem_width * 9
+    weights = channels * arch.stem_width * stem.kernel ** 2
     for b, layers in enumerate(stages):
         area = max(1, side_h >> b) * max(1, side_w >> b)
         inputs = connections * layers // total_layers * arch.growth + arch.stem_width

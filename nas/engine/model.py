@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -223,20 +224,20 @@ BODIES.add(V2.name, V2Body)
 
 
 class PatternNet(nn.Module):
-    """Stem conv, the body of the pattern's network style, BN-ReLU-pool-Linear head."""
+    """The stem (:data:`~nas.engine.stems.STEMS`), the body of the pattern's network style,
+    BN-ReLU-pool-Linear head."""
 
     def __init__(self, pattern: Pattern, arch: ArchConfig):
         super().__init__()
         check_fits(pattern.stages, pattern.connections, arch, 1)
         self.pattern, self.arch = pattern, arch
-        c_in, height, width = arch.input_shape
-        side = min(height, width) // arch.stem_stride
-        if side < 2 ** (len(pattern.stages) - 1):
-            raise UserError(f"architecture: input {height}x{width} with stem stride "
-                            f"{arch.stem_stride} is too small for {len(pattern.stages)} blocks "
-                            f"(each transition halves the resolution)")
-        self.stem = nn.Conv2d(c_in, arch.stem_width, 3, stride=arch.stem_stride, padding=1,
-                              bias=False)
+        _, height, width = arch.input_shape
+        reduction = arch.stem_type.reduction(arch)
+        if min(height, width) // reduction < 2 ** (len(pattern.stages) - 1):
+            raise UserError(f"architecture: input {height}x{width} with the {arch.stem} stem "
+                            f"(stride {reduction}) is too small for {len(pattern.stages)} "
+                            f"blocks (each transition halves the resolution)")
+        self.stem = arch.stem_type.build(arch)
         self.body = BODIES[pattern.style](pattern, arch, arch.stem_width)
         channels = self.body.out_channels
         self.norm = nn.BatchNorm2d(channels)
@@ -256,12 +257,25 @@ class PatternNet(nn.Module):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-def build_model(source: "PatternSpec | str | Path") -> PatternNet:
-    """The network of a pattern spec, or of a spec file (the one builder)."""
+def build_model(source: "PatternSpec | str | Path", *, in_channels: int | None = None,
+                input_size: int | tuple[int, int] | None = None, num_classes: int | None = None,
+                growth: int | None = None, stem: str | None = None,
+                layers: Sequence[int] | None = None, **arch: Any) -> PatternNet:
+    """The network of a pattern spec, or of a spec file (the one builder). Keywords scale it
+    for another target as :meth:`PatternSpec.scaled` does (``spec.scaled(...)`` gives the
+    spec of that network, its metrics measured): ``in_channels``, ``input_size`` and
+    ``num_classes`` for the data, ``growth``, ``stem`` (default: the one for the input size),
+    ``layers`` (a template or offsets pattern, re-derived at those depths), and any other
+    ArchConfig field."""
     from .spec import PatternSpec
 
     spec = source if isinstance(source, PatternSpec) else PatternSpec.load(source)
-    return PatternNet(spec.pattern, spec.arch)
+    named = {"in_channels": in_channels, "input_size": input_size, "num_classes": num_classes,
+             "growth": growth, "stem": stem, "layers": layers}
+    changes = {**{k: v for k, v in named.items() if v is not None}, **arch}
+    if not changes:
+        return PatternNet(spec.pattern, spec.arch)
+    return PatternNet(*spec.scaled_network(**changes))
 
 
 def count_params(model: nn.Module) -> int:

@@ -2,22 +2,26 @@
 only :func:`make_spec` builds a network, to measure it."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from search_spaces import Pattern, PatternError, distance_stats
+from search_spaces import Derivation, Pattern, PatternError, at_depth, distance_stats
 
 from ..errors import SpecError, UserError
 from ..settings import from_dict, to_dict
 from .configs import ArchConfig
+from .stems import default_stem
 
 FORMAT_VERSION = 1
 METRIC_KEYS = ("connections", "mbd", "mean_distance", "params", "flops")
 ORIGIN_TYPES = {"study": str, "trial": int, "accuracy": float, "template": str, "k": int,
-                "dataset": str, "seed": int, "budget": str, "confirmed": dict}
+                "dataset": str, "seed": int, "budget": str, "confirmed": dict,
+                "scaled_from": str, "changed": dict, "source": dict, "normalise": dict}
 PATTERN_KEYS = ("blocks", "style", "stages")  # the pattern's own fields, inline in the spec
 
 
@@ -37,7 +41,7 @@ class PatternSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, "hash": self.hash, **self.pattern.to_dict(),
                 "architecture": to_dict(self.arch), "metrics": dict(self.metrics),
-                "origin": dict(self.origin)}
+                "origin": dict(self.origin), "origin_digest": origin_digest(self.origin)}
 
     def to_json(self) -> str:
         # NaN or infinity is not JSON: a bug upstream, never a file other tools cannot read.
@@ -49,10 +53,71 @@ class PatternSpec:
         path.write_text(self.to_json() + "\n")
         return path
 
-    def with_data(self, input_shape: tuple[int, int, int], num_classes: int) -> "PatternSpec":
-        """The same spec for a dataset of another input shape or class count."""
-        return replace(self, arch=replace(self.arch, input_shape=input_shape,
-                                          num_classes=num_classes))
+    @property
+    def digest(self) -> str:
+        """Names this exact spec, as its hash names its pattern: sha256 of its canonical JSON
+        (pattern, architecture, metrics and origin), 16 hex digits."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def scaled(self, *, layers: Sequence[int] | None = None, in_channels: int | None = None,
+               input_size: int | tuple[int, int] | None = None,
+               **arch: Any) -> "PatternSpec":
+        """The pattern in a network chosen for another target: a new spec, its metrics measured
+        anew, its origin naming this spec (``scaled_from``: its digest) and what changed.
+
+        ``arch`` changes ArchConfig fields (``growth``, ``num_classes``, ``stem``,
+        ``input_shape``, ...); ``in_channels`` and ``input_size`` (a side, or (H, W)) change the
+        input shape; ``layers`` (one number per stage) re-derives the pattern at those depths by
+        its rule (a template or offsets pattern; a free one is refused: SpecError). Unless named,
+        the stem is the one for the new input size (:func:`~nas.engine.stems.default_stem`).
+        Nothing changed: this spec itself."""
+        pattern, target, rule = self._scale(layers, in_channels, input_size, arch)
+        if (pattern, target) == (self.pattern, self.arch):
+            return self
+        old, new = to_dict(self.arch), to_dict(target)
+        changed: dict[str, Any] = {k: {"from": old[k], "to": new[k]} for k in old
+                                   if old[k] != new[k]}
+        if rule is not None:
+            changed["layers"] = {"from": list(self.pattern.stages), "to": list(pattern.stages)}
+            changed["pattern"] = {"from": self.hash, "to": pattern.hash, "rule": rule.describe()}
+        return make_spec(pattern, target, {"scaled_from": self.digest, "changed": changed,
+                                           "source": dict(self.origin)})
+
+    def scaled_network(self, **changes: Any) -> tuple[Pattern, ArchConfig]:
+        """The pattern and architecture :meth:`scaled` would give, without measuring them."""
+        layers, channels, size = (changes.pop(k, None)
+                                  for k in ("layers", "in_channels", "input_size"))
+        pattern, arch, _ = self._scale(layers, channels, size, changes)
+        return pattern, arch
+
+    def _scale(self, layers: Sequence[int] | None, in_channels: int | None,
+               input_size: int | tuple[int, int] | None,
+               arch: dict[str, Any]) -> tuple[Pattern, ArchConfig, Derivation | None]:
+        shape = arch.pop("input_shape", self.arch.input_shape)
+        if in_channels is not None or input_size is not None:
+            side = (input_size, input_size) if isinstance(input_size, int) else input_size
+            shape = (in_channels or shape[0], *(side or shape[1:]))
+        arch["input_shape"] = tuple(shape)
+        pattern, rule = self.pattern, None
+        if layers is not None:
+            try:
+                pattern, rule = at_depth(self.pattern, layers, self.origin.get("template"),
+                                         self.origin.get("k"))
+            except PatternError as e:
+                raise SpecError(f"layers: {e}") from None
+        unchanged = pattern == self.pattern and \
+            all(getattr(self.arch, k) == v for k, v in arch.items())
+        if "stem" not in arch and not unchanged:
+            # The network is chosen for the target: its stem too, unless named. A stride asked
+            # for names the one stem that takes it.
+            arch["stem"] = "conv" if "stem_stride" in arch else default_stem(arch["input_shape"])
+        if arch.get("stem", self.arch.stem) != "conv":
+            arch.setdefault("stem_stride", 1)  # the others have their own stride
+        try:
+            return pattern, replace(self.arch, **arch), rule
+        except UserError as e:
+            raise SpecError(f"architecture.{e}") from None
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "spec") -> "PatternSpec":
@@ -62,7 +127,7 @@ class PatternSpec:
         pattern = check.pattern(data)
         arch = check.arch(data["architecture"])
         metrics = check.metrics(data["metrics"], pattern)
-        origin = check.origin(data.get("origin", {}))
+        origin = check.origin(data.get("origin", {}), data.get("origin_digest"))
         return cls(pattern, arch, metrics, origin)
 
     @classmethod
@@ -104,7 +169,8 @@ class _Checker:
     def fields(self, data: Any) -> None:
         if not isinstance(data, dict):
             raise self.fail("(top level)", "expected a JSON object")
-        known = {"format_version", "hash", *PATTERN_KEYS, "architecture", "metrics", "origin"}
+        known = {"format_version", "hash", *PATTERN_KEYS, "architecture", "metrics", "origin",
+                 "origin_digest"}
         for key in sorted(set(data) - known):
             raise self.fail(key, f"unknown field (known: {', '.join(sorted(known))})")
         for key in ("format_version", "blocks", "architecture", "metrics"):
@@ -144,7 +210,7 @@ class _Checker:
                                                   f"pattern ({value!r})")
         return dict(metrics)
 
-    def origin(self, origin: Any) -> dict[str, Any]:
+    def origin(self, origin: Any, digest: Any) -> dict[str, Any]:
         if not isinstance(origin, dict):
             raise self.fail("origin", "expected an object")
         for key, value in origin.items():
@@ -152,7 +218,18 @@ class _Checker:
             if want is not None and value is not None and not (
                     isinstance(value, want) or (want is float and isinstance(value, int))):
                 raise self.fail(f"origin.{key}", f"expected {want.__name__}, got {value!r}")
+        if digest is not None and digest != origin_digest(origin):
+            raise self.fail("origin", "edited by hand: it no longer matches origin_digest, so it "
+                                      "cannot say where the pattern came from; export the spec "
+                                      "again, or delete origin_digest to train it as your own")
         return dict(origin)
+
+
+def origin_digest(origin: dict[str, Any]) -> str:
+    """sha256 of an origin's canonical JSON, 16 hex digits: a spec carries it, so a hand edit
+    of where the pattern came from (its study, accuracy, confirmed evidence) is seen."""
+    canonical = json.dumps(origin, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def check_measured(spec: PatternSpec, source: str = "spec") -> None:

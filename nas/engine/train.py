@@ -1,5 +1,5 @@
-"""Brief training of a pattern network: seeded, progress bar, per-epoch callback, NaN guard,
-checkpoint and resume.
+"""Training of a pattern network: seeded, progress bar, per-epoch callback, NaN guard,
+checkpoints (every N steps, at epoch ends, at a Ctrl-C) and an exact resume.
 
 :func:`train` is the one entry point. :class:`Trainer` holds its steps (optimizer and
 schedule, restore and save, one epoch, finish) so that another engine replaces pieces, not the
@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..errors import UserError
 from ..settings import to_dict
 from .configs import DataConfig, TrainConfig
-from .data import DataBundle, augment, batches
+from .data import DataBundle, augment, batches, draw_order
 from .memory import check_fits
 from .model import PatternNet, build_model
 
@@ -82,23 +82,38 @@ def seed_everything(seed: int, device: torch.device, threads: int = 0) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def default_checkpoint(spec: "PatternSpec", dataset: str, seed: int) -> Path:
-    """Where full training of a spec keeps its checkpoint unless told otherwise."""
-    return Path("runs") / f"{spec.hash}-{dataset}-seed{seed}.pt"
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a resumed run goes on: ``step`` steps into (1-based) ``epoch``."""
+
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    steps: int                       # done in all
+    total_steps: int
+
+    def __str__(self) -> str:
+        if self.steps >= self.total_steps:
+            return f"all {self.total_steps} steps done"
+        return (f"epoch {self.epoch}, step {self.step} of {self.steps_per_epoch} ({self.steps} "
+                f"of {self.total_steps} steps done)")
 
 
 def train(spec: "PatternSpec", data: DataBundle | DataConfig, cfg: TrainConfig, *,
           on_epoch: EpochCallback | None = None, on_batch: Callable[[], None] | None = None,
           eval_test: bool = False, progress: bool = True, checkpoint: Path | None = None,
-          resume: bool = False) -> Trained:
+          resume: bool = False, checkpoint_every: int | None = None,
+          on_resume: Callable[[ResumePoint], None] | None = None) -> Trained:
     """Seed, build the network of ``spec`` and train it on ``data`` (a loaded bundle, or a
     config loaded here onto ``cfg.device``) for the budget in ``cfg``.
 
-    The spec's input shape and class count follow the dataset. After every epoch the network
-    is evaluated on the validation split and ``on_epoch(epoch, val_acc)`` is called (raise from
-    it to stop, e.g. to prune); ``on_batch()`` is called before every batch (raise from it to
-    stop at once: a study's Ctrl-C or SIGTERM, never inside a storage call). With
-    ``checkpoint`` the state is saved after every epoch; ``resume`` continues from it."""
+    On data of another input shape or class count the spec is scaled to it
+    (:meth:`PatternSpec.scaled`). After every epoch the network is evaluated on the validation
+    split and ``on_epoch(epoch, val_acc)`` is called (raise from it to stop, e.g. to prune);
+    ``on_batch()`` is called before every batch (raise from it to stop at once: a study's Ctrl-C
+    or SIGTERM, never inside a storage call). With ``checkpoint`` the state is saved after every
+    epoch, every ``checkpoint_every`` steps, and when ``on_batch`` raises KeyboardInterrupt (a
+    Ctrl-C); ``resume`` goes on from it exactly where it was (``on_resume`` hears where)."""
     if resume and (checkpoint is None or not checkpoint.is_file()):
         raise UserError(f"resume: no checkpoint at {checkpoint or '(none given)'}")
     if checkpoint is not None:  # an unwritable path fails now, not after the first epoch
@@ -106,17 +121,18 @@ def train(spec: "PatternSpec", data: DataBundle | DataConfig, cfg: TrainConfig, 
     if isinstance(data, DataConfig):
         data = data.load(resolve_device(cfg.device), with_test=eval_test)
     info = data.info
-    if (spec.arch.input_shape, spec.arch.num_classes) != (info.input_shape, info.num_classes):
-        spec = spec.with_data(info.input_shape, info.num_classes)
+    spec = spec.scaled(input_shape=info.input_shape, num_classes=info.num_classes)
     check_fits(spec.pattern.stages, spec.pattern.connections, spec.arch, cfg.batch_size,
                f"pattern {spec.hash}")
     seed_everything(cfg.seed, data.train.labels.device, cfg.threads)
     model = build_model(spec)
     trainer = Trainer(model, data, cfg, on_epoch=on_epoch, on_batch=on_batch, progress=progress,
-                      checkpoint=checkpoint, identity={"pattern": spec.hash,
-                                                       "architecture": to_dict(spec.arch)})
+                      checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                      identity={"pattern": spec.hash, "architecture": to_dict(spec.arch)})
     if resume:
-        trainer.restore()
+        point = trainer.restore()
+        if on_resume is not None:
+            on_resume(point)
     return Trained(spec, model, trainer.run(eval_test=eval_test))
 
 
@@ -172,17 +188,29 @@ def evaluate(model: nn.Module, data: DataBundle, split: str = "val",
 CHECKPOINT_FORMAT = 1
 
 
-def check_writable(path: Path) -> None:
-    """Fail now, in one line, where a checkpoint could not be written later: a directory in
-    its place, or a folder that cannot hold a new file."""
+def check_writable(path: Path, what: str = "checkpoint") -> None:
+    """Fail now, in one line, where ``what`` could not be written later: a directory in its
+    place, or a folder that cannot hold a new file."""
     if path.is_dir():
-        raise UserError(f"checkpoint {path}: is a directory; give a file path")
-    with _exclusive_temp(path):
+        raise UserError(f"{what} {path}: is a directory; give a file path")
+    with _exclusive_temp(path, what):
         pass
 
 
+def write_atomically(path: Path, save: Callable[[BinaryIO], None],
+                     what: str = "checkpoint") -> None:
+    """``save(file)`` into a temporary file beside ``path``, synced, then moved into place:
+    a reader finds the old file or the new one, never a part."""
+    with _exclusive_temp(path, what) as (f, tmp):
+        save(f)
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        os.replace(tmp, path)
+
+
 @contextlib.contextmanager
-def _exclusive_temp(path: Path) -> Iterator[tuple[BinaryIO, Path]]:
+def _exclusive_temp(path: Path, what: str) -> Iterator[tuple[BinaryIO, Path]]:
     """A new temporary file beside ``path``, created exclusively under a random name (never a
     file or link planted there), removed unless it was moved into place; a write that fails
     (disk full, no permission) is one clear error."""
@@ -190,15 +218,15 @@ def _exclusive_temp(path: Path) -> Iterator[tuple[BinaryIO, Path]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
-        raise UserError(f"checkpoint {path}: cannot write there ({e.strerror})") from None
+        raise UserError(f"{what} {path}: cannot write there ({e.strerror})") from None
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f, tmp
     except OSError as e:
-        raise UserError(f"checkpoint {path}: cannot write ({e.strerror or e})") from None
+        raise UserError(f"{what} {path}: cannot write ({e.strerror or e})") from None
     except RuntimeError as e:  # torch.save reports a failed write as a RuntimeError
-        raise UserError(f"checkpoint {path}: cannot write ({e})") from None
+        raise UserError(f"{what} {path}: cannot write ({e})") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -222,6 +250,19 @@ def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     return state
 
 
+@dataclass
+class EpochProgress:
+    """The running epoch: its batch order and how far it went (what a checkpoint taken inside
+    it goes on from)."""
+
+    order: torch.Tensor              # the training split's indices in this epoch's order
+    loss_sum: torch.Tensor           # of its steps' losses (0-d, on the device: no sync a step)
+    steps: int = 0                   # its batches trained
+
+    def state(self) -> dict[str, Any]:
+        return {"order": self.order, "loss_sum": self.loss_sum, "steps": self.steps}
+
+
 class Trainer:
     """One training run of a built ``model``: its optimizer, schedule, batch order and result.
     :meth:`run` calls the steps below in order."""
@@ -229,26 +270,32 @@ class Trainer:
     def __init__(self, model: nn.Module, data: DataBundle, cfg: TrainConfig, *,
                  on_epoch: EpochCallback | None = None,
                  on_batch: Callable[[], None] | None = None, progress: bool = True,
-                 checkpoint: Path | None = None, identity: dict[str, Any] | None = None):
+                 checkpoint: Path | None = None, checkpoint_every: int | None = None,
+                 identity: dict[str, Any] | None = None):
         self.model, self.data, self.cfg = model, data, cfg
-        self.on_epoch, self.on_batch = on_epoch, on_batch
-        self.progress, self.checkpoint = progress, checkpoint
+        self.on_epoch, self.progress = on_epoch, progress
+        self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
+        # ``on_batch`` runs between two steps, where the state is whole: a Ctrl-C it raises is
+        # saved first (without a checkpoint, a study's worker keeps its own callback).
+        self.user_on_batch = on_batch
+        self.on_batch = self.safe_point if checkpoint is not None and on_batch else on_batch
         self.device = data.train.labels.device
         self.memory_format = best_memory_format(self.device, cfg.amp)
         model.to(device=self.device, memory_format=self.memory_format)  # type: ignore[call-overload]
-        steps_per_epoch = max(1, len(data.train) // cfg.batch_size)
+        self.steps_per_epoch = max(1, len(data.train) // cfg.batch_size)
         if cfg.steps is not None:
             self.total_steps = cfg.steps
         else:
             assert cfg.epochs is not None  # TrainConfig gives one of the two
-            self.total_steps = cfg.epochs * steps_per_epoch
-        self.epochs = math.ceil(self.total_steps / steps_per_epoch)
+            self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.optimizer, self.scheduler = self.make_optimizer()
         # Batch order and augmentation are drawn where the data lives: no host round trips.
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         self.forward: Callable[[torch.Tensor], torch.Tensor] = (
             model if cfg.compile == "none" else torch.compile(model, mode=cfg.compile))
         self.result = TrainResult(device=str(self.device))
+        self.epoch: EpochProgress | None = None  # None: between two epochs
         # What a checkpoint must match to be resumed by this run.
         self.identity = {**(identity or {}), "total_steps": self.total_steps,
                          **{k: v for k, v in to_dict(cfg).items() if k != "device"}}
@@ -270,12 +317,22 @@ class Trainer:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.total_steps)
         return optimizer, scheduler
 
+    def safe_point(self) -> None:
+        """Between two steps: call ``on_batch``; a Ctrl-C it raises saves the run first."""
+        assert self.user_on_batch is not None
+        try:
+            self.user_on_batch()
+        except KeyboardInterrupt:
+            self.save()
+            raise
+
     def state(self) -> dict[str, Any]:
         """Plain dicts, tensors and numbers only: loadable with ``weights_only=True``."""
         return {"identity": self.identity, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "result": dataclasses.asdict(self.result)}
+                "torch_rng": torch.get_rng_state(), "result": dataclasses.asdict(self.result),
+                "epoch": None if self.epoch is None else self.epoch.state()}
 
     def save(self) -> None:
         """Write the state and its sha256 atomically to the checkpoint path (if any)."""
@@ -284,17 +341,14 @@ class Trainer:
         buffer = io.BytesIO()
         torch.save(self.state(), buffer)
         payload = buffer.getvalue()
-        with _exclusive_temp(self.checkpoint) as (f, tmp):
-            torch.save({"format": CHECKPOINT_FORMAT,
-                        "sha256": hashlib.sha256(payload).hexdigest(), "state": payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
-            os.replace(tmp, self.checkpoint)
+        write_atomically(self.checkpoint, lambda f: torch.save(
+            {"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
+             "state": payload}, f))
 
-    def restore(self) -> None:
-        """Continue from the checkpoint written by :meth:`save`; a damaged, foreign or
-        mismatched checkpoint is one clear error, never loaded."""
+    def restore(self) -> ResumePoint:
+        """Continue from the checkpoint written by :meth:`save`, inside an epoch where it was
+        taken there; a damaged, foreign or mismatched checkpoint is one clear error, never
+        loaded."""
         assert self.checkpoint is not None
         state = read_checkpoint(self.checkpoint, self.device)
         theirs = state["identity"]
@@ -308,19 +362,26 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
         self.result = TrainResult(**state["result"])
+        # Checkpoints from before mid-epoch saves hold none: they were taken between epochs.
+        self.epoch = EpochProgress(**state["epoch"]) if state.get("epoch") else None
+        return ResumePoint(self.result.epochs + 1, self.epoch.steps if self.epoch else 0,
+                           self.steps_per_epoch, self.result.steps, self.total_steps)
 
     def run_epoch(self, bar: tqdm) -> tuple[float, int]:
-        """One pass over the shuffled training split (or what is left of the step budget);
-        returns the mean loss and the images seen."""
+        """The running epoch: one pass over the shuffled training split, or what a checkpoint
+        taken inside it left (at most what is left of the step budget); returns its mean loss
+        and the images trained here."""
         cfg, data, result = self.cfg, self.data, self.result
-        losses = torch.zeros((), device=self.device)
-        seen = images = 0
+        if self.epoch is None:
+            self.epoch = EpochProgress(draw_order(data.train, self.generator),
+                                       torch.zeros((), device=self.device))
+        epoch, images = self.epoch, 0
         self.model.train()
-        for x, y in batches(data.train, cfg.batch_size, shuffle=True, generator=self.generator,
-                            drop_last=True, on_batch=self.on_batch):
+        for x, y in batches(data.train, cfg.batch_size, shuffle=True, drop_last=True,
+                            on_batch=self.on_batch, order=epoch.order, start=epoch.steps):
             if result.steps >= self.total_steps:
                 break
             x = data.normalise(augment(x, data.info.augment, self.generator))
@@ -331,37 +392,45 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
-            losses += loss.detach()
-            seen += 1
+            epoch.loss_sum += loss.detach()
+            epoch.steps += 1
             images += len(y)
             result.steps += 1
             bar.update()
             # A diverged CPU run is caught within 20 steps; on a GPU this check would stall the
             # launch queue, so there it waits for the end of the epoch.
             if self.device.type == "cpu" and result.steps % 20 == 0 and \
-                    not torch.isfinite(losses):
+                    not torch.isfinite(epoch.loss_sum):
                 break
-        return (losses / max(1, seen)).item(), images
+            if self.checkpoint_every and result.steps % self.checkpoint_every == 0:
+                self.save()
+        return (epoch.loss_sum / max(1, epoch.steps)).item(), images
 
     def end_epoch(self, epoch: int, mean_loss: float, bar: tqdm) -> bool:
-        """Record the epoch, evaluate, checkpoint, call back; False when training must stop."""
+        """Evaluate, record the epoch, checkpoint, call back; False when training must stop."""
         result = self.result
-        result.loss_curve.append(mean_loss)
-        result.epochs = epoch + 1
         if not math.isfinite(mean_loss):
+            result.loss_curve.append(mean_loss)
+            result.epochs = epoch + 1
             result.status = "diverged"
             result.message = f"training loss became {mean_loss} in epoch {epoch + 1}"
             return False
         bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.3f}", stage="evaluating")
         clock = time.perf_counter()
-        result.val_accuracy = evaluate(self.model, self.data, "val", amp=self.cfg.amp,
-                                       on_batch=self.on_batch)
+        # A Ctrl-C while evaluating saves the epoch as trained, not evaluated: the result is
+        # recorded only after.
+        accuracy = evaluate(self.model, self.data, "val", amp=self.cfg.amp,
+                            on_batch=self.on_batch)
         result.eval_seconds += time.perf_counter() - clock
-        result.val_curve.append(result.val_accuracy)
-        bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.3f}", val=f"{result.val_accuracy:.3f}")
+        result.loss_curve.append(mean_loss)
+        result.epochs = epoch + 1
+        result.val_accuracy = accuracy
+        result.val_curve.append(accuracy)
+        self.epoch = None
+        bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.3f}", val=f"{accuracy:.3f}")
         self.save()
         if self.on_epoch is not None:
-            self.on_epoch(epoch + 1, result.val_accuracy)
+            self.on_epoch(epoch + 1, accuracy)
         return True
 
     def finish(self, images: int, elapsed: float, training: float,

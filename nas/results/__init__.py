@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from .dashboard.notes import attach_plots
     from .dashboard.server import serve
     from .depth import depth_figure, depth_summary, depth_table
-    from .export import trial_spec
+    from .export import Choice, trial_spec
     from .fidelity import FidelityReport, fidelity_report, study_time, write_fidelity
     from .proxies_report import load_batch, proxy_report, score_patterns, write_proxies
     from .report import figures, publish_study, write_png, write_report
@@ -40,7 +40,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "write_replay": ".bench_report", "zero_cost_table": ".bench_report",
     "attach_plots": ".dashboard.notes", "serve": ".dashboard.server",
     "depth_figure": ".depth", "depth_summary": ".depth", "depth_table": ".depth",
-    "trial_spec": ".export",
+    "Choice": ".export", "trial_spec": ".export",
     "FidelityReport": ".fidelity", "fidelity_report": ".fidelity", "study_time": ".fidelity",
     "write_fidelity": ".fidelity",
     "load_batch": ".proxies_report", "proxy_report": ".proxies_report",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 import optuna
@@ -12,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..engine.spec import PatternSpec
 from ..errors import UserError
-from ..search.experiment.evidence import Confirmed, Evidence
+from ..search.experiment.evidence import Confirmed, Evidence, Pick, answer
 from ..search.experiment.study import best_trial, study_evidence
 from ..search.record import TrialRecord
 from ..search.storage.backends import read_study
@@ -24,9 +25,18 @@ class Exported:
     note: str              # one line: what the choice rests on
 
 
-def trial_spec(name: str, storage_url: str, number: int | None = None) -> Exported:
-    """The pattern spec of trial ``number``; without one, of the confirmed pattern with the best
-    mean, or (when nothing is confirmed) of the best single run."""
+class Choice(StrEnum):
+    """Which confirmed pattern `skipnas export` writes (`--pattern`)."""
+    WINNER = "winner"                  # the best confirmed mean
+    BEST_TEMPLATE = "best-template"    # the confirmed template with the best mean
+    ANSWER = "answer"                  # the pattern the answer says to train
+
+
+def trial_spec(name: str, storage_url: str, number: int | None = None,
+               choice: Choice = Choice.WINNER) -> Exported:
+    """The pattern spec of trial ``number``; without one, of the confirmed pattern ``choice``
+    names, or (when nothing is confirmed) of the best single run. The note ends with which
+    pattern to train."""
     study = read_study(name, storage_url)
     if number is not None:
         trial = _completed(study, number)
@@ -34,8 +44,20 @@ def trial_spec(name: str, storage_url: str, number: int | None = None) -> Export
         return Exported(spec, f"trial {number} as asked: one run, accuracy "
                               f"{trial.values[0]:.4f}")
     ev = study_evidence(study)
+    said = answer(ev)
+    template = next((c for c in ev.confirmed if c.label != "search"), None)
+    if choice == Choice.BEST_TEMPLATE and template is None:
+        raise UserError(f"study {name!r} has no confirmed template to export "
+                        f"(`skipnas confirm CONFIG` confirms the templates it trained)")
+    if choice == Choice.BEST_TEMPLATE or (choice == Choice.ANSWER and
+                                          said.pick == Pick.TEMPLATE and template is not None):
+        assert template is not None
+        return _confirmed(study, name, ev, template, said.sentence)
+    if choice == Choice.ANSWER and said.pick == Pick.SEARCHED:
+        searched = next(c for c in ev.confirmed if c.hash == said.hash)
+        return _confirmed(study, name, ev, searched, said.sentence)
     if ev.winner is not None:
-        return _confirmed(study, name, ev, ev.winner)
+        return _confirmed(study, name, ev, ev.winner, said.sentence)
     best = best_trial(study)
     if best is None:
         raise UserError(f"study {name!r} has no completed trial to export")
@@ -45,10 +67,11 @@ def trial_spec(name: str, storage_url: str, number: int | None = None) -> Export
             f"confirm CONFIG` finishes them" if ev.confirm_pending else
             "`skipnas confirm CONFIG` re-trains the top patterns and log with more seeds")
     return Exported(spec, f"the pick is a single unconfirmed run (trial {best.number}, accuracy "
-                          f"{best.values[0]:.4f}{se}); {then}")
+                          f"{best.values[0]:.4f}{se}); {then}\nanswer: {said.sentence}")
 
 
-def _confirmed(study: optuna.Study, name: str, ev: Evidence, w: Confirmed) -> Exported:
+def _confirmed(study: optuna.Study, name: str, ev: Evidence, w: Confirmed,
+               said: str) -> Exported:
     m = w.mean
     confirmed: dict[str, Any] = {
         "mean": m.mean.value, **m.mean.ci_json(), "std": m.std, "seeds": m.n,
@@ -66,7 +89,7 @@ def _confirmed(study: optuna.Study, name: str, ev: Evidence, w: Confirmed) -> Ex
     vs = "" if w.vs_log is None else \
         f"; vs log {w.vs_log.diff.value:+.4f} {w.vs_log.diff.interval('+.4f')}"
     return Exported(spec, f"confirmed: {w.name}, mean {m.mean.value:.4f} "
-                          f"{m.mean.interval('.4f')} over {m.n} seeds{vs}")
+                          f"{m.mean.interval('.4f')} over {m.n} seeds{vs}\nanswer: {said}")
 
 
 def _completed(study: optuna.Study, number: int) -> FrozenTrial:

@@ -5,6 +5,7 @@ import html
 import json
 import math
 import textwrap
+from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,7 +25,7 @@ from search_spaces import (
 from ..engine.spec import PatternSpec
 from ..errors import UserError
 from ..search.config import VAL_ACCURACY, Fidelity, search_fidelity, stored_config
-from ..search.experiment.evidence import Evidence
+from ..search.experiment.evidence import Evidence, answer
 from ..search.experiment.study import study_evidence
 from ..search.record import TrialRecord, TrialRow
 from ..stats import spearman, thin
@@ -236,12 +237,19 @@ def _pattern_figures(study: optuna.Study, rows: list[TrialRow]) -> list[Figure]:
         best = patterns[0]
         trained = [r.template for r in rows if r.template in TEMPLATES]
         for name in list(dict.fromkeys(["log", *trained]))[:TEMPLATE_HEATMAPS]:
-            runs = [r.accuracy for r in rows if r.template == name]
-            accuracy = (f"accuracy {np.mean(runs):.4f} over {len(runs)} seeds" if runs
-                        else "not trained in this study")
-            figs.append(Figure(f"{name}-pattern", f"{name} pattern", _heatmap(
-                template_pattern(name, best.stages, style=best.style),
-                f"{name} template: {accuracy}")))
+            # The pattern its runs trained (at the study's budget, not the template's own K),
+            # the most-run one where runs differ (styles, budget modes), and those runs only.
+            by_hash = Counter(r.hash for r in rows if r.template == name)
+            if by_hash:
+                hash_ = by_hash.most_common(1)[0][0]
+                runs = [r for r in rows if r.template == name and r.hash == hash_]
+                pattern = PatternSpec.from_dict(specs[runs[0].trial]).pattern
+                title = (f"{name} template as trained: accuracy "
+                         f"{np.mean([r.accuracy for r in runs]):.4f} over {len(runs)} seeds")
+            else:
+                pattern = template_pattern(name, best.stages, style=best.style)
+                title = f"{name} template: not trained in this study"
+            figs.append(Figure(f"{name}-pattern", f"{name} pattern", _heatmap(pattern, title)))
     return figs
 
 
@@ -267,10 +275,11 @@ def write_report(study: optuna.Study, out: str | Path, principle: PrincipleTest 
     searched_at = search_fidelity(study)
     fidelity = searched_at.describe() if searched_at else "the study's brief training"
     dataset = (stored_config(study) or {}).get("data", {}).get("name", "")
-    answer = "" if principle is None else (
-        "<h2>The answer</h2>" + "".join(f"<p>{html.escape(line)}</p>"
-                                        for line in verdict(principle, ev, fidelity, dataset)))
-    summary = answer + ("<h2>How far the numbers can be trusted</h2><ul>"
+    principle_text = "" if principle is None else (
+        "<h2>The principle in this study</h2>" + "".join(
+            f"<p>{html.escape(line)}</p>" for line in verdict(principle, ev, fidelity, dataset)))
+    summary = (f"<h2>Which pattern to train</h2><p>{html.escape(answer(ev).sentence)}</p>"
+               + principle_text + "<h2>How far the numbers can be trusted</h2><ul>"
                + "".join(f"<li>{html.escape(line)}</li>" for line in evidence_lines(ev))
                + "</ul>")
     if ev.confirmed:

@@ -1,6 +1,7 @@
 """Search: study configs and the trial record, storages, studies and their experiments (confirm,
-fidelity, benchmarks), workers, and samplers. The names below are the public surface (what the
-CLI and users import); each is imported on first use."""
+fidelity, benchmarks), workers (skipnas' own, or a user's objective: `suggest_pattern`,
+`record_trial`), and samplers. The names below are the public surface (what the CLI and users
+import); each is imported on first use."""
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
@@ -8,6 +9,7 @@ from .._lazy import lazy_exports
 if TYPE_CHECKING:  # the same names, for type checkers
     from ._optuna.api import experimental_ok, live_trial, study_id, trial_id
     from .config import StudyConfig, check_config, config_from_dict, load_config
+    from .execution.native import record_trial, suggest_pattern
     from .execution.objective import Objective
     from .execution.worker import WorkerReport, auto_workers, run_worker, run_workers
     from .experiment.bench import (
@@ -19,7 +21,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
         write_patterns,
     )
     from .experiment.confirm import start_confirm
-    from .experiment.evidence import describe_best, describe_noise, describe_winner
+    from .experiment.evidence import answer, describe_best, describe_noise, describe_winner
     from .experiment.fidelity import (
         calibration_config,
         check_fidelity_config,
@@ -49,6 +51,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "trial_id": "._optuna.api",
     "StudyConfig": ".config", "load_config": ".config", "config_from_dict": ".config",
     "check_config": ".config",
+    "record_trial": ".execution.native", "suggest_pattern": ".execution.native",
     "Objective": ".execution.objective",
     "WorkerReport": ".execution.worker", "auto_workers": ".execution.worker",
     "run_worker": ".execution.worker", "run_workers": ".execution.worker",
@@ -56,7 +59,8 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "build_bench": ".experiment.bench", "load_bench": ".experiment.bench",
     "strategy_config": ".experiment.bench", "write_patterns": ".experiment.bench",
     "start_confirm": ".experiment.confirm",
-    "describe_best": ".experiment.evidence", "describe_noise": ".experiment.evidence",
+    "answer": ".experiment.evidence", "describe_best": ".experiment.evidence",
+    "describe_noise": ".experiment.evidence",
     "describe_winner": ".experiment.evidence",
     "calibration_config": ".experiment.fidelity", "check_fidelity_config": ".experiment.fidelity",
     "fidelity_patterns": ".experiment.fidelity", "fidelity_slots": ".experiment.fidelity",

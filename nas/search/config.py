@@ -22,7 +22,6 @@ from search_spaces import (
 )
 
 from ..engine.configs import ArchConfig, DataConfig, TrainConfig
-from ..engine.datasets import DATASETS
 from ..engine.memory import check_fits, log_connections, machine_memory
 from ..errors import ConfigError, UserError
 from ..settings import from_dict, require, to_dict
@@ -353,7 +352,8 @@ class StudyConfig:
     def confirm_plan(self) -> str:
         """What `skipnas confirm` trains, in words."""
         c = self.confirm
-        return (f"top {c.top} search patterns and {', '.join(c.baselines) or 'no template'}, "
+        templates = dict.fromkeys((*c.baselines, *self.baselines.templates))
+        return (f"top {c.top} search patterns and {', '.join(templates) or 'no template'}, "
                 f"{c.seeds} seeds each, at {self.confirm_fidelity.describe()}")
 
     def at_fidelity(self, fidelity: Fidelity) -> tuple[DataConfig, TrainConfig]:
@@ -385,25 +385,27 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> StudyConfig:
                 raise UserError(f"architecture.{key}: set by the dataset, not the config")
         cfg = from_dict(StudyConfig, _with_data_shape(raw))
         cfg.search_space.build()  # budget feasibility, before anything runs
-        try:
-            cfg.data.check_root()
-        except UserError as e:
-            raise UserError(f"data.{e}") from None
         return cfg
     except UserError as e:
         raise ConfigError(f"{where}: {e}") from None
 
 
 def _with_data_shape(raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` with the network's input shape and classes taken from its dataset (a bad data
-    section is left for DataConfig to report)."""
-    data, arch = raw.get("data", {}), raw.get("architecture", {})
-    if not isinstance(data, dict) or not isinstance(arch, dict):
+    """``raw`` with the network's input shape and classes taken from its dataset: the user's
+    own data is read for them, so bad data is refused here (a bad data section is left for
+    ``from_dict`` to report)."""
+    arch = raw.get("architecture", {})
+    try:
+        data = from_dict(DataConfig, raw.get("data", {}), "data")
+    except UserError:
         return raw
-    name = data.get("name", DataConfig.name)
-    if not isinstance(name, str) or name not in DATASETS:
+    if not isinstance(arch, dict):
         return raw
-    info = DATASETS[name]
+    try:
+        data.check_root()
+    except UserError as e:
+        raise UserError(f"data.{e}") from None
+    info = data.info
     return {**raw, "architecture": {**arch, "input_shape": list(info.input_shape),
                                     "num_classes": info.num_classes}}
 
@@ -433,7 +435,8 @@ CONFIG_ATTR = "config"  # the study user attr that holds config_summary()
 PER_MACHINE = ("training.device", "training.compile", "training.threads", "data.root")
 PER_RUN = ("fidelity.target",)
 # Keys added to the stored config after studies were made, with the value those studies ran.
-ADDED_LATER = {"sampler.score": "-mean_distance"}
+ADDED_LATER = {"sampler.score": "-mean_distance", "data.image_size": None,
+               "architecture.stem": "conv"}
 
 
 def check_config(study: optuna.Study, cfg: StudyConfig) -> None:
@@ -481,9 +484,10 @@ def study_style(study: optuna.Study) -> str:
 
 
 def search_fidelity(study: optuna.Study) -> Fidelity | None:
-    """The fidelity the study searches at, from its stored config (None: not stored)."""
+    """The fidelity the study searches at, from its stored config (None: not stored, or a
+    study filled by a user's own objective, whose config holds its search space only)."""
     stored = stored_config(study)
-    if stored is None:
+    if stored is None or "training" not in stored:
         return None
     data, training = stored["data"], stored["training"]
     return Fidelity(training.get("epochs"), training.get("steps"), data.get("train_size"),

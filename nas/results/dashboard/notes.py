@@ -9,6 +9,7 @@ from typing import Any
 
 from ...search import live_trial, trial_id
 from ...search.config import stored_config
+from ...search.experiment.evidence import answer
 from ...search.experiment.study import study_evidence
 from ...search.storage.backends import load_study
 from ..analysis import evidence_lines
@@ -63,7 +64,8 @@ def attach_plots(name: str, storage_url: str) -> bool:
                   f"**Pattern** {row.hash}: {row.offsets}.\n\n"
                   + ", ".join(f"{k} {v:g}" for k, v in row.values.items()))
     config = stored_config(study)
-    save_note(study, "## How far the numbers can be trusted\n\n"
+    save_note(study, f"## Which pattern to train\n\n{plain_markdown(answer(ev).sentence)}\n\n"
+                     "## How far the numbers can be trusted\n\n"
               + "".join(f"- {line}\n" for line in evidence_lines(ev))
               + (f"\n## Best pattern\n\ntrial {rows[0].trial}: {rows[0].offsets}\n"
                  if rows else "")

@@ -88,7 +88,7 @@ class Objective:
                     "block_output": slot.output} if slot.baseline else {}
         spec = make_spec(pattern, self.cfg.architecture,
                          origin={"study": self.cfg.name, "trial": trial.number, "seed": seed,
-                                 **template})
+                                 "dataset": self.cfg.data.name, **template})
         cpu = {"threads": self.threads} if self.device.type == "cpu" and self.threads else {}
         record(trial, spec=spec.to_dict(), hash=pattern.hash, seed=seed, device=str(self.device),
                style=pattern.style, **cpu, **spec.metrics)

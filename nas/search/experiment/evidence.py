@@ -12,19 +12,33 @@ import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ...stats import Difference, MeanCI, mean_ci, pooled_std, spearman, welch_difference
+from ...stats import (
+    Difference,
+    Estimate,
+    MeanCI,
+    blocked_design,
+    cross_fit_lead,
+    holm,
+    holm_levels,
+    mean_ci,
+    pooled_std,
+    spearman,
+    welch_difference,
+)
 from ..config import Fidelity
 from ..record import SlotKind, TrialRecord
 
 MIN_RANK_PATTERNS = 5  # patterns with two seeds needed for a seed-to-seed rank correlation
 SEARCH_KINDS = (SlotKind.SEARCH, SlotKind.NOISE, SlotKind.BASELINE, SlotKind.BENCH)
 REFERENCE = "log"      # the confirmed template every pattern is compared with
+MIN_INTERVAL_SEEDS = 3  # a mean over fewer seeds gets no interval in words (t(1) spans ~all)
 
 
 class Run(NamedTuple):  # a tuple, not a frozen dataclass: status builds one per trial (100k)
@@ -154,6 +168,11 @@ class Evidence:
         return self.confirmed[0] if self.confirmed else None
 
     @property
+    def selection(self) -> "Selection | None":
+        """The confirmed patterns compared with seeds as blocks (:func:`selection_of`)."""
+        return selection_of(self.confirmed)
+
+    @property
     def curse(self) -> "Curse | None":
         """The winner's curse of the pick a single run would have made (the confirmed search
         pattern of best brief accuracy); None before a search pattern is confirmed."""
@@ -272,8 +291,130 @@ def confirmed_patterns(search: list[Run], confirm: list[Run]) -> tuple[Confirmed
             vs_log = welch_difference(accuracies, log_runs)
             adjusted = welch_difference(accuracies, log_runs, 1 - 0.05 / compared)
         out.append(Confirmed(first.label, hash_, first.number, first.repeat_of, chosen_by,
-                             accuracies, mean_ci(accuracies), vs_log, adjusted))
+                             accuracies, mean_ci(accuracies, (0.0, 1.0)), vs_log, adjusted))
     return tuple(sorted(out, key=lambda c: -c.mean.mean.value))
+
+
+@dataclass(frozen=True)
+class Versus:
+    """The best searched pattern against one confirmed template, paired by seed with the
+    pooled variance, and Holm-adjusted over the templates compared."""
+    template: str
+    diff: Difference               # 95%, unadjusted
+    p_value: float
+    holm: Estimate                 # the interval at Holm's level for this comparison
+    holm_p: float
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The confirmed patterns as a patterns x seeds block design: whether they differ at all
+    (the omnibus F test), the best searched pattern against every confirmed template, and its
+    lead over the best template with and without the winner's selection bias."""
+    searched: str                  # the best searched pattern's name
+    residual_std: float            # pooled over every confirmed pattern
+    df: int
+    omnibus_p: float               # F test: do the confirmed patterns differ at all?
+    versus: tuple[Versus, ...]     # best template first (by confirmed mean)
+    naive_lead: float              # best searched minus best template, on every seed
+    cross_fit_lead: float          # both picked on half the seeds, measured on the other
+
+
+def selection_of(confirmed: Sequence[Confirmed]) -> Selection | None:
+    """:class:`Selection` of confirmed patterns that share their seeds (every confirmed
+    pattern holds every confirm seed); None without both a searched pattern and a template,
+    or with fewer than two seeds."""
+    searched = [i for i, c in enumerate(confirmed) if c.label == "search"]
+    templates = [i for i, c in enumerate(confirmed) if c.label != "search"]
+    seeds = {len(c.accuracies) for c in confirmed}
+    if not searched or not templates or len(seeds) != 1 or seeds.pop() < 2:
+        return None
+    table = np.array([c.accuracies for c in confirmed])
+    design = blocked_design(table)
+    best = max(searched, key=lambda i: design.means[i])
+    ranked = sorted(templates, key=lambda i: -design.means[i])
+    p_values = [design.p_difference(best, t) for t in ranked]
+    versus = tuple(
+        Versus(confirmed[t].label, design.difference(best, t), p,
+               design.difference(best, t, level).diff, adjusted)
+        for t, p, level, adjusted in zip(ranked, p_values, holm_levels(p_values),
+                                         holm(p_values)))
+    return Selection(confirmed[best].name, design.residual_std, design.df, design.p_value,
+                     versus, float(design.means[best] - design.means[ranked[0]]),
+                     cross_fit_lead(table, searched, templates))
+
+
+class Pick(StrEnum):
+    """What the answer to "which pattern should I train?" rests on."""
+    NONE = "none"                  # no completed trial
+    SINGLE_RUN = "single run"      # the best single run: nothing confirmed
+    SEARCHED = "searched"          # a searched pattern ahead of every confirmed template
+    TEMPLATE = "template"          # a template: no searched pattern separated from it
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Which pattern to train, and the sentence that says why."""
+    pick: Pick
+    name: str                      # "trial N" or the template's name ("" for NONE)
+    hash: str
+    sentence: str
+
+
+def answer(ev: Evidence) -> Answer:
+    """Which pattern to train: the best confirmed searched pattern when it is ahead of the best
+    confirmed template once corrected for picking the best of the confirmed patterns, else
+    that template (as good as far as the seeds tell, and simpler to describe); before a
+    confirm stage, the best single run, said to be unconfirmed."""
+    if ev.winner is None:
+        if ev.best is None:
+            return Answer(Pick.NONE, "", "", "Nothing to train yet: no trial has completed.")
+        b = ev.best
+        then = ("its confirm trials are still running" if ev.confirm_pending else
+                "`skipnas confirm CONFIG` re-trains the top patterns and the templates with "
+                "more seeds")
+        return Answer(Pick.SINGLE_RUN, f"trial {b.number}", b.hash,
+                      f"Train trial {b.number}'s pattern ({b.hash}) for now: it is the best "
+                      f"single run ({b.accuracy:.4f}), unconfirmed; {then}.")
+    templates = [c for c in ev.confirmed if c.label != "search"]   # best mean first
+    searched = [c for c in ev.confirmed if c.label == "search"]
+    if not templates:
+        w = ev.winner
+        return Answer(Pick.SEARCHED, w.name, w.hash,
+                      f"Train {w.name}'s pattern ({w.hash}): the best confirmed mean "
+                      f"({w.mean.mean.value:.4f} over {w.mean.n} seeds); no template was "
+                      f"confirmed beside it, so nothing says a template would do as well.")
+    t = templates[0]
+    if not searched or searched[0].mean.mean.value <= t.mean.mean.value:
+        ahead = "" if not searched else \
+            f" (the best searched pattern, {searched[0].name}, scored " \
+            f"{searched[0].mean.mean.value:.4f})"
+        return Answer(Pick.TEMPLATE, t.label, t.hash,
+                      f"Train the {t.label} template: no searched pattern has a higher "
+                      f"confirmed mean than its {t.mean.mean.value:.4f} over {t.mean.n} "
+                      f"seeds{ahead}.")
+    s, sel = searched[0], ev.selection
+    if sel is None:   # fewer than two shared seeds: no interval to judge the lead by
+        return Answer(Pick.TEMPLATE, t.label, t.hash,
+                      f"Train the {t.label} template: the best searched pattern, {s.name}, "
+                      f"scored {s.mean.mean.value - t.mean.mean.value:+.4f} more, on too few "
+                      f"shared seeds for an interval; confirm with more seeds.")
+    v = sel.versus[0]
+    how = (f"seeds paired, the variance pooled over the {len(ev.confirmed)} confirmed "
+           f"patterns ({sel.df} df), Holm over the {len(sel.versus)} templates")
+    lead = f"{v.diff.diff.value:+.4f} {v.holm.interval('+.4f')} ({how})"
+    if v.holm.low > 0:
+        return Answer(Pick.SEARCHED, s.name, s.hash,
+                      f"Train {s.name}'s pattern ({s.hash}): it is ahead of the best template, "
+                      f"{t.label}, by {lead}; picked and measured on separate halves of the "
+                      f"seeds its lead is {sel.cross_fit_lead:+.4f}.")
+    differ = "" if not sel.omnibus_p >= 0.05 else \
+        f"; the confirmed patterns do not differ detectably at all (F test, p = " \
+        f"{sel.omnibus_p:.2f})"
+    return Answer(Pick.TEMPLATE, t.label, t.hash,
+                  f"Train the {t.label} template: the best searched pattern, {s.name}, is "
+                  f"ahead by {lead}, not separated from it{differ}; the template is as good "
+                  f"as far as {t.mean.n} seeds tell, and simpler to describe.")
 
 
 def describe_best(ev: Evidence) -> str:
@@ -326,8 +467,10 @@ def describe_winner(ev: Evidence) -> str:
             return f"confirmed: none ({short})"
         return "confirmed: none (run `skipnas confirm CONFIG`)"
     m = w.mean
-    line = (f"confirmed best: {w.name} (pattern {w.hash}) {m.mean.value:.4f} "
-            f"{m.mean.interval('.4f')} over {m.n} seeds")
+    shown = m.mean.interval(".4f") if m.n >= MIN_INTERVAL_SEEDS else \
+        "(too few seeds for an interval)"
+    line = f"confirmed best: {w.name} (pattern {w.hash}) {m.mean.value:.4f} {shown} over " \
+           f"{m.n} seeds"
     if w.vs_log is not None and w.vs_log_adjusted is not None:
         d, a = w.vs_log.diff, w.vs_log_adjusted.diff
         line += f"; vs log {d.value:+.4f} {d.interval('+.4f')}"

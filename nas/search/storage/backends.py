@@ -8,6 +8,7 @@ one locked step (:mod:`.sqlite`). Passwords in URLs never reach output (:mod:`.u
 """
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Collection
 from typing import Any
@@ -108,15 +109,23 @@ def load_study(name: str, storage_url: str, **study_kwargs: Any) -> optuna.Study
     if storage_url.startswith("sqlite:///"):
         path = sqlite_path(storage_url)
         if not path.is_file():
-            raise UserError(f"no study {name!r}: storage file {path} does not exist")
+            near = _did_you_mean(path.stem, [p.stem for p in path.parent.glob("*.db")])
+            raise UserError(f"no study {name!r}: storage file {path} does not exist{near}")
     storage = open_storage(storage_url)
     try:
         return optuna.load_study(study_name=name, storage=storage, **study_kwargs)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise UserError(f"no study {name!r} in {mask_url(storage_url)}"
-                        + (f" (it holds: {', '.join(names)})" if names else " (it is empty)")
-                        + "; create it with `skipnas study start CONFIG`") from None
+        held = f" (it holds: {', '.join(names[:20])}{', ...' if len(names) > 20 else ''})" \
+            if names else " (it is empty)"
+        raise UserError(f"no study {name!r} in {mask_url(storage_url)}{held}"
+                        f"{_did_you_mean(name, names)}; create it with `skipnas study start "
+                        f"CONFIG`") from None
+
+
+def _did_you_mean(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def load_snapshot(name: str, storage_url: str, params: bool = True,
