@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import statistics
 import sys
@@ -349,7 +350,8 @@ def _study_ref(args: argparse.Namespace) -> tuple[str, str]:
     or a study name (in --storage, else its default SQLite file)."""
     from .search import check_name, default_storage_url, load_config
 
-    if args.name.endswith(".toml") or Path(args.name).is_file():
+    # A config is a .toml file or a path; a study name has neither (check_name says so).
+    if args.name.endswith(".toml") or os.sep in args.name:
         cfg = load_config(args.name)
         return cfg.name, args.storage or cfg.storage_url
     check_name(args.name)  # a name, never a path: it also names files
