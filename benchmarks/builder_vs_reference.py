@@ -18,8 +18,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import activation_mb, cuda_peak_mb, interleaved_step_seconds  # noqa: E402
 
-from nas.engine.configs import ArchConfig  # noqa: E402
 from nas.engine.model import PatternNet, count_params  # noqa: E402
+from nas.engine.run_config import ArchConfig  # noqa: E402
 from search_spaces import template_pattern  # noqa: E402
 
 

@@ -15,8 +15,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import activation_mb, step_seconds  # noqa: E402
 
-from nas.engine.configs import ArchConfig  # noqa: E402
 from nas.engine.model import PatternNet  # noqa: E402
+from nas.engine.run_config import ArchConfig  # noqa: E402
 from search_spaces import template_pattern  # noqa: E402
 
 

@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import step_seconds  # noqa: E402
 
-from nas.engine.configs import ArchConfig, DataConfig, TrainConfig  # noqa: E402
 from nas.engine.datasets import DATASETS, DatasetInfo  # noqa: E402
 from nas.engine.model import build_model  # noqa: E402
+from nas.engine.run_config import ArchConfig, DataConfig, TrainConfig  # noqa: E402
 from nas.engine.spec import make_spec  # noqa: E402
 from nas.engine.train import cpu_has_bf16, resolve_device, train  # noqa: E402
 from search_spaces import template_pattern  # noqa: E402

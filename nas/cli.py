@@ -13,15 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .engine.configs import COMPILE_MODES
+from .engine.run_config import COMPILE_MODES
 from .errors import USER_ERRORS, UserError
 from .interrupts import Terminated, terminate
-from .tables import format_table
+from .text_tables import format_table
 
 if TYPE_CHECKING:
     import optuna
 
-    from .engine.configs import DataConfig
+    from .engine.run_config import DataConfig
     from .engine.spec import PatternSpec
     from .results import FidelityReport
     from .search import Bench, StudyConfig, StudyStatus, WorkerReport
@@ -53,8 +53,8 @@ ARCH_FLAGS = ("growth", "bottleneck", "compression", "stem", "stem_stride", "mem
 
 def cmd_train(args: argparse.Namespace) -> None:
     from . import interrupts
-    from .engine.configs import DataConfig, TrainConfig
     from .engine.handoff import Normalisation, RunFolder, as_trained, export_program, save_weights
+    from .engine.run_config import DataConfig, TrainConfig
     from .engine.train import ResumePoint, check_writable, resolve_device, train
 
     data_cfg = DataConfig(name=args.dataset, root=args.data_dir or "",
@@ -119,7 +119,7 @@ def _spec_to_train(args: argparse.Namespace, data_cfg: "DataConfig") -> "Pattern
     stderr), or the --template pattern in a network of those flags."""
     from search_spaces import DEFAULT_STYLE, template_pattern
 
-    from .engine.configs import ArchConfig
+    from .engine.run_config import ArchConfig
     from .engine.spec import PatternSpec, check_measured, make_spec
     from .engine.stems import default_stem
 

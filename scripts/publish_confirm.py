@@ -15,7 +15,7 @@ from nas.search.config import load_config
 from nas.search.experiment.evidence import Evidence
 from nas.search.storage.backends import load_study
 from nas.stats import spearman
-from nas.tables import markdown_table
+from nas.text_tables import markdown_table
 
 
 def top_overlap(ev: Evidence, k: int) -> int:

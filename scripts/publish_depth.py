@@ -16,7 +16,7 @@ from nas.results.analysis import correlation_table, template_table
 from nas.results.depth import depth_figure, depth_summary, depth_table
 from nas.results.report import publish_study, write_png
 from nas.search.storage.backends import load_study
-from nas.tables import markdown_table
+from nas.text_tables import markdown_table
 
 
 def main(storage: str, out_dir: str, *names: str) -> None:

@@ -10,7 +10,7 @@ import sys
 from nas.results.analysis import correlation_table, template_table
 from nas.results.report import publish_study
 from nas.search.storage.backends import load_study
-from nas.tables import markdown_table
+from nas.text_tables import markdown_table
 
 
 def main(name: str, storage: str, out: str) -> None:

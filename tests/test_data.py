@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from nas.engine.configs import DataConfig
-from nas.engine.data import augment, batches, load_data
+from nas.engine.loader import augment, batches, load_data
 from nas.engine.datasets import DATASETS
+from nas.engine.run_config import DataConfig
 from nas.errors import DataError, UserError
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -184,7 +184,7 @@ def test_augment_crop_and_flip_are_shifts_of_the_image():
 
 
 def test_batches_cover_the_split_once():
-    from nas.engine.data import Split
+    from nas.engine.loader import Split
     split = Split(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10))
     seen = torch.cat([y for _, y in batches(split, 3, shuffle=True,
                                             generator=torch.Generator().manual_seed(0))])

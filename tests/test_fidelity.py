@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from scipy import stats
 
 from nas.errors import ConfigError, UserError
-from nas.results.fidelity import (
+from nas.results.fidelity_summary import (
     FidelityReport,
     fidelity_figure,
     fidelity_report,
@@ -199,7 +199,7 @@ def test_the_report_of_a_fixed_table_matches_hand_computed_statistics():
 
 
 def _level(name: str, rho: float, seconds: float):
-    from nas.results.fidelity import LevelResult
+    from nas.results.fidelity_summary import LevelResult
     from nas.stats import Estimate
     return LevelResult(name, name, 2, seconds, 0.8, 0.01, 0.01, 0.5, 0.6,
                        Estimate(rho, rho - 0.1, rho + 0.1), Estimate(rho, rho, rho))

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nas.cli import main
-from nas.engine.configs import ArchConfig
+from nas.engine.run_config import ArchConfig
 from nas.engine.spec import PatternSpec, make_spec
 from nas.errors import SpecError
 from search_spaces import template_pattern

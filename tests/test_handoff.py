@@ -12,8 +12,8 @@ import torch
 import nas
 from nas import interrupts
 from nas.cli import main
-from nas.engine.configs import ArchConfig, DataConfig, TrainConfig
 from nas.engine.model import count_params
+from nas.engine.run_config import ArchConfig, DataConfig, TrainConfig
 from nas.engine.spec import PatternSpec, check_measured, make_spec
 from nas.engine.stems import STEMS, default_stem
 from nas.engine.train import read_checkpoint, train

@@ -10,7 +10,7 @@ import torch
 from optuna.trial import TrialState
 
 from nas import interrupts
-from nas.engine.data import Split, batches
+from nas.engine.loader import Split, batches
 from nas.search.execution.worker import run_worker
 from nas.search.experiment.study import create_study
 from nas.search.record import TrialRecord

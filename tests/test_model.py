@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from nas.engine.configs import ArchConfig
 from nas.engine.model import DenseLayer, PatternNet, build_model, count_flops, count_params
+from nas.engine.run_config import ArchConfig
 from nas.engine.spec import make_spec
 from nas.errors import UserError
 from search_spaces import (

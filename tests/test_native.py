@@ -4,7 +4,7 @@ import pytest
 from optuna.trial import FixedTrial
 
 import nas
-from nas.engine.configs import ArchConfig
+from nas.engine.run_config import ArchConfig
 from nas.engine.spec import make_spec
 from nas.errors import UserError
 from nas.results.export import trial_spec

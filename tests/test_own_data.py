@@ -12,8 +12,8 @@ from PIL import Image
 
 import nas.engine.datasets as datasets
 from nas.cli import main
-from nas.engine.configs import DataConfig
 from nas.engine.datasets import DatasetInfo, cache_path, read_folder, read_npz
+from nas.engine.run_config import DataConfig
 from nas.errors import ConfigError, DataError, UserError
 from nas.search.config import config_from_dict
 from tests.testing import image_folder, run_cli, tiny_raw, write_toml

@@ -11,7 +11,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nas.cli import main
-from nas.engine.configs import ArchConfig
 from nas.engine.model import build_model
 from nas.engine.proxies import (
     JACOB_COV_K,
@@ -24,6 +23,7 @@ from nas.engine.proxies import (
     snip,
     synflow,
 )
+from nas.engine.run_config import ArchConfig
 from nas.engine.spec import make_spec
 from nas.errors import UserError
 from nas.results.proxies_report import SIGN_NOTE, combined_score, zscore

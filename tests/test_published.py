@@ -292,7 +292,7 @@ def assert_same(got, want, where="summary"):
 def test_the_depth_summary_is_that_of_the_analyses(depth):
     from nas.results.analysis import PrincipleTest
     from nas.results.depth import DepthSummary, depth_summary, depth_table
-    from nas.tables import markdown_table
+    from nas.text_tables import markdown_table
 
     results, summary, readme = depth
     one_block = [PrincipleTest.from_json(r) for r in results.values() if len(r["layers"]) == 1]
@@ -304,7 +304,7 @@ def test_the_depth_summary_is_that_of_the_analyses(depth):
 
 def test_the_readme_template_tables_are_the_analyses(depth):
     from nas.results.analysis import PrincipleTest, template_table
-    from nas.tables import markdown_table
+    from nas.text_tables import markdown_table
 
     results, _, readme = depth
     for result in results.values():
@@ -356,7 +356,7 @@ def test_the_confirm_result_is_its_config_and_its_storage(confirmed):
 def test_the_confirm_readme_numbers_are_the_evidence(confirmed):
     from nas.results.analysis import confirmed_table, evidence_lines
     from nas.stats import spearman
-    from nas.tables import markdown_table
+    from nas.text_tables import markdown_table
 
     _, ev, readme = confirmed
     assert markdown_table(*confirmed_table(ev)) in readme
@@ -504,7 +504,7 @@ def test_fidelity_readme_numbers_match_the_study():
     import optuna
 
     from nas.results.analysis import FULL_TRAINING_ACCURACY
-    from nas.results.fidelity import fidelity_report
+    from nas.results.fidelity_summary import fidelity_report
     from nas.search.experiment.fidelity import fidelity_table
     from nas.stats import spearman
 

@@ -19,7 +19,7 @@ import pytest
 from nas.engine.spec import PatternSpec
 from nas.results.analysis import SIGNIFICANT, analyze
 from nas.results.dashboard.notes import ATTACHED
-from nas.results.features import FEATURES_SUFFIX
+from nas.results.feature_study import FEATURES_SUFFIX
 from nas.results.report import figures, write_report
 from nas.search._optuna.api import study_system_attrs
 from nas.search.config import config_from_dict
@@ -326,7 +326,7 @@ def test_the_importance_card_reads_the_features_study_while_it_exists(study_cfg,
 def test_the_dashboard_never_replaces_a_users_study_named_like_its_features_study(study_cfg,
                                                                                    tmp_path):
     from nas.errors import UserError
-    from nas.results.features import features_study
+    from nas.results.feature_study import features_study
 
     url = f"sqlite:///{tmp_path}/mine.db"
     study = load_study("rep", study_cfg.storage_url)
@@ -372,7 +372,7 @@ def test_the_dashboard_answer_the_best_trial_filter_rewrites_keeps_its_shape():
     from optuna_dashboard import save_plotly_graph_object, wsgi
 
     from nas.results.dashboard.middleware import best_trials_in_words, card_params
-    from nas.results.features import FeatureRow
+    from nas.results.feature_study import FeatureRow
 
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage, study_name="shape", direction="maximize")

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from nas.engine.configs import ArchConfig
+from nas.engine.run_config import ArchConfig
 from nas.engine.spec import PatternSpec, make_spec
 from nas.errors import SpecError
 from search_spaces import template_pattern

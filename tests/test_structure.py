@@ -17,7 +17,7 @@ from nas.search._optuna.api import TESTED_WITH, storage_of, trial_id
 from nas.search._optuna.reads import claim_waiting
 from nas.search.record import FIELDS, SlotKind, TrialRecord, record
 from nas.search.strategy.samplers import PRUNERS, SAMPLERS
-from nas.tables import format_table, html_table, markdown_table
+from nas.text_tables import format_table, html_table, markdown_table
 from search_spaces import SEARCH_SPACES, STYLES, TEMPLATES, PatternError, Registry
 from tests.testing import STORAGES, url_of
 
@@ -411,7 +411,7 @@ def _nas_imports(path: Path, depth: int = 2) -> set[str]:
     ("search", {"nas.search", "nas.engine", "nas.errors", "nas.interrupts", "nas.settings",
                 "nas.stats", "nas._lazy"}),
     ("results", {"nas.results", "nas.search", "nas.engine", "nas.errors", "nas.interrupts",
-                 "nas.settings", "nas.stats", "nas.tables", "nas._lazy"}),
+                 "nas.settings", "nas.stats", "nas.text_tables", "nas._lazy"}),
 ])
 def test_dependencies_point_one_way(package, allowed):
     for path in sorted((ROOT / "nas" / package).rglob("*.py")):

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from nas.engine.configs import ArchConfig, DataConfig, TrainConfig
 from nas.engine.model import PatternNet
+from nas.engine.run_config import ArchConfig, DataConfig, TrainConfig
 from nas.engine.spec import make_spec
 from nas.engine.train import train
 from nas.errors import UserError

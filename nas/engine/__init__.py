@@ -3,9 +3,9 @@ what a training run hands over."""
 from .._lazy import lazy_exports
 
 __getattr__, __all__ = lazy_exports(__name__, {
-    "ArchConfig": ".configs", "DataConfig": ".configs", "TrainConfig": ".configs",
+    "ArchConfig": ".run_config", "DataConfig": ".run_config", "TrainConfig": ".run_config",
     "DATASETS": ".datasets",
-    "DataBundle": ".data", "load_data": ".data",
+    "DataBundle": ".loader", "load_data": ".loader",
     "PatternNet": ".model", "build_model": ".model", "count_flops": ".model",
     "count_params": ".model",
     "PROXIES": ".proxies", "proxy_scores": ".proxies",

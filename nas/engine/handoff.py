@@ -15,7 +15,7 @@ import torch.nn as nn
 from .train import write_atomically
 
 if TYPE_CHECKING:
-    from .data import DataBundle
+    from .loader import DataBundle
     from .spec import PatternSpec
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from search_spaces.pattern import MAX_LAYERS
 
 from ..errors import UserError
-from .configs import ArchConfig
+from .run_config import ArchConfig
 
 GIB = 2 ** 30
 

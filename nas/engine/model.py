@@ -15,8 +15,8 @@ from search_spaces import Block, Pattern, Registry
 from search_spaces.styles import PER_BLOCK, V1, V2
 
 from ..errors import UserError
-from .configs import ArchConfig
 from .memory import check_fits
+from .run_config import ArchConfig
 
 if TYPE_CHECKING:
     from .spec import PatternSpec

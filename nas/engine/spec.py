@@ -14,7 +14,7 @@ from search_spaces import Derivation, Pattern, PatternError, at_depth, distance_
 
 from ..errors import SpecError, UserError
 from ..settings import from_dict, to_dict
-from .configs import ArchConfig
+from .run_config import ArchConfig
 from .stems import default_stem
 
 FORMAT_VERSION = 1

@@ -17,7 +17,7 @@ from ..errors import UserError
 if TYPE_CHECKING:
     import torch.nn as nn
 
-    from .configs import ArchConfig
+    from .run_config import ArchConfig
 
 
 @dataclass(frozen=True)

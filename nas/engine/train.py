@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..settings import to_dict
-from .configs import DataConfig, TrainConfig
-from .data import DataBundle, augment, batches, draw_order
+from .loader import DataBundle, augment, batches, draw_order
 from .memory import check_fits
 from .model import PatternNet, build_model
+from .run_config import DataConfig, TrainConfig
 
 if TYPE_CHECKING:
     from .spec import PatternSpec

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the same names, for type checkers
     from .dashboard.server import serve
     from .depth import depth_figure, depth_summary, depth_table
     from .export import Choice, trial_spec
-    from .fidelity import FidelityReport, fidelity_report, study_time, write_fidelity
+    from .fidelity_summary import FidelityReport, fidelity_report, study_time, write_fidelity
     from .proxies_report import load_batch, proxy_report, score_patterns, write_proxies
     from .report import figures, publish_study, write_png, write_report
 
@@ -41,8 +41,8 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "attach_plots": ".dashboard.notes", "serve": ".dashboard.server",
     "depth_figure": ".depth", "depth_summary": ".depth", "depth_table": ".depth",
     "Choice": ".export", "trial_spec": ".export",
-    "FidelityReport": ".fidelity", "fidelity_report": ".fidelity", "study_time": ".fidelity",
-    "write_fidelity": ".fidelity",
+    "FidelityReport": ".fidelity_summary", "fidelity_report": ".fidelity_summary",
+    "study_time": ".fidelity_summary", "write_fidelity": ".fidelity_summary",
     "load_batch": ".proxies_report", "proxy_report": ".proxies_report",
     "score_patterns": ".proxies_report", "write_proxies": ".proxies_report",
     "figures": ".report", "publish_study": ".report", "write_png": ".report",

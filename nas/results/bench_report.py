@@ -18,7 +18,7 @@ from search_spaces.features import SCORES
 
 from ..search.experiment.bench import Bench, Replay, replay
 from ..stats import RankCorrelation, correlate, interval_headers
-from ..tables import html_table, markdown_table
+from ..text_tables import html_table, markdown_table
 from .analysis import SCORE_SIGN, Table
 
 

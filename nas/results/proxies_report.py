@@ -24,7 +24,7 @@ from ..engine.spec import make_spec
 from ..errors import UserError
 from ..search.experiment.bench import Bench, Reliability
 from ..stats import RESAMPLE_LIMIT, RankCorrelation, correlate
-from ..tables import format_table, html_table, markdown_table
+from ..text_tables import format_table, html_table, markdown_table
 from .analysis import SCORE_SIGN, Table
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from ..search.experiment.evidence import Evidence, answer
 from ..search.experiment.study import study_evidence
 from ..search.record import TrialRecord, TrialRow
 from ..stats import spearman, thin
-from ..tables import html_table
+from ..text_tables import html_table
 from .analysis import (
     Analysis,
     PrincipleTest,
@@ -42,7 +42,7 @@ from .analysis import (
     template_table,
     verdict,
 )
-from .features import FeatureRow, importance_figure
+from .feature_study import FeatureRow, importance_figure
 
 
 class Figure(NamedTuple):

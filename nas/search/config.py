@@ -21,8 +21,8 @@ from search_spaces import (
     make_space,
 )
 
-from ..engine.configs import ArchConfig, DataConfig, TrainConfig
 from ..engine.memory import check_fits, log_connections, machine_memory
+from ..engine.run_config import ArchConfig, DataConfig, TrainConfig
 from ..errors import ConfigError, UserError
 from ..settings import from_dict, require, to_dict
 from .record import OLD_STYLE

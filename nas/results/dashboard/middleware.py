@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from ...search.experiment.study import best_of
 from ...search.record import TrialRecord
-from ..features import FeatureRow, feature_row
+from ..feature_study import FeatureRow, feature_row
 from .notes import ATTACHED
 
 _log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from ...search.experiment.evidence import answer
 from ...search.experiment.study import study_evidence
 from ...search.storage.backends import load_study
 from ..analysis import evidence_lines
-from ..features import feature_rows, features_study
+from ..feature_study import feature_rows, features_study
 from ..report import figures
 
 # Our plots shown in optuna-dashboard's study page, by figure id (attached under

@@ -10,7 +10,7 @@ from typing import Any
 from ...errors import UserError
 from ...search import study_id
 from ...search.storage.backends import load_study, open_storage
-from ..features import FEATURES_SUFFIX
+from ..feature_study import FEATURES_SUFFIX
 from .middleware import best_trials_in_words, importances_over_features, loopback_only
 from .notes import attach_plots
 

@@ -16,7 +16,7 @@ from optuna.trial import BaseTrial
 
 from search_spaces import Pattern, SearchSpace
 
-from ...engine.configs import ArchConfig
+from ...engine.run_config import ArchConfig
 from ...engine.spec import METRIC_KEYS, PatternSpec, make_spec
 from ...errors import UserError
 from ...settings import from_dict

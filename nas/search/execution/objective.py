@@ -12,8 +12,8 @@ from optuna.trial import TrialState
 from search_spaces import Pattern, PatternError
 
 from ... import interrupts
-from ...engine.configs import DataConfig
-from ...engine.data import DataBundle
+from ...engine.loader import DataBundle
+from ...engine.run_config import DataConfig
 from ...engine.spec import PatternSpec, make_spec
 from ...engine.train import TrainResult, resolve_device, train
 from .._optuna.api import params_in_one_transaction, trial_id

@@ -4,7 +4,7 @@ as trials of one study (heartbeats, requeue, resume and exact counts as any slot
 `start_fidelity` queues one slot per (pattern, level, seed) that the study does not hold yet,
 seed-major (every pattern and level at the first seed before any at the second), so a study cut
 short still compares every level. `fidelity_table` reads the finished trials back by level;
-:mod:`nas.results.fidelity` turns that into the report.
+:mod:`nas.results.fidelity_summary` turns that into the report.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from search_spaces import TEMPLATES, distance_stats
 from ..errors import UserError
 from ..search.experiment.fidelity import FidelityTable
 from ..stats import Estimate, kendall, pooled_std, spearman, spearman_brown
-from ..tables import format_table, html_table, markdown_table
+from ..text_tables import format_table, html_table, markdown_table
 
 _log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from .stems import STEMS, Stem
 if TYPE_CHECKING:
     import torch
 
-    from .data import DataBundle
+    from .loader import DataBundle
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class DataConfig:
         return DATASETS[self.name].at(Path(self.root) if self.root else None, self.image_hw)
 
     def load(self, device: "torch.device | str" = "cpu", with_test: bool = False) -> "DataBundle":
-        from .data import load_data
+        from .loader import load_data
         self.check_root()
         return load_data(self.name, root=self.root or None, image_size=self.image_hw,
                          train_size=self.train_size,
