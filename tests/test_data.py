@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from nas.engine.loader import augment, batches, load_data
 from nas.engine.datasets import DATASETS
+from nas.engine.loader import augment, batches, load_data
 from nas.engine.run_config import DataConfig
 from nas.errors import DataError, UserError
 
