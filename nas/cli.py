@@ -324,7 +324,7 @@ def _print_status(status: StudyStatus) -> None:
           + (f"; {status.reused} reused" if status.reused else ""))
     best, ev = status.best, status.evidence
     if best is not None:
-        print(f"best: trial {best.number}, pattern {best.hash}, {best.connections} "
+        print(f"best: trial {best.number} ({best.role}), pattern {best.hash}, {best.connections} "
               f"connections, MBD {best.mbd}")
         print(describe_best(ev))
         print(describe_noise(ev.noise))

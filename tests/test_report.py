@@ -289,6 +289,52 @@ def test_cli_analyze_table_and_json(study_cfg):
     assert out.returncode == 0 and "mean_distance" in out.stdout and "templates" in out.stdout
 
 
+def test_a_trial_is_shown_with_its_role(study_cfg, tmp_path, capsys):
+    """Wherever a trial is named (status, the trust lines, the top patterns' panels, the
+    dashboard's trial table and notes) its role says what it is: a baseline was shown as the
+    unlabelled "best". Trials stored before workers wrote the role get it from the dashboard's
+    preparation, which also notes each confirm trial."""
+    from optuna_dashboard import get_note
+
+    from nas.cli import main
+    from nas.results.dashboard.notes import attach_plots
+    from nas.search._optuna.api import live_trial, trial_id
+    from nas.search.experiment.evidence import describe_best
+    from nas.search.experiment.study import study_evidence
+    from nas.search.record import ROLE_ATTR
+
+    study = load_study("rep", study_cfg.storage_url)
+    assert {t.user_attrs[ROLE_ATTR] for t in study.trials} == {
+        "search", "baseline:log", "baseline:nearest"}
+    ev = study_evidence(study)
+    assert ev.best is not None
+    best, role = ev.best.number, study.trials[ev.best.number].user_attrs[ROLE_ATTR]
+    assert f"(trial {best} ({role}), one run" in describe_best(ev)
+    top = next(f for f in figures(study, ev) if f.id == "top-1-pattern")
+    assert f"trial {best} ({role}), accuracy" in top.figure.layout.title.text
+    assert main(["study", "status", "rep", "--storage", study_cfg.storage_url]) == 0
+    assert f"best: trial {best} ({role}), pattern" in capsys.readouterr().out
+    # A study stored before roles were, with a confirm run of the nearest template.
+    url = f"sqlite:///{tmp_path}/old.db"
+    old = optuna.create_study(study_name="old", storage=open_storage(url), direction="maximize")
+    trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    nearest = next(t for t in trained if t.user_attrs[ROLE_ATTR] == "baseline:nearest")
+
+    def stored_before_roles(t, **attrs):
+        return optuna.trial.create_trial(
+            value=t.value, params=t.params, distributions=t.distributions,
+            user_attrs={k: v for k, v in {**t.user_attrs, **attrs}.items() if k != ROLE_ATTR})
+
+    old.add_trials([stored_before_roles(t) for t in trained]
+                   + [stored_before_roles(nearest, slot="confirm")])
+    attach_plots("old", url)
+    old = load_study("old", url)
+    assert [t.user_attrs[ROLE_ATTR] for t in old.trials] == [
+        t.user_attrs[ROLE_ATTR] for t in trained] + ["confirm:nearest"]
+    note = get_note(live_trial(old, trial_id(old.trials[-1])))
+    assert "confirm:nearest" in note and nearest.user_attrs["hash"] in note
+
+
 def test_the_importance_card_reads_the_features_study_while_it_exists(study_cfg, tmp_path):
     """The study's importances are answered from its features study, found by name on each
     request (another dashboard may store it again); without one, Optuna's own answer."""

@@ -19,7 +19,7 @@ from nas.errors import ConfigError, UserError
 from nas.search.config import config_from_dict, load_config
 from nas.search.execution.worker import run_worker
 from nas.search.experiment.study import create_study, study_status
-from nas.search.record import FIELDS, TrialRecord
+from nas.search.record import FIELDS, ROLE_ATTR, TrialRecord
 from nas.search.slots import baseline_pattern
 from nas.search.storage.backends import open_storage
 from search_spaces import TEMPLATES, PatternError, template_pattern
@@ -120,7 +120,9 @@ def test_end_to_end_sqlite_resume_and_dedup(tmp_path):
         for key in ("spec", "hash", "connections", "mbd", "mean_distance", "params", "flops",
                     "train_seconds", "device", "worker", "seed"):
             assert getattr(r, key) is not None, key
-        assert set(t.user_attrs) <= set(FIELDS)  # every key written is a declared record field
+        # Every key written is a declared record field, or the role derived from them.
+        assert set(t.user_attrs) <= {*FIELDS, ROLE_ATTR}
+        assert t.user_attrs[ROLE_ATTR] == r.role
     search = [r for r in records.values() if not r.is_baseline]
     assert all(r.connections == 17 for r in search)  # log's count at L=6
     dense = [r for r in records.values() if r.baseline == "dense"]

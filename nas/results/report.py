@@ -225,13 +225,17 @@ def _pattern_figures(study: optuna.Study, rows: list[TrialRow]) -> list[Figure]:
     """Heatmaps of the top five patterns, and of log and the templates the study trained at
     the same depth, with their accuracies."""
     top = sorted(rows, key=lambda r: -r.accuracy)[:5]
-    specs = {t.number: spec for t in study.get_trials(deepcopy=False)
-             if (spec := TrialRecord.from_trial(t).spec) is not None}
+    specs: dict[int, dict[str, Any]] = {}
+    roles: dict[int, str] = {}
+    for t in study.get_trials(deepcopy=False):
+        if (record := TrialRecord.from_trial(t)).spec is not None:
+            specs[t.number], roles[t.number] = record.spec, record.role
     figs = []
     patterns = [PatternSpec.from_dict(specs[r.trial]).pattern for r in top]
     for rank, (r, pattern) in enumerate(zip(top, patterns), 1):
+        role = roles[r.trial]
         figs.append(Figure(f"top-{rank}-pattern", f"Top {rank} pattern", _heatmap(
-            pattern, f"#{rank}: trial {r.trial}, accuracy {r.accuracy:.4f}<br>"
+            pattern, f"#{rank}: trial {r.trial} ({role}), accuracy {r.accuracy:.4f}<br>"
                      + "<br>".join(textwrap.wrap(offsets_in_words(pattern), 44)))))
     if top:
         best = patterns[0]

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._optuna.api import set_user_attrs
+from ._optuna.api import set_user_attrs, storage_of, trial_id
+from ._optuna.rdb import label_trials, rdb_of
 
 if TYPE_CHECKING:
+    import optuna
     from optuna.trial import FrozenTrial
 
 
@@ -109,6 +111,11 @@ class TrialRecord:
         return SlotKind.SEARCH
 
     @property
+    def role(self) -> str:
+        """What the trial is, as every place that shows a trial names it (:func:`role_of`)."""
+        return role_of(self.kind, self.baseline)
+
+    @property
     def budget(self) -> str:
         """A baseline's budget mode; slots queued before modes were stored were "exact"."""
         return self.budget_mode or OLD_BUDGET_MODE
@@ -138,6 +145,34 @@ class TrialRecord:
     @property
     def is_reused(self) -> bool:
         return self.reused_from is not None
+
+
+ROLE_ATTR = "role"
+"""The user attr that holds a trial's :attr:`TrialRecord.role` for the dashboard's trial table
+(derived, not a record field: old trials have none and are read the same)."""
+
+
+def role_of(kind: SlotKind, template: str | None) -> str:
+    """A trial's role: its slot's kind, with the template a baseline or confirm trial trains
+    ("search", "noise", "baseline:log", "confirm:nearest", "confirm" for a searched pattern
+    confirmed, "fidelity", "bench")."""
+    if template and kind in (SlotKind.BASELINE, SlotKind.CONFIRM):
+        return f"{kind}:{template}"
+    return str(kind)
+
+
+def store_roles(study: "optuna.Study") -> int:
+    """Store :data:`ROLE_ATTR` on each trial of ``study`` that lacks it (recorded before workers
+    stored it), finished ones too, so the dashboard's trial table can show and filter it; on
+    SQLite and PostgreSQL only (elsewhere roles are derived where a trial is shown). Returns
+    how many it stored."""
+    backend = rdb_of(storage_of(study), upserts=True)
+    if backend is None:
+        return 0
+    missing = {trial_id(t): TrialRecord.from_trial(t).role
+               for t in study.get_trials(deepcopy=False) if ROLE_ATTR not in t.user_attrs}
+    label_trials(backend, ROLE_ATTR, missing)
+    return len(missing)
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrialRecord))

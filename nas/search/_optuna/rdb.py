@@ -112,6 +112,18 @@ def write_user_attrs(backend: RDBStorage, trial_id: int, attrs: dict[str, Any]) 
         _upsert_attrs(backend, db, models.TrialUserAttributeModel, trial_id, attrs)
 
 
+def label_trials(backend: RDBStorage, key: str, values: dict[int, Any]) -> None:
+    """Upsert one user attr ``key`` of many trials (trial id -> value), finished ones too, in
+    one transaction: a label derived from what the trials store, for trials stored before it
+    was written with them."""
+    if values:
+        with backend.engine.begin() as db:
+            db.execute(_upsert(backend.engine.name, models.TrialUserAttributeModel, ("key",),
+                               ("value_json",)),
+                       [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
+                        for trial_id, value in values.items()])
+
+
 def write_params(backend: RDBStorage, trial_id: int,
                  params: list[tuple[str, float, BaseDistribution]],
                  known: dict[str, BaseDistribution]) -> None:

@@ -33,7 +33,7 @@ from ...stats import (
     welch_difference,
 )
 from ..config import Fidelity
-from ..record import SlotKind, TrialRecord
+from ..record import SlotKind, TrialRecord, role_of
 
 MIN_RANK_PATTERNS = 5  # patterns with two seeds needed for a seed-to-seed rank correlation
 SEARCH_KINDS = (SlotKind.SEARCH, SlotKind.NOISE, SlotKind.BASELINE, SlotKind.BENCH)
@@ -110,6 +110,7 @@ class BestRun:
     hash: str
     se: float                # NaN: noise not measured
     within_se: int
+    role: str = ""           # TrialRecord.role ("": evidence stored before roles were)
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,8 @@ def evidence(study: optuna.Study, fidelity: Fidelity | None = None,
         within = sum(1 for r in search if r is not top and
                      r.accuracy >= top.accuracy - noise.seed_std)
         best = BestRun(top.number, top.accuracy, top.hash, noise.seed_std,
-                       within if noise.measured else 0)
+                       within if noise.measured else 0,
+                       role_of(top.kind, None if top.label == "search" else top.label))
     pending = [r for r in (TrialRecord.from_trial(t) for t in study.get_trials(
         deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))) if r.is_confirm]
     finished, short = _finished(confirm, {r.seed for r in pending if r.seed is not None})
@@ -423,7 +425,8 @@ def describe_best(ev: Evidence) -> str:
     best = ev.best
     if best is None:
         return "no completed trial"
-    head = f"best {best.accuracy:.4f} (trial {best.number}, one run"
+    role = f" ({best.role})" if best.role else ""
+    head = f"best {best.accuracy:.4f} (trial {best.number}{role}, one run"
     if not ev.noise.measured:
         return (head + "; noise not measured: set [noise] repeats or baseline seeds)"
                 + ("" if ev.winner else ": unconfirmed"))

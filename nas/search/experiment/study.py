@@ -96,6 +96,7 @@ def study_evidence(study: optuna.Study, complete: Recorded | None = None) -> Evi
 class TopTrial:
     """The best trial as status shows it."""
     number: int
+    role: str                      # TrialRecord.role: "search", "baseline:nearest", ...
     accuracy: float
     hash: str | None
     connections: int | None
@@ -146,7 +147,7 @@ def study_status(name: str, storage_url: str) -> StudyStatus:
     top = best_trial(study)
     if top is not None:
         r = TrialRecord.from_trial(source_trial(study, top))
-        best = TopTrial(top.number, top.values[0], r.hash, r.connections, r.mbd)
+        best = TopTrial(top.number, r.role, top.values[0], r.hash, r.connections, r.mbd)
     records = recorded(complete)
     return StudyStatus(name, mask_url(storage_url), counts, best, per_trial, eta,
                        sum(1 for _, r in records if r.is_reused),
