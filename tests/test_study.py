@@ -2,6 +2,7 @@
 budget mode, status, two journal workers. Faults (kills, pauses, signals) on every storage:
 tests/test_faults.py."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -292,11 +293,11 @@ def test_the_study_bar_ends_on_the_count_the_summary_gives(capsys):
     running = study.ask()  # another worker's
     bar = _StudyBar(study, disable=False)
     bar.update(study.trials[2])
-    assert (bar.bar.n, bar.bar.total) == (3, 4)
+    assert (bar.bar.n, bar.bar.total) == (0, 1)  # the trials unfinished when it started
     study.tell(running, 0.4)
     bar.close()
-    assert (bar.bar.n, bar.bar.total) == (4, 4)
-    assert "4/4" in capsys.readouterr().err.split("\r")[-1]
+    assert (bar.bar.n, bar.bar.total) == (1, 1)
+    assert "1/1" in capsys.readouterr().err.split("\r")[-1]
 
 
 def test_the_study_bar_counts_a_large_study_only_now_and_then():
@@ -309,19 +310,65 @@ def test_the_study_bar_counts_a_large_study_only_now_and_then():
     study.add_trial(optuna.trial.create_trial(value=0.1))
     first, second = study.ask(), study.ask()
     bar = worker._StudyBar(study, disable=False)
-    assert (bar.bar.n, bar.bar.total) == (1, 3)
+    assert (bar.bar.n, bar.bar.total) == (0, 2)
     bar.read_seconds = 0.0  # a count that cost nothing: due at once
     study.tell(first, 0.2)
     bar.update(study.trials[1])
-    assert bar.bar.n == 2
+    assert bar.bar.n == 1
     bar.read_seconds = 1.0  # a count that took 1 s: the next is due 1 / BAR_SHARE s later
     study.tell(second, 0.3)
     bar.update(study.trials[2])
-    assert bar.bar.n == 2 and "last=COMPLETE" in str(bar.bar)
+    assert bar.bar.n == 1 and "last=COMPLETE" in str(bar.bar)
     bar.read_at -= 1.0 / worker.BAR_SHARE
     bar.update(study.trials[2])
-    assert bar.bar.n == 3
+    assert bar.bar.n == 2
     bar.close()
+
+
+def test_a_confirm_runs_bar_counts_its_own_trials_with_an_eta_from_the_start(tmp_path):
+    """A confirm run's bar counts the trials queued for it, not the study's earlier ones (it
+    showed 13/20 [00:44<00:23] with 80 s to go), and gives an ETA before its first trial ends:
+    from the earlier trials at the same fidelity, else none until its first ends; then its own."""
+    from nas.search.execution import worker
+
+    search = tiny_config(tmp_path).search_fidelity
+    longer = replace(search, epochs=search.epochs * 4)
+    study = optuna.create_study(direction="maximize")
+    for seconds in (2.0, 4.0):  # search trials: their fidelity is the study's own
+        study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={
+            "train_seconds": seconds}))
+    for fidelity in (search, search, longer):
+        study.enqueue_trial({}, user_attrs={"slot": "confirm", "fidelity": fidelity.to_dict()})
+    bar = worker._StudyBar(study, disable=False, search=search)
+    assert (bar.bar.n, bar.bar.total) == (0, 3)
+    assert bar.eta is None and "ETA=after the first trial" in str(bar.bar)  # none at `longer`
+    bar.close()
+    confirm = study.ask()  # a confirm trial at the search's fidelity
+    confirm.set_user_attr("train_seconds", 3.0)
+    study.tell(confirm, 0.6)
+    bar = worker._StudyBar(study, disable=False, workers=2, search=search)
+    assert (bar.bar.n, bar.bar.total) == (0, 2)
+    assert bar.eta is None  # `longer` still has no earlier trial
+    study.add_trial(optuna.trial.create_trial(value=0.6, user_attrs={
+        "slot": "confirm", "fidelity": longer.to_dict(), "train_seconds": 10.0}))
+    bar = worker._StudyBar(study, disable=False, workers=2, search=search)
+    assert bar.eta == (3.0 + 10.0) / 2 and "ETA=~00:06 (earlier trials)" in str(bar.bar)
+    study.tell(study.ask(), 0.7)
+    bar.update(study.trials[-1])
+    assert bar.bar.n == 1 and "ETA=" not in str(bar.bar) and "<?" not in str(bar.bar)
+    bar.close()
+
+
+def test_study_start_prints_no_empty_bar_and_an_eta_note(tmp_path):
+    """A study's start shows one bar, of its trials (a stray `0trial [00:00, ?trial/s]` line
+    came first), saying the ETA comes after the first trial when nothing earlier tells it."""
+    config = write_toml(tmp_path / "t.toml", tiny_raw(tmp_path, trials=2))
+    out = run_cli("study", "start", str(config))
+    assert out.returncode == 0, out.stderr
+    lines = re.split(r"[\r\n]", out.stderr)
+    assert not [line for line in lines if re.search(r"\b0trial", line)], out.stderr
+    assert any("0/2" in line and "ETA=after the first trial" in line for line in lines)
+    assert any("2/2" in line for line in lines)
 
 
 def test_an_interrupted_trial_is_queued_again_with_its_stored_keys_only(tmp_path):

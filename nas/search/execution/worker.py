@@ -8,6 +8,7 @@ finished trials; a worker that was paused past that point drops its result quiet
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import multiprocessing
@@ -28,7 +29,7 @@ from ...errors import UserError
 from .._optuna.api import live_trial, storage_of, tell_live, trial_id
 from .._optuna.reads import StudyReads, claim_next
 from .._optuna.schema import ensure_indexes
-from ..config import StudyConfig, check_config
+from ..config import Fidelity, StudyConfig, check_config
 from ..record import TrialRecord, record
 from ..slots import FINISHED, counts_as_slot
 from ..storage.backends import load_study
@@ -81,7 +82,8 @@ def run_worker(cfg: StudyConfig, *, seed: int | None = None, progress: bool = Tr
         objective = Objective(cfg)
         share = CoreShare(cfg.training.threads, local_workers)
         report = WorkerReport()
-        bar = _StudyBar(study, disable=not progress)
+        bar = _StudyBar(study, disable=not progress, workers=local_workers,
+                        search=cfg.search_fidelity)
         while True:
             interrupts.check()
             sweep(study, storage)
@@ -257,20 +259,28 @@ def _tell(study: optuna.Study, trial: optuna.Trial, state: TrialState,
 
 
 class _StudyBar:
-    """The study's progress, every worker's trials counted. Counting reads the whole study
-    (~50-100 ms at 100,000 trials on SQLite), so the bar reads it again only once
-    :data:`BAR_SHARE` of the time since its last read would pay for another: at every trial
-    of a small study, every few seconds of a large one, whatever the number of workers."""
+    """The progress of the trials this run is to do (those unfinished when it starts), every
+    worker's counted. Counting reads the whole study (~50-100 ms at 100,000 trials on SQLite),
+    so the bar reads it again only once :data:`BAR_SHARE` of the time since its last read
+    would pay for another: at every trial of a small study, every few seconds of a large one,
+    whatever the number of workers. Until this run's first trial ends, an ETA from the study's
+    earlier trials at the same fidelity (:func:`_earlier_eta`) stands in for the bar's own."""
 
-    def __init__(self, study: optuna.Study, disable: bool):
+    def __init__(self, study: optuna.Study, disable: bool, workers: int = 1,
+                 search: Fidelity | None = None):
         from tqdm.auto import tqdm
         self.study = study
         self.last = "-"  # the state of this worker's last trial
         self.best = "-"
-        self.bar = tqdm(total=0, disable=disable, unit="trial", dynamic_ncols=True,
-                        desc=study.study_name)
+        self.done_before = 0  # slots finished before this run started
         self.read_at, self.read_seconds = -math.inf, 0.0
-        self.refresh()
+        total, done = (0, 0) if disable else self._counts()
+        self.done_before = done
+        # Nothing to do: no bar at all (an empty one printed a stray `0trial` line).
+        self.bar = tqdm(total=total - done, disable=disable or total == done, unit="trial",
+                        dynamic_ncols=True, desc=study.study_name)
+        self.eta = None if self.bar.disable else _earlier_eta(study, workers, search)
+        self._show()
 
     def refresh(self, last: str | None = None, now: bool = True) -> None:
         """Count the study's trials again (``last``: the state of this worker's last trial;
@@ -280,20 +290,29 @@ class _StudyBar:
             return
         clock = time.monotonic()
         if now or clock - self.read_at >= self.read_seconds / BAR_SHARE:
-            self._read()
+            total, done = self._counts()
+            self.bar.total, self.bar.n = total - self.done_before, done - self.done_before
             self.read_at, self.read_seconds = clock, time.monotonic() - clock
-        self.bar.set_postfix(best=self.best, last=self.last)
+        self._show()
 
-    def _read(self) -> None:
-        # From counts: a study of 100k trials is not read whole at every trial.
+    def _show(self) -> None:
+        if self.bar.disable:
+            return
+        first = {} if self.bar.n else {"ETA": "after the first trial" if self.eta is None
+                                       else f"~{_duration(self.eta)} (earlier trials)"}
+        self.bar.set_postfix(best=self.best, last=self.last, **first)
+
+    def _counts(self) -> tuple[int, int]:
+        """The study's slots and those finished (from counts: a study of 100k trials is not
+        read whole at every trial); the best value read on the way."""
         reads = StudyReads(self.study)
         counts = reads.state_counts()
         failed = reads.trials((TrialState.FAIL,), keys=("fail_reason", "requeued"))
         dropped = sum(1 for t in failed if not counts_as_slot(t))  # queued again, or stale
         best = reads.best_value()
         self.best = f"{best:.4f}" if best is not None else "-"
-        self.bar.total = sum(counts.values()) - dropped
-        self.bar.n = sum(counts.get(s, 0) for s in FINISHED) - dropped
+        return (sum(counts.values()) - dropped,
+                sum(counts.get(s, 0) for s in FINISHED) - dropped)
 
     def update(self, trial: FrozenTrial) -> None:
         self.refresh(trial.state.name, now=False)
@@ -306,3 +325,35 @@ class _StudyBar:
         close: the last bar shows what the summary counts."""
         self.refresh()
         self.bar.close()
+
+
+def _earlier_eta(study: optuna.Study, workers: int, search: Fidelity | None) -> float | None:
+    """Seconds the unfinished trials would take on ``workers`` workers at the mean train time
+    of the study's earlier trained trials at each one's fidelity (``search``: the study's own,
+    which its search trials do not store); None when some fidelity has none."""
+    own = json.dumps(None if search is None else search.to_dict(), sort_keys=True)
+
+    def fidelity_of(t: FrozenTrial) -> str:
+        fidelity = TrialRecord.from_trial(t).fidelity
+        return own if fidelity is None else json.dumps(fidelity, sort_keys=True)
+
+    reads = StudyReads(study)
+    seconds: dict[str, list[float]] = {}
+    for t in reads.trials((TrialState.COMPLETE,), keys=("fidelity", "train_seconds",
+                                                        "reused_from")):
+        r = TrialRecord.from_trial(t)
+        if r.train_seconds is not None and not r.is_reused:
+            seconds.setdefault(fidelity_of(t), []).append(r.train_seconds)
+    total = 0.0
+    for t in reads.trials((TrialState.WAITING, TrialState.RUNNING), keys=("fidelity",)):
+        times = seconds.get(fidelity_of(t))
+        if not times:
+            return None
+        total += sum(times) / len(times)
+    return total / workers
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else \
+        f"{minutes:02d}:{secs:02d}"
