@@ -323,6 +323,21 @@ def test_the_importance_card_reads_the_features_study_while_it_exists(study_cfg,
     assert not attach_plots("same", url)
 
 
+def test_the_features_study_reads_as_the_search_went(study_cfg):
+    """Issue 40: the features study's trials were added best first, all at one instant, so
+    its History fell and its Timeline put every trial in one millisecond."""
+    from nas.results.dashboard.notes import attach_plots
+
+    attach_plots("rep", study_cfg.storage_url)
+    study = load_study("rep", study_cfg.storage_url)
+    features = load_study("rep" + FEATURES_SUFFIX, study_cfg.storage_url).trials
+    sources = [study.trials[t.user_attrs["trial"]] for t in features]
+    assert [t.number for t in sources] == sorted(t.number for t in sources)
+    assert [(t.datetime_start, t.datetime_complete) for t in features] == \
+        [(t.datetime_start, t.datetime_complete) for t in sources]
+    assert len({t.datetime_start for t in features}) == len(features) > 1
+
+
 def test_the_dashboard_never_replaces_a_users_study_named_like_its_features_study(study_cfg,
                                                                                    tmp_path):
     from nas.errors import UserError
