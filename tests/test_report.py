@@ -210,7 +210,18 @@ def test_dashboard_serves_study_with_our_plots(study_cfg):
     assert float(shown["mean_distance"]) == pytest.approx(best.user_attrs["mean_distance"],
                                                           rel=1e-5)
     assert not set(shown) & set(best.params)
-    assert {p["name"] for p in detail["trials"][best.number]["params"]} == set(best.params)
+    # Slice, Contour and Rank read the answer's params in the browser: each search trial has
+    # its pattern features first, then its keys, and the search space leads with the features.
+    keyed = next(t for t in study.trials if t.params)   # a search trial
+    params = {p["name"]: p["param_external_value"] for p in detail["trials"][keyed.number][
+        "params"]}
+    assert list(params)[-len(keyed.params):] == list(keyed.params)
+    assert float(params["mean_distance"]) == pytest.approx(keyed.user_attrs["mean_distance"])
+    space = [p["name"] for p in detail["union_search_space"]]
+    assert space[:3] == list(params)[:3] and set(space) >= {"mbd", "params"} | set(keyed.params)
+    baseline = next(t for t in detail["trials"]
+                    if any(a["key"] == "baseline" for a in t["user_attrs"]))
+    assert "mean_distance" in {p["name"] for p in baseline["params"]}   # no keys, features
     assert {g["id"] for g in detail["plotly_graph_objects"]} == {
         f"skipnas-{fig_id}" for fig_id in ATTACHED if fig_id in {f.id for f in figures(study)}}
     ranked = {i["name"] for i in importances}
@@ -369,6 +380,21 @@ def test_the_importance_card_reads_the_features_study_while_it_exists(study_cfg,
     assert not attach_plots("same", url)
 
 
+def test_the_features_study_reads_as_the_search_went(study_cfg):
+    """Issue 40: the features study's trials were added best first, all at one instant, so
+    its History fell and its Timeline put every trial in one millisecond."""
+    from nas.results.dashboard.notes import attach_plots
+
+    attach_plots("rep", study_cfg.storage_url)
+    study = load_study("rep", study_cfg.storage_url)
+    features = load_study("rep" + FEATURES_SUFFIX, study_cfg.storage_url).trials
+    sources = [study.trials[t.user_attrs["trial"]] for t in features]
+    assert [t.number for t in sources] == sorted(t.number for t in sources)
+    assert [(t.datetime_start, t.datetime_complete) for t in features] == \
+        [(t.datetime_start, t.datetime_complete) for t in sources]
+    assert len({t.datetime_start for t in features}) == len(features) > 1
+
+
 def test_the_dashboard_never_replaces_a_users_study_named_like_its_features_study(study_cfg,
                                                                                    tmp_path):
     from nas.errors import UserError
@@ -417,7 +443,7 @@ def test_the_dashboard_answer_the_best_trial_filter_rewrites_keeps_its_shape():
 
     from optuna_dashboard import save_plotly_graph_object, wsgi
 
-    from nas.results.dashboard.middleware import best_trials_in_words, card_params
+    from nas.results.dashboard.middleware import best_trials_in_words, card_params, with_features
     from nas.results.feature_study import FeatureRow
 
     storage = optuna.storages.InMemoryStorage()
@@ -456,6 +482,18 @@ def test_the_dashboard_answer_the_best_trial_filter_rewrites_keeps_its_shape():
     assert param["distribution"]["type"] == ours["distribution"]["type"]
     assert [set(c) for c in param["distribution"]["choices"]] == \
         [set(c) for c in ours["distribution"]["choices"]]
+    # with_features adds params and search-space entries shaped as the real ones.
+    featured = json.loads(json.dumps(detail))
+    with_features(featured, {n: FeatureRow(trial=n, hash="h", offsets="a", accuracy=1.0,
+                                           values={"f": float(n)}) for n in (0, 1)}, every=True)
+    x = next(p for p in search["params"] if p["name"] == "x")
+    f = featured["trials"][0]["params"][0]
+    assert (f["name"], f["param_external_pytyp"]) == ("f", x["param_external_pytyp"])
+    assert set(f) == set(x) and f["distribution"].keys() == x["distribution"].keys()
+    (x_space,) = [s for s in detail["union_search_space"] if s["name"] == "x"]
+    for space in ("union_search_space", "intersection_search_space"):
+        assert featured[space] == [{"name": "f", "distribution": f["distribution"]}] + detail[
+            space] and x_space.keys() == featured[space][0].keys()
     graphs = detail["plotly_graph_objects"]
     assert all(isinstance(g["id"], str) for g in graphs) and len(graphs) == 2
     # The filter runs over the real answer: the stale skipnas plot goes, the rest stays.

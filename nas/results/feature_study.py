@@ -4,6 +4,7 @@ the sampler's keys."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import optuna
 import plotly.graph_objects as go
@@ -35,6 +36,8 @@ class FeatureRow:
     hash: str
     offsets: str                 # the pattern in words (:func:`offsets_in_words`)
     values: dict[str, float]
+    started: datetime | None = None     # the trial's own start and completion
+    completed: datetime | None = None
 
 
 def trained_trials(study: optuna.Study) -> list[tuple[FrozenTrial, TrialRecord]]:
@@ -64,7 +67,7 @@ def feature_row(trial: FrozenTrial, record: TrialRecord) -> FeatureRow:
     values.update({k: float(v) for k, v in (("params", record.params), ("flops", record.flops))
                    if v is not None})
     return FeatureRow(trial.number, trial.values[0], record.hash, offsets_in_words(pattern),
-                      values)
+                      values, trial.datetime_start, trial.datetime_complete)
 
 
 def features_study(study: optuna.Study, storage_url: str | None = None,
@@ -72,8 +75,10 @@ def features_study(study: optuna.Study, storage_url: str | None = None,
     """A study whose trials are ``study``'s trained patterns with their features as params
     (features with one value throughout left out). In memory; with ``storage_url``, stored
     there as NAME.features for optuna-dashboard, replacing an older one (and refusing to
-    replace a study of that name that is not one). ``rows``: :func:`feature_rows`, if known."""
-    rows = feature_rows(study) if rows is None else rows
+    replace a study of that name that is not one). ``rows``: :func:`feature_rows`, if known.
+    Its trials come in ``study``'s trial order with their trials' own times, so its history
+    and timeline read as the search went."""
+    rows = sorted(feature_rows(study) if rows is None else rows, key=lambda r: r.trial)
     names = sorted({k for row in rows for k in row.values})
     ranges = {k: (min(v), max(v)) for k in names
               if len(v := [row.values[k] for row in rows if k in row.values]) == len(rows)}
@@ -94,12 +99,20 @@ def features_study(study: optuna.Study, storage_url: str | None = None,
     with experimental_ok():
         view.set_metric_names([VAL_ACCURACY])
     view.set_user_attr(FEATURES_OF, study.study_name)
-    view.add_trials([create_trial(
+    view.add_trials([feature_trial(row, distributions) for row in rows])
+    return view
+
+
+def feature_trial(row: FeatureRow, distributions: dict[str, BaseDistribution]) -> FrozenTrial:
+    """The features study's trial for ``row``: its features in ``distributions`` as params,
+    started and completed when its trial was."""
+    trial = create_trial(
         params={k: row.values[k] for k in distributions}, distributions=distributions,
         value=row.accuracy,
         user_attrs={TRIAL_ATTR: row.trial, PATTERN_ATTR: row.offsets, HASH_ATTR: row.hash})
-        for row in rows])
-    return view
+    if row.started is not None and row.completed is not None:
+        trial.datetime_start, trial.datetime_complete = row.started, row.completed
+    return trial
 
 
 def importance_figure(study: optuna.Study, limit: int | None = None,
