@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The main job on the default real data: installs what it needs (Fashion-MNIST from Debian's
 # dataset-fashion-mnist when it is missing, which needs root; skipnas into the virtual
-# environment .venv), runs the quickstart study (~1.5 min on 2 CPU cores; running it again
-# resumes), confirms its top patterns and log with fresh seeds (~0.5 min), prints the
-# principle analysis, writes the HTML report and exports the confirmed winner. Without root:
-# have the Debian package installed, or Fashion-MNIST's IDX files in
-# $SKIPNAS_DATA/fashion-mnist. A studies/quickstart.db made before the quickstart's stem
-# stride became 4 (2026-11-30) is refused, the difference named: move it aside.
+# environment .venv), runs the quickstart study beside log and nearest, confirms its top patterns
+# and both templates with 3 seeds (about 2.5 min in all on 2 CPU cores, the install aside;
+# running it again resumes), prints the analysis and which pattern to train, writes the HTML
+# report and exports the pattern the answer names. Without root: have the Debian package
+# installed, or Fashion-MNIST's IDX files in $SKIPNAS_DATA/fashion-mnist. A
+# studies/quickstart.db made before the quickstart's stem stride became 4 (2026-11-30) is
+# refused, the difference named: move it aside.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh

@@ -235,3 +235,29 @@ def test_the_verdict_never_says_an_unshown_relation_survives():
     lines = verdict(principle, ev, "2 epochs", "fashion-mnist")
     assert lines[0].startswith("Not shown") and not any("survives" in x for x in lines)
     assert any("partial Spearman r = -0.500" in x for x in lines)
+
+
+def test_detection_power_is_fishers_z_by_hand():
+    """Issue 40: with 20 patterns a correlation of the published size is hard to see, and the
+    verdict now says how hard. r = 0.5, n = 30: z = atanh(0.5) sqrt(27) = 2.854; the power is
+    Phi(2.854 - 1.960) + Phi(-1.960 - 2.854) = 0.8144."""
+    from nas.results.analysis import detection_power
+
+    assert detection_power(0.5, 30) == pytest.approx(0.8144, abs=1e-4)
+    assert detection_power(-0.5, 30) == detection_power(0.5, 30)
+    assert detection_power(0.5, 3) == 0.0
+
+
+def test_the_published_correlation_the_verdict_quotes_is_the_published_studys():
+    import json
+    from pathlib import Path
+
+    from nas.results.analysis import PUBLISHED_AT, PUBLISHED_R
+
+    folder = Path(__file__).resolve().parents[1] / "studies" / "results" / \
+        "principle_fashion_mnist"
+    data = json.loads((folder / "analyze.json").read_text())
+    (r,) = [c["r"] for c in data["correlations"] if c["against"] == "mean_distance"
+            and c["method"] == "spearman" and not c["controlled_for"]]
+    assert round(r, 2) == PUBLISHED_R
+    assert PUBLISHED_AT == f"{data['trials_at_budget']} patterns, studies/results/{folder.name}"

@@ -283,6 +283,8 @@ def test_the_reports_answer_is_the_analysis(study_cfg, tmp_path):
     words = ("Yes: shorter" if r.value < 0 else "No, the opposite") \
         if c.rank.p_value < SIGNIFICANT and (r.high < 0 or r.low > 0) else "Not shown"
     assert answer.lstrip().startswith(words)
+    if words == "Not shown":   # and says whether the study could have shown it
+        assert f"With {c.n} patterns, a correlation of the size this project published" in answer
     assert result.to_json()["slope"]["slope"] == s.value
 
 

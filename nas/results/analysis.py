@@ -307,6 +307,13 @@ def verdict(principle: PrincipleTest, ev: Evidence, fidelity: str, dataset: str)
         head = "Not shown: no clear relation between backprop distance and accuracy"
     lines = [f"{head} in this study ({stat}; at {principle.budget} connections, "
              f"{principle.style}). Sign convention: {SIGN_CONVENTION}."]
+    if not shown:
+        power = detection_power(PUBLISHED_R, c.n)
+        enough = "enough to see one of that size" if power >= 0.8 else \
+            "too few patterns to tell whether there is one"
+        lines.append(f"With {c.n} patterns, a correlation of the size this project published "
+                     f"(Spearman {PUBLISHED_R:+.2f}, {PUBLISHED_AT}) is seen (p < 0.05) in "
+                     f"about {power:.0%} of such studies: {enough}.")
     s = principle.slope
     if s is not None and math.isfinite(s.slope.value):
         lines.append(f"Effect size: {s.slope.value:+.4f} accuracy per unit of mean distance "
@@ -328,6 +335,22 @@ def verdict(principle: PrincipleTest, ev: Evidence, fidelity: str, dataset: str)
                  f"they are not what the networks reach when fully trained"
                  + (f" (for reference: {reference})." if reference else "."))
     return lines
+
+
+# The principle's correlation this project published (mean distance, Spearman; tests/
+# test_published.py checks it against the study it names), for the verdict's power sentence.
+PUBLISHED_R = -0.59
+PUBLISHED_AT = "60 patterns, studies/results/principle_fashion_mnist"
+
+
+def detection_power(r: float, n: int, alpha: float = 0.05) -> float:
+    """The chance that n patterns show a correlation of true size ``r`` at two-sided ``alpha``
+    (Fisher's z: atanh(r) sqrt(n - 3) against the normal quantile)."""
+    from scipy.stats import norm
+    if n <= 3:
+        return 0.0
+    z = abs(math.atanh(r)) * math.sqrt(n - 3)
+    return float(norm.sf(norm.isf(alpha / 2) - z) + norm.cdf(-norm.isf(alpha / 2) - z))
 
 
 # Measured references for the brief-training caveat, by dataset (tests/test_published.py
