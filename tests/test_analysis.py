@@ -260,4 +260,4 @@ def test_the_published_correlation_the_verdict_quotes_is_the_published_studys():
     (r,) = [c["r"] for c in data["correlations"] if c["against"] == "mean_distance"
             and c["method"] == "spearman" and not c["controlled_for"]]
     assert round(r, 2) == PUBLISHED_R
-    assert PUBLISHED_AT == f"{data['trials_at_budget']} patterns, studies/results/{folder.name}"
+    assert f"{data['trials_at_budget']} patterns, studies/results/{folder.name}" == PUBLISHED_AT
