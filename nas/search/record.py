@@ -197,6 +197,11 @@ def record(trial: _Settable, **fields: Any) -> None:
     set_user_attrs(trial, TrialRecord(**fields).to_user_attrs())
 
 
+def record_with_role(trial: _Settable, role: str, **fields: Any) -> None:
+    """:func:`record`, with the trial's :data:`ROLE_ATTR` in the same write."""
+    set_user_attrs(trial, {**TrialRecord(**fields).to_user_attrs(), ROLE_ATTR: role})
+
+
 @dataclass(frozen=True)
 class TrialRow:
     """A completed trial with a pattern, as the analysis, the report and the benchmark table

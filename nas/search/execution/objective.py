@@ -16,9 +16,9 @@ from ...engine.loader import DataBundle
 from ...engine.run_config import DataConfig
 from ...engine.spec import PatternSpec, make_spec
 from ...engine.train import TrainResult, resolve_device, train
-from .._optuna.api import params_in_one_transaction, set_user_attrs, trial_id
+from .._optuna.api import params_in_one_transaction, trial_id
 from ..config import Fidelity, StudyConfig
-from ..record import ROLE_ATTR, SlotKind, TrialRecord, record
+from ..record import SlotKind, TrialRecord, record, record_with_role
 from ..slots import baseline_pattern, counts_as_slot
 from .twins import TwinIndex, completed_twin
 
@@ -91,10 +91,8 @@ class Objective:
                          origin={"study": self.cfg.name, "trial": trial.number, "seed": seed,
                                  "dataset": self.cfg.data.name, **template})
         cpu = {"threads": self.threads} if self.device.type == "cpu" and self.threads else {}
-        fields: dict[str, Any] = dict(spec=spec.to_dict(), hash=pattern.hash, seed=seed,
-                                      device=str(self.device), style=pattern.style, **cpu,
-                                      **spec.metrics)
-        set_user_attrs(trial, {**TrialRecord(**fields).to_user_attrs(), ROLE_ATTR: slot.role})
+        record_with_role(trial, slot.role, spec=spec.to_dict(), hash=pattern.hash, seed=seed,
+                         device=str(self.device), style=pattern.style, **cpu, **spec.metrics)
         return spec
 
     def train(self, trial: optuna.Trial, spec: PatternSpec, seed: int, fidelity: Fidelity,
