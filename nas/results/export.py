@@ -45,19 +45,16 @@ def trial_spec(name: str, storage_url: str, number: int | None = None,
                               f"{trial.values[0]:.4f}")
     ev = study_evidence(study)
     said = answer(ev)
-    template = next((c for c in ev.confirmed if c.label != "search"), None)
-    if choice == Choice.BEST_TEMPLATE and template is None:
-        raise UserError(f"study {name!r} has no confirmed template to export "
-                        f"(`skipnas confirm CONFIG` confirms the templates it trained)")
-    if choice == Choice.BEST_TEMPLATE or (choice == Choice.ANSWER and
-                                          said.pick == Pick.TEMPLATE and template is not None):
-        assert template is not None
-        return _confirmed(study, name, ev, template, said.sentence)
-    if choice == Choice.ANSWER and said.pick == Pick.SEARCHED:
-        searched = next(c for c in ev.confirmed if c.hash == said.hash)
-        return _confirmed(study, name, ev, searched, said.sentence)
-    if ev.winner is not None:
-        return _confirmed(study, name, ev, ev.winner, said.sentence)
+    chosen = ev.winner
+    if choice == Choice.BEST_TEMPLATE:
+        chosen = next((c for c in ev.confirmed if c.label != "search"), None)
+        if chosen is None:
+            raise UserError(f"study {name!r} has no confirmed template to export "
+                            f"(`skipnas confirm CONFIG` confirms the templates it trained)")
+    elif choice == Choice.ANSWER and said.pick in (Pick.TEMPLATE, Pick.SEARCHED):
+        chosen = next(c for c in ev.confirmed if c.hash == said.hash)
+    if chosen is not None:
+        return _confirmed(study, name, ev, chosen, said.sentence)
     best = best_trial(study)
     if best is None:
         raise UserError(f"study {name!r} has no completed trial to export")

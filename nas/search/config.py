@@ -349,10 +349,16 @@ class StudyConfig:
                         c.train_size if c.train_size is not None else f.train_size,
                         c.val_size if c.val_size is not None else f.val_size)
 
+    @property
+    def confirm_templates(self) -> tuple[str, ...]:
+        """The templates confirmed beside the search's top patterns: ``confirm.baselines`` and
+        every template the search trained as a baseline, so the winner meets each of them."""
+        return tuple(dict.fromkeys((*self.confirm.baselines, *self.baselines.templates)))
+
     def confirm_plan(self) -> str:
         """What `skipnas confirm` trains, in words."""
         c = self.confirm
-        templates = dict.fromkeys((*c.baselines, *self.baselines.templates))
+        templates = self.confirm_templates
         return (f"top {c.top} search patterns and {', '.join(templates) or 'no template'}, "
                 f"{c.seeds} seeds each, at {self.confirm_fidelity.describe()}")
 

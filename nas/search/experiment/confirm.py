@@ -29,12 +29,6 @@ def confirm_seeds(cfg: StudyConfig) -> list[int]:
     return [(cfg.training.seed + i) % 2 ** 32 for i in range(1, cfg.confirm.seeds + 1)]
 
 
-def confirm_templates(cfg: StudyConfig) -> tuple[str, ...]:
-    """The templates confirmed beside the search's top patterns: ``confirm.baselines`` and
-    every template the search trained as a baseline, so the winner meets each of them."""
-    return tuple(dict.fromkeys((*cfg.confirm.baselines, *cfg.baselines.templates)))
-
-
 def top_patterns(study: optuna.Study, top: int) -> list[tuple[Pattern, int]]:
     """The ``top`` distinct patterns of the search's trials by their single brief accuracy
     (best first), with the trial each was chosen from."""
@@ -58,7 +52,7 @@ def confirm_slots(study: optuna.Study, cfg: StudyConfig) -> list[TrialRecord]:
     fidelity = cfg.confirm_fidelity.to_dict()
     chosen: dict[str, tuple[Pattern, str | None, int | None]] = {
         p.hash: (p, None, n) for p, n in top_patterns(study, cfg.confirm.top)}
-    for template in confirm_templates(cfg):  # a searched pattern that is a template: named so
+    for template in cfg.confirm_templates:  # a searched pattern that is a template: named so
         p = baseline_pattern(space, template)
         chosen[p.hash] = (p, template, chosen.get(p.hash, (p, None, None))[2])
     return [TrialRecord(slot=SlotKind.CONFIRM, baseline=template, pattern=p.to_dict(),
