@@ -383,7 +383,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     print(f"answer: {answer(ev).sentence}")
     if ev.confirmed:
         print("\nconfirmed patterns (mean over seeds, 95% t-interval; difference from log: "
-              "Welch)")
+              "seeds paired, variance pooled over the confirmed patterns)")
         print(format_table(*confirmed_table(ev)))
 
 

@@ -340,6 +340,32 @@ def test_the_answer_names_a_template_unless_a_searched_pattern_is_ahead_of_every
             f"measured on separate halves of the seeds its lead is +0.1000.")
 
 
+def test_differences_from_log_pair_the_seeds_and_pool_the_variance_with_holm_levels():
+    """Issue 38: each confirmed pattern's difference from log was Welch's, on its own few
+    seeds (seed effects shared by every pattern counted as noise; a variance picked by the
+    selection), Bonferroni-corrected. Now seeds are blocks: a pattern that is +0.01 at every
+    seed while the seeds themselves differ by 0.05 is separated from log."""
+    seeds = np.array([0.0, 0.05, -0.04, 0.02])
+    rng = np.random.default_rng(3)
+    groups = {"l": ("log", 0.70 + seeds + rng.normal(0, 0.002, 4)),
+              "a": ("search", 0.71 + seeds + rng.normal(0, 0.002, 4)),
+              "b": ("search", 0.70 + seeds + rng.normal(0, 0.002, 4)),
+              "n": ("nearest", 0.695 + seeds + rng.normal(0, 0.002, 4))}
+    ev = evidence(_confirmed_study({h: (lab, list(acc)) for h, (lab, acc) in groups.items()}))
+    by = {c.hash: c for c in ev.confirmed}
+    from nas.stats import blocked_design, holm_levels
+    table = [groups[h][1] for h in ("l", "a", "b", "n")]
+    design = blocked_design(table)
+    p_values = [design.p_difference(i, 0) for i in (1, 2, 3)]
+    for i, h, level in zip((1, 2, 3), ("a", "b", "n"), holm_levels(p_values)):
+        assert by[h].vs_log == design.difference(i, 0)
+        assert by[h].vs_log_adjusted == design.difference(i, 0, level)
+    assert by["a"].vs_log_adjusted.diff.low > 0  # separated, also at Holm's level
+    welch = welch_difference(groups["a"][1], groups["l"][1]).diff
+    assert welch.low < 0  # what the old interval said: the seeds' spread swamps the +0.01
+    assert by["l"].vs_log is None and by["l"].vs_log_adjusted is None
+
+
 def test_before_a_confirm_stage_the_answer_is_the_best_single_run_unconfirmed():
     study = optuna.create_study(direction="maximize")
     for acc in (0.6, 0.7):

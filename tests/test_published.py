@@ -1,6 +1,5 @@
 """The committed principle result: its README table agrees with its analyze JSON, and both come
 from the committed config."""
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -341,11 +340,10 @@ def test_the_confirm_result_is_its_config_and_its_storage(confirmed):
         assert command in readme
     assert re.search(r"wall time", readme, re.I)
     study = load_study(cfg.name, f"sqlite:///{CONFIRM / 'study.db'}")
-    # The committed storage gives back the evidence (the best run's role was added to the
-    # evidence after it was published: the JSON has none).
+    # The committed storage gives back the evidence.
     again = study_evidence(study)
     assert again.best is not None and again.best.role == "search"
-    assert dataclasses.replace(again, best=dataclasses.replace(again.best, role="")) == ev
+    assert again == ev
     kinds = [TrialRecord.from_trial(t).kind for t in study.get_trials(deepcopy=False)
              if t.state.name == "COMPLETE"]
     assert kinds.count(SlotKind.SEARCH) == cfg.trials
@@ -376,13 +374,19 @@ def test_the_confirm_readme_numbers_are_the_evidence(confirmed):
     assert f"Spearman {rho:+.2f}" in readme
     winner = ev.winner
     assert f"confirmed best: {winner.name}" in readme
-    if winner.vs_log is not None:
-        beats = winner.vs_log.diff.low > 0
-        assert ("excludes 0" if beats else "does not exclude 0") in readme
-        adjusted = winner.vs_log_adjusted.diff
-        assert f"[{adjusted.low:+.4f}, {adjusted.high:+.4f}]" in readme
-        if beats and adjusted.low <= 0:  # the verdict says the correction undoes it
-            assert "does not exclude 0" in readme
+    # Issue 38's re-analysis: seeds as blocks, the winner beside every template, the answer.
+    from nas.search.experiment.evidence import answer
+    assert answer(ev).sentence in readme
+    sel = ev.selection
+    assert f"F test p = {sel.omnibus_p:.3f}" in readme
+    assert f"pooled seed std {sel.residual_std:.4f} ({sel.df} df)" in readme
+    for v in sel.versus:
+        assert (f"{sel.searched} vs {v.template}: {v.diff.diff.value:+.4f} "
+                f"{v.diff.diff.interval('+.4f')}, Holm {v.holm.interval('+.4f')}") in readme
+    adjusted = winner.vs_log_adjusted.diff
+    assert f"Holm over 11: {adjusted.interval('+.4f')}" in readme
+    assert f"{sel.naive_lead:+.4f} naive" in readme
+    assert f"{sel.cross_fit_lead:+.4f} picked" in readme
 
 
 PROXIES = ROOT / "studies" / "results" / "proxies_fashion_mnist"

@@ -265,10 +265,11 @@ def evidence_lines(ev: Evidence) -> list[str]:
 
 
 def confirmed_table(ev: Evidence) -> Table:
-    """The confirmed patterns of a study's evidence, best mean first; the Bonferroni interval
-    corrects for comparing every confirmed pattern with log."""
+    """The confirmed patterns of a study's evidence, best mean first. Differences from log
+    are paired by seed with the variance pooled over every confirmed pattern; the Holm
+    interval corrects for comparing every confirmed pattern with log."""
     headers = ["pattern", "hash", "brief accuracy", "confirmed mean", "95% CI", "seeds",
-               "vs log", "95% CI (vs log)", "Bonferroni CI (vs log)"]
+               "vs log", "95% CI (vs log)", "Holm CI (vs log)"]
     rows = []
     for c in ev.confirmed:
         m = c.mean

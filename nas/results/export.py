@@ -77,7 +77,7 @@ def _confirmed(study: optuna.Study, name: str, ev: Evidence, w: Confirmed,
     if w.vs_log is not None and w.vs_log_adjusted is not None:
         d, a = w.vs_log.diff, w.vs_log_adjusted.diff
         confirmed["vs_log"] = {"diff": d.value, **d.ci_json(),
-                               "bonferroni_ci_low": a.low, "bonferroni_ci_high": a.high,
+                               "holm_ci_low": a.low, "holm_ci_high": a.high,
                                "compared": len(ev.confirmed) - 1}
     trial = _completed(study, w.trial)
     origin = {"study": name, "trial": w.repeat_of if w.repeat_of is not None else w.trial,

@@ -288,7 +288,8 @@ def write_report(study: optuna.Study, out: str | Path, principle: PrincipleTest 
                + "</ul>")
     if ev.confirmed:
         summary += ("<h2>Confirmed (mean over seeds, 95% t-interval; difference from log: "
-                    f"Welch) at {html.escape(_fidelity_text(ev.confirm_fidelity))}</h2>"
+                    "seeds paired, variance pooled) at "
+                    f"{html.escape(_fidelity_text(ev.confirm_fidelity))}</h2>"
                     + html_table(*confirmed_table(ev)))
     if principle is not None:
         summary += ("<h2>Principle: accuracy vs. backprop distance at "

@@ -30,7 +30,6 @@ from ...stats import (
     mean_ci,
     pooled_std,
     spearman,
-    welch_difference,
 )
 from ..config import Fidelity
 from ..record import SlotKind, TrialRecord, role_of
@@ -124,8 +123,8 @@ class Confirmed:
     brief: float             # the search-fidelity accuracy it was chosen by (NaN: none)
     accuracies: tuple[float, ...]
     mean: MeanCI
-    vs_log: Difference | None          # Welch's 95% interval
-    vs_log_adjusted: Difference | None  # the same, Bonferroni over every pattern compared
+    vs_log: Difference | None          # paired by seed, the variance pooled (blocked design)
+    vs_log_adjusted: Difference | None  # the same at Holm's level over every pattern compared
 
     @property
     def name(self) -> str:
@@ -275,26 +274,38 @@ def confirmed_patterns(search: list[Run], confirm: list[Run]) -> tuple[Confirmed
     for r in search:
         if r.kind == SlotKind.BASELINE:
             template_brief.setdefault(r.hash, []).append(r.accuracy)
-    log = next((g for g in groups.values() if g[0].label == REFERENCE), None)
-    log_runs = sorted({r.seed: r.accuracy for r in log}.values()) if log else []
-    compared = len(groups) - 1  # every confirmed pattern but log is compared with it
+    # a seed run twice counts once
+    by_hash = {h: {r.seed: r.accuracy for r in g} for h, g in groups.items()}
+    versus = _versus_log(groups, by_hash)
     out = []
     for hash_, group in groups.items():
-        by_seed = {r.seed: r.accuracy for r in group}  # a seed run twice counts once
-        accuracies = tuple(by_seed[s] for s in sorted(by_seed))
+        accuracies = tuple(by_hash[hash_][s] for s in sorted(by_hash[hash_]))
         first = group[0]
         if first.repeat_of is not None:
             chosen_by = brief.get(first.repeat_of, math.nan)
         else:
             chosen_by = float(np.mean(template_brief[hash_])) if hash_ in template_brief \
                 else math.nan
-        vs_log = adjusted = None
-        if log is not None and first.label != REFERENCE:
-            vs_log = welch_difference(accuracies, log_runs)
-            adjusted = welch_difference(accuracies, log_runs, 1 - 0.05 / compared)
+        vs_log, adjusted = versus.get(hash_, (None, None))
         out.append(Confirmed(first.label, hash_, first.number, first.repeat_of, chosen_by,
                              accuracies, mean_ci(accuracies, (0.0, 1.0)), vs_log, adjusted))
     return tuple(sorted(out, key=lambda c: -c.mean.mean.value))
+
+
+def _versus_log(groups: dict[str, list[Run]], by_hash: dict[str, dict[int, float]]
+                ) -> dict[str, tuple[Difference, Difference]]:
+    """Per confirmed pattern but log: its difference from log, seeds as blocks (every
+    confirmed pattern holds the same seeds), the variance pooled over every confirmed pattern,
+    and that interval at Holm's level over the patterns compared. Empty without log."""
+    log = next((h for h, g in groups.items() if g[0].label == REFERENCE), None)
+    if log is None or len(groups) < 2:
+        return {}
+    seeds = sorted(by_hash[log])
+    hashes = [log, *(h for h in groups if h != log)]
+    design = blocked_design([[by_hash[h][s] for s in seeds] for h in hashes])
+    p_values = [design.p_difference(i, 0) for i in range(1, len(hashes))]
+    return {h: (design.difference(i, 0), design.difference(i, 0, level))
+            for i, h, level in zip(range(1, len(hashes)), hashes[1:], holm_levels(p_values))}
 
 
 @dataclass(frozen=True)
@@ -481,7 +492,7 @@ def describe_winner(ev: Evidence) -> str:
             line += f": beats log, also corrected for the comparisons {a.interval('+.4f')}"
         elif d.low > 0:
             line += f": ahead of log, but not once corrected for picking the best of the " \
-                    f"confirmed patterns (Bonferroni {a.interval('+.4f')})"
+                    f"confirmed patterns (Holm {a.interval('+.4f')})"
         else:
             line += ": not separated from log"
     elif w.label == REFERENCE:
