@@ -14,37 +14,11 @@ import os
 import subprocess
 import sys
 import time
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+
+from nas.results.transfer import TransferConfig
 
 SKIPNAS = [sys.executable, "-m", "nas.cli"]
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """A transfer study's config (studies/transfer_*.toml)."""
-    source: str
-    out: Path
-    workers: int
-    seeds: tuple[int, ...]
-    patterns: tuple[tuple[str, int], ...]  # (name, trial of the source study)
-    train: dict[str, object]
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Transfer":
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(source=raw["source"], out=Path(raw["out"]), workers=int(raw["workers"]),
-                   seeds=tuple(raw["seeds"]),
-                   patterns=tuple((p["name"], int(p["trial"])) for p in raw["patterns"]),
-                   train=dict(raw["train"]))
-
-    def run_dir(self, name: str, seed: int) -> Path:
-        return self.out / "runs" / f"{name.replace(' ', '')}-seed{seed}"
-
-    def spec_path(self, name: str) -> Path:
-        return self.out / "specs" / f"{name.replace(' ', '')}.json"
 
 
 def _flags(train: dict[str, object]) -> list[str]:
@@ -52,7 +26,7 @@ def _flags(train: dict[str, object]) -> list[str]:
             for part in (f"--{key.replace('_', '-')}", str(value))]
 
 
-def _log(cfg: Transfer, line: str) -> None:
+def _log(cfg: TransferConfig, line: str) -> None:
     stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}"
     print(stamped, flush=True)
     with open(cfg.out / "run.log", "a", encoding="utf-8") as f:
@@ -61,7 +35,7 @@ def _log(cfg: Transfer, line: str) -> None:
 
 def run(config: str) -> None:
     """Export the patterns and train every (pattern, seed) not yet done, ``workers`` at once."""
-    cfg = Transfer.load(config)
+    cfg = TransferConfig.load(config)
     (cfg.out / "specs").mkdir(parents=True, exist_ok=True)
     for name, trial in cfg.patterns:
         if not cfg.spec_path(name).is_file():
@@ -99,5 +73,29 @@ def run(config: str) -> None:
         list(pool.map(one, jobs))
 
 
+def publish(config: str) -> None:
+    """summary.json and transfer.png in the study's folder; print the README's numbers."""
+    from nas.results.report import write_png
+    from nas.results.transfer import source_numbers, summarise, tables, transfer_figure
+    from nas.text_tables import markdown_table
+
+    cfg = TransferConfig.load(config)
+    confirmed, winner = source_numbers(cfg)
+    summary = summarise(cfg, confirmed, winner)
+    write_png(transfer_figure(summary), cfg.out / "transfer.png")
+    patterns, versus = tables(summary)
+    print(markdown_table(*patterns) + "\n\n" + markdown_table(*versus) + "\n")
+    rho = summary.spearman
+    print(f"- Spearman confirmed mean vs full-scale mean over {len(summary.rows)} patterns: "
+          f"{rho.value:+.2f} {rho.interval('+.2f')} (bootstrap over seeds), exact permutation "
+          f"p = {summary.spearman_p:.3f}; brief accuracy vs full-scale mean: "
+          f"{summary.spearman_brief:+.2f}")
+    print(f"- full scale, do the patterns differ at all: F test p = {summary.design.p_value:.3f} "
+          f"(pooled seed std {summary.design.residual_std:.4f}, {summary.design.df} df)")
+    print(f"- {summary.seconds_per_epoch:.0f} s per epoch (median, one thread a run); "
+          f"{summary.train_hours:.2f} h of training in all; "
+          f"{summary.wall_hours:.2f} h wall clock")
+
+
 if __name__ == "__main__":
-    {"run": run}[sys.argv[1]](*sys.argv[2:])
+    {"run": run, "publish": publish}[sys.argv[1]](*sys.argv[2:])

@@ -12,6 +12,7 @@ from nas.engine.datasets import DATASETS
 from nas.engine.loader import augment, batches, load_data
 from nas.engine.run_config import DataConfig
 from nas.errors import DataError, UserError
+from tests.testing import write_cifar
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
@@ -64,22 +65,6 @@ def test_missing_dataset_says_where_it_looked(tmp_path):
         load_data("mnist", root=tmp_path / "nowhere")
     message = str(e.value)
     assert "nowhere" in message and "data-home" in message and "MNIST IDX files" in message
-
-
-def write_cifar(root: Path, n: int = 20, hundred: bool = False) -> np.ndarray:
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)
-    if hundred:
-        folder, files, key = root / "cifar-100-python", ["train", "test"], b"fine_labels"
-    else:
-        folder, key = root / "cifar-10-batches-py", b"labels"
-        files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    folder.mkdir(parents=True)
-    for i, f in enumerate(files):
-        batch = {b"data": x, key: [int(v) for v in (np.arange(n) + i) % (100 if hundred else 10)]}
-        with open(folder / f, "wb") as fh:
-            pickle.dump(batch, fh)
-    return x
 
 
 @pytest.mark.parametrize("hundred", [False, True])

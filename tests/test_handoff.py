@@ -2,9 +2,11 @@
 depth), its weights out as a plain state_dict and a torch.export program, and a run that a
 Ctrl-C in its first epoch does not lose."""
 import json
+import shlex
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +22,9 @@ from nas.engine.train import read_checkpoint, train
 from nas.errors import SpecError
 from search_spaces import Pattern, make_space, template_pattern
 from search_spaces.spaces import offsets_pattern_block, sample_patterns
-from tests.testing import ENV
+from tests.testing import ENV, image_folder, write_cifar
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SEARCHED = ArchConfig(growth=4, bottleneck=False, stem_stride=4, input_shape=(1, 28, 28))
 
@@ -276,3 +280,40 @@ def test_a_crash_goes_on_from_the_last_periodic_checkpoint(tmp_path):
     assert resumed.result.val_curve == whole.result.val_curve
     for a, b in zip(resumed.model.state_dict().values(), whole.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def readme_training_commands() -> list[list[str]]:
+    """The `skipnas train` commands of the README's full-training section, as written."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Full training and data"):]
+    block = section[section.index("```bash") + 7:section.index("```", section.index("```bash") + 7)]
+    lines = [line for line in block.replace("\\\n", " ").splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    commands = [shlex.split(line) for line in lines]
+    assert commands and all(c[:2] == ["skipnas", "train"] for c in commands)
+    return commands
+
+
+@pytest.mark.slow
+def test_the_readmes_full_training_examples_run_as_written(tmp_path, monkeypatch):
+    """Each on data of its shape (fake CIFAR-10 batches; a 3-channel, 100-class image folder
+    of two sizes), cut to 2 steps: the written weights load into a fresh network of the spec
+    the run wrote, with plain torch."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SKIPNAS_DATA", str(tmp_path / "data"))
+    write_cifar(tmp_path / "data" / "cifar10", n=40)
+    image_folder(tmp_path / "my_images", classes=100, per_class=2, size=12, channels=3)
+    image_folder(tmp_path / "more", classes=100, per_class=1, size=20, channels=3, seed=1)
+    for image in (tmp_path / "more").rglob("*.*"):  # a second size: --image-size resizes
+        image.rename(tmp_path / "my_images" / image.parent.name / f"big{image.name}")
+    (tmp_path / "studies").mkdir()
+    searched(template_pattern("log", [4])).save(tmp_path / "studies" / "quickstart_best.json")
+    shapes = []
+    for command in readme_training_commands():
+        assert main([*command[1:], "--steps", "2", "--batch-size", "8", "-q"]) == 0
+        out = Path(command[command.index("--out") + 1])
+        spec = PatternSpec.load(out / "spec.json")
+        model = nas.build_model(spec)
+        model.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
+        shapes.append((spec.arch.input_shape, spec.arch.num_classes, spec.arch.growth))
+    assert shapes == [((3, 32, 32), 10, 24), ((3, 32, 32), 100, 24)]

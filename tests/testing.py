@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -77,6 +78,24 @@ def image_folder(path: Path, classes: int = 3, per_class: int = 4,
                 image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
                 image.save(folder / f"{i}.{'jpg' if i % 2 else 'png'}")
     return path
+
+
+def write_cifar(root: Path, n: int = 20, hundred: bool = False) -> np.ndarray:
+    """CIFAR-10 (or -100) batches of ``n`` random 3x32x32 images each under ``root``, as the
+    python-pickle release lays them out; returns the images."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)
+    if hundred:
+        folder, files, key = root / "cifar-100-python", ["train", "test"], b"fine_labels"
+    else:
+        folder, key = root / "cifar-10-batches-py", b"labels"
+        files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    folder.mkdir(parents=True)
+    for i, f in enumerate(files):
+        batch = {b"data": x, key: [int(v) for v in (np.arange(n) + i) % (100 if hundred else 10)]}
+        with open(folder / f, "wb") as fh:
+            pickle.dump(batch, fh)
+    return x
 
 
 def write_toml(path: Path, raw: dict[str, Any]) -> Path:
