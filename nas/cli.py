@@ -820,12 +820,13 @@ def _add_fidelity_parser(sub: _Commands) -> None:
 def _add_calibrate_parser(sub: _Commands) -> None:
     p = sub.add_parser("calibrate", help="before a big search: a small fidelity study over the "
                        "config's space (log and patterns spanning the distance range, at the "
-                       "search's fidelity and larger ones) that recommends the fidelity and "
-                       "the study's wall time at it")
+                       "search's fidelity and two larger ones, the largest scored on the test "
+                       "split) that recommends the fidelity and the study's wall time at it")
     _add_study_run_args(p, trials=False)
     p.add_argument("--patterns", type=_at_least(3), default=6,
                    help="patterns trained (log and PATTERNS-1 spanning the mean distance)")
-    p.add_argument("--seeds", type=_at_least(2), default=2, help="seeds per pattern and level")
+    p.add_argument("--seeds", type=_at_least(3), default=3,
+                   help="seeds per pattern at each level (each level its own)")
     p.add_argument("--out", help="where its fidelity.json/.md/.html/.png go (default: "
                    "./calibrate_NAME)")
     p.add_argument("--resamples", type=_positive_int, default=2000,

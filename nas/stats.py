@@ -268,6 +268,42 @@ def spearman_brown(r: float, k: float) -> float:
     return k * r / denom if denom > 0 else math.nan
 
 
+def spearman_matrix(a: np.ndarray) -> np.ndarray:
+    """The Spearman correlation of every pair of columns of ``a`` (rows: the observations);
+    NaN beside a constant column."""
+    ranks = np.column_stack([rankdata(column) for column in np.asarray(a, dtype=float).T])
+    ranks -= ranks.mean(axis=0)
+    cov = ranks.T @ ranks
+    scale = np.sqrt(np.diag(cov))
+    return _ratio(cov, np.outer(scale, scale))
+
+
+def mean_pair_correlation(corr: np.ndarray, counts: np.ndarray | None = None) -> float:
+    """The mean correlation over every pair of distinct columns of a correlation matrix; with
+    ``counts``, over the pairs of a sample that draws column i ``counts[i]`` times (a bootstrap
+    resample), a column never paired with itself. NaN without a pair."""
+    w = np.ones(len(corr)) if counts is None else np.asarray(counts, dtype=float)
+    pairs = (w.sum() ** 2 - (w ** 2).sum()) / 2
+    if pairs <= 0:
+        return math.nan
+    return float((w @ corr @ w - (w ** 2 * np.diag(corr)).sum()) / 2 / pairs)
+
+
+def attenuation_cap(reliability_a: float, reliability_b: float) -> float:
+    """The highest correlation two measures of these reliabilities can show (their true scores
+    agreeing perfectly): sqrt(reliability_a x reliability_b); NaN unless both are positive."""
+    if not (reliability_a > 0 and reliability_b > 0):
+        return math.nan
+    return math.sqrt(reliability_a * reliability_b)
+
+
+def disattenuate(r: float, reliability_a: float, reliability_b: float) -> float:
+    """Spearman's correction for attenuation: the correlation of the true scores, r divided by
+    :func:`attenuation_cap` (NaN where that is undefined; above 1 where sampling noise puts r
+    above the cap)."""
+    return r / attenuation_cap(reliability_a, reliability_b)
+
+
 def t_quantile(df: float, level: float = 0.95) -> float:
     """The two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom."""
     from scipy.stats import t

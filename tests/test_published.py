@@ -508,21 +508,49 @@ FIDELITY = ROOT / "studies" / "results" / "fidelity_fashion_mnist"
 
 @pytest.mark.slow
 def test_fidelity_readme_numbers_match_the_study():
-    """The README's table and verdict numbers: the committed JSON is the report of the committed
-    study (recomputed: the bootstrap is seeded), and the README quotes it."""
+    """The first fidelity study, of the design issue 38 replaced (every level reused the
+    reference's seeds and validation images; the committed config is the new design, and the
+    code refuses the old one): the committed JSON holds the study's accuracies, its point
+    statistics are those of these accuracies, it reads as a report marked inflated, and the
+    README quotes it."""
+    import itertools
+
     import optuna
+    from optuna.trial import TrialState
 
     from nas.results.analysis import FULL_TRAINING_ACCURACY
-    from nas.results.fidelity_summary import fidelity_report
-    from nas.search.experiment.fidelity import fidelity_table
-    from nas.stats import spearman
+    from nas.results.fidelity_summary import FidelityReport
+    from nas.search.config import Fidelity
+    from nas.search.record import TrialRecord
+    from nas.stats import spearman, spearman_brown
 
-    cfg = load_config(ROOT / "studies" / "fidelity_fashion_mnist.toml")
     stored = json.loads((FIDELITY / "fidelity.json").read_text())
     url = f"sqlite:///{FIDELITY / 'study.db'}"
-    study = optuna.load_study(study_name=cfg.name, storage=url)
-    report = fidelity_report(fidelity_table(study, cfg), cfg.fidelity.target)
-    assert json.dumps(report.to_json(), sort_keys=True) == json.dumps(stored, sort_keys=True)
+    study = optuna.load_study(study_name="fidelity_fashion_mnist", storage=url)
+    runs: dict[tuple[str, str], dict[int, float]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        r = TrialRecord.from_trial(t)
+        level = Fidelity.from_dict(r.fidelity).describe()
+        runs.setdefault((r.hash, level), {})[r.seed] = t.values[0]
+    by_description = {lv["fidelity"]: lv["name"] for lv in stored["levels"]}
+    for p in stored["patterns"]:
+        for description, name in by_description.items():
+            seeds = runs[p["hash"], description]
+            assert p["accuracies"][name] == [seeds[s] for s in sorted(seeds)]
+    acc = {lv["name"]: np.array([p["accuracies"][lv["name"]] for p in stored["patterns"]])
+           for lv in stored["levels"]}
+    top = stored["levels"][-1]["name"]
+    for lv in stored["levels"]:
+        a = acc[lv["name"]]
+        r = np.mean([spearman(a[:, i], a[:, j])
+                     for i, j in itertools.combinations(range(a.shape[1]), 2)])
+        assert (lv["seed_spearman"], lv["reliability"]) == pytest.approx(
+            (r, spearman_brown(r, a.shape[1])))
+        if lv["name"] != top:
+            assert lv["vs_reference"]["value"] == pytest.approx(
+                spearman(a.mean(axis=1), acc[top].mean(axis=1)))
+    report = FidelityReport.from_json(stored)
+    assert not report.independent and "are inflated" in report.text()
     text = (FIDELITY / "README.md").read_text()
     rows = markdown_rows(text, "| level")
     levels = stored["levels"]

@@ -63,7 +63,8 @@ def test_trial_record_round_trips_through_optuna_storage(storage_url):
               "repeat_of": 7, "spec": {"blocks": [[0]]},
               "hash": "ab12", "connections": 17, "mbd": 3, "mean_distance": 1.5, "params": 10,
               "flops": 20, "device": "cpu", "threads": 2, "worker": "h:1", "reused_from": 2,
-              "train_seconds": 1.25, "val_curve": [0.5, 0.6], "loss_curve": [2.0, 1.0],
+              "train_seconds": 1.25, "val_curve": [0.5, 0.6], "test_accuracy": 0.55,
+              "loss_curve": [2.0, 1.0],
               "images_per_second": 99.0, "status": "ok", "fail_reason": "why",
               "requeued": True}
     assert set(values) == set(FIELDS)  # the test covers every field

@@ -1,15 +1,18 @@
 """How well each fidelity ranks patterns: the fidelity study's report (text, JSON, HTML, PNG).
 
-Per level: the cost of a trial, the spread of one trial over seeds, how well two seeds agree
-(seed-to-seed Spearman, and the reliability of the level's mean over its seeds by the
-Spearman-Brown formula), and the Spearman and Kendall of its ranking (pattern means) against the
-reference level's (the last), each with a bootstrap 95% interval over patterns. The
-recommendation: the cheapest level whose Spearman with the reference reaches the target.
+Each level trains seeds of its own and the reference (the last) is scored on the test split,
+so a level shares no seed and no scored image with the reference. Per level: the cost of a
+trial, the spread of one trial over seeds, how well its seeds agree (the mean Spearman over
+every pair of its seeds) and the reliability of its mean over them (Spearman-Brown), the raw
+Spearman and Kendall of its ranking (pattern means) against the reference's, the attenuation cap
+sqrt(reliability x the reference's) that the seed noise of both means puts on that Spearman, and
+the disattenuated Spearman (raw / cap), each with a bootstrap 95% interval that resamples the
+patterns and, within each level, its seeds. The recommendation: the cheapest level whose
+disattenuated Spearman reaches the target.
 """
 from __future__ import annotations
 
 import html
-import itertools
 import json
 import logging
 import math
@@ -25,30 +28,51 @@ from search_spaces import TEMPLATES, distance_stats
 
 from ..errors import UserError
 from ..search.experiment.fidelity import FidelityTable
-from ..stats import Estimate, kendall, pooled_std, spearman, spearman_brown
+from ..stats import (
+    Estimate,
+    attenuation_cap,
+    disattenuate,
+    kendall,
+    mean_pair_correlation,
+    pooled_std,
+    spearman,
+    spearman_brown,
+    spearman_matrix,
+)
 from ..text_tables import format_table, html_table, markdown_table
 
 _log = logging.getLogger(__name__)
+
+UNDEFINED_SHARE = 0.05  # resamples a statistic may be undefined in before its interval is
 
 
 def _num(value: float, spec: str) -> str:
     return format(value, spec) if math.isfinite(value) else "-"
 
 
+def _text(e: Estimate, spec: str = "+.2f") -> str:
+    """"value [low, high]"; "-" for what is not known (the value, or its interval)."""
+    return f"{_num(e.value, spec)} [{_num(e.low, spec)}, {_num(e.high, spec)}]" \
+        if math.isfinite(e.value) else "-"
+
+
 @dataclass(frozen=True)
 class LevelResult:
-    """One fidelity's numbers over the patterns every level finished."""
+    """One fidelity's numbers over the patterns every level finished (the correlations with
+    bootstrap 95% intervals; the reference's own against itself are unknown)."""
     name: str
     fidelity: str                  # in words
     seeds: int
     seconds: float                 # median wall time of one trial
-    mean_accuracy: float
+    mean_accuracy: float           # on the split the level is scored on
     seed_std: float                # pooled within-pattern std of one trial's accuracy
     spread: float                  # std of the pattern means
-    seed_spearman: float           # mean Spearman between two seeds' rankings
-    reliability: float             # of the mean over ``seeds`` (Spearman-Brown)
-    vs_reference: Estimate         # Spearman of the pattern means with the reference's
-    kendall_vs_reference: Estimate  # (both with bootstrap 95% intervals)
+    seed_spearman: Estimate        # mean Spearman over every pair of the level's seeds
+    reliability: Estimate          # of the mean over ``seeds`` (Spearman-Brown, k = seeds)
+    vs_reference: Estimate         # raw Spearman of the pattern means with the reference's
+    kendall_vs_reference: Estimate
+    cap: Estimate                  # attenuation cap: sqrt(reliability x the reference's)
+    disattenuated: Estimate        # vs_reference / cap (unknown where a reliability is <= 0)
 
 
 @dataclass(frozen=True)
@@ -57,6 +81,14 @@ class PatternResult:
     hash: str
     mean_distance: float
     accuracies: dict[str, list[float]]   # by level: one per seed, in seed order
+
+
+def _estimate(data: float | dict[str, float] | None) -> Estimate:
+    """An Estimate as a report stores it; a bare number (older reports) has no interval and
+    a missing one is unknown."""
+    if data is None:
+        return Estimate.unknown()
+    return Estimate(**data) if isinstance(data, dict) else Estimate(data, math.nan, math.nan)
 
 
 @dataclass(frozen=True)
@@ -69,40 +101,49 @@ class FidelityReport:
     left_out: int                        # patterns without every seed at every level
     pending: int                         # trials still queued or running
     resamples: int
+    independent: bool                    # no level shares a seed or scored image with the
+    #                                      reference (False: its correlations are inflated)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "FidelityReport":
-        levels = tuple(LevelResult(**{**lv, "vs_reference": Estimate(**lv["vs_reference"]),
-                                      "kendall_vs_reference":
-                                          Estimate(**lv["kendall_vs_reference"])})
+        """The report of :meth:`to_json`; one written before levels had seeds of their own
+        reads with its correlations' missing intervals, cap and disattenuated Spearman
+        unknown, and ``independent`` False."""
+        estimates = ("seed_spearman", "reliability", "vs_reference", "kendall_vs_reference",
+                     "cap", "disattenuated")
+        levels = tuple(LevelResult(**{**lv, **{k: _estimate(lv.get(k)) for k in estimates}})
                        for lv in data["levels"])
-        return cls(**{**data, "levels": levels,
+        return cls(**{**data, "levels": levels, "independent": data.get("independent", False),
                       "patterns": tuple(PatternResult(**p) for p in data["patterns"])})
 
     def table(self) -> tuple[list[str], list[list[Any]]]:
         headers = ["level", "fidelity", "seeds", "s/trial", "x cost", "accuracy", "seed std",
                    "means std", "seed-seed rho", "mean reliability", "rho vs reference",
-                   "tau vs reference"]
+                   "attenuation cap", "disattenuated rho", "tau vs reference"]
         top = self.levels[-1].seconds
         rows = [[lv.name, lv.fidelity, lv.seeds, _num(lv.seconds, ".1f"),
                  _num(lv.seconds / top, ".2f"), f"{lv.mean_accuracy:.4f}",
-                 _num(lv.seed_std, ".4f"), f"{lv.spread:.4f}", _num(lv.seed_spearman, "+.2f"),
-                 _num(lv.reliability, "+.2f"),
-                 lv.vs_reference.text("+.2f") if i < len(self.levels) - 1 else "(reference)",
-                 lv.kendall_vs_reference.text("+.2f") if i < len(self.levels) - 1
-                 else "(reference)"]
+                 _num(lv.seed_std, ".4f"), f"{lv.spread:.4f}", _text(lv.seed_spearman),
+                 _text(lv.reliability),
+                 *([_text(e) for e in (lv.vs_reference, lv.cap, lv.disattenuated,
+                                              lv.kendall_vs_reference)]
+                   if i < len(self.levels) - 1 else ["(reference)"] * 4)]
                 for i, lv in enumerate(self.levels)]
         return headers, rows
 
     def text(self) -> str:
         n = len(self.patterns)
         head = (f"{n} patterns at {len(self.levels)} fidelities (reference: "
-                f"{self.levels[-1].name}); 95% bootstrap intervals over patterns "
-                f"({self.resamples} resamples)")
+                f"{self.levels[-1].name}); 95% bootstrap intervals over patterns and, within "
+                f"each level, its seeds ({self.resamples} resamples)")
         notes = []
+        if not self.independent:
+            notes.append("Levels share seeds or scored images with the reference (a study made "
+                         "before each level had seeds of its own and the reference was scored "
+                         "on the test split): their correlations with it are inflated")
         if self.left_out:
             notes.append(f"{self.left_out} patterns left out: not every level has finished "
                          f"them")
@@ -111,36 +152,80 @@ class FidelityReport:
         return "\n".join([head, format_table(*self.table()), "", self.verdict, *notes])
 
 
-def _bootstrap(means: dict[str, np.ndarray], reference: str, resamples: int,
-               seed: int = 0) -> dict[str, tuple[Estimate, Estimate]]:
-    """Spearman and Kendall of each level's pattern means with the reference's, with
-    percentile 95% intervals from resampling the patterns (their means carry the seed noise;
-    a seed gives the same initial weights at every level, so seeds are not redrawn apart)."""
-    rng = np.random.default_rng(seed)
-    n = len(means[reference])
-    idx = rng.integers(0, n, (resamples, n))
+STATISTICS = ("seed_spearman", "reliability", "vs_reference", "kendall_vs_reference", "cap",
+              "disattenuated")
+
+
+def _statistics(acc: dict[str, np.ndarray], reference: str, rows: np.ndarray,
+                cols: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """:data:`STATISTICS` of each level on the sample that draws patterns ``rows`` and, per
+    level, seeds ``cols`` (indices into its columns; a seed drawn twice is never paired with
+    itself), the reliability for a mean over as many seeds as the level has."""
+    seed_r, reliability, means = {}, {}, {}
+    for name, a in acc.items():
+        a = a[rows]
+        counts = np.bincount(cols[name], minlength=a.shape[1])
+        seed_r[name] = mean_pair_correlation(spearman_matrix(a), counts)
+        reliability[name] = spearman_brown(seed_r[name], a.shape[1])
+        means[name] = a[:, cols[name]].mean(axis=1)
     out = {}
-    for name, m in means.items():
+    for name in acc:
         if name == reference:
+            out[name] = [seed_r[name], reliability[name]] + [math.nan] * 4
             continue
-        ref = means[reference]
-        boots = np.array([(spearman(m[i], ref[i]), kendall(m[i], ref[i])) for i in idx])
-        rho = Estimate(spearman(m, ref), *np.nanpercentile(boots[:, 0], [2.5, 97.5]).tolist())
-        tau = Estimate(kendall(m, ref), *np.nanpercentile(boots[:, 1], [2.5, 97.5]).tolist())
-        out[name] = (rho, tau)
+        raw = spearman(means[name], means[reference])
+        out[name] = [seed_r[name], reliability[name], raw,
+                     kendall(means[name], means[reference]),
+                     attenuation_cap(reliability[name], reliability[reference]),
+                     disattenuate(raw, reliability[name], reliability[reference])]
     return out
 
 
-def _seed_spearman(a: np.ndarray) -> float:
-    """Mean Spearman over every pair of seeds (columns); NaN with one seed."""
-    pairs = list(itertools.combinations(range(a.shape[1]), 2))
-    return float(np.mean([spearman(a[:, i], a[:, j]) for i, j in pairs])) if pairs else math.nan
+def _interval(value: float, boots: np.ndarray) -> Estimate:
+    """``value`` with the percentile 95% interval of its resamples; unknown bounds where it is
+    undefined (NaN) in more than :data:`UNDEFINED_SHARE` of them (the defined ones alone
+    would give a narrower interval than the data do)."""
+    defined = boots[np.isfinite(boots)]
+    if not len(defined) or len(defined) < (1 - UNDEFINED_SHARE) * len(boots):
+        return Estimate(value, math.nan, math.nan)
+    low, high = np.percentile(defined, [2.5, 97.5]).tolist()
+    return Estimate(value, low, high)
+
+
+def level_statistics(acc: dict[str, np.ndarray], reference: str, resamples: int,
+                     seed: int = 0) -> dict[str, dict[str, Estimate]]:
+    """:data:`STATISTICS` of each level (accuracies: patterns x seeds) against ``reference``,
+    with percentile 95% intervals from ``resamples`` bootstrap resamples, seeded by ``seed``:
+    each draws the patterns with replacement (the same draw at every level: they are paired)
+    and, independently at each level, its seeds with replacement (no level shares a seed with
+    another), drawn again while they are one seed repeated (which has no seed pair). The
+    reference's own correlations with itself are unknown."""
+    names = list(acc)
+    n = len(acc[reference])
+    whole = {name: np.arange(a.shape[1]) for name, a in acc.items()}
+    point = _statistics(acc, reference, np.arange(n), whole)
+    rng = np.random.default_rng(seed)
+
+    def draw_seeds(k: int) -> np.ndarray:
+        drawn = rng.integers(0, k, (k,))
+        while k > 1 and (drawn == drawn[0]).all():
+            drawn = rng.integers(0, k, (k,))
+        return drawn
+
+    boots = {name: np.empty((resamples, len(STATISTICS))) for name in names}
+    for b in range(resamples):
+        rows = rng.integers(0, n, n)
+        cols = {name: draw_seeds(a.shape[1]) for name, a in acc.items()}
+        for name, values in _statistics(acc, reference, rows, cols).items():
+            boots[name][b] = values
+    return {name: {stat: _interval(point[name][i], boots[name][:, i])
+                   for i, stat in enumerate(STATISTICS)} for name in names}
 
 
 def _seeds_used(runs: dict[str, dict[int, float]]) -> list[int]:
     """The seeds a level's report uses: the first k in seed order, k as large as possible
     without losing a pattern that has the first (a study cut short, seed-major, has finished
-    seed 0 everywhere before seed 1 anywhere)."""
+    each level's first seed everywhere before its second anywhere)."""
     order = sorted({s for seeds in runs.values() for s in seeds})
 
     def having(k: int) -> int:
@@ -151,31 +236,44 @@ def _seeds_used(runs: dict[str, dict[int, float]]) -> list[int]:
 
 
 def recommend(levels: list[LevelResult], target: float) -> tuple[str | None, str]:
-    """The cheapest level below the reference whose Spearman with it reaches ``target``, and
-    the verdict in words (the best a level reaches when none does)."""
+    """The cheapest level below the reference whose disattenuated Spearman with it reaches
+    ``target`` (its interval may reach below: the verdict says so), and the verdict in words
+    (the best a level reaches when none does).
+
+    Disattenuated, not raw: the raw Spearman is held down by the seed noise of both means, so
+    it depends on how many seeds this study trained (a noisy reference caps every level). The
+    disattenuated Spearman estimates how the level's ranking, averaged over many seeds, agrees
+    with the reference's averaged likewise: a property of the fidelity."""
     reference = levels[-1]
-    below = [lv for lv in levels[:-1] if math.isfinite(lv.vs_reference.value)]
-    ceiling = math.sqrt(reference.reliability) if reference.reliability > 0 else math.nan
-    cap = "" if not math.isfinite(ceiling) else (
-        f" The reference's own mean over {reference.seeds} seeds has reliability "
-        f"{reference.reliability:.2f}, so no level can rank like it much above Spearman "
-        f"sqrt({reference.reliability:.2f}) = {ceiling:.2f}" +
-        (f"; the target {target:g} is above that: the reference needs more seeds to judge "
-         f"by." if ceiling < target else "."))
-    ok = [lv for lv in below if lv.vs_reference.value >= target and math.isfinite(lv.seconds)]
+    rel = reference.reliability
+    note = "" if not math.isfinite(rel.value) else (
+        f" The reference's mean over {reference.seeds} seeds has reliability "
+        f"{_text(rel, '.2f')}.")
+    below = [lv for lv in levels[:-1] if math.isfinite(lv.disattenuated.value)]
+    undefined = [lv.name for lv in levels[:-1] if lv not in below]
+    if undefined:
+        note += (f" Not judged: {', '.join(undefined)} (no disattenuated Spearman: the "
+                 f"reliability of its mean or the reference's is not positive, or unknown).")
+    ok = [lv for lv in below if lv.disattenuated.value >= target and math.isfinite(lv.seconds)]
     if ok:
         best = min(ok, key=lambda lv: lv.seconds)
-        unsure = " (its interval reaches below the target)" if \
-            best.vs_reference.low < target else ""
+        low = best.disattenuated.low
+        unsure = "" if low >= target else " (its interval is not known)" if math.isnan(low) \
+            else " (its interval reaches below the target)"
         return best.name, (f"Recommended: {best.name} ({best.fidelity}): its ranking matches "
-                           f"{reference.name}'s at Spearman {best.vs_reference.text('+.2f')} >= "
-                           f"{target:g}{unsure}, at {best.seconds / reference.seconds:.2f}x the "
-                           f"reference's cost per trial.{cap}")
+                           f"{reference.name}'s at disattenuated Spearman "
+                           f"{_text(best.disattenuated)} >= {target:g}{unsure} (raw "
+                           f"{_text(best.vs_reference)} under a cap of "
+                           f"{best.cap.value:.2f}), at {best.seconds / reference.seconds:.2f}x "
+                           f"the reference's cost per trial. One run of it agrees with another "
+                           f"seed's at Spearman {_text(best.seed_spearman)}.{note}")
     if not below:
-        return None, f"No level could be compared with {reference.name}.{cap}"
-    top = max(below, key=lambda lv: lv.vs_reference.value)
-    return None, (f"No level ranks like {reference.name} at Spearman >= {target:g}: the best, "
-                  f"{top.name} ({top.fidelity}), reaches {top.vs_reference.text('+.2f')}.{cap}")
+        return None, f"No level could be compared with {reference.name}.{note}"
+    top = max(below, key=lambda lv: lv.disattenuated.value)
+    return None, (f"No level ranks like {reference.name} at disattenuated Spearman >= "
+                  f"{target:g}: the best, {top.name} ({top.fidelity}), reaches "
+                  f"{_text(top.disattenuated)} (raw {_text(top.vs_reference)})."
+                  f"{note}")
 
 
 def study_time(report: "FidelityReport", trials: int, workers: int) -> str:
@@ -192,7 +290,7 @@ def study_time(report: "FidelityReport", trials: int, workers: int) -> str:
 def fidelity_report(table: FidelityTable, target: float = 0.8,
                     resamples: int = 2000) -> FidelityReport:
     """The report of a fidelity study's table: the patterns every level has trained with the
-    seeds it reports (:func:`_seeds_used`)."""
+    seeds it reports (:func:`_seeds_used`), the statistics by :func:`level_statistics`."""
     names = [name for name, _ in table.levels]
     by_level = {name: table.accuracies(name) for name in names}
     seeds = {name: _seeds_used(by_level[name]) for name in names}
@@ -204,26 +302,26 @@ def fidelity_report(table: FidelityTable, target: float = 0.8,
                          f"every level; the report needs 3 (run it to the end first)")
     acc = {n: np.array([[by_level[n][c.pattern.hash][s] for s in seeds[n]] for c in complete])
            for n in names}
-    means = {n: a.mean(axis=1) for n, a in acc.items()}
-    corr = _bootstrap(means, names[-1], resamples)
-    nan = Estimate.unknown()
+    stats = level_statistics(acc, names[-1], resamples)
     levels = []
     for name, fidelity in table.levels:
         a = acc[name]
         seconds = [r.seconds for r in table.runs if r.level == name]
-        r = _seed_spearman(a)
         finite = [s for s in seconds if math.isfinite(s)]
         levels.append(LevelResult(
             name, fidelity.describe(), a.shape[1],
             float(np.median(finite)) if finite else math.nan, float(a.mean()),
-            pooled_std(list(a))[0], float(means[name].std(ddof=1)), r,
-            spearman_brown(r, a.shape[1]), *corr.get(name, (nan, nan))))
+            pooled_std(list(a))[0], float(a.mean(axis=1).std(ddof=1)), **stats[name]))
     recommended, verdict = recommend(levels, target)
     patterns = tuple(PatternResult(c.label, c.pattern.hash, distance_stats(c.pattern).mean,
                                    {n: acc[n][i].tolist() for n in names})
                      for i, c in enumerate(complete))
+    used = [set(seeds[n]) for n in names]
+    independent = table.scored_on_test(names[-1]) and \
+        sum(map(len, used)) == len(set().union(*used))  # no seed at two levels
     return FidelityReport(tuple(levels), patterns, target, recommended, verdict,
-                          len(table.patterns) - len(complete), table.pending, resamples)
+                          len(table.patterns) - len(complete), table.pending, resamples,
+                          independent)
 
 
 def fidelity_figure(report: FidelityReport) -> go.Figure:
@@ -231,7 +329,8 @@ def fidelity_figure(report: FidelityReport) -> go.Figure:
     bars of one seed std."""
     below, ref = report.levels[:-1], report.levels[-1]
     fig = make_subplots(rows=1, cols=len(below), subplot_titles=[
-        f"{lv.name}: rho {lv.vs_reference.value:+.2f}" for lv in below])
+        f"{lv.name}: rho {_num(lv.vs_reference.value, '+.2f')} (disattenuated "
+        f"{_num(lv.disattenuated.value, '+.2f')})" for lv in below])
     def spread(level: LevelResult) -> dict[str, Any]:
         """Error bars of one seed's std (none while a level has one seed)."""
         if level.seeds < 2:

@@ -135,18 +135,23 @@ class NoiseConfig:
 @dataclass(frozen=True)
 class Fidelity:
     """How much a trial trains: epochs (or steps), training images (None: all), validation
-    images, and the batch size (None: the training's)."""
+    images, and the batch size (None: the training's); ``eval_test``: the trained network is
+    also scored on the test split (a fidelity study's reference)."""
     epochs: int | None
     steps: int | None
     train_size: int | None
     val_size: int | float
     batch_size: int | None = None
+    eval_test: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        # batch_size only where set: records stored before it existed have none and mean this
+        # batch_size and eval_test only where set: records stored before they existed have
+        # none and mean this
         data = dataclasses.asdict(self)
         if self.batch_size is None:
             del data["batch_size"]
+        if not self.eval_test:
+            del data["eval_test"]
         return data
 
     @classmethod
@@ -158,8 +163,9 @@ class Fidelity:
             f"{self.epochs} epoch{'' if self.epochs == 1 else 's'}"
         images = "all" if self.train_size is None else str(self.train_size)
         batch = "" if self.batch_size is None else f", batch {self.batch_size}"
+        test = ", scored on the test split" if self.eval_test else ""
         return (f"{budget}, {images} training images, {self.val_size:g} validation "
-                f"images{batch}")
+                f"images{batch}{test}")
 
 
 @dataclass(frozen=True)
@@ -185,31 +191,38 @@ class FidelityLevel:
                         self.batch_size if self.batch_size is not None else base.batch_size)
 
 
+LEVEL_SEEDS = 1000  # level i of a fidelity study trains seeds training.seed + 1000 i + 0, 1, ...
+
+
 @dataclass(frozen=True)
 class FidelityConfig:
     """`skipnas fidelity`: one set of patterns trained at every level (cheapest first; the
-    last is the reference whose ranking the others are judged against), ``seeds`` seeds each
-    (training.seed + 0, 1, ...) and ``top_seeds`` at the last level. The patterns: the
-    ``templates`` at the space's budget, the ``bench_best`` best of the benchmark in
-    ``bench`` by mean accuracy, and ``spread`` more of the space at evenly spaced quantiles of
-    mean backprop distance. Empty ``levels``: the config is not a fidelity study."""
+    last is the reference whose ranking the others are judged against, scored on the test
+    split), ``seeds`` seeds each and ``top_seeds`` at the last level. Each level trains seeds
+    of its own (level i: training.seed + 1000 i + 0, 1, ...), so no two levels share initial
+    weights. The patterns: the ``templates`` at the space's budget, the ``bench_best`` best of
+    the benchmark in ``bench`` by mean accuracy, and ``spread`` more of the space at evenly
+    spaced quantiles of mean backprop distance. Empty ``levels``: the config is not a fidelity
+    study."""
     levels: tuple[FidelityLevel, ...] = ()
-    seeds: int = 2
+    seeds: int = 3
     top_seeds: int = 3
     templates: tuple[str, ...] = ("log", "nearest", "evenly_spaced")
     bench: str = ""
     bench_best: int = 0
     spread: int = 0
     spread_seed: int = 0
-    target: float = 0.8       # the Spearman with the reference a recommended level must reach
+    target: float = 0.8       # the disattenuated Spearman a recommended level must reach
 
     def __post_init__(self):
         names = [level.name for level in self.levels]
         require(len(set(names)) == len(names), "levels", "level names must be distinct")
-        require(not self.levels or len(self.levels) >= 2, "levels",
-                "needs at least two levels (the last is the reference)")
-        require(2 <= self.seeds <= 100, "seeds", "must be in 2..100 (seed-to-seed agreement "
-                "needs two)")
+        # Three levels: two to compare with the reference; three seeds: three seed pairs, so
+        # that a level's seed-to-seed agreement is not one pair's.
+        require(not self.levels or 3 <= len(self.levels) <= 100, "levels",
+                "needs 3..100 levels (the last is the reference)")
+        require(3 <= self.seeds <= 100, "seeds", "must be in 3..100 (seed-to-seed agreement "
+                "needs several seed pairs)")
         require(self.seeds <= self.top_seeds <= 100, "top_seeds", "must be in seeds..100")
         for t in self.templates:
             require(t in TEMPLATES, "templates", TEMPLATES.unknown(t))
@@ -226,6 +239,12 @@ class FidelityConfig:
     def seeds_at(self, level: int) -> int:
         """How many seeds level ``level`` (an index) trains: ``top_seeds`` at the last."""
         return self.top_seeds if level == len(self.levels) - 1 else self.seeds
+
+    def level_seeds(self, level: int, base: int) -> list[int]:
+        """The seeds level ``level`` (an index) trains, from the study's seed ``base``: its
+        own block of :data:`LEVEL_SEEDS`, disjoint from every other level's."""
+        start = base + LEVEL_SEEDS * level
+        return [(start + k) % 2 ** 32 for k in range(self.seeds_at(level))]
 
 
 @dataclass(frozen=True)
@@ -290,7 +309,7 @@ class StudyConfig:
             self.at_fidelity(self.confirm_fidelity)  # confirm's overrides are valid settings
         except UserError as e:
             raise UserError(f"confirm.{e}") from None
-        fidelities = [f for _, f in self.fidelity_levels]
+        fidelities = [replace(f, eval_test=False) for _, f in self.fidelity_levels]
         require(len(set(fidelities)) == len(fidelities), "fidelity.levels",
                 "two levels train at the same fidelity")
         for i, level in enumerate(self.fidelity.levels):
@@ -333,12 +352,14 @@ class StudyConfig:
 
     @property
     def fidelity_levels(self) -> list[tuple[str, Fidelity]]:
-        """The fidelity study's levels by name, cheapest first (the last: the reference); a
-        batch size equal to the training's is the training's (None)."""
+        """The fidelity study's levels by name, cheapest first (the last: the reference, scored
+        on the test split that no level validates on); a batch size equal to the training's is
+        the training's (None)."""
         def own(f: Fidelity) -> Fidelity:
             return replace(f, batch_size=None) if f.batch_size == self.training.batch_size else f
-        return [(level.name, own(level.over(self.search_fidelity)))
-                for level in self.fidelity.levels]
+        last = len(self.fidelity.levels) - 1
+        return [(level.name, replace(own(level.over(self.search_fidelity)), eval_test=i == last))
+                for i, level in enumerate(self.fidelity.levels)]
 
     @property
     def confirm_fidelity(self) -> Fidelity:

@@ -74,6 +74,7 @@ class TrialRecord:
     reused_from: int | None = None         # number of the completed twin whose result it reuses
     train_seconds: float | None = None
     val_curve: list[float] | None = None
+    test_accuracy: float | None = None     # fidelity slots scored on the test split
     loss_curve: list[float] | None = None
     images_per_second: float | None = None
     status: str | None = None              # the trainer's: "ok" or "diverged"

@@ -33,16 +33,17 @@ class Objective:
         self.cfg = cfg
         self.space = cfg.search_space.build()
         self.device = resolve_device(cfg.training.device)
-        self._data = {cfg.data: cfg.data.load(self.device)}
+        self._data = {(cfg.data, False): cfg.data.load(self.device)}
         self.progress = progress
         self.twins = TwinIndex()
         self.threads = cfg.training.threads  # CPU threads of the next trial (CoreShare)
 
-    def data(self, data_cfg: DataConfig) -> DataBundle:
-        """The data of a fidelity, loaded once per worker."""
-        if data_cfg not in self._data:
-            self._data[data_cfg] = data_cfg.load(self.device)
-        return self._data[data_cfg]
+    def data(self, data_cfg: DataConfig, with_test: bool = False) -> DataBundle:
+        """The data of a fidelity (``with_test``: with the test split), loaded once per
+        worker."""
+        if (data_cfg, with_test) not in self._data:
+            self._data[data_cfg, with_test] = data_cfg.load(self.device, with_test=with_test)
+        return self._data[data_cfg, with_test]
 
     def __call__(self, trial: optuna.Trial) -> Values:
         slot = TrialRecord.from_trial(trial)
@@ -54,8 +55,9 @@ class Objective:
                               before=trial.number, grace=3 * self.cfg.heartbeat_seconds,
                               index=self.twins, asking=trial_id(trial))
         if twin is not None:  # same pattern, seed and fidelity already trained: reuse it
-            record(trial, reused_from=twin.number, train_seconds=0.0,
-                   val_curve=TrialRecord.from_trial(twin).val_curve)
+            done = TrialRecord.from_trial(twin)
+            record(trial, reused_from=twin.number, train_seconds=0.0, val_curve=done.val_curve,
+                   test_accuracy=done.test_accuracy)
             return twin.values[0] if not self.cfg.multi_objective else tuple(twin.values)
         # Noise, confirm and fidelity runs measure a pattern: never pruned (cut short).
         prune = slot.kind not in (SlotKind.NOISE, SlotKind.CONFIRM, SlotKind.FIDELITY)
@@ -98,7 +100,7 @@ class Objective:
     def train(self, trial: optuna.Trial, spec: PatternSpec, seed: int, fidelity: Fidelity,
               prune: bool = True) -> TrainResult:
         """Train at ``fidelity``, reporting each epoch to the pruner (``prune``); record the
-        outcome."""
+        outcome (with the test accuracy where the fidelity is scored on the test split)."""
         cfg = self.cfg
 
         def report(epoch: int, accuracy: float) -> None:
@@ -109,12 +111,13 @@ class Objective:
                 raise optuna.TrialPruned(f"pruned after epoch {epoch} at accuracy {accuracy:.4f}")
 
         data_cfg, train_cfg = cfg.at_fidelity(fidelity)
-        result = train(spec, self.data(data_cfg), replace(train_cfg, seed=seed,
-                                                          threads=self.threads), on_epoch=report,
-                       on_batch=interrupts.check, progress=self.progress).result
+        result = train(spec, self.data(data_cfg, fidelity.eval_test),
+                       replace(train_cfg, seed=seed, threads=self.threads), on_epoch=report,
+                       on_batch=interrupts.check, eval_test=fidelity.eval_test,
+                       progress=self.progress).result
         record(trial, train_seconds=result.train_seconds, val_curve=result.val_curve,
-               loss_curve=result.loss_curve, images_per_second=result.images_per_second,
-               status=result.status)
+               test_accuracy=result.test_accuracy, loss_curve=result.loss_curve,
+               images_per_second=result.images_per_second, status=result.status)
         if result.status != "ok":
             record(trial, fail_reason=result.message)
             raise _Diverged(result.message)

@@ -17,7 +17,7 @@ from ..storage.sqlite import liveness_clock
 from .liveness import StaleSweep
 
 # The record fields a twin lookup reads (and the twin's curve, which a reusing trial copies).
-TWIN_FIELDS = ("hash", "seed", "fidelity", "reused_from", "val_curve")
+TWIN_FIELDS = ("hash", "seed", "fidelity", "reused_from", "val_curve", "test_accuracy")
 
 
 class TwinIndex:

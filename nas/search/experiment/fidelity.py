@@ -1,8 +1,13 @@
 """The fidelity study: one set of patterns trained at several fidelities, several seeds each,
 as trials of one study (heartbeats, requeue, resume and exact counts as any slot).
 
+Each level trains seeds of its own (:meth:`FidelityConfig.level_seeds`): a level that reused
+the reference's seeds would start from the same initial weights, and its ranking would agree
+with the reference's by that shared noise too. The reference is scored on the test split, which
+no level validates on, for the same reason.
+
 `start_fidelity` queues one slot per (pattern, level, seed) that the study does not hold yet,
-seed-major (every pattern and level at the first seed before any at the second), so a study cut
+seed-major (every pattern and level at its first seed before any at its second), so a study cut
 short still compares every level. `fidelity_table` reads the finished trials back by level;
 :mod:`nas.results.fidelity_summary` turns that into the report.
 """
@@ -80,17 +85,17 @@ def fidelity_patterns(cfg: StudyConfig) -> list[Chosen]:
 
 
 def fidelity_slots(cfg: StudyConfig) -> list[TrialRecord]:
-    """Every slot of the fidelity study, seed-major: for each seed, every pattern at every
-    level that trains that many seeds."""
+    """Every slot of the fidelity study, seed-major: for each k, every pattern at every level
+    that trains k + 1 seeds, with that level's k-th seed."""
     levels, patterns = cfg.fidelity_levels, fidelity_patterns(cfg)
+    seeds = [cfg.fidelity.level_seeds(index, cfg.training.seed) for index in range(len(levels))]
     slots = []
-    for i in range(cfg.fidelity.top_seeds):
-        seed = (cfg.training.seed + i) % 2 ** 32
+    for k in range(cfg.fidelity.top_seeds):
         for c in patterns:
             for index, (_, fidelity) in enumerate(levels):
-                if i < cfg.fidelity.seeds_at(index):
+                if k < len(seeds[index]):
                     slots.append(TrialRecord(slot=SlotKind.FIDELITY, pattern=c.pattern.to_dict(),
-                                             hash=c.pattern.hash, seed=seed,
+                                             hash=c.pattern.hash, seed=seeds[index][k],
                                              baseline=c.label if c.label in cfg.fidelity.templates
                                              else None, fidelity=fidelity.to_dict()))
     return slots
@@ -135,8 +140,9 @@ class FidelityRun:
     level: str
     hash: str
     seed: int
-    accuracy: float
+    accuracy: float       # on the validation images
     seconds: float        # the trial's wall time: building, measuring, training, evaluating
+    test_accuracy: float | None = None   # at a level scored on the test split (the reference)
 
 
 @dataclass(frozen=True)
@@ -147,12 +153,19 @@ class FidelityTable:
     runs: tuple[FidelityRun, ...]
     pending: int                               # slots queued or running
 
+    def scored_on_test(self, level: str) -> bool:
+        """Whether ``level`` is scored on the test split (the reference) or validation."""
+        return dict(self.levels)[level].eval_test
+
     def accuracies(self, level: str) -> dict[str, dict[int, float]]:
-        """Accuracy by pattern hash and seed at ``level``."""
+        """Accuracy by pattern hash and seed at ``level``, on the split it is scored on."""
+        test = self.scored_on_test(level)
         out: dict[str, dict[int, float]] = {}
         for r in self.runs:
             if r.level == level:
-                out.setdefault(r.hash, {})[r.seed] = r.accuracy
+                score = r.test_accuracy if test else r.accuracy
+                assert score is not None, f"a {level} run without its test accuracy"
+                out.setdefault(r.hash, {})[r.seed] = score
         return out
 
 
@@ -172,35 +185,37 @@ def fidelity_table(study: optuna.Study, cfg: StudyConfig) -> FidelityTable:
             assert r.seed is not None and t.datetime_start and t.datetime_complete
             seconds = (t.datetime_complete - t.datetime_start).total_seconds()
             runs.append(FidelityRun(level, r.hash, r.seed, t.values[0],
-                                    float("nan") if r.is_reused else seconds))
+                                    float("nan") if r.is_reused else seconds, r.test_accuracy))
     return FidelityTable(tuple(cfg.fidelity_levels), tuple(fidelity_patterns(cfg)), tuple(runs),
                          pending)
 
 
 def calibration_levels(search: Fidelity, available: int, steps: int = 3) -> list[FidelityLevel]:
-    """A ladder from the search's fidelity up: training images x4 per rung until the whole
-    split (``available`` images) is reached, or, when the search already trains on all of it,
-    epochs x2 per rung."""
+    """A ladder of ``steps`` levels from the search's fidelity up: training images x4 per rung
+    until the whole split (``available`` images) is reached, then epochs x2 per rung."""
     levels = [FidelityLevel("search")]
-    if search.train_size is not None and search.train_size < available:
-        for rung in range(1, steps):
-            size = search.train_size * 4 ** rung
-            if size >= available:
-                levels.append(FidelityLevel("all_images", train_size="all"))
-                break
-            levels.append(FidelityLevel(f"images_x{4 ** rung}", train_size=size))
-    else:
-        epochs = search.epochs or 1  # a search of steps: epochs of the whole split instead
-        levels += [FidelityLevel(f"epochs_x{2 ** rung}", epochs=epochs * 2 ** rung)
-                   for rung in range(1, steps)]
+    base = search.train_size if search.train_size is not None and \
+        search.train_size < available else 0  # 0: the search trains on the whole split
+    size, epochs = base, search.epochs or 1  # a search of steps: epochs of the whole split
+    while len(levels) < steps:
+        if size:
+            size = size * 4 if size * 4 < available else 0
+            levels.append(FidelityLevel(f"images_x{size // base}", train_size=size) if size
+                          else FidelityLevel("all_images", train_size="all"))
+        else:
+            epochs *= 2
+            name = f"epochs_x{epochs // (search.epochs or 1)}"
+            levels.append(FidelityLevel(f"all_images_{name}", epochs=epochs, train_size="all")
+                          if base else FidelityLevel(name, epochs=epochs))
     return levels
 
 
 def calibration_config(cfg: StudyConfig, patterns: int, seeds: int,
                        available: int) -> StudyConfig:
     """The fidelity study `skipnas calibrate` runs for ``cfg``: log and ``patterns - 1`` more
-    of its space spanning the mean-distance range, ``seeds`` seeds, at
-    :func:`calibration_levels`, in the same storage as ``cfg``'s study."""
+    of its space spanning the mean-distance range, ``seeds`` seeds of its own at each of
+    :func:`calibration_levels` (the last scored on the test split), in the same storage as
+    ``cfg``'s study."""
     fidelity = FidelityConfig(levels=tuple(calibration_levels(cfg.search_fidelity, available)),
                               seeds=seeds, top_seeds=seeds, templates=("log",),
                               spread=patterns - 1, target=cfg.fidelity.target)
