@@ -6,13 +6,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..search.experiment.transfer import TransferConfig
 from ..stats import (
     BlockedDesign,
     Difference,
@@ -30,34 +30,6 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 BOOTSTRAP = 4000
-
-
-@dataclass(frozen=True)
-class TransferConfig:
-    """A transfer study's config (studies/transfer/*.toml)."""
-    source: str                              # the confirmed study's config
-    out: Path
-    workers: int
-    seeds: tuple[int, ...]
-    patterns: tuple[tuple[str, int], ...]    # (name, trial of the source study), in run order
-    train: dict[str, Any]                    # flags of `skipnas train`
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TransferConfig":
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(source=raw["source"], out=Path(raw["out"]), workers=int(raw["workers"]),
-                   seeds=tuple(int(s) for s in raw["seeds"]),
-                   patterns=tuple((p["name"], int(p["trial"])) for p in raw["patterns"]),
-                   train=dict(raw["train"]))
-
-    def slug(self, name: str) -> str:
-        return name.replace(" ", "")
-
-    def run_dir(self, name: str, seed: int) -> Path:
-        return self.out / "runs" / f"{self.slug(name)}-seed{seed}"
-
-    def spec_path(self, name: str) -> Path:
-        return self.out / "specs" / f"{self.slug(name)}.json"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,167 @@
+"""The principle with its confound held equal: pairs of patterns with the same connection
+budget, the same number of layers reading the block input and the same parameter count, that
+differ in mean backprop distance; does the shorter one of a pair train to higher accuracy?"""
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from search_spaces import Pattern, distance_stats
+from search_spaces.features import _reads_of_input as reads_of_input
+
+from ..stats import Estimate, mean_ci
+
+if TYPE_CHECKING:
+    from ..search.experiment.transfer import TransferConfig
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A pattern with the quantities a pair holds equal and the one it varies."""
+    hash: str
+    connections: int
+    reads: int             # nodes that read their block's input (node 0)
+    params: int
+    mean_distance: float
+
+    @classmethod
+    def of(cls, pattern: Pattern, params: int) -> "Candidate":
+        return cls(pattern.hash, pattern.connections, reads_of_input(pattern), params,
+                   distance_stats(pattern).mean)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two patterns equal in budget, reads of the block input and params (exactly);
+    ``short`` has the smaller mean distance."""
+    short: Candidate
+    long: Candidate
+
+    @property
+    def margin(self) -> float:
+        return self.long.mean_distance - self.short.mean_distance
+
+
+def matched_pairs(candidates: Sequence[Candidate], min_margin: float) -> tuple[Pair, ...]:
+    """Disjoint pairs, each of two candidates equal in connections, reads and params, differing
+    in mean distance by at least ``min_margin``. Within each group of equal (connections,
+    reads, params), ranked by mean distance, the i-th of the shorter half is paired with the
+    i-th of the longer half (an odd group leaves its middle pattern out): every pair spans
+    about half of its group's range, and no pattern is in two pairs."""
+    groups: dict[tuple[int, int, int], list[Candidate]] = {}
+    for c in candidates:
+        groups.setdefault((c.connections, c.reads, c.params), []).append(c)
+    pairs = []
+    for key in sorted(groups):
+        group = sorted(groups[key], key=lambda c: (c.mean_distance, c.hash))
+        half = len(group) // 2
+        for short, long in zip(group[:half], group[len(group) - half:]):
+            pair = Pair(short, long)
+            if pair.margin >= min_margin:
+                pairs.append(pair)
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class SignTest:
+    positive: int          # pairs where the shorter pattern scored higher
+    negative: int
+    ties: int
+    p_value: float         # two-sided exact binomial over the untied pairs
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """The shorter minus the longer pattern of each pair, each pair's difference the mean
+    over the seeds both trained (shared seeds: a seed's shared effect cancels)."""
+    differences: tuple[float, ...]          # per pair, in the pairs' order
+    mean: Estimate                          # over pairs, 95% t-interval (pairs - 1 df)
+    se: float
+    sign: SignTest
+    seeds: int
+
+    @property
+    def pairs(self) -> int:
+        return len(self.differences)
+
+
+def paired_result(pairs: Sequence[Pair], accuracies: Mapping[str, Mapping[int, float]],
+                  seeds: Sequence[int]) -> PairedResult:
+    """:class:`PairedResult` of ``pairs`` from ``accuracies`` (per hash, per seed) over
+    ``seeds``, which every pattern of a pair must hold."""
+    from scipy.stats import binomtest
+
+    diffs = []
+    for p in pairs:
+        a, b = accuracies[p.short.hash], accuracies[p.long.hash]
+        diffs.append(float(np.mean([a[s] - b[s] for s in seeds])))
+    m = mean_ci(diffs)
+    positive = sum(d > 0 for d in diffs)
+    negative = sum(d < 0 for d in diffs)
+    untied = positive + negative
+    p_value = float(binomtest(positive, untied, 0.5).pvalue) if untied else math.nan
+    return PairedResult(tuple(diffs), m.mean, m.se,
+                        SignTest(positive, negative, len(diffs) - untied, p_value), len(seeds))
+
+
+def bench_candidates(directory: str | Path) -> tuple[list[Candidate],
+                                                     dict[str, dict[int, float]]]:
+    """The candidates of a built benchmark (its table's params) and their accuracies per
+    seed."""
+    from ..search.experiment.bench import load_bench
+
+    bench = load_bench(directory)
+    params: dict[str, int] = {}
+    with (Path(directory) / "table.csv").open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            params[row["hash"]] = int(row["params"])
+    seeds = bench.cfg.bench.seeds
+    candidates = [Candidate.of(e.pattern, params[h]) for h, e in bench.entries.items()]
+    accuracies = {h: dict(zip(seeds, e.accuracies)) for h, e in bench.entries.items()}
+    return candidates, accuracies
+
+
+@dataclass(frozen=True)
+class ControlledConfig:
+    """A controlled principle study's config (studies/principle_controlled/*.toml)."""
+    bench: Path
+    min_margin: float
+    out: Path
+    higher_pairs: int
+    higher: "TransferConfig"        # its patterns: filled in by :meth:`with_patterns`
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ControlledConfig":
+        import tomllib
+
+        from ..search.experiment.transfer import TransferConfig
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        h = raw["higher"]
+        out = Path(raw["out"])
+        higher = TransferConfig(source=h["source"], out=out / "higher", workers=int(h["workers"]),
+                                seeds=tuple(int(s) for s in h["seeds"]), patterns=(),
+                                train=dict(h["train"]))
+        return cls(Path(raw["bench"]), float(raw["min_margin"]), out, int(h["pairs"]), higher)
+
+    def design(self) -> tuple[tuple[Pair, ...], tuple[Pair, ...],
+                              dict[str, dict[int, float]]]:
+        """Every matched pair of the benchmark, the ``higher_pairs`` of largest margin (in
+        that order, ties by hash), and the benchmark's accuracies per hash and seed."""
+        candidates, accuracies = bench_candidates(self.bench)
+        pairs = matched_pairs(candidates, self.min_margin)
+        widest = sorted(pairs, key=lambda p: (-p.margin, p.short.hash))[:self.higher_pairs]
+        return pairs, tuple(widest), accuracies
+
+    def with_patterns(self, trials: Mapping[str, int]) -> "TransferConfig":
+        """The higher-fidelity runs: each pattern of the widest pairs, named by its hash, as
+        the trial of the source study given in ``trials``."""
+        from dataclasses import replace
+        _, widest, _ = self.design()
+        hashes = [h for p in widest for h in (p.short.hash, p.long.hash)]
+        return replace(self.higher, patterns=tuple((h, trials[h]) for h in hashes))
