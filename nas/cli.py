@@ -359,7 +359,15 @@ def _study_ref(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from .results import analyze, confirmed_table, correlation_table, evidence_lines, template_table
+    from .results import (
+        analyze,
+        confirmed_table,
+        correlation_table,
+        evidence_lines,
+        regression_caption,
+        regression_table,
+        template_table,
+    )
     from .search import answer, read_study
 
     result = analyze(read_study(*_study_ref(args)), budget=args.budget,
@@ -374,6 +382,12 @@ def cmd_analyze(args: argparse.Namespace) -> None:
           f"{low:.4f}..{high:.4f}")
     print()
     print(format_table(*correlation_table(principle)))
+    if principle.regression is not None:
+        head, *notes = regression_caption(principle.regression)
+        print(f"\n{head}")
+        print(format_table(*regression_table(principle.regression)))
+        for note in notes:
+            print(note)
     if principle.templates:
         print("\ntemplates (accuracy over seeds)")
         print(format_table(*template_table(principle)))
@@ -711,7 +725,8 @@ def _add_study_parser(sub: _Commands) -> None:
 
 
 def _add_analyze_parser(sub: _Commands) -> None:
-    p = sub.add_parser("analyze", help="accuracy vs. backprop distance: rank correlations")
+    p = sub.add_parser("analyze", help="accuracy vs. backprop distance: rank correlations and "
+                                       "a regression")
     _add_study_ref_args(p)
     p.add_argument("--budget", type=int, help="connection budget to analyze (default: study's)")
     p.add_argument("--resamples", type=_positive_int, default=2000,

@@ -1,5 +1,6 @@
-"""Small statistics shared by the search and the results: rank correlations, and the intervals
-of a mean over seeds and of a difference of two such means. Pure numpy and scipy."""
+"""Small statistics shared by the search and the results: rank correlations, the intervals
+of a mean over seeds and of a difference of two such means, and least squares. Pure numpy and
+scipy."""
 from __future__ import annotations
 
 import math
@@ -522,3 +523,113 @@ def cross_fit_lead(table: np.ndarray, searched: Sequence[int],
         t = max(templates, key=lambda i: chosen[i])
         leads.append(float(x[w, measure].mean() - x[t, measure].mean()))
     return float(np.mean(leads))
+
+
+@dataclass(frozen=True)
+class Coefficient:
+    """One coefficient of a :class:`Regression`: its estimate with the 95% t-interval, its
+    standard error and its two-sided t-test p-value (NaN when the residual has no degrees of
+    freedom)."""
+    name: str
+    estimate: Estimate
+    se: float
+    p_value: float
+
+    def to_json(self) -> dict[str, Any]:
+        """{"name", "estimate", "ci_low", "ci_high", "se", "p_value"}."""
+        return {"name": self.name, "estimate": self.estimate.value, **self.estimate.ci_json(),
+                "se": self.se, "p_value": self.p_value}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Coefficient":
+        return cls(data["name"], Estimate(data["estimate"], data["ci_low"], data["ci_high"]),
+                   data["se"], data["p_value"])
+
+
+INTERCEPT = "intercept"
+
+
+@dataclass(frozen=True)
+class Regression:
+    """Ordinary least squares of y on named predictors with an intercept. ``coefficients``:
+    the intercept's, then each kept predictor's in the order given; ``dropped``: the
+    predictors left out because, on these rows, they are an exact linear function of the
+    intercept and the predictors before them (their effect cannot be told apart)."""
+    coefficients: tuple[Coefficient, ...]
+    dropped: tuple[str, ...]
+    n: int
+    df: int            # n - the number of coefficients (the intercept's included)
+    r_squared: float   # NaN when y does not vary
+
+    def coefficient(self, name: str) -> Coefficient | None:
+        """The coefficient of ``name``; None where it was dropped or never a predictor."""
+        return next((c for c in self.coefficients if c.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """{"coefficients", "dropped", "n", "df", "r_squared"}; :meth:`from_json` reads it
+        back."""
+        return {"coefficients": [c.to_json() for c in self.coefficients],
+                "dropped": list(self.dropped), "n": self.n, "df": self.df,
+                "r_squared": self.r_squared}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Regression":
+        return cls(tuple(Coefficient.from_json(c) for c in data["coefficients"]),
+                   tuple(data["dropped"]), data["n"], data["df"], data["r_squared"])
+
+
+def _full_rank(columns: np.ndarray) -> bool:
+    """Whether the columns are linearly independent, judged on their unit-length versions so
+    that a predictor's scale (parameter counts beside distances) does not decide it."""
+    norms = np.linalg.norm(columns, axis=0)
+    if columns.shape[0] < columns.shape[1] or not np.all(norms > 0):
+        return False
+    s = np.linalg.svd(columns / norms, compute_uv=False)
+    return bool(s[-1] > s[0] * 1e-10 * max(columns.shape))
+
+
+def ols(x: np.ndarray, y: np.ndarray, names: Sequence[str]) -> Regression:
+    """Least squares of ``y`` on the columns of ``x`` (n x k, column j named ``names[j]``)
+    with an intercept: estimates, standard errors from s^2 (X'X)^-1, 95% t-intervals and
+    two-sided p-values on n - (kept predictors + 1) degrees of freedom (NaN below 1). A
+    predictor that is an exact linear function of the intercept and the kept predictors
+    before it (a constant one among them) is dropped and named in ``dropped``."""
+    from scipy.stats import t as student
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xa.ndim == 1:
+        xa = xa[:, None]
+    n = len(ya)
+    if xa.shape != (n, len(names)):
+        raise ValueError(f"ols: x is {xa.shape}, expected ({n}, {len(names)}) for {names}")
+    if INTERCEPT in names:
+        raise ValueError(f"ols: {INTERCEPT!r} names the intercept, not a predictor")
+    if n == 0:
+        raise ValueError("ols of no rows")
+    kept: list[int] = []
+    dropped: list[int] = []
+    for j in range(len(names)):
+        # Centred, columns independent of the intercept and of each other stay independent.
+        columns = xa[:, kept + [j]]
+        (kept if _full_rank(columns - columns.mean(axis=0)) else dropped).append(j)
+    design = np.column_stack([np.ones(n), xa[:, kept]])
+    q, r = np.linalg.qr(design)
+    beta = np.linalg.solve(r, q.T @ ya)
+    resid = ya - design @ beta
+    df = n - design.shape[1]
+    tss = float(((ya - ya.mean()) ** 2).sum())
+    r_squared = 1 - float(resid @ resid) / tss if tss > 0 else math.nan
+    if df < 1:
+        se = np.full(len(beta), math.nan)
+    else:
+        r_inv = np.linalg.inv(r)
+        se = np.sqrt(float(resid @ resid) / df * (r_inv * r_inv).sum(axis=1))
+    coefficients = []
+    for name, b, s in zip([INTERCEPT, *(names[j] for j in kept)], beta, se):
+        b, s = float(b), float(s)
+        if not math.isfinite(s):
+            coefficients.append(Coefficient(name, Estimate(b, math.nan, math.nan), s, math.nan))
+            continue
+        half = t_quantile(df) * s
+        p = float(2 * student.sf(abs(b) / s, df)) if s > 0 else (0.0 if b else 1.0)
+        coefficients.append(Coefficient(name, Estimate(b, b - half, b + half), s, p))
+    return Regression(tuple(coefficients), tuple(names[j] for j in dropped), n, df, r_squared)

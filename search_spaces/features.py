@@ -21,8 +21,9 @@ def _distance_shares(stats: DistanceStats) -> list[float]:
     return [*hist[:3], float(hist[3:].sum())]
 
 
-def _reads_of_input(pattern: Pattern) -> int:
-    """How many nodes read their block's input (node 0)."""
+def reads_of_input(pattern: Pattern) -> int:
+    """How many nodes read their block's input (node 0), over every block; a block's output
+    node (L + 1) counts when it reads it."""
     return sum(sum(0 in block.reads(i) for i in range(1, block.num_layers + 2))
                for block in pattern.blocks)
 
@@ -51,7 +52,7 @@ SCORES.add("-mean_distance", lambda p: -distance_stats(p).mean)
 SCORES.add("-mbd", lambda p: -float(distance_stats(p).mbd))
 # The share of pairs at distance <= 2.
 SCORES.add("short_pairs", lambda p: float(sum(_distance_shares(distance_stats(p))[:2])))
-SCORES.add("reads_of_node0", lambda p: float(_reads_of_input(p)))
+SCORES.add("reads_of_node0", lambda p: float(reads_of_input(p)))
 
 
 def screen_score(name: str) -> Score:
@@ -86,7 +87,7 @@ class PatternFeatures:
 def pattern_features(pattern: Pattern) -> PatternFeatures:
     """The :class:`PatternFeatures` of ``pattern``."""
     stats = distance_stats(pattern)
-    return PatternFeatures(stats.mean, stats.mbd, _reads_of_input(pattern),
+    return PatternFeatures(stats.mean, stats.mbd, reads_of_input(pattern),
                            *(float(s) for s in _distance_shares(stats)))
 
 

@@ -8,7 +8,7 @@ from scipy import stats
 
 from nas import stats as skstats
 from nas.errors import UserError
-from nas.results.analysis import analyze, correlation_table
+from nas.results.analysis import analyze, correlation_table, verdict
 from nas.stats import (
     Estimate,
     RankCorrelation,
@@ -19,7 +19,7 @@ from nas.stats import (
     rankdata,
     spearman,
 )
-from search_spaces import make_space
+from search_spaces import distance_stats, make_space, reads_of_input
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -261,3 +261,151 @@ def test_the_published_correlation_the_verdict_quotes_is_the_published_studys():
             and c["method"] == "spearman" and not c["controlled_for"]]
     assert round(r, 2) == PUBLISHED_R
     assert f"{data['trials_at_budget']} patterns, studies/results/{folder.name}" == PUBLISHED_AT
+
+
+def offsets_study(accuracy, seed=0, without_params=0, without_pattern=0) -> optuna.Study:
+    """Every offsets pattern of 12 layers (one budget, 46 patterns), its accuracy planted as
+    ``accuracy(mean distance, reads of the block input)`` plus a little noise and its parameter
+    count an exact linear function of its reads, as in the offsets spaces. The first
+    ``without_params`` trials record no parameter count, the next ``without_pattern`` no spec
+    (older records)."""
+    rng = np.random.default_rng(seed)
+    study = optuna.create_study(direction="maximize")
+    for i, p in enumerate(make_space("offsets", [12]).all_patterns()):
+        s, reads = distance_stats(p), reads_of_input(p)
+        attrs = {"spec": {"format_version": 1, **p.to_dict()}, "hash": p.hash, "seed": 0,
+                 "connections": p.connections, "mbd": s.mbd, "mean_distance": s.mean,
+                 "params": 20_000 + 1_234 * reads, "flops": 1}
+        if i < without_params:
+            del attrs["params"]
+        elif i < without_params + without_pattern:
+            del attrs["spec"]
+        study.add_trial(optuna.trial.create_trial(
+            value=accuracy(s.mean, reads) + 0.002 * rng.normal(), user_attrs=attrs))
+    return study
+
+
+def _verdict(principle):
+    from nas.search.experiment.evidence import Evidence, Noise
+
+    ev = Evidence(Noise(math.nan, 0, 0, math.nan), None, (), None, 0, False)
+    return " ".join(verdict(principle, ev, "2 epochs", "fashion-mnist"))
+
+
+def test_the_regression_is_least_squares_over_the_trials_at_the_budget():
+    """Issue 38 item 5: accuracy on mean distance and the reads of the block input (numpy's
+    lstsq on the stored trials); the parameter count, a linear function of the reads, is
+    dropped, not fitted into nonsense."""
+    study = offsets_study(lambda d, r: 0.8 - 0.02 * d + 0.01 * r)
+    reg = analyze(study, resamples=20).principle.regression
+    patterns = make_space("offsets", [12]).all_patterns()
+    design = np.array([[1, distance_stats(p).mean, reads_of_input(p)] for p in patterns])
+    acc = np.array([t.values[0] for t in study.trials])
+    beta = np.linalg.lstsq(design, acc, rcond=None)[0]
+    assert [c.name for c in reg.coefficients] == ["intercept", "mean_distance", "reads_of_input"]
+    assert [c.estimate.value for c in reg.coefficients] == pytest.approx(beta, rel=1e-9)
+    assert (reg.n, reg.df, reg.dropped) == (46, 43, ("params",))
+
+
+def test_with_accuracy_following_the_reads_distance_has_no_effect_once_they_are_held_equal():
+    """The confound of the issue: mean distance goes with the reads of the block input
+    (Spearman +0.6 here), so accuracy that follows only the reads also ranks with distance;
+    held equal in the regression, distance's interval covers 0 and the reads carry the
+    effect."""
+    principle = analyze(offsets_study(lambda d, r: 0.8 + 0.01 * r), resamples=200).principle
+    assert principle.correlation().rank.r.low > 0   # the raw correlation is misleading
+    reg = principle.regression
+    distance, reads = reg.coefficient("mean_distance"), reg.coefficient("reads_of_input")
+    assert distance.estimate.low < 0 < distance.estimate.high and distance.p_value > 0.05
+    assert reads.estimate.low > 0 and reads.p_value < 0.05
+    text = _verdict(principle)
+    assert (f"Holding the reads of the block input equal in a least-squares regression "
+            f"(46 trials), mean distance went with {distance.estimate.value:+.4f} accuracy per "
+            f"unit (95% CI {distance.estimate.interval('+.4f')}, p = {distance.p_value:.4f}): "
+            f"no detectable effect of backprop distance when those are held equal.") in text
+    assert (f"went with {reads.estimate.value:+.4f} accuracy per node that reads it (95% CI "
+            f"{reads.estimate.interval('+.4f')}, p = {reads.p_value:.4f}): they carry an effect "
+            f"of their own.") in text
+    assert "The parameter count was left out of the regression" in text
+    assert "helps" not in text and "hurts" not in text
+
+
+def test_with_accuracy_following_distance_shorter_helps_with_the_reads_held_equal():
+    principle = analyze(offsets_study(lambda d, r: 0.9 - 0.05 * d), resamples=200).principle
+    reg = principle.regression
+    distance, reads = reg.coefficient("mean_distance"), reg.coefficient("reads_of_input")
+    assert distance.estimate.high < 0 and distance.p_value < 0.05
+    assert distance.estimate.low < -0.05 < distance.estimate.high
+    assert reads.estimate.low < 0 < reads.estimate.high
+    text = _verdict(principle)
+    assert (f"mean distance went with {distance.estimate.value:+.4f} accuracy per unit (95% CI "
+            f"{distance.estimate.interval('+.4f')}, p = {distance.p_value:.4f}): shorter "
+            f"backprop distance helps when those are held equal.") in text
+    assert "no detectable effect of their own" in text
+    longer = analyze(offsets_study(lambda d, r: 0.7 + 0.05 * d), resamples=20).principle
+    assert "shorter backprop distance hurts when those are held equal" in _verdict(longer)
+
+
+def test_the_regression_leaves_out_trials_without_params_or_a_pattern():
+    study = offsets_study(lambda d, r: 0.9 - 0.05 * d, without_params=3, without_pattern=4)
+    principle = analyze(study, resamples=20).principle
+    assert principle.regression.n == 39 and principle.trials_at_budget == 46
+    assert "(39 trials of 46: those that record a parameter count and a pattern)" in \
+        _verdict(principle)
+    # Trials that store no pattern at all (as planted_study's): no regression, no sentence.
+    planted = analyze(planted_study(-1.0), resamples=20).principle
+    assert planted.regression is None and "regression" not in _verdict(planted)
+
+
+def test_the_principle_test_keeps_its_regression_through_json_and_reads_older_files():
+    import json
+
+    from nas.results.analysis import PrincipleTest
+
+    principle = analyze(offsets_study(lambda d, r: 0.8 + 0.01 * r), resamples=20).principle
+    data = json.loads(json.dumps(principle.to_json()))
+    assert PrincipleTest.from_json(data) == principle
+    del data["regression"]   # an analyze.json written before regressions
+    assert PrincipleTest.from_json(data).regression is None
+
+
+def test_the_regression_table_lists_every_kept_coefficient():
+    from nas.results.analysis import regression_caption, regression_table
+
+    reg = analyze(offsets_study(lambda d, r: 0.8 + 0.01 * r), resamples=20).principle.regression
+    headers, rows = regression_table(reg)
+    assert headers == ["predictor", "coefficient", "95% CI", "p"]
+    assert [row[0] for row in rows] == ["intercept", "mean_distance", "reads_of_input"]
+    reads = reg.coefficient("reads_of_input")
+    assert rows[2][1:] == [f"{reads.estimate.value:+.4g}", reads.estimate.interval("+.4g"),
+                           f"{reads.p_value:.4f}"]
+    head, dropped = regression_caption(reg)
+    assert f"n = 46, R² = {reg.r_squared:.3f}" in head and dropped.startswith("Dropped: params")
+
+
+def test_a_row_reads_the_block_input_from_its_spec_or_its_slots_pattern():
+    from nas.search.record import TrialRow
+
+    p = make_space("offsets", [12]).all_patterns()[7]
+    base = {"hash": p.hash, "seed": 0}
+
+    def row(**attrs):
+        trial = optuna.trial.create_trial(value=0.5, user_attrs={**base, **attrs})
+        return TrialRow.from_trial(trial, "per_block").reads_of_input
+
+    assert row(spec={"format_version": 1, **p.to_dict()}) == reads_of_input(p)
+    assert row(slot="bench", pattern=p.to_dict()) == reads_of_input(p)
+    assert row() is None
+
+
+def test_a_regression_without_degrees_of_freedom_tells_nothing():
+    from nas.results.analysis import REGRESSORS, regression_lines
+    from nas.stats import ols
+
+    x = np.array([[2.0, 4, 100], [2.5, 5, 90], [3.0, 7, 130], [2.2, 6, 80]])
+    reg = ols(x, np.array([0.80, 0.82, 0.79, 0.81]), REGRESSORS)
+    assert reg.df == 0
+    distance, reads = regression_lines(reg, 4)
+    assert distance.endswith("accuracy per unit (no interval: too few trials): too few trials "
+                             "to tell.")
+    assert reads.endswith(": too few trials to tell.")

@@ -48,6 +48,7 @@ from search_spaces import (
     make_space,
     offsets_in_words,
     pattern_features,
+    reads_of_input,
     template_pattern,
 )
 from search_spaces.spaces import (
@@ -200,7 +201,8 @@ def fake_bench(tmp_path, L=12, noise=0.0):
                 trial=len(rows), accuracy=0.9 - 0.1 * stats.mean + noise * rng.normal(),
                 template="", style="per_block", budget_mode="", block_output="", hash=p.hash,
                 seed=seed, connections=p.connections, mbd=stats.mbd, mean_distance=stats.mean,
-                params=0, flops=0, train_seconds=0.0), p.to_dict()))
+                reads_of_input=reads_of_input(p), params=0, flops=0, train_seconds=0.0),
+                p.to_dict()))
     write_table(rows, tmp_path / TABLE)
     return load_bench(tmp_path)
 

@@ -10,7 +10,7 @@ from nas.errors import UserError
 from nas.results.export import trial_spec
 from nas.search.config import SpaceConfig, search_fidelity, stored_config, study_style
 from nas.search.record import TrialRecord, TrialRow
-from search_spaces import make_space, template_pattern
+from search_spaces import make_space, reads_of_input, template_pattern
 
 ARCH = ArchConfig(growth=4, bottleneck=False, input_shape=(1, 16, 16))
 PARAMS = {f"offset_{o}": k for o, k in zip(range(2, 7), (0.9, 0.1, 0.8, 0.2, 0.3))}
@@ -63,6 +63,7 @@ def test_record_trial_stores_the_record_the_readers_read(tmp_path):
     row = TrialRow.from_trial(study.trials[0], "per_block")
     assert (row.hash, row.accuracy, row.seed, row.params) == (pattern.hash, 0.5, 3,
                                                               spec.metrics["params"])
+    assert row.reads_of_input == reads_of_input(pattern)   # read from the stored spec
     assert trial_spec("mine", url).spec.hash == pattern.hash
     with pytest.raises(UserError, match="a Pattern needs arch="):
         nas.record_trial(study.ask(), pattern, seed=0)

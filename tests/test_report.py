@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import pytest
 
 from nas.engine.spec import PatternSpec
-from nas.results.analysis import SIGNIFICANT, analyze
+from nas.results.analysis import SIGNIFICANT, analyze, regression_caption, regression_table
 from nas.results.dashboard.notes import ATTACHED
 from nas.results.feature_study import FEATURES_SUFFIX
 from nas.results.report import figures, write_report
@@ -28,6 +28,8 @@ from nas.search.experiment.evidence import answer as evidence_answer
 from nas.search.experiment.study import create_study
 from nas.search.record import TrialRecord
 from nas.search.storage.backends import load_study, open_storage
+from nas.stats import Regression
+from nas.text_tables import format_table, html_table
 from search_spaces import offsets_in_words
 from tests.testing import ENV, run_cli
 
@@ -286,6 +288,13 @@ def test_the_reports_answer_is_the_analysis(study_cfg, tmp_path):
     if words == "Not shown":   # and says whether the study could have shown it
         assert f"With {c.n} patterns, a correlation of the size this project published" in answer
     assert result.to_json()["slope"]["slope"] == s.value
+    # The regression (issue 38 item 5): its sentence in the answer, its table under it.
+    reg = result.principle.regression
+    d = reg.coefficient("mean_distance").estimate
+    assert f"mean distance went with {d.value:+.4f} accuracy per unit" in answer
+    head, *notes = regression_caption(reg)
+    assert f"<h2>{html.escape(head)}</h2>" + html_table(*regression_table(reg)) + "".join(
+        f"<p>{html.escape(note)}</p>" for note in notes) in page
 
 
 def test_cli_analyze_table_and_json(study_cfg):
@@ -300,6 +309,10 @@ def test_cli_analyze_table_and_json(study_cfg):
     assert len(result["correlations"]) == 8
     out = run_cli("analyze", "rep", "--storage", study_cfg.storage_url, "--resamples", "50")
     assert out.returncode == 0 and "mean_distance" in out.stdout and "templates" in out.stdout
+    reg = Regression.from_json(result["regression"])
+    assert reg.n == result["trials_at_budget"]
+    head, *notes = regression_caption(reg)
+    assert "\n".join([head, format_table(*regression_table(reg)), *notes]) in out.stdout
 
 
 def test_a_trial_is_shown_with_its_role(study_cfg, tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""The statistics of seed agreement and attenuation (nas.stats) against scipy and closed forms."""
+"""The statistics of seed agreement, attenuation and least squares (nas.stats) against scipy
+and closed forms."""
 import itertools
 import math
 
@@ -7,9 +8,11 @@ import pytest
 from scipy import stats
 
 from nas.stats import (
+    Regression,
     attenuation_cap,
     disattenuate,
     mean_pair_correlation,
+    ols,
     spearman_brown,
     spearman_matrix,
 )
@@ -67,3 +70,98 @@ def test_the_attenuation_cap_and_the_disattenuated_correlation_in_closed_form():
     for bad in (0.0, -0.2, math.nan):
         assert math.isnan(attenuation_cap(bad, 0.8)) and math.isnan(attenuation_cap(0.8, bad))
         assert math.isnan(disattenuate(0.5, bad, 0.8))
+
+
+def _closed_form(x, y):
+    """Estimates, standard errors and degrees of freedom of least squares with an intercept:
+    numpy's lstsq, and s^2 (X'X)^-1 written out."""
+    design = np.column_stack([np.ones(len(y)), x])
+    beta = np.linalg.lstsq(design, y, rcond=None)[0]
+    resid = y - design @ beta
+    df = len(y) - design.shape[1]
+    se = np.sqrt(np.diag(np.linalg.inv(design.T @ design)) * (resid @ resid) / df)
+    return beta, se, df
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ols_is_lstsq_with_the_closed_form_standard_errors(seed):
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([rng.uniform(1.5, 3, 30), rng.integers(3, 9, 30), rng.normal(size=30)])
+    y = 0.8 - 0.02 * x[:, 0] + 0.01 * x[:, 1] + rng.normal(0, 0.01, 30)
+    fit = ols(x, y, ["a", "b", "c"])
+    beta, se, df = _closed_form(x, y)
+    assert [c.name for c in fit.coefficients] == ["intercept", "a", "b", "c"]
+    assert (fit.n, fit.df, fit.dropped) == (30, 26, ())
+    assert [c.estimate.value for c in fit.coefficients] == pytest.approx(beta, rel=1e-9)
+    assert [c.se for c in fit.coefficients] == pytest.approx(se, rel=1e-9)
+    half = stats.t.ppf(0.975, df) * se
+    assert [c.estimate.low for c in fit.coefficients] == pytest.approx(beta - half, rel=1e-9)
+    assert [c.estimate.high for c in fit.coefficients] == pytest.approx(beta + half, rel=1e-9)
+    assert [c.p_value for c in fit.coefficients] == pytest.approx(
+        2 * stats.t.sf(np.abs(beta / se), df), rel=1e-9)
+    resid = y - np.column_stack([np.ones(30), x]) @ beta
+    assert fit.r_squared == pytest.approx(1 - resid @ resid / ((y - y.mean()) ** 2).sum())
+
+
+def test_ols_on_one_predictor_is_scipys_linregress():
+    rng = np.random.default_rng(7)
+    x = rng.uniform(1.5, 3.0, 25)
+    y = 0.8 - 0.03 * x + rng.normal(0, 0.01, 25)
+    fit, ref = ols(x[:, None], y, ["x"]), stats.linregress(x, y)
+    intercept, slope = fit.coefficients
+    assert (slope.estimate.value, intercept.estimate.value) == pytest.approx(
+        (ref.slope, ref.intercept), rel=1e-9)
+    assert (slope.se, intercept.se) == pytest.approx((ref.stderr, ref.intercept_stderr),
+                                                     rel=1e-9)
+    assert slope.p_value == pytest.approx(ref.pvalue, rel=1e-9)
+    assert fit.r_squared == pytest.approx(ref.rvalue ** 2)
+
+
+def test_an_exactly_collinear_predictor_is_dropped_not_fitted():
+    """Parameters as an exact linear function of another predictor (as in the offsets spaces,
+    of the reads of the block input), on a scale a million times larger: dropped, and the fit
+    is that without it. A constant predictor is collinear with the intercept."""
+    rng = np.random.default_rng(1)
+    distance = rng.uniform(1.5, 3, 40)
+    reads = rng.integers(3, 9, 40).astype(float)
+    params = 120_000 + 3_456 * reads
+    y = 0.8 - 0.02 * distance + 0.01 * reads + rng.normal(0, 0.01, 40)
+    x = np.column_stack([distance, reads, params, np.full(40, 2.0)])
+    fit = ols(x, y, ["distance", "reads", "params", "constant"])
+    assert fit.dropped == ("params", "constant")
+    assert [c.name for c in fit.coefficients] == ["intercept", "distance", "reads"]
+    alone = ols(x[:, :2], y, ["distance", "reads"])
+    assert fit.coefficients == alone.coefficients and fit.df == alone.df == 37
+    # Nearly but not exactly collinear: kept (its wide interval says the rest).
+    x[:, 2] += rng.integers(0, 50, 40)
+    assert ols(x[:, :3], y, ["distance", "reads", "params"]).dropped == ()
+    # Listed first, params is kept and reads (now its linear function) dropped instead.
+    x[:, 2] = params
+    assert ols(x[:, [2, 1, 0]], y, ["params", "reads", "distance"]).dropped == ("reads",)
+
+
+def test_ols_without_residual_degrees_of_freedom_gives_no_interval():
+    x = np.array([[1.0, 4.0], [2.0, 3.0], [4.0, 7.0]])
+    fit = ols(x, np.array([0.5, 0.6, 0.8]), ["a", "b"])
+    assert fit.df == 0 and fit.dropped == ()
+    beta = np.linalg.solve(np.column_stack([np.ones(3), x]), [0.5, 0.6, 0.8])
+    assert [c.estimate.value for c in fit.coefficients] == pytest.approx(beta)
+    assert all(math.isnan(v) for c in fit.coefficients
+               for v in (c.estimate.low, c.estimate.high, c.se, c.p_value))
+    # Two rows cannot separate two predictors: the second is dropped, none is made up.
+    two = ols(x[:2], np.array([0.5, 0.6]), ["a", "b"])
+    assert (two.dropped, two.df) == (("b",), 0)
+    with pytest.raises(ValueError, match="intercept"):
+        ols(x, np.zeros(3), ["intercept", "b"])
+
+
+def test_a_regression_survives_json():
+    import json
+
+    rng = np.random.default_rng(2)
+    x = np.column_stack([rng.normal(size=10), np.ones(10)])
+    fit = ols(x, rng.normal(size=10), ["a", "flat"])
+    back = Regression.from_json(json.loads(json.dumps(fit.to_json())))
+    assert back == fit and back.dropped == ("flat",)
+    assert back.coefficient("a") == fit.coefficients[1]
+    assert back.coefficient("flat") is None

@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # the same names, for type checkers
         confirmed_table,
         correlation_table,
         evidence_lines,
+        regression_caption,
+        regression_table,
         template_table,
     )
     from .bench_report import (
@@ -34,7 +36,8 @@ if TYPE_CHECKING:  # the same names, for type checkers
 __getattr__, __all__ = lazy_exports(__name__, {
     "Analysis": ".analysis", "PrincipleTest": ".analysis", "analyze": ".analysis",
     "confirmed_table": ".analysis", "correlation_table": ".analysis",
-    "evidence_lines": ".analysis", "template_table": ".analysis",
+    "evidence_lines": ".analysis", "regression_caption": ".analysis",
+    "regression_table": ".analysis", "template_table": ".analysis",
     "regret_figure": ".bench_report", "replay_bench": ".bench_report",
     "strategy_table": ".bench_report", "table_figure": ".bench_report",
     "write_replay": ".bench_report", "zero_cost_table": ".bench_report",

@@ -1,7 +1,8 @@
 """Does the principle hold? Rank correlation of accuracy with backprop distance, read from the
 study storage only: Spearman and Kendall with bootstrap CIs and permutation p-values (asymptotic
 ones above nas.stats.RESAMPLE_LIMIT trials), the same after controlling for parameter count,
-and a per-template summary."""
+a least-squares regression of accuracy on mean distance with the reads of the block input and
+the parameter count held equal, and a per-template summary."""
 from __future__ import annotations
 
 import math
@@ -23,13 +24,29 @@ from ..search.experiment.evidence import (
 )
 from ..search.experiment.study import study_evidence
 from ..search.record import OLD_BLOCK_OUTPUT, OLD_BUDGET_MODE, OLD_STYLE, TrialRecord, TrialRow
-from ..stats import RankCorrelation, Slope, correlate, interval_headers, ols_slope
+from ..stats import (
+    Coefficient,
+    RankCorrelation,
+    Regression,
+    Slope,
+    correlate,
+    interval_headers,
+    ols,
+    ols_slope,
+)
 
 DISTANCES = ("mbd", "mean_distance")
 # One sign convention for every correlation table: r is the rank correlation of accuracy with
 # the quantity exactly as its row names it, and the header says which sign is better.
 DISTANCE_SIGN = "< 0: shorter is better"           # a distance: the principle predicts r < 0
 SCORE_SIGN = "r > 0: a higher score goes with higher accuracy; -X is X negated"
+# The regression's predictors, as TrialRow names them: mean distance first, so that it is
+# dropped only where it is constant (a later predictor collinear with it goes instead); params
+# last, as in the offsets spaces it is an exact linear function of the reads of the block input.
+REGRESSORS = ("mean_distance", "reads_of_input", "params")
+REGRESSOR_WORDS = {"mean_distance": "mean distance",
+                   "reads_of_input": "the reads of the block input",
+                   "params": "the parameter count"}
 
 
 @dataclass(frozen=True)
@@ -101,10 +118,13 @@ class PrincipleTest:
     templates: tuple[TemplateSummary, ...]
     accuracy_range: tuple[float, float]  # over the trials at the budget
     slope: Slope | None = None      # accuracy per unit of mean distance (None: older analyses)
+    # Accuracy on REGRESSORS, over the trials at the budget that record all of them (None:
+    # no such trial, or an analysis made before regressions).
+    regression: Regression | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON (NaN kept: JSON's NaN; no "slope" for an analysis read from one made
-        before slopes); :meth:`from_json` reads it back."""
+        """Plain JSON (NaN kept: JSON's NaN; no "slope" or "regression" for an analysis read
+        from one made before them); :meth:`from_json` reads it back."""
         return {"study": self.study, "style": self.style,
                 "layers": None if self.layers is None else list(self.layers),
                 "budget": self.budget, "trials_at_budget": self.trials_at_budget,
@@ -112,7 +132,9 @@ class PrincipleTest:
                 "correlations": [c.to_json() for c in self.correlations],
                 "templates": [t.to_json() for t in self.templates],
                 "accuracy_range": list(self.accuracy_range),
-                **({} if self.slope is None else {"slope": self.slope.to_json()})}
+                **({} if self.slope is None else {"slope": self.slope.to_json()}),
+                **({} if self.regression is None else
+                   {"regression": self.regression.to_json()})}
 
     def correlation(self, against: str = "mean_distance", method: str = "spearman",
                     controlled_for: str = "") -> Correlation:
@@ -127,12 +149,13 @@ class PrincipleTest:
         style = data.get("style", OLD_STYLE)
         layers = data.get("layers")
         low, high = data["accuracy_range"]
-        slope = data.get("slope")
+        slope, regression = data.get("slope"), data.get("regression")
         return cls(data["study"], style, None if layers is None else tuple(layers),
                    data["budget"], data["trials_at_budget"], data["trials_total"],
                    data["resamples"], tuple(Correlation.from_json(c) for c in data["correlations"]),
                    tuple(TemplateSummary.from_json(t, style) for t in data["templates"]),
-                   (low, high), None if slope is None else Slope.from_json(slope))
+                   (low, high), None if slope is None else Slope.from_json(slope),
+                   None if regression is None else Regression.from_json(regression))
 
 
 @dataclass(frozen=True)
@@ -178,7 +201,9 @@ def study_budget(study: optuna.Study, rows: list[TrialRow]) -> int:
 def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 2000,
             seed: int = 0) -> Analysis:
     """The principle test on the study's completed trials at one connection budget, and the
-    study's evidence."""
+    study's evidence. The regression leaves out the trials whose records lack a parameter count
+    or a pattern (older records), as the correlation controlled for params leaves out the
+    former; its ``n`` says how many it used."""
     rows = study_rows(study)
     if not rows:
         raise UserError(f"study {study.study_name!r} has no completed trials to analyze")
@@ -201,13 +226,16 @@ def analyze(study: optuna.Study, budget: int | None = None, resamples: int = 200
                                  seed=seed)
                 correlations.append(Correlation(method, against, control, rank,
                                                 int(keep.sum())))
+    x = np.array([[getattr(r, name) for name in REGRESSORS] for r in at_budget], dtype=float)
+    recorded = np.isfinite(x).all(axis=1)
+    regression = ols(x[recorded], acc[recorded], REGRESSORS) if recorded.any() else None
     layers = (stored_config(study) or {}).get("search_space", {}).get("layers")
     principle = PrincipleTest(
         study.study_name, study_style(study), None if layers is None else tuple(layers), budget,
         len(at_budget), len(rows), resamples, tuple(correlations),
         template_summary(study_rows(study, reused=True)),
         (float(acc.min()), float(acc.max())),
-        ols_slope(np.array([r.mean_distance for r in at_budget], dtype=float), acc))
+        ols_slope(np.array([r.mean_distance for r in at_budget], dtype=float), acc), regression)
     return Analysis(principle, study_evidence(study))
 
 
@@ -243,6 +271,22 @@ def correlation_table(result: PrincipleTest) -> Table:
              c.rank.r.interval("+.3f"), f"{c.rank.p_value:.4f}", str(c.n)]
             for c in result.correlations]
     return headers, rows
+
+
+def regression_caption(reg: Regression) -> list[str]:
+    """What :func:`regression_table` shows; then, if it dropped predictors, which and why."""
+    head = (f"Regression of accuracy on {', '.join(REGRESSORS)} (least squares with an "
+            f"intercept, 95% t-intervals; n = {reg.n}, R² = {reg.r_squared:.3f})")
+    return [head, *([f"Dropped: {', '.join(reg.dropped)}, on these trials constant or an exact "
+                      f"linear function of the predictors before it (its effect cannot be told "
+                      f"apart from theirs)."] if reg.dropped else [])]
+
+
+def regression_table(reg: Regression) -> Table:
+    """The coefficients of a regression, formatted once for text, HTML and markdown."""
+    rows = [[c.name, f"{c.estimate.value:+.4g}", c.estimate.interval("+.4g"), f"{c.p_value:.4f}"]
+            for c in reg.coefficients]
+    return ["predictor", "coefficient", "95% CI", "p"], rows
 
 
 def template_table(result: PrincipleTest) -> Table:
@@ -329,12 +373,67 @@ def verdict(principle: PrincipleTest, ev: Evidence, fidelity: str, dataset: str)
                      f"{partial_stat}.")
     else:
         lines.append(f"Controlling for parameter count: {partial_stat}.")
+    if principle.regression is not None:
+        lines.extend(regression_lines(principle.regression, principle.trials_at_budget))
     noise = describe_noise(ev.noise)
     lines.append(noise[0].upper() + noise[1:] + ".")
     reference = FULL_TRAINING.get(dataset)
     lines.append(f"These accuracies come from brief training ({fidelity}): they rank patterns, "
                  f"they are not what the networks reach when fully trained"
                  + (f" (for reference: {reference})." if reference else "."))
+    return lines
+
+
+def _clear(c: Coefficient) -> bool:
+    return c.p_value < SIGNIFICANT and c.estimate.excludes_zero
+
+
+def _coefficient_stat(c: Coefficient, unit: str) -> str:
+    """"-0.0123 accuracy per ``unit`` (95% CI [..], p = ..)"; without an interval, says so."""
+    if not math.isfinite(c.se):
+        return f"{c.estimate.value:+.4f} accuracy per {unit} (no interval: too few trials)"
+    return (f"{c.estimate.value:+.4f} accuracy per {unit} (95% CI "
+            f"{c.estimate.interval('+.4f')}, p = {c.p_value:.4f})")
+
+
+def regression_lines(reg: Regression, trials_at_budget: int) -> list[str]:
+    """The regression in sentences: the effect of mean distance with the other predictors held
+    equal, and that of the reads of the block input with mean distance held equal, in words;
+    and which predictors it had to drop."""
+    def held_apart_from(name: str) -> str:
+        """The other predictors the regression kept, in words."""
+        return " and ".join(REGRESSOR_WORDS[c.name] for c in reg.coefficients[1:]
+                            if c.name != name) or "nothing else"
+
+    used = f"{reg.n} trials" + ("" if reg.n == trials_at_budget else
+                                f" of {trials_at_budget}: those that record a parameter count "
+                                f"and a pattern")
+    lines = []
+    distance = reg.coefficient("mean_distance")
+    if distance is not None:
+        if not math.isfinite(distance.se):
+            effect = "too few trials to tell"
+        elif _clear(distance):
+            effect = ("shorter backprop distance helps" if distance.estimate.value < 0 else
+                      "shorter backprop distance hurts") + " when those are held equal"
+        else:
+            effect = "no detectable effect of backprop distance when those are held equal"
+        lines.append(f"Holding {held_apart_from('mean_distance')} equal in a least-squares "
+                     f"regression ({used}), mean distance went with "
+                     f"{_coefficient_stat(distance, 'unit')}: {effect}.")
+    reads = reg.coefficient("reads_of_input")
+    if reads is not None:
+        carry = ("too few trials to tell" if not math.isfinite(reads.se) else
+                 "they carry an effect of their own" if _clear(reads) else
+                 "no detectable effect of their own")
+        lines.append(f"The reads of the block input, with {held_apart_from('reads_of_input')} "
+                     f"held equal, went with {_coefficient_stat(reads, 'node that reads it')}: "
+                     f"{carry}.")
+    for name in reg.dropped:
+        lines.append(f"{REGRESSOR_WORDS[name][0].upper()}{REGRESSOR_WORDS[name][1:]} was left "
+                     f"out of the regression: on these trials it is constant or an exact linear "
+                     f"function of the predictors before it, so its effect cannot be told apart "
+                     f"from theirs.")
     return lines
 
 

@@ -38,6 +38,8 @@ from .analysis import (
     correlation_table,
     evidence_lines,
     principle_rows,
+    regression_caption,
+    regression_table,
     study_rows,
     template_table,
     verdict,
@@ -296,6 +298,11 @@ def write_report(study: optuna.Study, out: str | Path, principle: PrincipleTest 
                     f"{principle.budget} connections, {principle.style} "
                     f"(n={principle.trials_at_budget})</h2>"
                     + html_table(*correlation_table(principle)))
+        if principle.regression is not None:
+            head, *notes = regression_caption(principle.regression)
+            summary += (f"<h2>{html.escape(head)}</h2>"
+                        + html_table(*regression_table(principle.regression))
+                        + "".join(f"<p>{html.escape(note)}</p>" for note in notes))
         if principle.templates:
             summary += ("<h2>Templates by style and budget (accuracy over seeds)</h2>"
                         + html_table(*template_table(principle)))

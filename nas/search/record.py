@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from search_spaces import Pattern, reads_of_input
+
+from ..engine.spec import PATTERN_KEYS
 from ._optuna.api import set_user_attrs, storage_of, trial_id
 from ._optuna.rdb import label_trials, rdb_of
 
@@ -147,6 +150,13 @@ class TrialRecord:
     def is_reused(self) -> bool:
         return self.reused_from is not None
 
+    def trained_pattern(self) -> Pattern | None:
+        """The pattern the trial trains: its spec's, else its slot's (None: neither is
+        recorded)."""
+        if self.spec is not None:
+            return Pattern.from_dict({k: self.spec[k] for k in PATTERN_KEYS if k in self.spec})
+        return None if self.pattern is None else Pattern.from_dict(self.pattern)
+
 
 ROLE_ATTR = "role"
 """The user attr that holds a trial's :attr:`TrialRecord.role` for the dashboard's trial table
@@ -218,6 +228,7 @@ class TrialRow:
     connections: int | None
     mbd: int | None
     mean_distance: float | None
+    reads_of_input: int | None    # nodes that read their block's input; None: no pattern stored
     params: int | None
     flops: int | None
     train_seconds: float | None
@@ -228,10 +239,12 @@ class TrialRow:
         ``space_style``."""
         r = TrialRecord.from_trial(trial)
         assert r.hash is not None, f"trial {trial.number} has no pattern"
+        pattern = r.trained_pattern()
         return cls(trial=trial.number, accuracy=trial.values[0], template=r.baseline or "",
                    style=r.style_in(space_style), budget_mode=r.budget if r.baseline else "",
                    block_output=r.output if r.baseline else "", hash=r.hash, seed=r.seed,
                    connections=r.connections, mbd=r.mbd, mean_distance=r.mean_distance,
+                   reads_of_input=None if pattern is None else reads_of_input(pattern),
                    params=r.params, flops=r.flops, train_seconds=r.train_seconds)
 
     def to_json(self) -> dict[str, Any]:
