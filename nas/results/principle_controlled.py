@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from search_spaces import Pattern, distance_stats
-from search_spaces.features import _reads_of_input as reads_of_input
+from search_spaces.features import reads_of_input
 
 from ..stats import Estimate, mean_ci
 
