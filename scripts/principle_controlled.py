@@ -35,5 +35,25 @@ def run(config: str) -> None:
     train_all(cfg.with_patterns(source_trials(cfg.higher.source)))
 
 
+def publish(config: str) -> None:
+    """summary numbers, pairs.png and the pair table for the README."""
+    from nas.results.principle_controlled import (
+        higher_accuracies,
+        pair_table,
+        pairs_figure,
+        result_lines,
+        summarise,
+    )
+    from nas.results.report import write_png
+    from nas.text_tables import markdown_table
+
+    cfg = ControlledConfig.load(config)
+    summary = summarise(cfg, higher_accuracies(cfg))
+    write_png(pairs_figure(summary), cfg.out / "pairs.png")
+    print(markdown_table(*pair_table(summary)) + "\n")
+    for line in result_lines(summary):
+        print(f"- {line}")
+
+
 if __name__ == "__main__":
-    {"run": run}[sys.argv[1]](*sys.argv[2:])
+    {"run": run, "publish": publish}[sys.argv[1]](*sys.argv[2:])

@@ -15,9 +15,11 @@ import numpy as np
 from search_spaces import Pattern, distance_stats
 from search_spaces.features import reads_of_input
 
-from ..stats import Estimate, mean_ci
+from ..stats import Estimate, Regression, mean_ci, ols, spearman
 
 if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
     from ..search.experiment.transfer import TransferConfig
 
 
@@ -80,15 +82,16 @@ class SignTest:
 class PairedResult:
     """The shorter minus the longer pattern of each pair, each pair's difference the mean
     over the seeds both trained (shared seeds: a seed's shared effect cancels)."""
+    pairs: tuple[Pair, ...]
     differences: tuple[float, ...]          # per pair, in the pairs' order
     mean: Estimate                          # over pairs, 95% t-interval (pairs - 1 df)
     se: float
     sign: SignTest
     seeds: int
 
-    @property
-    def pairs(self) -> int:
-        return len(self.differences)
+    def of(self, pair: Pair) -> float | None:
+        """The difference of ``pair``; None when it is not one of these pairs."""
+        return dict(zip(self.pairs, self.differences)).get(pair)
 
 
 def paired_result(pairs: Sequence[Pair], accuracies: Mapping[str, Mapping[int, float]],
@@ -106,7 +109,7 @@ def paired_result(pairs: Sequence[Pair], accuracies: Mapping[str, Mapping[int, f
     negative = sum(d < 0 for d in diffs)
     untied = positive + negative
     p_value = float(binomtest(positive, untied, 0.5).pvalue) if untied else math.nan
-    return PairedResult(tuple(diffs), m.mean, m.se,
+    return PairedResult(tuple(pairs), tuple(diffs), m.mean, m.se,
                         SignTest(positive, negative, len(diffs) - untied, p_value), len(seeds))
 
 
@@ -165,3 +168,109 @@ class ControlledConfig:
         _, widest, _ = self.design()
         hashes = [h for p in widest for h in (p.short.hash, p.long.hash)]
         return replace(self.higher, patterns=tuple((h, trials[h]) for h in hashes))
+
+
+@dataclass(frozen=True)
+class ControlledSummary:
+    """What the controlled study publishes."""
+    pairs: tuple[Pair, ...]
+    bench: PairedResult                 # every pair, the benchmark's seeds and validation
+    widest: tuple[Pair, ...]
+    widest_bench: PairedResult          # the widest pairs at the benchmark's fidelity
+    higher: PairedResult | None         # the widest pairs again: own seeds, test split
+    regression: Regression              # pattern means on mean distance, reads, params
+    confound: float                     # Spearman of mean distance and reads over the space
+    patterns: int                       # in the benchmark
+
+
+def summarise(cfg: ControlledConfig, higher: Mapping[str, Mapping[int, float]]
+              ) -> ControlledSummary:
+    """The summary from the benchmark and ``higher``: the higher-fidelity test accuracies per
+    hash and seed (patterns missing a seed are left out with their pair; None when no pair is
+    complete)."""
+    pairs, widest, accuracies = cfg.design()
+    candidates, _ = bench_candidates(cfg.bench)
+    seeds = sorted(next(iter(accuracies.values())))
+    seeds_higher = list(cfg.higher.seeds)
+    done = tuple(p for p in widest if all(
+        set(seeds_higher) <= set(higher.get(h, {})) for h in (p.short.hash, p.long.hash)))
+    means = np.array([np.mean(list(accuracies[c.hash].values())) for c in candidates])
+    x = np.array([[c.mean_distance, c.reads, c.params] for c in candidates], dtype=float)
+    return ControlledSummary(
+        pairs, paired_result(pairs, accuracies, seeds), widest,
+        paired_result(widest, accuracies, seeds),
+        paired_result(done, higher, seeds_higher) if done else None,
+        ols(x, means, ["mean_distance", "reads_of_input", "params"]),
+        spearman(x[:, 0], x[:, 1]), len(candidates))
+
+
+def pair_table(summary: ControlledSummary) -> tuple[list[str], list[list[str]]]:
+    """One row per pair: what it holds equal, both mean distances and the shorter minus the
+    longer at each fidelity (positive: the principle's prediction)."""
+    rows = []
+    for p, d in zip(summary.pairs, summary.bench.differences):
+        h = None if summary.higher is None else summary.higher.of(p)
+        rows.append([p.short.hash, p.long.hash, str(p.short.reads), f"{p.short.params:,}",
+                     f"{p.short.mean_distance:.3f}", f"{p.long.mean_distance:.3f}",
+                     f"{d:+.4f}", "-" if h is None else f"{h:+.4f}"])
+    return (["shorter", "longer", "reads of input", "params", "mean distance (shorter)",
+             "mean distance (longer)", "shorter - longer (bench)",
+             "shorter - longer (higher, test)"], rows)
+
+
+def higher_accuracies(cfg: ControlledConfig) -> dict[str, dict[int, float]]:
+    """The higher-fidelity runs' test accuracies per hash and seed, those finished."""
+    from .transfer import read_runs
+
+    transfer = cfg.with_patterns({h: 0 for p in cfg.design()[1]
+                                  for h in (p.short.hash, p.long.hash)})
+    return {name: {seed: run.test_accuracy for seed, run in runs.items()}
+            for name, runs in read_runs(transfer).items()}
+
+
+def pairs_figure(summary: ControlledSummary) -> "go.Figure":
+    """Each pair's shorter-minus-longer accuracy against its margin in mean distance, at the
+    benchmark's fidelity (all pairs) and at the higher one (the widest): the principle
+    predicts points above zero, more so to the right."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, result, color in (("benchmark fidelity, 12 seeds", summary.bench, "#1f77b4"),
+                                ("2x training, own seeds, test split", summary.higher,
+                                 "#d62728")):
+        if result is not None:
+            fig.add_trace(go.Scatter(x=[p.margin for p in result.pairs],
+                                     y=list(result.differences), mode="markers", name=name,
+                                     marker={"size": 9, "color": color}))
+    fig.add_hline(y=0, line_dash="dot")
+    b = summary.bench.mean
+    fig.update_layout(
+        title=f"Pairs equal in budget, reads of the block input and params: shorter minus "
+              f"longer {b.value:+.4f} {b.interval('+.4f')}",
+        xaxis_title="margin in mean distance (longer minus shorter)",
+        yaxis_title="accuracy, shorter minus longer")
+    return fig
+
+
+def result_lines(summary: ControlledSummary) -> list[str]:
+    """The numbers the README quotes, a line each."""
+    def paired(r: PairedResult) -> str:
+        s = r.sign
+        return (f"{r.mean.value:+.4f} {r.mean.interval('+.4f')} over {len(r.pairs)} pairs x "
+                f"{r.seeds} seeds; shorter ahead in {s.positive}, behind in {s.negative} "
+                f"(sign test p = {s.p_value:.2f})")
+    lines = [f"confound: Spearman of mean distance and reads of the block input over the "
+             f"{summary.patterns} patterns {summary.confound:+.2f}",
+             f"all pairs, benchmark fidelity: {paired(summary.bench)}",
+             f"widest pairs, benchmark fidelity: {paired(summary.widest_bench)}"]
+    if summary.higher is not None:
+        lines.append(f"widest pairs, 2x training, own seeds, test split: "
+                     f"{paired(summary.higher)}")
+    for c in summary.regression.coefficients[1:]:
+        spec = "+.2e" if c.name == "params" else "+.4f"  # per parameter: a tiny number
+        lines.append(f"regression of pattern means, {c.name}: {c.estimate.value:{spec}} "
+                     f"{c.estimate.interval(spec)} (p = {c.p_value:.3f})")
+    if summary.regression.dropped:
+        lines.append(f"dropped (an exact linear function of the others): "
+                     f"{', '.join(summary.regression.dropped)}")
+    return lines
