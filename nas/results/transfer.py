@@ -120,6 +120,8 @@ def bootstrap_spearman(small: np.ndarray, full: np.ndarray, resamples: int = BOO
         r = spearman(a, b)
         if math.isfinite(r):
             values.append(r)
+    if not values:  # every resample tied: no ranking to correlate
+        return math.nan, math.nan
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
 

@@ -1,0 +1,99 @@
+"""The transfer study (issue 37): does the search's ranking hold for the scaled network
+trained fully? Its statistics, and the published README recomputed from its runs."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from nas.results.transfer import bootstrap_spearman, permutation_p, summarise
+from nas.search.experiment.transfer import TransferConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_permutation_p_is_exact():
+    x = np.arange(5.0)
+    assert permutation_p(x, x * 2) == pytest.approx(1 / 120)
+    assert permutation_p(x, -x) == 1.0
+    # rho = 0.9 (one swap at the top): orderings at least as concordant: itself and identity
+    assert permutation_p(x, np.array([0, 1, 2, 4, 3.0])) == pytest.approx(
+        sum(stats.spearmanr(x, p).statistic >= 0.9 - 1e-12
+            for p in __import__("itertools").permutations(x)) / 120)
+
+
+def test_the_bootstrap_is_seeded_and_collapses_without_seed_noise():
+    rng = np.random.default_rng(0)
+    small, full = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
+    assert bootstrap_spearman(small, full, 200, seed=1) == bootstrap_spearman(small, full, 200,
+                                                                              seed=1)
+    low, high = bootstrap_spearman(small, full, 200)
+    assert -1 <= low <= high <= 1
+    flat_small = np.repeat(np.arange(5.0)[:, None], 4, axis=1)
+    flat_full = np.repeat(np.array([0, 2, 1, 3, 4.0])[:, None], 3, axis=1)
+    assert bootstrap_spearman(flat_small, flat_full, 50) == pytest.approx((0.9, 0.9))
+
+
+def fake_study(tmp_path, table, seeds=(100, 101, 102)):
+    """A transfer config whose runs hold ``table`` (name -> test accuracy per seed)."""
+    cfg = TransferConfig("unused.toml", tmp_path, 2, seeds,
+                         tuple((name, i) for i, name in enumerate(table)), {})
+    log = []
+    for name, accs in table.items():
+        for seed, acc in zip(seeds, accs):
+            folder = cfg.run_dir(name, seed)
+            folder.mkdir(parents=True)
+            (folder / "result.json").write_text(json.dumps({
+                "name": name, "seed": seed, "pattern": f"h-{name}", "test_accuracy": acc,
+                "epochs": 3, "train_seconds": 600.0, "wall_seconds": 630.0, "params": 1000}))
+            log.append(f"2026-12-07 04:0{len(log) % 10}:00 done {name} seed {seed}")
+    (tmp_path / "run.log").write_text("\n".join(["2026-12-07 04:00:00 start log seed 100",
+                                                 *log]) + "\n")
+    return cfg
+
+
+def test_the_summary_is_paired_by_seed_pooled_and_holm_adjusted(tmp_path):
+    table = {"log": [0.90, 0.91, 0.905], "nearest": [0.91, 0.915, 0.912],
+             "trial 13": [0.912, 0.92, 0.913], "trial 39": [0.905, 0.91, 0.904]}
+    cfg = fake_study(tmp_path, table)
+    confirmed = {n: (f"h-{n}", 0.75 + i / 100, (0.84 + i / 100, 0.85 + i / 100))
+                 for i, n in enumerate(table)}
+    s = summarise(cfg, confirmed, "trial 13")
+    full = np.array(list(table.values()))
+    # each pattern's mean and its t-interval
+    for row, accs in zip(s.rows, full):
+        low, high = stats.t.interval(0.95, 2, accs.mean(), stats.sem(accs))
+        assert row.full.mean.value == pytest.approx(accs.mean())
+        assert (row.full.mean.low, row.full.mean.high) == pytest.approx((low, high))
+    by = {c.other: c for c in s.comparisons}
+    assert set(by) == {"log", "nearest"}
+    for other in ("log", "nearest"):
+        d = full[2] - full[list(table).index(other)]
+        paired = stats.ttest_rel(full[2], full[list(table).index(other)])
+        assert by[other].paired.diff.value == pytest.approx(d.mean())
+        assert (by[other].paired.diff.low, by[other].paired.diff.high) == pytest.approx(
+            tuple(paired.confidence_interval()))
+    # two-way ANOVA residual: patterns x seeds without interaction, (4 - 1) x (3 - 1) df
+    assert s.design.df == 6
+    resid = full - full.mean(1, keepdims=True) - full.mean(0, keepdims=True) + full.mean()
+    assert s.design.residual_std == pytest.approx(math.sqrt((resid ** 2).sum() / 6))
+    # the smaller p of the two is tested at 1 - 0.05 / 2, the other at 0.95
+    smaller = min(by.values(), key=lambda c: c.holm_p)
+    assert smaller.holm.high - smaller.holm.low > smaller.pooled.diff.high - \
+        smaller.pooled.diff.low
+    assert s.spearman.value == pytest.approx(stats.spearmanr(
+        [c[2][0] for c in confirmed.values()], full.mean(1)).statistic)
+    assert s.seconds_per_epoch == 200.0 and s.train_hours == pytest.approx(12 * 630 / 3600)
+
+
+def test_a_pattern_missing_a_seed_is_left_out_never_a_seed(tmp_path):
+    table = {"log": [0.90, 0.91, 0.905], "nearest": [0.91, 0.915, 0.912],
+             "trial 13": [0.912, 0.92, 0.913]}
+    cfg = fake_study(tmp_path, table)
+    (cfg.run_dir("nearest", 101) / "result.json").unlink()
+    confirmed = {n: (f"h-{n}", 0.75, (0.84, 0.85)) for n in table}
+    s = summarise(cfg, confirmed, "trial 13")
+    assert [r.name for r in s.rows] == ["log", "trial 13"]
+    assert all(r.full.n == 3 for r in s.rows) and [c.other for c in s.comparisons] == ["log"]
