@@ -552,6 +552,13 @@ def test_fidelity_readme_numbers_match_the_study():
     report = FidelityReport.from_json(stored)
     assert not report.independent and "are inflated" in report.text()
     text = (FIDELITY / "README.md").read_text()
+    # Issue 38: each level against the reference's seed 2, which no other level trained, and
+    # the attenuation cap sqrt(reliability of the level x reliability of the reference).
+    top_rel = stored["levels"][-1]["reliability"]
+    for lv in stored["levels"][:-1]:
+        unshared = spearman(acc[lv["name"]].mean(axis=1), acc[top][:, 2])
+        assert (f"> | {lv['name']} | {lv['vs_reference']['value']:+.2f} | {unshared:+.2f} | "
+                f"{np.sqrt(lv['reliability'] * top_rel):.2f} |") in text
     rows = markdown_rows(text, "| level")
     levels = stored["levels"]
     assert [r[0] for r in rows] == [lv["name"] for lv in levels] and len(stored["patterns"]) == 24
