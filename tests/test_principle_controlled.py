@@ -91,3 +91,27 @@ def test_the_published_design_pairs_the_benchmark():
     pairs, widest, _ = cfg.design()
     assert len(pairs) == 22 and len(widest) == cfg.higher_pairs
     assert min(p.margin for p in widest) >= max(p.margin for p in pairs if p not in widest)
+
+
+def test_the_published_readme_numbers_are_the_benchmark_and_the_runs(monkeypatch):
+    from nas.results.principle_controlled import (
+        higher_accuracies,
+        pair_table,
+        result_lines,
+        summarise,
+    )
+    from nas.text_tables import markdown_table
+
+    monkeypatch.chdir(ROOT)  # the config's paths are the repository's
+    cfg = ControlledConfig.load("studies/principle_controlled/fashion_mnist.toml")
+    higher = higher_accuracies(cfg)
+    summary = summarise(cfg, higher)
+    readme = (cfg.out / "README.md").read_text(encoding="utf-8")
+    assert markdown_table(*pair_table(summary)) in readme
+    for line in result_lines(summary):
+        assert line in readme, line
+    assert summary.higher is not None and len(summary.higher.pairs) == cfg.higher_pairs
+    # the higher fidelity's seeds are its own; its runs were scored on the test split
+    from nas.search.experiment.bench import load_bench
+    assert not set(cfg.higher.seeds) & set(load_bench(cfg.bench).cfg.bench.seeds)
+    assert all(set(runs) == set(cfg.higher.seeds) for runs in higher.values())

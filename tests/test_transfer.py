@@ -2,6 +2,7 @@
 trained fully? Its statistics, and the published README recomputed from its runs."""
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,61 @@ def test_a_pattern_missing_a_seed_is_left_out_never_a_seed(tmp_path):
     s = summarise(cfg, confirmed, "trial 13")
     assert [r.name for r in s.rows] == ["log", "trial 13"]
     assert all(r.full.n == 3 for r in s.rows) and [c.other for c in s.comparisons] == ["log"]
+
+
+PUBLISHED = ROOT / "studies" / "transfer" / "fashion_mnist.toml"
+
+
+@pytest.fixture(scope="module")
+def published():
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the config's paths are the repository's
+    try:
+        from nas.results.transfer import source_numbers
+        cfg = TransferConfig.load(PUBLISHED)
+        confirmed, winner = source_numbers(cfg)
+        summary = summarise(cfg, confirmed, winner)
+    finally:
+        os.chdir(cwd)
+    return cfg, summary, (ROOT / cfg.out / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_published_runs_are_scaled_unseen_seeds_scored_on_the_test_split(published):
+    from nas.engine.spec import PatternSpec
+    from nas.search.config import load_config
+    from nas.search.storage.backends import load_study
+
+    cfg, summary, _ = published
+    source = load_config(ROOT / cfg.source)
+    study = load_study(source.name, f"sqlite:///{ROOT / source.storage_url.split('///')[1]}")
+    used = {t.user_attrs.get("seed") for t in study.get_trials(deepcopy=False)}
+    assert not used & set(cfg.seeds)  # no search or confirm run trained these seeds
+    assert len(summary.rows) >= 3 and {"log", "nearest"} <= {r.name for r in summary.rows}
+    for row in summary.rows:
+        assert row.full.n == len(cfg.seeds) >= 3
+        for seed in cfg.seeds:
+            folder = ROOT / cfg.run_dir(row.name, seed)
+            result = json.loads((folder / "result.json").read_text())
+            assert result["test_accuracy"] is not None and result["dataset"] == "fashion-mnist"
+            spec = PatternSpec.load(folder / "spec.json")
+            assert spec.hash == row.hash and spec.origin["scaled_from"]
+            assert spec.arch.growth == cfg.train["growth"] >= 2 * 8
+
+
+def test_the_transfer_readme_numbers_are_its_runs(published):
+    from nas.results.transfer import tables
+    from nas.text_tables import markdown_table
+
+    _, s, readme = published
+    patterns, versus = tables(s)
+    assert markdown_table(*patterns) in readme
+    assert markdown_table(*versus) in readme
+    rho = s.spearman
+    assert f"Spearman {rho.value:+.2f} {rho.interval('+.2f')}" in readme
+    assert f"p = {s.spearman_p:.3f}" in readme
+    assert f"brief accuracy vs full-scale mean: {s.spearman_brief:+.2f}" in readme
+    assert f"F test p = {s.design.p_value:.3f}" in readme
+    assert f"{s.seconds_per_epoch:.0f} s per epoch" in readme
+    assert f"{s.train_hours:.2f} h of training" in readme
+    for row in s.rows:
+        assert f"| {row.name} | {row.hash} |" in readme
