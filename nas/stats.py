@@ -495,12 +495,18 @@ def holm(p_values: Sequence[float]) -> list[float]:
 def holm_levels(p_values: Sequence[float], level: float = 0.95) -> list[float]:
     """The confidence level of each comparison's Holm interval, in the order given: the
     comparison of the k-th smallest p-value (k = 1..m) at 1 - alpha / (m - k + 1), the level
-    its step of Holm's procedure tests at."""
+    its step of Holm's procedure tests at, while the steps before it rejected; from the first
+    step that does not reject, every later comparison at that step's level (Holm stops there,
+    so no later interval may exclude 0 where Holm's test does not reject)."""
     alpha, m = 1 - level, len(p_values)
     order = sorted(range(m), key=lambda i: p_values[i])
     out = [0.0] * m
+    stopped: float | None = None
     for rank, i in enumerate(order):
-        out[i] = 1 - alpha / (m - rank)
+        step = 1 - alpha / (m - rank)
+        out[i] = step if stopped is None else stopped
+        if stopped is None and not p_values[i] <= alpha / (m - rank):  # NaN stops too
+            stopped = step
     return out
 
 

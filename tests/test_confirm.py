@@ -425,7 +425,14 @@ def test_holm_by_hand():
     # Sorted: 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04, kept monotone at 0.06.
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
-    assert holm_levels([0.01, 0.04, 0.03]) == pytest.approx([1 - 0.05 / 3, 0.95, 1 - 0.05 / 2])
+    # 0.01 <= 0.05 / 3 rejects; 0.03 > 0.05 / 2 stops Holm there: 0.04 at 0.03's level.
+    assert holm_levels([0.01, 0.04, 0.03]) == pytest.approx(
+        [1 - 0.05 / 3, 1 - 0.05 / 2, 1 - 0.05 / 2])
+    # Every step rejects: each at its own level.
+    assert holm_levels([0.001, 0.04, 0.02]) == pytest.approx([1 - 0.05 / 3, 0.95, 1 - 0.05 / 2])
+    # Holm rejects nothing: the second interval must not exclude 0 at 0.95 (it would, 0.04).
+    assert holm([0.03, 0.04]) == pytest.approx([0.06, 0.06])
+    assert holm_levels([0.03, 0.04]) == pytest.approx([0.975, 0.975])
 
 
 def test_cross_fit_lead_by_hand():
