@@ -195,28 +195,20 @@ def _interval(value: float, boots: np.ndarray) -> Estimate:
 def level_statistics(acc: dict[str, np.ndarray], reference: str, resamples: int,
                      seed: int = 0) -> dict[str, dict[str, Estimate]]:
     """:data:`STATISTICS` of each level (accuracies: patterns x seeds) against ``reference``,
-    with percentile 95% intervals from ``resamples`` bootstrap resamples, seeded by ``seed``:
-    each draws the patterns with replacement (the same draw at every level: they are paired)
-    and, independently at each level, its seeds with replacement (no level shares a seed with
-    another), drawn again while they are one seed repeated (which has no seed pair). The
-    reference's own correlations with itself are unknown."""
+    with percentile 95% intervals from ``resamples`` bootstrap resamples of the patterns,
+    seeded by ``seed`` (the same draw at every level: they are paired). The seeds are kept:
+    the reliabilities already price their noise, and with 3 seeds a resample of them often
+    holds one seed pair, which left most intervals undefined. The reference's own
+    correlations with itself are unknown."""
     names = list(acc)
     n = len(acc[reference])
     whole = {name: np.arange(a.shape[1]) for name, a in acc.items()}
     point = _statistics(acc, reference, np.arange(n), whole)
     rng = np.random.default_rng(seed)
-
-    def draw_seeds(k: int) -> np.ndarray:
-        drawn = rng.integers(0, k, (k,))
-        while k > 1 and (drawn == drawn[0]).all():
-            drawn = rng.integers(0, k, (k,))
-        return drawn
-
     boots = {name: np.empty((resamples, len(STATISTICS))) for name in names}
     for b in range(resamples):
         rows = rng.integers(0, n, n)
-        cols = {name: draw_seeds(a.shape[1]) for name, a in acc.items()}
-        for name, values in _statistics(acc, reference, rows, cols).items():
+        for name, values in _statistics(acc, reference, rows, whole).items():
             boots[name][b] = values
     return {name: {stat: _interval(point[name][i], boots[name][:, i])
                    for i, stat in enumerate(STATISTICS)} for name in names}
@@ -235,45 +227,79 @@ def _seeds_used(runs: dict[str, dict[int, float]]) -> list[int]:
                       default=0)]
 
 
+def one_run_rho(level: LevelResult) -> float:
+    """How one run of ``level`` would rank like the reference averaged over many seeds: its
+    disattenuated Spearman times the square root of its seed-to-seed Spearman (the reliability
+    of one run). NaN where either is unknown or the seed-to-seed Spearman is not positive."""
+    dis, r = level.disattenuated.value, level.seed_spearman.value
+    if not (math.isfinite(dis) and math.isfinite(r)) or r <= 0:
+        return math.nan
+    return dis * math.sqrt(r)
+
+
+def seeds_to_reach(level: LevelResult, target: float) -> int | None:
+    """How many seeds per pattern at ``level`` make their mean rank like the reference at
+    ``target`` (Spearman-Brown on the seed-to-seed Spearman); None where no number can."""
+    dis, r = level.disattenuated.value, level.seed_spearman.value
+    if not (math.isfinite(dis) and math.isfinite(r)) or r <= 0 or dis <= target:
+        return None
+    need = (target / dis) ** 2  # the reliability the mean needs
+    return max(1, math.ceil(need * (1 - r) / (r * (1 - need))))
+
+
 def recommend(levels: list[LevelResult], target: float) -> tuple[str | None, str]:
-    """The cheapest level below the reference whose disattenuated Spearman with it reaches
-    ``target`` (its interval may reach below: the verdict says so), and the verdict in words
-    (the best a level reaches when none does).
+    """The cheapest level below the reference one run of which ranks patterns like the
+    reference at ``target`` (:func:`one_run_rho`: a search trains each pattern once), and the
+    verdict in words; when none does, the best one run reaches and the cheapest level whose
+    mean over a few seeds would.
 
     Disattenuated, not raw: the raw Spearman is held down by the seed noise of both means, so
     it depends on how many seeds this study trained (a noisy reference caps every level). The
     disattenuated Spearman estimates how the level's ranking, averaged over many seeds, agrees
-    with the reference's averaged likewise: a property of the fidelity."""
+    with the reference's averaged likewise; one run of the level carries its own seed noise on
+    top, which the square root of its seed-to-seed Spearman prices."""
     reference = levels[-1]
     rel = reference.reliability
     note = "" if not math.isfinite(rel.value) else (
         f" The reference's mean over {reference.seeds} seeds has reliability "
         f"{_text(rel, '.2f')}.")
-    below = [lv for lv in levels[:-1] if math.isfinite(lv.disattenuated.value)]
+    below = [lv for lv in levels[:-1] if math.isfinite(one_run_rho(lv))]
     undefined = [lv.name for lv in levels[:-1] if lv not in below]
     if undefined:
-        note += (f" Not judged: {', '.join(undefined)} (no disattenuated Spearman: the "
-                 f"reliability of its mean or the reference's is not positive, or unknown).")
-    ok = [lv for lv in below if lv.disattenuated.value >= target and math.isfinite(lv.seconds)]
+        note += (f" Not judged: {', '.join(undefined)} (no disattenuated Spearman or no "
+                 f"positive seed-to-seed Spearman: the reliability of its mean or the "
+                 f"reference's is not positive, or unknown).")
+    ok = [lv for lv in below if one_run_rho(lv) >= target and math.isfinite(lv.seconds)]
     if ok:
         best = min(ok, key=lambda lv: lv.seconds)
-        low = best.disattenuated.low
-        unsure = "" if low >= target else " (its interval is not known)" if math.isnan(low) \
-            else " (its interval reaches below the target)"
-        return best.name, (f"Recommended: {best.name} ({best.fidelity}): its ranking matches "
-                           f"{reference.name}'s at disattenuated Spearman "
-                           f"{_text(best.disattenuated)} >= {target:g}{unsure} (raw "
+        lows = (best.disattenuated.low, best.seed_spearman.low)
+        low = lows[0] * math.sqrt(max(lows[1], 0.0)) if all(map(math.isfinite, lows)) \
+            else math.nan
+        unsure = "" if low >= target else ", though an interval is not known" \
+            if math.isnan(low) else ", though not at the lower ends of the intervals"
+        return best.name, (f"Recommended: {best.name} ({best.fidelity}): one run of it ranks "
+                           f"like {reference.name} at about Spearman {one_run_rho(best):+.2f} "
+                           f">= {target:g} (disattenuated {_text(best.disattenuated)} x sqrt "
+                           f"of its seed-to-seed Spearman {_text(best.seed_spearman)}; raw "
                            f"{_text(best.vs_reference)} under a cap of "
-                           f"{best.cap.value:.2f}), at {best.seconds / reference.seconds:.2f}x "
-                           f"the reference's cost per trial. One run of it agrees with another "
-                           f"seed's at Spearman {_text(best.seed_spearman)}.{note}")
+                           f"{best.cap.value:.2f}){unsure}, at "
+                           f"{best.seconds / reference.seconds:.2f}x the reference's cost per "
+                           f"trial.{note}")
     if not below:
         return None, f"No level could be compared with {reference.name}.{note}"
-    top = max(below, key=lambda lv: lv.disattenuated.value)
-    return None, (f"No level ranks like {reference.name} at disattenuated Spearman >= "
-                  f"{target:g}: the best, {top.name} ({top.fidelity}), reaches "
-                  f"{_text(top.disattenuated)} (raw {_text(top.vs_reference)})."
-                  f"{note}")
+    top = max(below, key=one_run_rho)
+    verdict = (f"No level's single run ranks like {reference.name} at Spearman >= "
+               f"{target:g}: the best, {top.name} ({top.fidelity}), reaches about "
+               f"{one_run_rho(top):+.2f} (disattenuated {_text(top.disattenuated)}, "
+               f"seed-to-seed {_text(top.seed_spearman)}; raw {_text(top.vs_reference)}).")
+    costs = [(n * lv.seconds, lv, n) for lv in below
+             if (n := seeds_to_reach(lv, target)) is not None and math.isfinite(lv.seconds)]
+    if costs:
+        _, lv, n = min(costs, key=lambda c: c[0])
+        verdict += (f" A mean over {n} seeds of {lv.name} would reach it (Spearman-Brown), "
+                    f"at {n * lv.seconds / reference.seconds:.2f}x the reference's cost per "
+                    f"pattern.")
+    return None, verdict + note
 
 
 def study_time(report: "FidelityReport", trials: int, workers: int) -> str:

@@ -212,7 +212,7 @@ class FidelityConfig:
     bench_best: int = 0
     spread: int = 0
     spread_seed: int = 0
-    target: float = 0.8       # the disattenuated Spearman a recommended level must reach
+    target: float = 0.8       # one run's Spearman with the reference a recommended level reaches
 
     def __post_init__(self):
         names = [level.name for level in self.levels]
