@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import sys
 
-from nas.search.experiment.transfer import TransferConfig, train_all
+from nas.search.experiment.transfer import TransferConfig, export_specs, train_all
 
 
 def run(config: str) -> None:
-    """Train every (pattern, seed) of the config not yet done."""
-    train_all(TransferConfig.load(config))
+    """Train every (pattern, seed) of the config not yet done; first check that each pattern
+    was confirmed in the source study (what the publication compares with)."""
+    from nas.results.transfer import source_numbers
+
+    cfg = TransferConfig.load(config)
+    export_specs(cfg)
+    source_numbers(cfg)
+    train_all(cfg)
 
 
 def publish(config: str) -> None:
@@ -33,13 +39,13 @@ def publish(config: str) -> None:
     print(markdown_table(*patterns) + "\n\n" + markdown_table(*versus) + "\n")
     rho = summary.spearman
     print(f"- Spearman confirmed mean vs full-scale mean over {len(summary.rows)} patterns: "
-          f"{rho.value:+.2f} {rho.interval('+.2f')} (bootstrap over seeds), exact permutation "
-          f"p = {summary.spearman_p:.3f}; brief accuracy vs full-scale mean: "
+          f"{rho.value:+.2f} {rho.interval('+.2f')} (bootstrap over seeds), one-sided exact "
+          f"permutation p = {summary.spearman_p:.3f}; brief accuracy vs full-scale mean: "
           f"{summary.spearman_brief:+.2f}")
     print(f"- full scale, do the patterns differ at all: F test p = {summary.design.p_value:.3f} "
           f"(pooled seed std {summary.design.residual_std:.4f}, {summary.design.df} df)")
     print(f"- {summary.seconds_per_epoch:.0f} s per epoch (median, one thread a run); "
-          f"{summary.train_hours:.2f} h of training in all; "
+          f"{summary.run_hours:.2f} h of runs (one core each); "
           f"{summary.wall_hours:.2f} h wall clock")
 
 

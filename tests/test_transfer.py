@@ -1,5 +1,6 @@
 """The transfer study (issue 37): does the search's ranking hold for the scaled network
 trained fully? Its statistics, and the published README recomputed from its runs."""
+import itertools
 import json
 import math
 import os
@@ -22,7 +23,7 @@ def test_the_permutation_p_is_exact():
     # rho = 0.9 (one swap at the top): orderings at least as concordant: itself and identity
     assert permutation_p(x, np.array([0, 1, 2, 4, 3.0])) == pytest.approx(
         sum(stats.spearmanr(x, p).statistic >= 0.9 - 1e-12
-            for p in __import__("itertools").permutations(x)) / 120)
+            for p in itertools.permutations(x)) / 120)
 
 
 def test_the_bootstrap_is_seeded_and_collapses_without_seed_noise():
@@ -80,13 +81,18 @@ def test_the_summary_is_paired_by_seed_pooled_and_holm_adjusted(tmp_path):
     assert s.design.df == 6
     resid = full - full.mean(1, keepdims=True) - full.mean(0, keepdims=True) + full.mean()
     assert s.design.residual_std == pytest.approx(math.sqrt((resid ** 2).sum() / 6))
-    # the smaller p of the two is tested at 1 - 0.05 / 2, the other at 0.95
-    smaller = min(by.values(), key=lambda c: c.holm_p)
-    assert smaller.holm.high - smaller.holm.low > smaller.pooled.diff.high - \
-        smaller.pooled.diff.low
+    # Holm by hand: the smaller p at 1 - 0.05 / 2; the other at 0.95 when that step rejected
+    first, second = sorted(by.values(), key=lambda c: c.pooled.diff.value ** 2 /
+                           c.pooled.se ** 2, reverse=True)
+    p_first = 2 * stats.t.sf(abs(first.pooled.diff.value) / first.pooled.se, 6)
+    levels = (0.975, 0.95 if p_first <= 0.025 else 0.975)
+    for c, level in zip((first, second), levels):
+        half = stats.t.ppf(1 - (1 - level) / 2, 6) * c.pooled.se
+        assert (c.holm.low, c.holm.high) == pytest.approx(
+            (c.pooled.diff.value - half, c.pooled.diff.value + half))
     assert s.spearman.value == pytest.approx(stats.spearmanr(
         [c[2][0] for c in confirmed.values()], full.mean(1)).statistic)
-    assert s.seconds_per_epoch == 200.0 and s.train_hours == pytest.approx(12 * 630 / 3600)
+    assert s.seconds_per_epoch == 200.0 and s.run_hours == pytest.approx(12 * 630 / 3600)
 
 
 def test_a_pattern_missing_a_seed_is_left_out_never_a_seed(tmp_path):
@@ -153,6 +159,6 @@ def test_the_transfer_readme_numbers_are_its_runs(published):
     assert f"brief accuracy vs full-scale mean: {s.spearman_brief:+.2f}" in readme
     assert f"F test p = {s.design.p_value:.3f}" in readme
     assert f"{s.seconds_per_epoch:.0f} s per epoch" in readme
-    assert f"{s.train_hours:.2f} h of training" in readme
+    assert f"{s.run_hours:.2f} h of runs" in readme
     for row in s.rows:
         assert f"| {row.name} | {row.hash} |" in readme

@@ -7,6 +7,7 @@ import csv
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -152,22 +153,34 @@ class ControlledConfig:
                                 train=dict(h["train"]))
         return cls(Path(raw["bench"]), float(raw["min_margin"]), out, int(h["pairs"]), higher)
 
+    @cached_property
+    def _bench(self) -> tuple[list[Candidate], dict[str, dict[int, float]]]:
+        return bench_candidates(self.bench)
+
     def design(self) -> tuple[tuple[Pair, ...], tuple[Pair, ...],
                               dict[str, dict[int, float]]]:
         """Every matched pair of the benchmark, the ``higher_pairs`` of largest margin (in
         that order, ties by hash), and the benchmark's accuracies per hash and seed."""
-        candidates, accuracies = bench_candidates(self.bench)
+        candidates, accuracies = self._bench
         pairs = matched_pairs(candidates, self.min_margin)
         widest = sorted(pairs, key=lambda p: (-p.margin, p.short.hash))[:self.higher_pairs]
         return pairs, tuple(widest), accuracies
 
-    def with_patterns(self, trials: Mapping[str, int]) -> "TransferConfig":
+    def with_patterns(self, trials: Mapping[str, int] | None = None) -> "TransferConfig":
         """The higher-fidelity runs: each pattern of the widest pairs, named by its hash, as
-        the trial of the source study given in ``trials``."""
+        the trial of the source study given in ``trials`` (None: runs to read, not to train;
+        their trial is not needed)."""
         from dataclasses import replace
+
+        from ..errors import UserError
         _, widest, _ = self.design()
         hashes = [h for p in widest for h in (p.short.hash, p.long.hash)]
-        return replace(self.higher, patterns=tuple((h, trials[h]) for h in hashes))
+        missing = [h for h in hashes if trials is not None and h not in trials]
+        if missing:
+            raise UserError(f"{self.higher.source}: no completed trial of pattern "
+                            f"{', '.join(missing)}")
+        return replace(self.higher, patterns=tuple(
+            (h, -1 if trials is None else trials[h]) for h in hashes))
 
 
 @dataclass(frozen=True)
@@ -222,8 +235,7 @@ def higher_accuracies(cfg: ControlledConfig) -> dict[str, dict[int, float]]:
     """The higher-fidelity runs' test accuracies per hash and seed, those finished."""
     from .transfer import read_runs
 
-    transfer = cfg.with_patterns({h: 0 for p in cfg.design()[1]
-                                  for h in (p.short.hash, p.long.hash)})
+    transfer = cfg.with_patterns()
     return {name: {seed: run.test_accuracy for seed, run in runs.items()}
             for name, runs in read_runs(transfer).items()}
 
@@ -235,9 +247,11 @@ def pairs_figure(summary: ControlledSummary) -> "go.Figure":
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for name, result, color in (("benchmark fidelity, 12 seeds", summary.bench, "#1f77b4"),
-                                ("2x training, own seeds, test split", summary.higher,
-                                 "#d62728")):
+    higher = summary.higher
+    for name, result, color in (
+            (f"benchmark fidelity, {summary.bench.seeds} seeds", summary.bench, "#1f77b4"),
+            (f"higher fidelity, {higher.seeds if higher else 0} seeds of its own, test split",
+             higher, "#d62728")):
         if result is not None:
             fig.add_trace(go.Scatter(x=[p.margin for p in result.pairs],
                                      y=list(result.differences), mode="markers", name=name,
@@ -264,7 +278,7 @@ def result_lines(summary: ControlledSummary) -> list[str]:
              f"all pairs, benchmark fidelity: {paired(summary.bench)}",
              f"widest pairs, benchmark fidelity: {paired(summary.widest_bench)}"]
     if summary.higher is not None:
-        lines.append(f"widest pairs, 2x training, own seeds, test split: "
+        lines.append(f"widest pairs, higher fidelity, seeds of their own, test split: "
                      f"{paired(summary.higher)}")
     for c in summary.regression.coefficients[1:]:
         spec = "+.2e" if c.name == "params" else "+.4f"  # per parameter: a tiny number

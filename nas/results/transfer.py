@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import UserError
 from ..search.experiment.transfer import TransferConfig
 from ..stats import (
     BlockedDesign,
@@ -79,12 +80,12 @@ class TransferSummary:
     seeds: tuple[int, ...]
     winner: str                            # the source study's best confirmed search pattern
     spearman: Estimate                     # confirmed mean vs full mean, bootstrap over seeds
-    spearman_p: float                      # exact permutation p (one-sided: rho >= observed)
+    spearman_p: float                      # one-sided exact permutation p (rho >= observed)
     spearman_brief: float                  # brief accuracy vs full mean
     design: BlockedDesign                  # full scale: patterns x seeds
     comparisons: tuple[Comparison, ...]    # winner vs log, vs nearest
     seconds_per_epoch: float               # median over runs, one thread a run
-    train_hours: float                     # sum over runs (one core each)
+    run_hours: float                       # the runs' wall times summed (one core each)
     wall_hours: float                      # first start to last finish of the runs
 
 
@@ -162,13 +163,12 @@ def summarise(cfg: TransferConfig, confirmed: dict[str, tuple[str, float, tuple[
     small_means, full_means = small.mean(axis=1), full.mean(axis=1)
     low, high = bootstrap_spearman(small, full)
     every = [run for n in names for run in done[n].values()]
-    starts = [run.wall_seconds for run in every]
     return TransferSummary(
         rows, cfg.seeds, winner, Estimate(spearman(small_means, full_means), low, high),
         permutation_p(small_means, full_means),
         spearman(np.array([r.brief for r in rows]), full_means), design, comparisons,
         float(np.median([run.train_seconds / run.epochs for run in every])),
-        sum(starts) / 3600, _elapsed_hours(cfg))
+        sum(run.wall_seconds for run in every) / 3600, _elapsed_hours(cfg))
 
 
 def _elapsed_hours(cfg: TransferConfig) -> float:
@@ -194,12 +194,19 @@ def source_numbers(cfg: TransferConfig) -> tuple[dict[str, tuple[str, float, tup
     ev = study_evidence(load_study(source.name, source.storage_url))
     by_hash = {c.hash: c for c in ev.confirmed}
     out = {}
-    for name, _ in cfg.patterns:
+    for name, trial in cfg.patterns:
         digest = PatternSpec.load(cfg.spec_path(name)).hash
+        if digest not in by_hash:
+            raise UserError(f"{name}: trial {trial} of {source.name} trained pattern {digest}, "
+                            f"which its confirm stage did not confirm")
         c = by_hash[digest]
         out[name] = (digest, c.brief, c.accuracies)
-    best = next(c for c in ev.confirmed if c.label == "search")
-    return out, next(n for n, (h, _, _) in out.items() if h == best.hash)
+    best = next((c for c in ev.confirmed if c.label == "search"), None)
+    winner = next((n for n, (h, _, _) in out.items() if best and h == best.hash), None)
+    if winner is None:
+        raise UserError(f"the best confirmed search pattern of {source.name} is not among the "
+                        f"config's patterns: the comparisons need it")
+    return out, winner
 
 
 def transfer_figure(summary: TransferSummary) -> "go.Figure":

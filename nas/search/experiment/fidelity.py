@@ -164,7 +164,10 @@ class FidelityTable:
         for r in self.runs:
             if r.level == level:
                 score = r.test_accuracy if test else r.accuracy
-                assert score is not None, f"a {level} run without its test accuracy"
+                if score is None:  # only a storage edited, or written by another program
+                    raise UserError(f"the {level} run of pattern {r.hash}, seed {r.seed}, has "
+                                    f"no test accuracy, though {level} is scored on the test "
+                                    f"split")
                 out.setdefault(r.hash, {})[r.seed] = score
         return out
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...errors import ConfigError, UserError
+
 SKIPNAS = [sys.executable, "-m", "nas.cli"]
 
 
@@ -29,13 +31,32 @@ class TransferConfig:
     patterns: tuple[tuple[str, int], ...]    # (name, trial of the source study), in run order
     train: dict[str, Any]                    # flags of `skipnas train`
 
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError("workers: must be >= 1")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds: {list(self.seeds)} repeats a seed")
+        slugs = [self.slug(name) for name, _ in self.patterns]
+        if len(set(slugs)) != len(slugs):
+            raise ConfigError("patterns: two names share a run folder (names differ in more "
+                              "than spaces)")
+
     @classmethod
     def load(cls, path: str | Path) -> "TransferConfig":
+        """The config at ``path``; a missing key or a bad value is one clear error."""
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(source=raw["source"], out=Path(raw["out"]), workers=int(raw["workers"]),
-                   seeds=tuple(int(s) for s in raw["seeds"]),
-                   patterns=tuple((p["name"], int(p["trial"])) for p in raw["patterns"]),
-                   train=dict(raw["train"]))
+        try:
+            cfg = cls(source=raw["source"], out=Path(raw["out"]), workers=int(raw["workers"]),
+                      seeds=tuple(int(s) for s in raw["seeds"]),
+                      patterns=tuple((p["name"], int(p["trial"])) for p in raw["patterns"]),
+                      train=dict(raw["train"]))
+        except KeyError as e:
+            raise ConfigError(f"{path}: missing key {e.args[0]!r}") from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{path}: {e}") from None
+        if not cfg.seeds or not cfg.patterns:
+            raise ConfigError(f"{path}: needs at least one seed and one pattern")
+        return cfg
 
     def slug(self, name: str) -> str:
         return name.replace(" ", "")
@@ -59,14 +80,19 @@ def _log(cfg: TransferConfig, line: str) -> None:
         f.write(stamped + "\n")
 
 
-def train_all(cfg: TransferConfig) -> None:
-    """Export the patterns from the source study and train every (pattern, seed) not yet
-    done with `skipnas train`, ``workers`` runs at once, one thread each."""
+def export_specs(cfg: TransferConfig) -> None:
+    """Each pattern's spec, exported from its trial of the source study (once)."""
     (cfg.out / "specs").mkdir(parents=True, exist_ok=True)
     for name, trial in cfg.patterns:
         if not cfg.spec_path(name).is_file():
             subprocess.run([*SKIPNAS, "export", cfg.source, "--trial", str(trial),
                             "--out", str(cfg.spec_path(name))], check=True)
+
+
+def train_all(cfg: TransferConfig) -> None:
+    """Train every (pattern, seed) not yet done with `skipnas train` (specs exported first),
+    ``workers`` runs at once, one thread each; one error at the end when any run failed."""
+    export_specs(cfg)
     jobs = [(name, seed) for name, _ in cfg.patterns for seed in cfg.seeds
             if not (cfg.run_dir(name, seed) / "result.json").is_file()]
     _log(cfg, f"{cfg.out}: {len(jobs)} of {len(cfg.patterns) * len(cfg.seeds)} runs to go")
@@ -97,3 +123,7 @@ def train_all(cfg: TransferConfig) -> None:
 
     with ThreadPoolExecutor(cfg.workers) as pool:
         list(pool.map(one, jobs))
+    failed = [job for job in jobs if not (cfg.run_dir(*job) / "result.json").is_file()]
+    if failed:
+        raise UserError(f"{len(failed)} of {len(jobs)} runs failed (see {cfg.out / 'run.log'}); "
+                        f"the same command runs them again")
