@@ -162,3 +162,29 @@ def test_the_transfer_readme_numbers_are_its_runs(published):
     assert f"{s.run_hours:.2f} h of runs" in readme
     for row in s.rows:
         assert f"| {row.name} | {row.hash} |" in readme
+
+
+@pytest.mark.slow
+def test_the_runner_fails_loudly_then_trains_what_is_missing_once(tmp_path):
+    """A run that fails is logged and fails the command (nothing silently dropped); the same
+    command later trains it, and a third finds nothing to do."""
+    from nas.errors import UserError
+    from nas.search.experiment.transfer import train_all
+    from search_spaces import template_pattern
+    from tests.test_handoff import searched
+
+    good = {"dataset": "synthetic", "val_size": 64, "steps": 3, "batch_size": 16,
+            "growth": 4, "device": "cpu"}
+    cfg = TransferConfig("unused.toml", tmp_path, 1, (100,), (("log", 0),),
+                         {**good, "epochs": 0})
+    tmp_path.joinpath("specs").mkdir()
+    searched(template_pattern("log", [4])).save(cfg.spec_path("log"))
+    with pytest.raises(UserError, match="1 of 1 runs failed"):
+        train_all(cfg)
+    assert "FAILED log seed 100" in (tmp_path / "run.log").read_text()
+    ok = TransferConfig("unused.toml", tmp_path, 1, (100,), (("log", 0),), good)
+    train_all(ok)
+    result = json.loads((ok.run_dir("log", 100) / "result.json").read_text())
+    assert result["test_accuracy"] is not None and result["seed"] == 100
+    train_all(ok)
+    assert (tmp_path / "run.log").read_text().splitlines()[-1].endswith("0 of 1 runs to go")
