@@ -115,3 +115,17 @@ def test_the_published_readme_numbers_are_the_benchmark_and_the_runs(monkeypatch
     from nas.search.experiment.bench import load_bench
     assert not set(cfg.higher.seeds) & set(load_bench(cfg.bench).cfg.bench.seeds)
     assert all(set(runs) == set(cfg.higher.seeds) for runs in higher.values())
+
+
+@pytest.mark.slow
+def test_the_readmes_regression_on_the_principle_study_is_its_analysis():
+    from nas.results.analysis import analyze
+    from nas.search.storage.backends import load_study
+
+    study = load_study("principle_fashion_mnist", "sqlite:///" + str(
+        ROOT / "studies" / "results" / "principle_fashion_mnist" / "study.db"))
+    c = analyze(study, resamples=10).principle.regression.coefficient("mean_distance")
+    readme = (ROOT / "studies" / "results" / "principle_controlled_fashion_mnist" /
+              "README.md").read_text(encoding="utf-8")
+    assert (f"{c.estimate.value:+.4f} per unit of mean\n  distance "
+            f"{c.estimate.interval('+.4f')} (p = {c.p_value:.3f})") in readme
