@@ -10,6 +10,7 @@ import sys
 
 from optuna.trial import TrialState
 
+from nas.errors import UserError
 from nas.results.principle_controlled import ControlledConfig
 from nas.search.config import load_config
 from nas.search.experiment.transfer import train_all
@@ -56,4 +57,7 @@ def publish(config: str) -> None:
 
 
 if __name__ == "__main__":
-    {"run": run, "publish": publish}[sys.argv[1]](*sys.argv[2:])
+    try:
+        {"run": run, "publish": publish}[sys.argv[1]](*sys.argv[2:])
+    except UserError as e:  # one line, no traceback, as the CLI does
+        sys.exit(f"error: {e}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from nas.errors import UserError
 from nas.search.experiment.transfer import TransferConfig, export_specs, train_all
 
 
@@ -50,4 +51,7 @@ def publish(config: str) -> None:
 
 
 if __name__ == "__main__":
-    {"run": run, "publish": publish}[sys.argv[1]](*sys.argv[2:])
+    try:
+        {"run": run, "publish": publish}[sys.argv[1]](*sys.argv[2:])
+    except UserError as e:  # one line, no traceback, as the CLI does
+        sys.exit(f"error: {e}")

@@ -188,3 +188,22 @@ def test_the_runner_fails_loudly_then_trains_what_is_missing_once(tmp_path):
     assert result["test_accuracy"] is not None and result["seed"] == 100
     train_all(ok)
     assert (tmp_path / "run.log").read_text().splitlines()[-1].endswith("0 of 1 runs to go")
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "cannot read"),
+    ("source = [", "not TOML"),
+    ('source = "s"\nout = "o"\nworkers = 2\nseeds = [1]\n[train]\n', "missing key 'patterns'"),
+    ('source = "s"\nout = "o"\nworkers = 2\nseeds = [1, 1]\n[[patterns]]\nname = "a"\n'
+     'trial = 0\n[train]\n', "repeats a seed"),
+    ('source = "s"\nout = "o"\nworkers = 2\nseeds = [1]\n[[patterns]]\nname = "trial 1"\n'
+     'trial = 0\n[[patterns]]\nname = "trial1"\ntrial = 1\n[train]\n', "share a run folder"),
+])
+def test_a_bad_transfer_config_is_one_clear_error_before_any_training(tmp_path, text, message):
+    from nas.errors import ConfigError
+
+    path = tmp_path / "t.toml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        TransferConfig.load(path)

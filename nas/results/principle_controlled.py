@@ -142,16 +142,22 @@ class ControlledConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "ControlledConfig":
-        import tomllib
-
-        from ..search.experiment.transfer import TransferConfig
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        h = raw["higher"]
-        out = Path(raw["out"])
-        higher = TransferConfig(source=h["source"], out=out / "higher", workers=int(h["workers"]),
-                                seeds=tuple(int(s) for s in h["seeds"]), patterns=(),
-                                train=dict(h["train"]))
-        return cls(Path(raw["bench"]), float(raw["min_margin"]), out, int(h["pairs"]), higher)
+        from ..errors import ConfigError
+        from ..search.experiment.transfer import TransferConfig, read_toml
+        raw = read_toml(path)
+        try:
+            h = raw["higher"]
+            out = Path(raw["out"])
+            higher = TransferConfig(source=h["source"], out=out / "higher",
+                                    workers=int(h["workers"]),
+                                    seeds=tuple(int(s) for s in h["seeds"]), patterns=(),
+                                    train=dict(h["train"]))
+            return cls(Path(raw["bench"]), float(raw["min_margin"]), out, int(h["pairs"]),
+                       higher)
+        except KeyError as e:
+            raise ConfigError(f"{path}: missing key {e.args[0]!r}") from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{path}: {e}") from None
 
     @cached_property
     def _bench(self) -> tuple[list[Candidate], dict[str, dict[int, float]]]:

@@ -44,7 +44,7 @@ class TransferConfig:
     @classmethod
     def load(cls, path: str | Path) -> "TransferConfig":
         """The config at ``path``; a missing key or a bad value is one clear error."""
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        raw = read_toml(path)
         try:
             cfg = cls(source=raw["source"], out=Path(raw["out"]), workers=int(raw["workers"]),
                       seeds=tuple(int(s) for s in raw["seeds"]),
@@ -68,6 +68,16 @@ class TransferConfig:
         return self.out / "specs" / f"{self.slug(name)}.json"
 
 
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file at ``path``; unreadable or not TOML is one clear error."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not TOML ({e})") from None
+
+
 def _flags(train: dict[str, object]) -> list[str]:
     return [part for key, value in train.items()
             for part in (f"--{key.replace('_', '-')}", str(value))]
@@ -85,8 +95,10 @@ def export_specs(cfg: TransferConfig) -> None:
     (cfg.out / "specs").mkdir(parents=True, exist_ok=True)
     for name, trial in cfg.patterns:
         if not cfg.spec_path(name).is_file():
-            subprocess.run([*SKIPNAS, "export", cfg.source, "--trial", str(trial),
-                            "--out", str(cfg.spec_path(name))], check=True)
+            done = subprocess.run([*SKIPNAS, "export", cfg.source, "--trial", str(trial),
+                                   "--out", str(cfg.spec_path(name))])
+            if done.returncode != 0:  # skipnas said why, in one line, above
+                raise UserError(f"{name}: trial {trial} of {cfg.source} could not be exported")
 
 
 def train_all(cfg: TransferConfig) -> None:
