@@ -192,7 +192,7 @@ def test_the_runner_fails_loudly_then_trains_what_is_missing_once(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     (None, "cannot read"),
-    ("source = [", "not TOML"),
+    ("source = [", "not valid TOML"),
     ('source = "s"\nout = "o"\nworkers = 2\nseeds = [1]\n[train]\n', "missing key 'patterns'"),
     ('source = "s"\nout = "o"\nworkers = 2\nseeds = [1, 1]\n[[patterns]]\nname = "a"\n'
      'trial = 0\n[train]\n', "repeats a seed"),

@@ -143,7 +143,8 @@ class ControlledConfig:
     @classmethod
     def load(cls, path: str | Path) -> "ControlledConfig":
         from ..errors import ConfigError
-        from ..search.experiment.transfer import TransferConfig, read_toml
+        from ..search.config import read_toml
+        from ..search.experiment.transfer import TransferConfig
         raw = read_toml(path)
         try:
             h = raw["higher"]
@@ -160,14 +161,15 @@ class ControlledConfig:
             raise ConfigError(f"{path}: {e}") from None
 
     @cached_property
-    def _bench(self) -> tuple[list[Candidate], dict[str, dict[int, float]]]:
+    def candidates(self) -> tuple[list[Candidate], dict[str, dict[int, float]]]:
+        """The benchmark's candidates and accuracies (:func:`bench_candidates`), read once."""
         return bench_candidates(self.bench)
 
     def design(self) -> tuple[tuple[Pair, ...], tuple[Pair, ...],
                               dict[str, dict[int, float]]]:
         """Every matched pair of the benchmark, the ``higher_pairs`` of largest margin (in
         that order, ties by hash), and the benchmark's accuracies per hash and seed."""
-        candidates, accuracies = self._bench
+        candidates, accuracies = self.candidates
         pairs = matched_pairs(candidates, self.min_margin)
         widest = sorted(pairs, key=lambda p: (-p.margin, p.short.hash))[:self.higher_pairs]
         return pairs, tuple(widest), accuracies
@@ -208,7 +210,7 @@ def summarise(cfg: ControlledConfig, higher: Mapping[str, Mapping[int, float]]
     hash and seed (patterns missing a seed are left out with their pair; None when no pair is
     complete)."""
     pairs, widest, accuracies = cfg.design()
-    candidates, _ = bench_candidates(cfg.bench)
+    candidates, _ = cfg.candidates
     seeds = sorted(next(iter(accuracies.values())))
     seeds_higher = list(cfg.higher.seeds)
     done = tuple(p for p in widest if all(

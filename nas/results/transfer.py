@@ -24,7 +24,6 @@ from ..stats import (
     holm_levels,
     mean_ci,
     spearman,
-    t_quantile,
 )
 
 if TYPE_CHECKING:
@@ -101,11 +100,9 @@ def read_runs(cfg: TransferConfig) -> dict[str, dict[int, FullRun]]:
 
 
 def _paired(a: np.ndarray, b: np.ndarray) -> Difference:
-    d = a - b
-    mean, n = float(d.mean()), len(d)
-    se = float(d.std(ddof=1)) / math.sqrt(n)
-    half = t_quantile(n - 1) * se
-    return Difference(Estimate(mean, mean - half, mean + half), se, float(n - 1))
+    """a - b paired by seed: the t-interval of the per-seed differences."""
+    m = mean_ci(a - b)
+    return Difference(m.mean, m.se, float(m.n - 1))
 
 
 def bootstrap_spearman(small: np.ndarray, full: np.ndarray, resamples: int = BOOTSTRAP,

@@ -439,9 +439,14 @@ def _with_data_shape(raw: dict[str, Any]) -> dict[str, Any]:
 
 def load_config(path: str | Path) -> StudyConfig:
     """Read and validate a study TOML file."""
+    return config_from_dict(read_toml(path), str(path))
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file at ``path``; unreadable, not UTF-8 or not TOML is one clear error."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
     except UnicodeDecodeError:
@@ -452,7 +457,6 @@ def load_config(path: str | Path) -> StudyConfig:
         raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from None
     except ValueError as e:  # an integer of more digits than Python converts
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    return config_from_dict(raw, str(path))
 
 
 # What a study stores of its config (its `config` user attr), read back and checked against.

@@ -10,13 +10,13 @@ import os
 import subprocess
 import sys
 import time
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError, UserError
+from ..config import read_toml
 
 SKIPNAS = [sys.executable, "-m", "nas.cli"]
 
@@ -66,16 +66,6 @@ class TransferConfig:
 
     def spec_path(self, name: str) -> Path:
         return self.out / "specs" / f"{self.slug(name)}.json"
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """The TOML file at ``path``; unreadable or not TOML is one clear error."""
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not TOML ({e})") from None
 
 
 def _flags(train: dict[str, object]) -> list[str]:
